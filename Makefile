@@ -1,0 +1,32 @@
+# Command index for plip-nn. `make install` once, then the targets below.
+PY ?= .venv/bin/python
+export HF_HUB_OFFLINE=1
+export TRANSFORMERS_OFFLINE=1
+
+.PHONY: install test test-slow lint typecheck triangle bench model
+
+install:            ## venv + CPU torch + project with dev extras
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+
+test:               ## default test run (CPU, a few minutes)
+	$(PY) -m pytest -q -m "not slow" -n 2
+
+test-slow:          ## slow tests only
+	$(PY) -m pytest -q -m slow
+
+lint:
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+typecheck:
+	$(PY) -m mypy
+
+triangle:           ## the main job on the embedded model
+	.venv/bin/plip-nn triangle --out runs/triangle
+
+bench:              ## benchmarks -> benchmarks/RESULTS.md
+	$(PY) -m benchmarks.run
+
+model:              ## retrain the embedded model (see plip_nn/data/model/MODEL_CARD.md)
+	$(PY) scripts/train_embedded_model.py

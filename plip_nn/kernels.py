@@ -1,0 +1,274 @@
+"""Pure tensor functions that carry out attention edits and read attention levels.
+
+This module runs *inside* nnsight traces, including on NDIF's server sandbox, so it imports
+only ``torch`` and ``math`` and takes plain tensors, ints, floats and lists -- never our spec
+objects. A test imports it with every other import blocked.
+
+Shapes: ``scores`` and ``probs`` are ``[batch, heads, q, k]``. A *group* is one edit on one batch
+row: ``(batch_index, heads, sources, targets, opcode, param)`` where ``heads`` is a list of head
+indices or ``None`` (all heads), ``sources`` are query-row indices into ``q`` and ``targets`` key
+indices into ``k``. Opcodes: 0 = knockout, 1 = scale(param), 2 = set_value(param).
+
+Every function that edits also returns a float32 ``stats`` vector describing the group:
+``[level_before, level_after, mass_before, mass_after, max_error, n_bad]`` where ``level`` is
+the mean over targets of the head-mean weight (averaged over sources), ``mass`` the sum over
+targets, ``max_error`` the largest deviation of the achieved weights from what the operation
+requested, and ``n_bad`` counts rows that lost every allowed key or edges that were masked.
+"""
+
+import math
+
+import torch
+
+KNOCKOUT = 0
+SCALE = 1
+SET_VALUE = 2
+N_STATS = 6
+
+
+def _index(t: torch.Tensor, heads: list | None, n_heads: int, sources: list, targets: list):
+    device = t.device
+    h = torch.arange(n_heads, device=device) if heads is None else torch.tensor(heads, device=device)
+    s = torch.tensor(sources, device=device)
+    k = torch.tensor(targets, device=device)
+    return h, s, k
+
+
+def masked_threshold(dtype: torch.dtype) -> float:
+    """Scores at or below this value count as masked (HF adds ``finfo.min`` to masked keys)."""
+    return torch.finfo(dtype).min / 2
+
+
+def head_mean_levels(probs_rows: torch.Tensor, targets: torch.Tensor) -> tuple:
+    """Level and mass of ``probs_rows`` [heads, sources, k] on ``targets`` (head-mean, source-mean)."""
+    w = probs_rows.float()[:, :, targets].mean(0)  # [sources, targets]
+    mass = w.sum(-1).mean()
+    level = w.mean(-1).mean()
+    return level, mass
+
+
+def knockout_scores(scores: torch.Tensor, group: list) -> tuple:
+    """Set pre-softmax ``scores[b, heads, s, t] = -inf`` for the group's edges.
+
+    Returns the edited scores (a new tensor, same dtype) and the group's stats, with
+    ``level_before``/``mass_before`` from ``softmax(scores)`` of the edited rows and the
+    ``*_after`` values from the edited scores. ``max_error`` is the largest post-softmax weight
+    left on a knocked-out edge (must be exactly 0); ``n_bad`` counts rows left with no allowed
+    key plus edges that were already masked.
+    """
+    b, heads, sources, targets = group[0], group[1], group[2], group[3]
+    n_heads = scores.shape[1]
+    h, s, k = _index(scores, heads, n_heads, sources, targets)
+    hi = h[:, None]
+    si = s[None, :]
+    rows = scores[b, hi, si, :].float()  # [h, S, K]
+    thresh = masked_threshold(scores.dtype)
+    already_masked = (rows[:, :, k] <= thresh).sum()
+    before = torch.softmax(rows, dim=-1)
+    edited = rows.clone()
+    edited[:, :, k] = -math.inf
+    allowed_left = (edited > thresh).sum(-1)  # [h, S]
+    dead_rows = (allowed_left == 0).sum()
+    after = torch.softmax(edited, dim=-1)
+    out = scores.clone()
+    out[b, hi, si, :] = edited.to(scores.dtype)
+    lb, mb = head_mean_levels(before, k)
+    la, ma = head_mean_levels(after, k)
+    err = after[:, :, k].abs().max()
+    stats = torch.stack([lb, la, mb, ma, err, (dead_rows + already_masked).float()])
+    return out, stats
+
+
+def scale_probs(probs: torch.Tensor, group: list, scores=None) -> tuple:
+    """Multiply the group's target weights by ``factor`` (``group[5]``) and renormalise the rows.
+
+    ``max_error`` compares the achieved target mass of every edited (head, source) row with
+    ``f*m / (1 - m + f*m)`` where ``m`` is that row's mass before the edit. If ``scores`` is
+    given, edges already masked there are counted in ``n_bad``.
+    """
+    b, heads, sources, targets, factor = group[0], group[1], group[2], group[3], group[5]
+    n_heads = probs.shape[1]
+    h, s, k = _index(probs, heads, n_heads, sources, targets)
+    hi = h[:, None]
+    si = s[None, :]
+    rows = probs[b, hi, si, :].float()  # [h, S, K]
+    m = rows[:, :, k].sum(-1)  # [h, S]
+    edited = rows.clone()
+    edited[:, :, k] = edited[:, :, k] * factor
+    edited = edited / edited.sum(-1, keepdim=True)
+    out = probs.clone()
+    out[b, hi, si, :] = edited.to(probs.dtype)
+    achieved = out[b, hi, si, :].float()
+    expected = factor * m / (1.0 - m + factor * m)
+    err = (achieved[:, :, k].sum(-1) - expected).abs().max()
+    n_bad = torch.zeros((), dtype=torch.float32, device=probs.device)
+    if scores is not None:
+        n_bad = (scores[b, hi, si, :][:, :, k] <= masked_threshold(scores.dtype)).sum().float()
+    lb, mb = head_mean_levels(rows, k)
+    la, ma = head_mean_levels(achieved, k)
+    stats = torch.stack([lb, la, mb, ma, err, n_bad])
+    return out, stats
+
+
+def set_value_probs(probs: torch.Tensor, scores: torch.Tensor, group: list) -> tuple:
+    """Give each target edge exactly ``value`` (``group[5]``); other allowed keys share the rest.
+
+    Allowed keys are those whose pre-softmax score is not masked. Non-target allowed keys keep
+    their relative proportions and share ``1 - value*|T|``; masked keys stay 0. A row whose
+    non-target allowed keys carry no probability at all gets the rest spread evenly over them;
+    a row with no non-target allowed key is counted in ``n_bad`` (it cannot be renormalised).
+    ``max_error`` is the largest deviation of a target weight from ``value`` or of a masked
+    key from 0.
+    """
+    b, heads, sources, targets, value = group[0], group[1], group[2], group[3], group[5]
+    n_heads = probs.shape[1]
+    h, s, k = _index(probs, heads, n_heads, sources, targets)
+    hi = h[:, None]
+    si = s[None, :]
+    rows = probs[b, hi, si, :].float()  # [h, S, K]
+    allowed = scores[b, hi, si, :] > masked_threshold(scores.dtype)  # [h, S, K]
+    is_target = torch.zeros(rows.shape[-1], dtype=torch.bool, device=rows.device)
+    is_target[k] = True
+    others = allowed & ~is_target  # [h, S, K]
+    rest = 1.0 - value * len(targets)
+    other_w = torch.where(others, rows, torch.zeros_like(rows))
+    other_mass = other_w.sum(-1, keepdim=True)
+    n_others = others.sum(-1, keepdim=True)
+    uniform = others.float() / n_others.clamp(min=1)
+    share = torch.where(other_mass > 0, other_w / other_mass.clamp(min=1e-38), uniform)
+    edited = share * rest
+    edited[:, :, k] = value
+    masked_targets = (~allowed[:, :, k]).sum()
+    n_bad = (n_others == 0).sum() + masked_targets
+    out = probs.clone()
+    out[b, hi, si, :] = edited.to(probs.dtype)
+    achieved = out[b, hi, si, :].float()
+    err_t = (achieved[:, :, k] - value).abs().max()
+    err_m = torch.where(allowed, torch.zeros_like(achieved), achieved).abs().max()
+    lb, mb = head_mean_levels(rows, k)
+    la, ma = head_mean_levels(achieved, k)
+    stats = torch.stack([lb, la, mb, ma, torch.maximum(err_t, err_m), n_bad.float()])
+    return out, stats
+
+
+def read_levels(probs: torch.Tensor, b: int, sources: list, targets: list) -> torch.Tensor:
+    """``[level, mass]`` of batch row ``b`` from ``sources`` to ``targets`` (head-mean)."""
+    h, s, k = _index(probs, None, probs.shape[1], sources, targets)
+    rows = probs[b][:, s, :]  # [H, S, K]
+    level, mass = head_mean_levels(rows, k)
+    return torch.stack([level, mass])
+
+
+def apply_score_groups(scores: torch.Tensor, groups: list) -> tuple:
+    """Apply every knockout group to ``scores``; returns (scores, stats [n_groups, N_STATS])."""
+    stats = []
+    for g in groups:
+        scores, st = knockout_scores(scores, g)
+        stats.append(st)
+    return scores, stats
+
+
+def apply_prob_groups(probs: torch.Tensor, scores, groups: list) -> tuple:
+    """Apply every scale / set-value group to ``probs``; returns (probs, list of stats)."""
+    stats = []
+    for g in groups:
+        if g[4] == SCALE:
+            probs, st = scale_probs(probs, g, scores)
+        else:
+            probs, st = set_value_probs(probs, scores, g)
+        stats.append(st)
+    return probs, stats
+
+
+def last_logprobs(logits: torch.Tensor) -> torch.Tensor:
+    """log-softmax of the last position in float32: ``[batch, seq, vocab] -> [batch, vocab]``."""
+    return torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+
+
+def kl_rows(logp_base: torch.Tensor, logp_cond: torch.Tensor) -> torch.Tensor:
+    """KL(P_base || P_cond) per row in nats, float64: ``sum p_base * (log p_base - log p_cond)``."""
+    pb = logp_base.double()
+    pc = logp_cond.double()
+    terms = torch.where(pb > -math.inf, pb.exp() * (pb - pc), torch.zeros_like(pb))
+    return terms.sum(-1)
+
+
+def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple:
+    """Sum and count of the negative log-likelihood of each row's own tokens.
+
+    Position ``i`` predicts token ``i + 1``; padded positions (mask 0) are excluded on both sides.
+    Returns ``(nll_sum [batch] float64, n_tokens [batch] int64)``.
+    """
+    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
+    nxt = input_ids[:, 1:]
+    tok = logp.gather(-1, nxt[..., None])[..., 0].double()  # [batch, seq-1]
+    valid = (attention_mask[:, 1:] > 0) & (attention_mask[:, :-1] > 0)
+    nll = torch.where(valid, -tok, torch.zeros_like(tok)).sum(-1)
+    return nll, valid.sum(-1)
+
+
+def group_levels(probs: torch.Tensor, group: list) -> torch.Tensor:
+    """``[level, mass, max_weight]`` of a group's edges in ``probs`` (level/mass head-mean over
+    all heads; ``max_weight`` over the group's own heads)."""
+    b, heads, sources, targets = group[0], group[1], group[2], group[3]
+    h, s, k = _index(probs, heads, probs.shape[1], sources, targets)
+    level, mass = head_mean_levels(probs[b][:, s, :], k)
+    own = probs[b, h[:, None], s[None, :], :][:, :, k].float()
+    return torch.stack([level, mass, own.abs().max()])
+
+
+def traced_pass(model, inputs: dict, sites: list, plan: dict, base_lp, base_rows, keep: bool, in_session: bool) -> dict:
+    """One nnsight trace applying ``plan`` and computing the summaries; returns saved values.
+
+    ``sites[layer] = (module_path, call_op, softmax_op)``; ``plan[layer]`` has lists ``score``
+    (knockout groups), ``prob`` (scale/set-value groups) and ``read`` (``[row, sources,
+    targets]``). With ``base_lp`` (``[n_prompts, vocab]`` baseline last-position log-probs) and
+    ``base_rows`` (the prompt row of each batch row) it also computes KL and top-1 agreement.
+    Returns ``(saved summaries, last-position log-probs)``; inside a session the log-probs
+    stay on the server (they feed the KL of later traces) and only come back if ``keep``.
+    """
+    out = {}
+    with model.trace(inputs):
+        for layer in sorted(plan):
+            lp = plan[layer]
+            path, call_op, sm_op = sites[layer]
+            op = getattr(getattr(model.get(path).source, call_op).source, sm_op)
+            scores = None
+            ko_stats = []
+            if lp["score"] or lp["prob"]:
+                scores = op.input
+            if lp["score"]:
+                scores, ko_stats = apply_score_groups(scores, lp["score"])
+                op.input = scores
+            probs = op.output
+            pr_stats = []
+            if lp["prob"]:
+                probs, pr_stats = apply_prob_groups(probs, scores, lp["prob"])
+                op.output = probs
+            for i, g in enumerate(lp["score"]):
+                after = group_levels(probs, g)
+                st = ko_stats[i]
+                # before-values from the kernel, after-values from the op's real output
+                ko_stats[i] = torch.stack([st[0], after[0], st[2], after[1], after[2], st[5]])
+            reads = [read_levels(probs, r[0], r[1], r[2]) for r in lp["read"]]
+            if ko_stats:
+                out["ko" + str(layer)] = torch.stack(ko_stats).cpu().save()
+            if pr_stats:
+                out["pr" + str(layer)] = torch.stack(pr_stats).cpu().save()
+            if reads:
+                out["rd" + str(layer)] = torch.stack(reads).cpu().save()
+        logits = model.output.logits
+        lp_last = last_logprobs(logits)
+        nll, ntok = token_nll(logits, inputs["input_ids"], inputs["attention_mask"])
+        out["nll"] = nll.cpu().save()
+        out["ntok"] = ntok.cpu().save()
+        out["top1"] = lp_last.argmax(-1).cpu().save()
+        if base_lp is not None:
+            ref = base_lp[base_rows]
+            out["kl"] = kl_rows(ref, lp_last).cpu().save()
+            out["top1_base"] = ref.argmax(-1).cpu().save()
+        if keep:
+            out["lp"] = lp_last.cpu().save()
+        if not in_session:
+            lp_last = lp_last.save()
+    return out, lp_last

@@ -1,0 +1,448 @@
+"""Model loading and structural resolution of the attention intervention points.
+
+plip-nn edits attention inside *unmodified* HuggingFace models through nnsight. The intervention
+point is the softmax inside each attention module's eager attention function: its input is the
+masked pre-softmax score tensor ``[batch, heads, q, k]``, its output the probabilities.
+
+nnsight names operations by the code it instruments (``attention_interface_1``,
+``nn_functional_softmax_0``) and those names shift between versions. We therefore find them
+*structurally* and name them with nnsight's own instrumenter, so the labels always match:
+
+1. the decoder layers are the ``nn.ModuleList`` whose length is ``config.num_hidden_layers``;
+2. in each layer, the attention module is the submodule whose ``forward`` calls a function it
+   obtained from an attention-function registry lookup ``X.get_interface(impl, default)``
+   (transformers' dispatch); the eager function is that lookup's ``default``;
+3. inside the eager function, the intervention point is its single call to ``softmax``.
+
+A runtime self-check (:meth:`ModelHandle.self_check`) then runs one tiny trace and verifies that
+the op's input is causally masked and its output is a row-stochastic ``[batch, heads, q, k]``
+tensor. Anything that does not resolve raises :class:`UnsupportedArchitectureError`.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import logging
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "AttentionSite",
+    "ModelHandle",
+    "ModelLoadError",
+    "UnsupportedArchitectureError",
+    "load_model",
+    "wrap_model",
+]
+
+log = logging.getLogger(__name__)
+
+
+class UnsupportedArchitectureError(RuntimeError):
+    """The attention intervention point could not be found or failed the self-check."""
+
+
+class ModelLoadError(ValueError):
+    """A model name/path could not be loaded (bad input: the message says what to do)."""
+
+
+@dataclass(frozen=True)
+class AttentionSite:
+    """Where one layer's attention probabilities are computed, as nnsight paths/labels."""
+
+    layer: int
+    module_path: str  # e.g. "model.layers.3.self_attn"
+    call_op: str  # label of the attention-function call in the module's forward
+    softmax_op: str  # label of the softmax inside the eager attention function
+
+
+def _instrument_labels(func: Callable) -> dict[str, ast.Call]:
+    """Label -> call node for every call in ``func``, labelled exactly as nnsight labels them."""
+    try:
+        from nnsight.intervention.source import Instrument, decorator_chain
+    except ImportError as err:  # pragma: no cover - depends on the installed nnsight
+        raise UnsupportedArchitectureError(
+            "this nnsight version has no source instrumenter (nnsight.intervention.source."
+            "Instrument); install nnsight 0.8.x"
+        ) from err
+
+    inner, _ = decorator_chain(func)
+    code = inner.__code__
+    lines, _ = inspect.getsourcelines(code)
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    calls: dict[str, ast.Call] = {}
+
+    class Recording(Instrument):  # type: ignore[misc]
+        def wrap(self, name, fn, args, keywords, node):  # type: ignore[no-untyped-def]
+            wrapped = super().wrap(name, fn, args, keywords, node)
+            if isinstance(node, ast.Call):
+                calls[self.names[-1]] = node
+            return wrapped
+
+    Recording().visit(tree)
+    return calls
+
+
+def _dotted(expr: ast.expr) -> list[str]:
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if isinstance(expr, ast.Name):
+        parts.append(expr.id)
+    return parts[::-1]
+
+
+def _registry_defaults(func: Callable) -> dict[str, ast.expr]:
+    """Local names bound to ``X.get_interface(impl, default)`` in ``func`` -> the default expr."""
+    inner = inspect.unwrap(func)
+    source = textwrap.dedent(inspect.getsource(inner))
+    out: dict[str, ast.expr] = {}
+    for node in ast.walk(ast.parse(source)):
+        target: ast.expr | None = None
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        if not isinstance(target, ast.Name) or not isinstance(value, ast.Call):
+            continue
+        callee = _dotted(value.func)
+        if callee and callee[-1] == "get_interface" and len(value.args) >= 2:
+            out[target.id] = value.args[1]
+    return out
+
+
+def _resolve_global(func: Callable, expr: ast.expr) -> Callable | None:
+    parts = _dotted(expr)
+    if not parts:
+        return None
+    inner = inspect.unwrap(func)
+    namespace: Any = getattr(inner, "__globals__", None) or vars(sys.modules[inner.__module__])
+    obj: Any = namespace.get(parts[0])
+    for p in parts[1:]:
+        obj = getattr(obj, p, None)
+    return obj if callable(obj) else None
+
+
+def _module_forward(module: torch.nn.Module) -> Callable:
+    from nnsight.intervention.source import module_body
+
+    return module_body(module)
+
+
+def _find_attention_call(module: torch.nn.Module) -> tuple[str, Callable] | None:
+    """The label of the attention-function call in ``module.forward`` and the eager function."""
+    try:
+        forward = _module_forward(module)
+        defaults = _registry_defaults(forward)
+    except (OSError, TypeError, SyntaxError):
+        return None
+    if not defaults:
+        return None
+    labels = _instrument_labels(forward)
+    for label, call in labels.items():
+        if isinstance(call.func, ast.Name) and call.func.id in defaults:
+            eager = _resolve_global(forward, defaults[call.func.id])
+            if eager is not None:
+                return label, eager
+    return None
+
+
+def _find_softmax(eager: Callable) -> str:
+    labels = _instrument_labels(eager)
+    found = [label for label, call in labels.items() if _dotted(call.func)[-1:] == ["softmax"]]
+    if len(found) != 1:
+        raise UnsupportedArchitectureError(
+            f"expected exactly one softmax call in {eager.__module__}.{eager.__qualname__}, "
+            f"found {found}; this attention function is not supported"
+        )
+    return found[0]
+
+
+def _decoder_layers(model: torch.nn.Module, n_layers: int) -> tuple[str, torch.nn.ModuleList]:
+    candidates = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) == n_layers
+    ]
+    if not candidates:
+        raise UnsupportedArchitectureError(
+            f"no nn.ModuleList of length num_hidden_layers={n_layers} in "
+            f"{type(model).__name__}; cannot find the decoder layers"
+        )
+    # The shallowest match is the decoder stack (deeper ones would be inside a layer).
+    return min(candidates, key=lambda c: c[0].count("."))
+
+
+def resolve_sites(model: torch.nn.Module) -> list[AttentionSite]:
+    """Find every layer's attention module, its attention-function call and the softmax inside."""
+    config = model.config
+    n_layers = int(config.num_hidden_layers)
+    stack_name, layers = _decoder_layers(model, n_layers)
+    sites: list[AttentionSite] = []
+    cache: dict[type, tuple[str, str] | None] = {}
+    for i, layer in enumerate(layers):
+        found: tuple[str, str, str] | None = None
+        for sub_name, sub in layer.named_modules():
+            if sub is layer:
+                continue
+            key = type(sub)
+            if key not in cache:
+                hit = _find_attention_call(sub)
+                cache[key] = None if hit is None else (hit[0], _find_softmax(hit[1]))
+            resolved = cache[key]
+            if resolved is not None:
+                found = (sub_name, *resolved)
+                break
+        if found is None:
+            raise UnsupportedArchitectureError(
+                f"{type(model).__name__} layer {i}: no submodule calls an attention function "
+                "obtained from transformers' attention registry (get_interface); this "
+                "architecture is not supported"
+            )
+        prefix = f"{stack_name}.{i}" if stack_name else str(i)
+        sites.append(
+            AttentionSite(
+                layer=i,
+                module_path=f"{prefix}.{found[0]}",
+                call_op=found[1],
+                softmax_op=found[2],
+            )
+        )
+    return sites
+
+
+def _sliding_windows(config: Any, n_layers: int) -> list[int | None]:
+    """Per-layer sliding window (keys with ``s - t >= window`` are masked), None = full."""
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if not window:
+        return [None] * n_layers
+    if layer_types is not None:
+        return [int(window) if t == "sliding_attention" else None for t in layer_types]
+    if getattr(config, "use_sliding_window", True) is False:
+        return [None] * n_layers
+    return [int(window)] * n_layers
+
+
+class ModelHandle:
+    """An nnsight-wrapped HF causal LM with its resolved attention sites.
+
+    Attributes:
+        nn: the ``nnsight.TransformersModel``.
+        hf: the underlying HF model (``None`` for a remote-only meta model).
+        tokenizer: the model's tokenizer.
+        name: model name or path (recorded in manifests).
+        revision: model revision if known.
+        sites: one :class:`AttentionSite` per layer.
+        sliding_windows: per-layer sliding window or None.
+    """
+
+    def __init__(
+        self,
+        nn_model: Any,
+        hf_model: torch.nn.Module,
+        sites: list[AttentionSite],
+        *,
+        name: str,
+        revision: str | None = None,
+    ) -> None:
+        self.nn = nn_model
+        self.hf = hf_model
+        self.tokenizer = nn_model.tokenizer
+        self.name = name
+        self.revision = revision
+        config = self.hf.config
+        self.config = config
+        self.n_layers = int(config.num_hidden_layers)
+        self.n_heads = int(config.num_attention_heads)
+        self.attn_implementation = getattr(config, "_attn_implementation", None)
+        self.sites = sites
+        self.sliding_windows = _sliding_windows(config, self.n_layers)
+
+    # -- in-trace access -------------------------------------------------------------------
+    def attention_call(self, layer: int) -> Any:
+        """The nnsight op of the attention-function call at ``layer`` (inside a trace)."""
+        site = self.sites[layer]
+        return getattr(self.nn.get(site.module_path).source, site.call_op)
+
+    def softmax(self, layer: int) -> Any:
+        """The nnsight op of the attention softmax at ``layer`` (inside a trace)."""
+        site = self.sites[layer]
+        return getattr(self.attention_call(layer).source, site.softmax_op)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    def require_eager(self, why: str) -> None:
+        """Raise unless the model runs eager attention (needed to read/edit probabilities)."""
+        if self.attn_implementation != "eager":
+            raise UnsupportedArchitectureError(
+                f"{why} needs eager attention, but the model runs "
+                f"{self.attn_implementation!r}; load it with attn_implementation='eager' "
+                "(load_model does this by default) or use the additive-mask route "
+                "(Knockout/Scale only)"
+            )
+
+    def self_check(self) -> None:
+        """Run one tiny trace and verify the softmax op behaves like attention probabilities.
+
+        Checks at the first and last layer: the op's input is ``[batch, heads, q, k]`` with
+        ``heads == num_attention_heads``, future keys are masked, the output rows sum to 1 and
+        put zero weight on future keys.
+        """
+        self.require_eager("the self-check")
+        n = 5
+        ids = torch.arange(1, n + 1, device=self.device)[None] % int(self.config.vocab_size)
+        mask = torch.ones_like(ids)
+        layers = sorted({0, self.n_layers - 1})
+        saved: dict[int, tuple[Any, Any]] = {}
+        try:
+            with torch.inference_mode(), self.nn.trace({"input_ids": ids, "attention_mask": mask}):
+                for layer in layers:
+                    op = self.softmax(layer)
+                    saved[layer] = (op.input.save(), op.output.save())
+        except Exception as err:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: the attention softmax op could not be traced ({err}); "
+                f"sites: {self.sites[0]}"
+            ) from err
+        for layer, (scores, probs) in saved.items():
+            scores, probs = scores.float(), probs.float()
+            shape = (1, self.n_heads, n, n)
+            future = torch.ones(n, n, dtype=torch.bool, device=probs.device).triu(1)
+            problems = []
+            if tuple(probs.shape) != shape or tuple(scores.shape) != shape:
+                problems.append(f"shapes {tuple(scores.shape)}/{tuple(probs.shape)} != {shape}")
+            else:
+                if not torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-4):
+                    problems.append("output rows do not sum to 1")
+                if probs[..., future].abs().max() > 0:
+                    problems.append("output puts weight on future keys")
+                if (scores[..., future] > torch.finfo(scores.dtype).min / 2).any():
+                    problems.append("input is not causally masked")
+            if problems:
+                raise UnsupportedArchitectureError(
+                    f"{self.name} layer {layer}: op {self.sites[layer].softmax_op} is not the "
+                    f"attention softmax: {'; '.join(problems)}"
+                )
+
+
+def _ensure_eager(hf_model: torch.nn.Module) -> None:
+    current = getattr(hf_model.config, "_attn_implementation", None)
+    if current == "eager":
+        return
+    log.warning("switching %s from %r to eager attention", type(hf_model).__name__, current)
+    setter = getattr(hf_model, "set_attn_implementation", None)
+    if setter is None:
+        raise UnsupportedArchitectureError(
+            f"{type(hf_model).__name__} runs {current!r} attention and cannot be switched; "
+            "load it with attn_implementation='eager'"
+        )
+    setter("eager")
+
+
+def wrap_model(
+    hf_model: torch.nn.Module,
+    tokenizer: Any,
+    *,
+    name: str = "in-memory",
+    revision: str | None = None,
+    eager: bool = True,
+    check: bool = True,
+) -> ModelHandle:
+    """Wrap an in-memory HF causal LM for editing.
+
+    Args:
+        hf_model: a ``*ForCausalLM`` model.
+        tokenizer: its tokenizer (a fast tokenizer with offsets).
+        name: recorded in manifests.
+        revision: recorded in manifests.
+        eager: switch to eager attention (required to read or SetValue probabilities).
+        check: run :meth:`ModelHandle.self_check`.
+    """
+    from nnsight import TransformersModel
+
+    if eager:
+        _ensure_eager(hf_model)
+    hf_model.eval()
+    # Resolve before nnsight installs its controllers over the modules' forwards.
+    sites = resolve_sites(hf_model)
+    nn_model = TransformersModel(hf_model, tokenizer=tokenizer, dispatch=True)
+    handle = ModelHandle(nn_model, hf_model, sites, name=name, revision=revision)
+    if check and eager:
+        handle.self_check()
+    return handle
+
+
+def load_model(
+    name_or_path: str | Path | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str | torch.dtype | None = None,
+    revision: str | None = None,
+    eager: bool = True,
+    check: bool = True,
+) -> ModelHandle:
+    """Load a causal LM by HF name or local path (default: the embedded tiny code model).
+
+    Raises:
+        ModelLoadError: the name/path does not exist or is not a causal LM.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from plip_nn.embedded import EMBEDDED_MODEL_DIR, EMBEDDED_MODEL_NAME
+
+    if name_or_path is None or str(name_or_path) in ("embedded", EMBEDDED_MODEL_NAME):
+        path: str = str(EMBEDDED_MODEL_DIR)
+        name = EMBEDDED_MODEL_NAME
+    else:
+        path = str(name_or_path)
+        name = path
+    torch_dtype = _parse_dtype(dtype)
+    kwargs: dict[str, Any] = {"revision": revision} if revision else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            path,
+            attn_implementation="eager" if eager else None,
+            dtype=torch_dtype if torch_dtype is not None else "auto",
+            **kwargs,
+        )
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(
+            f"cannot load model {name_or_path!r}: {first}. Pass a local model directory or a "
+            "HuggingFace model name that is available offline (or omit --model to use the "
+            "embedded model)"
+        ) from err
+    if torch_dtype is None and hf_model.dtype in (torch.float16, torch.bfloat16) and device == "cpu":
+        # Half precision on CPU is slow and imprecise; compute in float32 unless asked.
+        hf_model = hf_model.float()
+    hf_model = hf_model.to(device)
+    return wrap_model(hf_model, tokenizer, name=name, revision=revision, eager=eager, check=check)
+
+
+def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    if dtype not in table:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {sorted(table)}")
+    return table[dtype]

@@ -1,0 +1,563 @@
+"""Run attention edits inside nnsight traces and return small per-item summaries.
+
+One API covers every mode: a single prompt, a left-padded batch, many conditions in one nnsight
+session, nnsight's offline remote simulation (``remote="local"``) and NDIF (``remote="ndif"``).
+Summaries -- KL to the baseline at the last position, top-1 agreement, the NLL of the sample's
+own tokens, attention levels on edited and probed edges -- are computed *inside* the trace, so a
+remote run never ships ``[heads, seq, seq]`` tensors back.
+
+Every edited pass proves its edit: the achieved attention is recorded next to the value before
+the edit, and a disagreement with the requested operation raises
+:class:`~plip_nn.edits.EditVerificationError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from plip_nn import kernels
+from plip_nn.edits import (
+    AttentionEdit,
+    CausallyMaskedEdgeError,
+    Condition,
+    EditSpecError,
+    EditVerificationError,
+    Knockout,
+    Probe,
+    Scale,
+    SetValue,
+)
+from plip_nn.models import ModelHandle
+
+__all__ = [
+    "EditReading",
+    "Item",
+    "ItemResult",
+    "Remote",
+    "RemoteConfigError",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+Remote = Literal["none", "local", "ndif"]
+REMOTES = ("none", "local", "ndif")
+
+
+class RemoteConfigError(ValueError):
+    """Remote execution was requested but cannot be configured (e.g. no API key)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Item:
+    """One forward pass to run: a token sequence under a condition.
+
+    Args:
+        key: unique key of the item (e.g. ``"sample/condition"``).
+        sample_id: id of the sample, named in errors.
+        input_ids: the unpadded token ids.
+        condition: the edits to apply (no edits = baseline).
+        probe: extra edges whose attention is read at each of ``probe.layers`` (e.g. a layer scan).
+    """
+
+    key: str
+    sample_id: str
+    input_ids: tuple[int, ...]
+    condition: Condition
+    probe: Probe | None = None
+
+    def __post_init__(self) -> None:
+        ids = tuple(int(i) for i in self.input_ids)
+        if len(ids) < 2:
+            raise EditSpecError(
+                f"sample {self.sample_id!r}: {len(ids)} tokens; need at least 2 (a source and a target)"
+            )
+        object.__setattr__(self, "input_ids", ids)
+
+
+@dataclass(frozen=True)
+class EditReading:
+    """Attention on one edit's edges at one layer, before and after the edit (head-mean)."""
+
+    edit: int
+    layer: int
+    op: str
+    level_before: float
+    level_after: float
+    mass_before: float
+    mass_after: float
+    max_error: float
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """Summaries of one item, all computed inside the trace."""
+
+    key: str
+    sample_id: str
+    condition: str
+    kl: float  # KL(P_baseline || P_condition), nats, last position
+    top1_same: bool
+    top1_baseline: int
+    top1_condition: int
+    nll_baseline: float  # sum over the sample's own tokens
+    nll_condition: float
+    n_tokens: int
+    readings: tuple[EditReading, ...]
+    probe_baseline: dict[int, tuple[float, float]] = field(default_factory=dict)  # layer -> (level, mass)
+    probe_condition: dict[int, tuple[float, float]] = field(default_factory=dict)
+    logprobs: torch.Tensor | None = None  # [vocab] last-position log-probs of the condition
+    # (edit index, layer) -> (level, mass) of the edited edges in the unedited pass
+    edit_baseline: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def ppl_baseline(self) -> float:
+        return math.exp(self.nll_baseline / self.n_tokens)
+
+    @property
+    def ppl_condition(self) -> float:
+        return math.exp(self.nll_condition / self.n_tokens)
+
+
+# --------------------------------------------------------------------------------------------
+# Plans: plain data (lists of ints/floats) that the in-trace code consumes.
+
+
+def _opcode(op: Knockout | Scale | SetValue) -> tuple[int, float]:
+    if isinstance(op, Knockout):
+        return kernels.KNOCKOUT, 0.0
+    if isinstance(op, Scale):
+        return kernels.SCALE, op.factor
+    return kernels.SET_VALUE, op.value
+
+
+@dataclass
+class _LayerPlan:
+    score_groups: list = field(default_factory=list)  # knockout groups
+    prob_groups: list = field(default_factory=list)  # scale / set-value groups
+    reads: list = field(default_factory=list)  # [row, sources, targets]
+    # Where each group's stats go: (row, edit index, opcode) in group order.
+    score_tags: list = field(default_factory=list)
+    prob_tags: list = field(default_factory=list)
+    read_tags: list = field(default_factory=list)  # row
+
+
+def _plain(plan: dict[int, _LayerPlan]) -> dict:
+    """The plan as plain dicts/lists (what crosses into the trace, and to NDIF)."""
+    return {
+        layer: {"score": lp.score_groups, "prob": lp.prob_groups, "read": lp.reads}
+        for layer, lp in plan.items()
+    }
+
+
+def _build_plan(
+    rows: Sequence[Item], offsets: Sequence[int], *, with_edits: bool
+) -> dict[int, _LayerPlan]:
+    plan: dict[int, _LayerPlan] = {}
+    for r, (item, off) in enumerate(zip(rows, offsets)):
+        if with_edits:
+            for e_idx, edit in enumerate(item.condition.edits):
+                code, param = _opcode(edit.op)
+                src = [s + off for s in edit.sources]
+                tgt = [t + off for t in edit.targets]
+                heads = None if edit.heads is None else list(edit.heads)
+                for layer in edit.layers:
+                    lp = plan.setdefault(layer, _LayerPlan())
+                    group = [r, heads, src, tgt, code, param]
+                    if code == kernels.KNOCKOUT:
+                        lp.score_groups.append(group)
+                        lp.score_tags.append((r, e_idx))
+                    else:
+                        lp.prob_groups.append(group)
+                        lp.prob_tags.append((r, e_idx))
+        if item.probe is not None:
+            for layer in item.probe.layers:
+                lp = plan.setdefault(layer, _LayerPlan())
+                lp.reads.append(
+                    [r, [s + off for s in item.probe.sources], [t + off for t in item.probe.targets]]
+                )
+                lp.read_tags.append((r, "probe", layer))
+    return plan
+
+
+def _pad_batch(
+    seqs: Sequence[tuple[int, ...]], pad_id: int, device: torch.device
+) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """Left-pad ``seqs``; returns model inputs and each row's pad offset."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    offsets = []
+    for r, s in enumerate(seqs):
+        off = width - len(s)
+        ids[r, off:] = torch.tensor(s, dtype=torch.long)
+        mask[r, off:] = 1
+        offsets.append(off)
+    # Explicit position ids: left padding must not shift absolute positions.
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    inputs = {
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "position_ids": position_ids.to(device),
+    }
+    return inputs, offsets
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _validate(handle: ModelHandle, item: Item) -> None:
+    n = len(item.input_ids)
+    for edit in item.condition.edits:
+        edit.validate(
+            n_layers=handle.n_layers,
+            n_heads=handle.n_heads,
+            seq_len=n,
+            sample=item.sample_id,
+            sliding_windows=handle.sliding_windows,
+        )
+        if isinstance(edit.op, SetValue) and handle.attn_implementation != "eager":
+            handle.require_eager("SetValue")
+    if item.condition.edits or item.probe is not None:
+        handle.require_eager("reading attention probabilities")
+    if item.probe is not None:
+        for layer in item.probe.layers:
+            if layer >= handle.n_layers:
+                raise EditSpecError(
+                    f"sample {item.sample_id!r}: probe layer {layer} is out of range; the model "
+                    f"has {handle.n_layers} layers (0..{handle.n_layers - 1})"
+                )
+        for p in (*item.probe.sources, *item.probe.targets):
+            if p >= n:
+                raise EditSpecError(
+                    f"sample {item.sample_id!r}: probe position {p} >= sequence length {n}"
+                )
+
+
+def _tolerance(handle: ModelHandle) -> float:
+    dtype = next(handle.hf.parameters()).dtype
+    return max(1e-5, 8 * torch.finfo(dtype).eps) if dtype != torch.float32 else 1e-5
+
+
+def configure_remote(remote: str) -> Any:
+    """Translate ``remote`` into nnsight's ``remote=`` argument; set the NDIF key in memory only."""
+    if remote not in REMOTES:
+        raise RemoteConfigError(f"remote={remote!r}; use one of {', '.join(REMOTES)}")
+    if remote == "none":
+        return False
+    if remote == "local":
+        return "local"
+    key = os.environ.get("NDIF_API_KEY", "").strip()
+    if not key:
+        raise RemoteConfigError(
+            "--remote ndif needs an API key: export NDIF_API_KEY=... (it is read from the "
+            "environment and never written anywhere)"
+        )
+    from nnsight import CONFIG
+
+    CONFIG.API.APIKEY = key  # in memory only; never CONFIG.save() / set_default_api_key
+    return True
+
+
+def _register_for_remote() -> None:
+    import nnsight
+
+    import plip_nn
+
+    nnsight.register(plip_nn)
+
+
+def run(
+    handle: ModelHandle,
+    items: Sequence[Item],
+    *,
+    batch_size: int = 8,
+    remote: Remote = "none",
+    keep_logprobs: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[ItemResult]:
+    """Run ``items`` (baselines first, then edited passes) and return one result per item.
+
+    Items that share ``input_ids`` share one baseline pass. Prompts are processed in chunks of
+    ``batch_size`` prompts; each chunk is one nnsight session when ``remote`` is not ``"none"``
+    (one NDIF job per chunk), and baseline log-probs never leave the session.
+
+    Args:
+        handle: the loaded model.
+        items: what to run; keys must be unique.
+        batch_size: rows per forward pass (prompts for the baseline, items for edited passes).
+        remote: ``"none"`` (local), ``"local"`` (nnsight's offline remote simulation) or
+            ``"ndif"`` (key from ``NDIF_API_KEY``).
+        keep_logprobs: also return each item's last-position log-probs (local debugging/tests).
+        progress: called with the number of items finished after each chunk.
+
+    Raises:
+        EditSpecError / CausallyMaskedEdgeError: invalid edits (before anything runs).
+        EditVerificationError: an edited pass did not achieve the requested attention.
+    """
+    if batch_size < 1:
+        raise EditSpecError(f"batch_size={batch_size}; use an int >= 1")
+    keys = [it.key for it in items]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise EditSpecError(f"duplicate item keys {dup[:5]}; every item needs a unique key")
+    for it in items:
+        _validate(handle, it)
+    remote_arg = configure_remote(remote)
+    if remote_arg:
+        _register_for_remote()
+
+    by_prompt: dict[tuple[int, ...], list[Item]] = {}
+    for it in items:
+        by_prompt.setdefault(it.input_ids, []).append(it)
+    prompts = list(by_prompt)
+    results: dict[str, ItemResult] = {}
+    tol = _tolerance(handle)
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        chunk_items = [it for p in chunk for it in by_prompt[p]]
+        for res in _run_chunk(handle, chunk, chunk_items, batch_size, remote_arg, keep_logprobs, tol):
+            results[res.key] = res
+        if progress is not None:
+            progress(len(chunk_items))
+    return [results[k] for k in keys]
+
+
+def _run_chunk(
+    handle: ModelHandle,
+    prompts: list[tuple[int, ...]],
+    items: list[Item],
+    batch_size: int,
+    remote_arg: Any,
+    keep: bool,
+    tol: float,
+) -> Iterable[ItemResult]:
+    model = handle.nn
+    device = handle.device
+    pad_id = _pad_id(handle)
+    sites = [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
+    prompt_index = {p: i for i, p in enumerate(prompts)}
+
+    # Baseline pass: one row per prompt; reads every edge any item of that prompt edits/probes.
+    base_inputs, base_offsets = _pad_batch(prompts, pad_id, device)
+    base_rows_items: list[Item] = []
+    for p in prompts:
+        edits = tuple(e for it in items if it.input_ids == p for e in it.condition.edits)
+        probes = [it.probe for it in items if it.input_ids == p and it.probe is not None]
+        base_rows_items.append(_ReadOnly(p, edits, probes))  # type: ignore[arg-type]
+    base_plan = _build_plan_readonly(base_rows_items, base_offsets)
+
+    edited = [it for it in items if it.condition.edits]
+    batches = [edited[i : i + batch_size] for i in range(0, len(edited), batch_size)]
+    batch_inputs = []
+    for batch in batches:
+        inputs, offsets = _pad_batch([it.input_ids for it in batch], pad_id, device)
+        plan = _build_plan(batch, offsets, with_edits=True)
+        base_rows = [prompt_index[it.input_ids] for it in batch]
+        batch_inputs.append((inputs, plan, base_rows))
+
+    traced_pass = kernels.traced_pass
+    base_plain = _plain(base_plan)
+    plains = [(inputs, _plain(plan), base_rows) for inputs, plan, base_rows in batch_inputs]
+    with torch.inference_mode():
+        if remote_arg:
+            import nnsight
+
+            with model.session(remote=remote_arg):
+                base, base_lp = traced_pass(model, base_inputs, sites, base_plain, None, None, keep, True)
+                outs = [
+                    traced_pass(model, inputs, sites, plan, base_lp, rows, keep, True)[0]
+                    for inputs, plan, rows in plains
+                ]
+                summary = nnsight.save({"base": base, "outs": outs})
+            base, outs = summary["base"], summary["outs"]
+        else:
+            base, base_lp = traced_pass(model, base_inputs, sites, base_plain, None, None, keep, False)
+            outs = [
+                traced_pass(model, inputs, sites, plan, base_lp, rows, keep, False)[0]
+                for inputs, plan, rows in plains
+            ]
+
+    base_reads = _collect_reads(base_plan, base)
+    # Baseline-condition items (no edits) come straight from the baseline pass.
+    for it in items:
+        if it.condition.edits:
+            continue
+        b = prompt_index[it.input_ids]
+        top = int(base["top1"][b])
+        yield ItemResult(
+            key=it.key,
+            sample_id=it.sample_id,
+            condition=it.condition.name,
+            kl=0.0,
+            top1_same=True,
+            top1_baseline=top,
+            top1_condition=top,
+            nll_baseline=float(base["nll"][b]),
+            nll_condition=float(base["nll"][b]),
+            n_tokens=int(base["ntok"][b]),
+            readings=(),
+            probe_baseline=_probe_of(base_reads, b, it),
+            probe_condition=_probe_of(base_reads, b, it),
+            logprobs=base["lp"][b].detach().cpu().clone() if keep else None,
+            edit_baseline={},
+        )
+    for batch, (_, plan, base_rows), out in zip(batches, batch_inputs, outs):
+        reads = _collect_reads(plan, out)
+        stats = _collect_stats(plan, out)
+        for r, it in enumerate(batch):
+            b = base_rows[r]
+            readings = []
+            for (e_idx, layer), st in sorted(stats.get(r, {}).items()):
+                edit = it.condition.edits[e_idx]
+                readings.append(_check(it, edit, e_idx, layer, st, tol))
+            yield ItemResult(
+                key=it.key,
+                sample_id=it.sample_id,
+                condition=it.condition.name,
+                kl=float(out["kl"][r]),
+                top1_same=int(out["top1"][r]) == int(out["top1_base"][r]),
+                top1_baseline=int(out["top1_base"][r]),
+                top1_condition=int(out["top1"][r]),
+                nll_baseline=float(base["nll"][b]),
+                nll_condition=float(out["nll"][r]),
+                n_tokens=int(out["ntok"][r]),
+                readings=tuple(readings),
+                probe_baseline=_probe_of(base_reads, b, it),
+                probe_condition=_probe_of(reads, r, it),
+                logprobs=out["lp"][r].clone() if keep else None,
+                edit_baseline=_edit_baseline(base_reads, b, it),
+            )
+
+
+@dataclass(frozen=True)
+class _ReadOnly:
+    """A baseline row: the prompt, the edits whose edges are read, and the probes."""
+
+    input_ids: tuple[int, ...]
+    edits: tuple[AttentionEdit, ...]
+    probes: list[Probe]
+
+
+def _build_plan_readonly(rows: Sequence[_ReadOnly], offsets: Sequence[int]) -> dict[int, _LayerPlan]:
+    plan: dict[int, _LayerPlan] = {}
+    for r, (row, off) in enumerate(zip(rows, offsets)):
+        seen: set = set()
+        for edit in row.edits:
+            for layer in edit.layers:
+                key = (layer, edit.sources, edit.targets)
+                if key in seen:
+                    continue
+                seen.add(key)
+                lp = plan.setdefault(layer, _LayerPlan())
+                lp.reads.append([r, [s + off for s in edit.sources], [t + off for t in edit.targets]])
+                lp.read_tags.append((r, "edit", (layer, edit.sources, edit.targets)))
+        for probe in row.probes:
+            for layer in probe.layers:
+                key = (layer, probe.sources, probe.targets)
+                if key in seen:
+                    continue
+                seen.add(key)
+                lp = plan.setdefault(layer, _LayerPlan())
+                lp.reads.append([r, [s + off for s in probe.sources], [t + off for t in probe.targets]])
+                lp.read_tags.append((r, "edit", (layer, probe.sources, probe.targets)))
+    return plan
+
+
+def _collect_reads(plan: dict[int, _LayerPlan], out: dict) -> dict:
+    """row -> {tag: (level, mass)} from the saved read tensors."""
+    reads: dict = {}
+    for layer, lp in plan.items():
+        if not lp.read_tags:
+            continue
+        t = out[f"rd{layer}"]
+        for i, (row, kind, what) in enumerate(lp.read_tags):
+            reads.setdefault(row, {})[(kind, what)] = (float(t[i][0]), float(t[i][1]))
+    return reads
+
+
+def _collect_stats(plan: dict[int, _LayerPlan], out: dict) -> dict:
+    """row -> {(edit index, layer): stats list}."""
+    stats: dict = {}
+    for layer, lp in plan.items():
+        for prefix, tags in (("ko", lp.score_tags), ("pr", lp.prob_tags)):
+            if not tags:
+                continue
+            t = out[f"{prefix}{layer}"]
+            for i, (row, e_idx) in enumerate(tags):
+                stats.setdefault(row, {})[(e_idx, layer)] = [float(x) for x in t[i]]
+    return stats
+
+
+def _probe_of(reads: dict, row: int, item: Item) -> dict[int, tuple[float, float]]:
+    if item.probe is None:
+        return {}
+    row_reads = reads.get(row, {})
+    out = {}
+    for layer in item.probe.layers:
+        for key in (("edit", (layer, item.probe.sources, item.probe.targets)), ("probe", layer)):
+            if key in row_reads:
+                out[layer] = row_reads[key]
+    return out
+
+
+def _edit_baseline(reads: dict, row: int, item: Item) -> dict[tuple[int, int], tuple[float, float]]:
+    row_reads = reads.get(row, {})
+    out = {}
+    for e_idx, edit in enumerate(item.condition.edits):
+        for layer in edit.layers:
+            out[(e_idx, layer)] = row_reads[("edit", (layer, edit.sources, edit.targets))]
+    return out
+
+
+def _check(
+    item: Item, edit: AttentionEdit, e_idx: int, layer: int, st: list[float], tol: float
+) -> EditReading:
+    lb, la, mb, ma, err, n_bad = st
+    op = edit.op
+    if n_bad > 0:
+        if isinstance(op, Knockout):
+            raise EditVerificationError(
+                f"sample {item.sample_id!r}, condition {item.condition.name!r}, layer {layer}: "
+                "knockout would leave a query row with no allowed key, or an edge was already "
+                "masked (e.g. by a sliding window or padding); remove those edges"
+            )
+        raise CausallyMaskedEdgeError(
+            sample=item.sample_id,
+            source=edit.sources[0],
+            target=edit.targets[0],
+            reason=f"masked in the model's attention mask at layer {layer}",
+        )
+    limit = 0.0 if isinstance(op, Knockout) else tol
+    if not err <= limit:
+        raise EditVerificationError(
+            f"sample {item.sample_id!r}, condition {item.condition.name!r}, layer {layer}: "
+            f"{op.kind} achieved attention deviates from the request by {err:.3g} "
+            f"(tolerance {limit:g}); the edit did not take effect as specified"
+        )
+    return EditReading(
+        edit=e_idx,
+        layer=layer,
+        op=op.kind,
+        level_before=lb,
+        level_after=la,
+        mass_before=mb,
+        mass_after=ma,
+        max_error=err,
+    )
+
+
+def _pad_id(handle: ModelHandle) -> int:
+    tok = handle.tokenizer
+    for attr in ("pad_token_id", "eos_token_id"):
+        v = getattr(tok, attr, None) if tok is not None else None
+        if v is not None:
+            return int(v)
+    return 0

@@ -21,7 +21,7 @@ import math
 import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar
 
 __all__ = [
     "AttentionEdit",
@@ -60,7 +60,9 @@ class EditVerificationError(RuntimeError):
     """The attention achieved in an edited pass disagrees with the requested operation."""
 
 
-def _int_tuple(name: str, values: Iterable[int] | None, *, allow_empty: bool = False) -> tuple[int, ...]:
+def _int_tuple(
+    name: str, values: Iterable[int] | None, *, allow_empty: bool = False
+) -> tuple[int, ...]:
     if values is None:
         raise EditSpecError(f"{name} is None; pass a sequence of non-negative ints")
     if isinstance(values, (str, bytes)):
@@ -133,7 +135,7 @@ class SetValue:
         return {"op": self.kind, "value": self.value}
 
 
-Operation = Union[Knockout, Scale, SetValue]
+Operation = Knockout | Scale | SetValue
 
 
 def operation_from_json(data: dict[str, Any]) -> Operation:

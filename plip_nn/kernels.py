@@ -28,7 +28,11 @@ N_STATS = 6
 
 def _index(t: torch.Tensor, heads: list | None, n_heads: int, sources: list, targets: list):
     device = t.device
-    h = torch.arange(n_heads, device=device) if heads is None else torch.tensor(heads, device=device)
+    h = (
+        torch.arange(n_heads, device=device)
+        if heads is None
+        else torch.tensor(heads, device=device)
+    )
     s = torch.tensor(sources, device=device)
     k = torch.tensor(targets, device=device)
     return h, s, k
@@ -64,17 +68,17 @@ def knockout_scores(scores: torch.Tensor, group: list) -> tuple:
     rows = scores[b, hi, si, :].float()  # [h, S, K]
     thresh = masked_threshold(scores.dtype)
     already_masked = (rows[:, :, k] <= thresh).sum()
-    before = torch.softmax(rows, dim=-1)
+    before = torch.softmax(scores[b][:, s, :].float(), dim=-1)  # all heads
     edited = rows.clone()
     edited[:, :, k] = -math.inf
     allowed_left = (edited > thresh).sum(-1)  # [h, S]
     dead_rows = (allowed_left == 0).sum()
-    after = torch.softmax(edited, dim=-1)
     out = scores.clone()
     out[b, hi, si, :] = edited.to(scores.dtype)
+    after = torch.softmax(out[b][:, s, :].float(), dim=-1)
     lb, mb = head_mean_levels(before, k)
     la, ma = head_mean_levels(after, k)
-    err = after[:, :, k].abs().max()
+    err = after[h][:, :, k].abs().max()
     stats = torch.stack([lb, la, mb, ma, err, (dead_rows + already_masked).float()])
     return out, stats
 
@@ -93,19 +97,20 @@ def scale_probs(probs: torch.Tensor, group: list, scores=None) -> tuple:
     si = s[None, :]
     rows = probs[b, hi, si, :].float()  # [h, S, K]
     m = rows[:, :, k].sum(-1)  # [h, S]
-    edited = rows.clone()
-    edited[:, :, k] = edited[:, :, k] * factor
-    edited = edited / edited.sum(-1, keepdim=True)
     out = probs.clone()
-    out[b, hi, si, :] = edited.to(probs.dtype)
+    if factor != 1.0:  # f = 1 is the identity, bitwise (renormalising would add rounding noise)
+        edited = rows.clone()
+        edited[:, :, k] = edited[:, :, k] * factor
+        edited = edited / edited.sum(-1, keepdim=True)
+        out[b, hi, si, :] = edited.to(probs.dtype)
     achieved = out[b, hi, si, :].float()
     expected = factor * m / (1.0 - m + factor * m)
     err = (achieved[:, :, k].sum(-1) - expected).abs().max()
     n_bad = torch.zeros((), dtype=torch.float32, device=probs.device)
     if scores is not None:
         n_bad = (scores[b, hi, si, :][:, :, k] <= masked_threshold(scores.dtype)).sum().float()
-    lb, mb = head_mean_levels(rows, k)
-    la, ma = head_mean_levels(achieved, k)
+    lb, mb = head_mean_levels(probs[b][:, s, :], k)  # all heads
+    la, ma = head_mean_levels(out[b][:, s, :], k)
     stats = torch.stack([lb, la, mb, ma, err, n_bad])
     return out, stats
 
@@ -145,15 +150,15 @@ def set_value_probs(probs: torch.Tensor, scores: torch.Tensor, group: list) -> t
     achieved = out[b, hi, si, :].float()
     err_t = (achieved[:, :, k] - value).abs().max()
     err_m = torch.where(allowed, torch.zeros_like(achieved), achieved).abs().max()
-    lb, mb = head_mean_levels(rows, k)
-    la, ma = head_mean_levels(achieved, k)
+    lb, mb = head_mean_levels(probs[b][:, s, :], k)  # all heads
+    la, ma = head_mean_levels(out[b][:, s, :], k)
     stats = torch.stack([lb, la, mb, ma, torch.maximum(err_t, err_m), n_bad.float()])
     return out, stats
 
 
 def read_levels(probs: torch.Tensor, b: int, sources: list, targets: list) -> torch.Tensor:
     """``[level, mass]`` of batch row ``b`` from ``sources`` to ``targets`` (head-mean)."""
-    h, s, k = _index(probs, None, probs.shape[1], sources, targets)
+    _h, s, k = _index(probs, None, probs.shape[1], sources, targets)
     rows = probs[b][:, s, :]  # [H, S, K]
     level, mass = head_mean_levels(rows, k)
     return torch.stack([level, mass])
@@ -217,7 +222,9 @@ def group_levels(probs: torch.Tensor, group: list) -> torch.Tensor:
     return torch.stack([level, mass, own.abs().max()])
 
 
-def traced_pass(model, inputs: dict, sites: list, plan: dict, base_lp, base_rows, keep: bool, in_session: bool) -> dict:
+def traced_pass(
+    model, inputs: dict, sites: list, plan: dict, base_lp, base_rows, keep: bool, in_session: bool
+) -> dict:
     """One nnsight trace applying ``plan`` and computing the summaries; returns saved values.
 
     ``sites[layer] = (module_path, call_op, softmax_op)``; ``plan[layer]`` has lists ``score``
@@ -272,3 +279,90 @@ def traced_pass(model, inputs: dict, sites: list, plan: dict, base_lp, base_rows
         if not in_session:
             lp_last = lp_last.save()
     return out, lp_last
+
+
+def _ends_with(buf: list, seq: list) -> bool:
+    n = len(seq)
+    return n > 0 and len(buf) >= n and buf[len(buf) - n :] == seq
+
+
+def generation_pass(
+    model,
+    inputs: dict,
+    sites: list,
+    embed_path: str,
+    rows: list,
+    n_steps: int,
+    gen_kwargs: dict,
+) -> tuple:
+    """One nnsight ``generate`` with edits re-applied at every step (KV cache on).
+
+    ``rows[r]`` describes batch row ``r``: ``{"edits": [[layers, heads, targets, opcode,
+    param], ...], "sources": [...], "policy": "markers" | "continuation", "markers": [[ids],
+    ...]}`` in padded coordinates. At step 0 (prefill) the prompt source rows are edited (with
+    ``continuation``: every row from the first source on). At step ``i >= 1`` the single new
+    query row (absolute position ``prompt_len + i - 1``) is edited if ``continuation`` or if the
+    tokens generated so far end with one of the row's marker sequences (that row is the marker's
+    last token). Returns ``(sequences, stats)`` where ``stats`` rows are ``[step, row, layer,
+    level_before, level_after, mass_before, mass_after, max_error, n_bad]``.
+    """
+    layers = sorted({layer for row in rows for e in row["edits"] for layer in e[0]})
+    with model.generate(
+        inputs, max_new_tokens=n_steps, min_new_tokens=n_steps, **gen_kwargs
+    ) as tracer:
+        stats = list().save()
+        generated = [[] for _ in rows]
+        for step in tracer.iter[:n_steps]:
+            ids = model.get(embed_path).input
+            q_len = ids.shape[1]
+            active = []  # per row: query-row indices to edit at this step
+            for r, row in enumerate(rows):
+                if step == 0:
+                    if not row["sources"]:
+                        active.append([])
+                    elif row["policy"] == "continuation":
+                        active.append(list(range(min(row["sources"]), q_len)))
+                    else:
+                        active.append(list(row["sources"]))
+                else:
+                    generated[r].append(int(ids[r, -1]))
+                    hit = row["policy"] == "continuation" and len(row["sources"]) > 0
+                    for seq in row["markers"]:
+                        if _ends_with(generated[r], seq):
+                            hit = True
+                    active.append([q_len - 1] if hit else [])
+            for layer in layers:
+                score_groups = []
+                prob_groups = []
+                for r, row in enumerate(rows):
+                    if not active[r]:
+                        continue
+                    for e in row["edits"]:
+                        if layer in e[0]:
+                            g = [r, e[1], active[r], e[2], e[3], e[4]]
+                            if e[3] == KNOCKOUT:
+                                score_groups.append(g)
+                            else:
+                                prob_groups.append(g)
+                if not score_groups and not prob_groups:
+                    continue
+                path, call_op, sm_op = sites[layer]
+                op = getattr(getattr(model.get(path).source, call_op).source, sm_op)
+                scores = op.input
+                ko_stats = []
+                if score_groups:
+                    scores, ko_stats = apply_score_groups(scores, score_groups)
+                    op.input = scores
+                probs = op.output
+                pr_stats = []
+                if prob_groups:
+                    probs, pr_stats = apply_prob_groups(probs, scores, prob_groups)
+                    op.output = probs
+                for g, st in zip(score_groups, ko_stats, strict=False):
+                    after = group_levels(probs, g)
+                    vals = [st[0], after[0], st[2], after[1], after[2], st[5]]
+                    stats.append([step, g[0], layer] + [float(v) for v in vals])
+                for g, st in zip(prob_groups, pr_stats, strict=False):
+                    stats.append([step, g[0], layer] + [float(v) for v in st])
+        sequences = tracer.result.save()
+    return sequences, stats

@@ -425,7 +425,11 @@ def load_model(
             "HuggingFace model name that is available offline (or omit --model to use the "
             "embedded model)"
         ) from err
-    if torch_dtype is None and hf_model.dtype in (torch.float16, torch.bfloat16) and device == "cpu":
+    if (
+        torch_dtype is None
+        and hf_model.dtype in (torch.float16, torch.bfloat16)
+        and device == "cpu"
+    ):
         # Half precision on CPU is slow and imprecise; compute in float32 unless asked.
         hf_model = hf_model.float()
     hf_model = hf_model.to(device)

@@ -111,7 +111,9 @@ class ItemResult:
     nll_condition: float
     n_tokens: int
     readings: tuple[EditReading, ...]
-    probe_baseline: dict[int, tuple[float, float]] = field(default_factory=dict)  # layer -> (level, mass)
+    probe_baseline: dict[int, tuple[float, float]] = field(
+        default_factory=dict
+    )  # layer -> (level, mass)
     probe_condition: dict[int, tuple[float, float]] = field(default_factory=dict)
     logprobs: torch.Tensor | None = None  # [vocab] last-position log-probs of the condition
     # (edit index, layer) -> (level, mass) of the edited edges in the unedited pass
@@ -161,7 +163,7 @@ def _build_plan(
     rows: Sequence[Item], offsets: Sequence[int], *, with_edits: bool
 ) -> dict[int, _LayerPlan]:
     plan: dict[int, _LayerPlan] = {}
-    for r, (item, off) in enumerate(zip(rows, offsets)):
+    for r, (item, off) in enumerate(zip(rows, offsets, strict=False)):
         if with_edits:
             for e_idx, edit in enumerate(item.condition.edits):
                 code, param = _opcode(edit.op)
@@ -181,7 +183,11 @@ def _build_plan(
             for layer in item.probe.layers:
                 lp = plan.setdefault(layer, _LayerPlan())
                 lp.reads.append(
-                    [r, [s + off for s in item.probe.sources], [t + off for t in item.probe.targets]]
+                    [
+                        r,
+                        [s + off for s in item.probe.sources],
+                        [t + off for t in item.probe.targets],
+                    ]
                 )
                 lp.read_tags.append((r, "probe", layer))
     return plan
@@ -323,7 +329,9 @@ def run(
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         chunk_items = [it for p in chunk for it in by_prompt[p]]
-        for res in _run_chunk(handle, chunk, chunk_items, batch_size, remote_arg, keep_logprobs, tol):
+        for res in _run_chunk(
+            handle, chunk, chunk_items, batch_size, remote_arg, keep_logprobs, tol
+        ):
             results[res.key] = res
         if progress is not None:
             progress(len(chunk_items))
@@ -371,7 +379,9 @@ def _run_chunk(
             import nnsight
 
             with model.session(remote=remote_arg):
-                base, base_lp = traced_pass(model, base_inputs, sites, base_plain, None, None, keep, True)
+                base, base_lp = traced_pass(
+                    model, base_inputs, sites, base_plain, None, None, keep, True
+                )
                 outs = [
                     traced_pass(model, inputs, sites, plan, base_lp, rows, keep, True)[0]
                     for inputs, plan, rows in plains
@@ -379,7 +389,9 @@ def _run_chunk(
                 summary = nnsight.save({"base": base, "outs": outs})
             base, outs = summary["base"], summary["outs"]
         else:
-            base, base_lp = traced_pass(model, base_inputs, sites, base_plain, None, None, keep, False)
+            base, base_lp = traced_pass(
+                model, base_inputs, sites, base_plain, None, None, keep, False
+            )
             outs = [
                 traced_pass(model, inputs, sites, plan, base_lp, rows, keep, False)[0]
                 for inputs, plan, rows in plains
@@ -409,7 +421,7 @@ def _run_chunk(
             logprobs=base["lp"][b].detach().cpu().clone() if keep else None,
             edit_baseline={},
         )
-    for batch, (_, plan, base_rows), out in zip(batches, batch_inputs, outs):
+    for batch, (_, plan, base_rows), out in zip(batches, batch_inputs, outs, strict=False):
         reads = _collect_reads(plan, out)
         stats = _collect_stats(plan, out)
         for r, it in enumerate(batch):
@@ -446,9 +458,11 @@ class _ReadOnly:
     probes: list[Probe]
 
 
-def _build_plan_readonly(rows: Sequence[_ReadOnly], offsets: Sequence[int]) -> dict[int, _LayerPlan]:
+def _build_plan_readonly(
+    rows: Sequence[_ReadOnly], offsets: Sequence[int]
+) -> dict[int, _LayerPlan]:
     plan: dict[int, _LayerPlan] = {}
-    for r, (row, off) in enumerate(zip(rows, offsets)):
+    for r, (row, off) in enumerate(zip(rows, offsets, strict=False)):
         seen: set = set()
         for edit in row.edits:
             for layer in edit.layers:
@@ -457,7 +471,9 @@ def _build_plan_readonly(rows: Sequence[_ReadOnly], offsets: Sequence[int]) -> d
                     continue
                 seen.add(key)
                 lp = plan.setdefault(layer, _LayerPlan())
-                lp.reads.append([r, [s + off for s in edit.sources], [t + off for t in edit.targets]])
+                lp.reads.append(
+                    [r, [s + off for s in edit.sources], [t + off for t in edit.targets]]
+                )
                 lp.read_tags.append((r, "edit", (layer, edit.sources, edit.targets)))
         for probe in row.probes:
             for layer in probe.layers:
@@ -466,7 +482,9 @@ def _build_plan_readonly(rows: Sequence[_ReadOnly], offsets: Sequence[int]) -> d
                     continue
                 seen.add(key)
                 lp = plan.setdefault(layer, _LayerPlan())
-                lp.reads.append([r, [s + off for s in probe.sources], [t + off for t in probe.targets]])
+                lp.reads.append(
+                    [r, [s + off for s in probe.sources], [t + off for t in probe.targets]]
+                )
                 lp.read_tags.append((r, "edit", (layer, probe.sources, probe.targets)))
     return plan
 

@@ -47,10 +47,21 @@ def _configs() -> dict:
         "gemma2": Gemma2Config(head_dim=16, sliding_window=64, **LLAMA_LIKE),
         "gemma3": Gemma3TextConfig(head_dim=16, sliding_window=64, **LLAMA_LIKE),
         "phi3": Phi3Config(**LLAMA_LIKE),
-        "gpt2": GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=256, vocab_size=VOCAB,
-            bos_token_id=0, eos_token_id=0),
+        "gpt2": GPT2Config(
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_positions=256,
+            vocab_size=VOCAB,
+            bos_token_id=0,
+            eos_token_id=0,
+        ),
         "gpt_neox": GPTNeoXConfig(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, **COMMON
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            **COMMON,
         ),
         "olmo2": Olmo2Config(**LLAMA_LIKE),
         "granite": GraniteConfig(**LLAMA_LIKE),
@@ -60,7 +71,7 @@ def _configs() -> dict:
 ARCHS = tuple(_configs())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_model(arch: str, seed: int = 0, init_range: float = 0.2) -> torch.nn.Module:
     """A tiny random causal LM of ``arch`` with eager attention, in eval mode.
 
@@ -72,3 +83,36 @@ def tiny_model(arch: str, seed: int = 0, init_range: float = 0.2) -> torch.nn.Mo
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     return model.eval()
+
+
+@functools.cache
+def tiny_tokenizer(vocab: int = VOCAB):
+    """A byte-level BPE tokenizer trained in code on a few lines of Python and Rust."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    text = [
+        'def add(a, b):\n    """Add.\n\n    >>> add(2, 3)\n    5\n    """\n    return a + b\n',
+        "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n\n#[test]\nfn test_add() {\n"
+        "    assert_eq!(add(2, 3), 5);\n}\n",
+    ] * 20
+    tok.train_from_iterator(text, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+
+
+@functools.cache
+def tiny_handle(arch: str = "qwen2", seed: int = 0):
+    """A wrapped tiny model of ``arch`` (fresh nnsight wrapper around the cached HF model)."""
+    from plip_nn.models import wrap_model
+
+    return wrap_model(tiny_model(arch, seed), tiny_tokenizer(), name=f"tiny-{arch}")

@@ -1,0 +1,338 @@
+"""Generation with attention edits applied at every step, through the KV cache.
+
+At step 0 (prefill) the prompt's source rows are edited; at each later step the single new query
+row sits at absolute position ``prompt_len + i - 1`` and is edited when it is a source. Which
+rows are sources is the *source policy*:
+
+* ``"markers"`` (default): the prompt's marker token, plus every generated token that completes
+  a marker (``>>>``, ``#[test]``) -- for a generated marker the edited row is the marker's last
+  token, because its earlier tokens were already processed when the marker became recognisable.
+* ``"continuation"``: the prompt's marker row and every row after it, generated rows included
+  (the whole generated test is cut off from the function).
+
+Edits on scores are not cached, so they are re-applied at every step. A KV-cached run that edits
+the new query row at each step equals a full recomputation that applies the accumulated edge set
+(all edited rows so far) at every step; :func:`generate_recompute` is that reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from plip_nn import kernels
+from plip_nn.edits import (
+    AttentionEdit,
+    Condition,
+    EditSpecError,
+    EditVerificationError,
+    Knockout,
+)
+from plip_nn.models import ModelHandle
+from plip_nn.trace import _opcode, _pad_batch, _pad_id, _tolerance, configure_remote
+
+__all__ = [
+    "SOURCE_POLICIES",
+    "GenerationRequest",
+    "GenerationResult",
+    "generate",
+    "generate_recompute",
+    "marker_token_sequences",
+]
+
+log = logging.getLogger(__name__)
+
+SOURCE_POLICIES = ("markers", "continuation")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRequest:
+    """A prompt to continue under a condition.
+
+    Args:
+        key: unique key.
+        sample_id: corpus id (named in errors).
+        input_ids: the prompt's token ids (unpadded).
+        condition: edits with prompt positions; every edit's ``sources`` are the prompt's marker.
+        marker_token_seqs: token-id sequences that, when generated, form a new marker.
+    """
+
+    key: str
+    sample_id: str
+    input_ids: tuple[int, ...]
+    condition: Condition
+    marker_token_seqs: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """Generated tokens and the attention the edits achieved at each step."""
+
+    key: str
+    sample_id: str
+    condition: str
+    new_token_ids: tuple[int, ...]
+    text: str
+    step_levels: tuple[float, ...]  # mean achieved level on edited rows per step (NaN: none)
+    n_edited_steps: int = 0
+    stats: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+
+
+def marker_token_sequences(tokenizer: Any, marker: str, contexts: Sequence[str] = ()) -> tuple:
+    """Token-id sequences that spell ``marker`` as it appears in typical generated code.
+
+    Each context is a string containing ``marker``; the tokens overlapping the marker's
+    characters (by offset mapping) form one sequence. Defaults cover indentation and newlines.
+    """
+    contexts = tuple(contexts) or (
+        marker,
+        f" {marker}",
+        f"\n{marker}",
+        f"    {marker} ",
+        f"\n    {marker} ",
+        f"\n\n{marker}\n",
+    )
+    seqs = []
+    for ctx in contexts:
+        start = ctx.index(marker)
+        end = start + len(marker)
+        enc = tokenizer(ctx, add_special_tokens=False, return_offsets_mapping=True)
+        ids = [
+            i
+            for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=False)
+            if b > start and a < end
+        ]
+        if ids:
+            seqs.append(tuple(ids))
+    return tuple(dict.fromkeys(seqs))
+
+
+def _check_request(handle: ModelHandle, req: GenerationRequest, policy: str) -> None:
+    n = len(req.input_ids)
+    for edit in req.condition.edits:
+        edit.validate(
+            n_layers=handle.n_layers,
+            n_heads=handle.n_heads,
+            seq_len=n,
+            sample=req.sample_id,
+            sliding_windows=handle.sliding_windows,
+        )
+        if policy == "continuation" and handle.sliding_windows and any(handle.sliding_windows):
+            log.warning(
+                "%s: sliding-window layers may mask function tokens for late generated rows",
+                req.sample_id,
+            )
+
+
+def _rows(
+    reqs: Sequence[GenerationRequest], offsets: Sequence[int], policy: str
+) -> list[dict[str, Any]]:
+    rows = []
+    for req, off in zip(reqs, offsets, strict=False):
+        edits = []
+        sources: list[int] = []
+        for e in req.condition.edits:
+            code, param = _opcode(e.op)
+            heads = None if e.heads is None else list(e.heads)
+            edits.append([list(e.layers), heads, [t + off for t in e.targets], code, param])
+            sources.extend(s + off for s in e.sources)
+        rows.append(
+            {
+                "edits": edits,
+                "sources": sorted(set(sources)),
+                "policy": policy,
+                "markers": [list(s) for s in req.marker_token_seqs] if req.condition.edits else [],
+            }
+        )
+    return rows
+
+
+def _verify(req: GenerationRequest, st: list[float], tol: float, knockout: bool) -> None:
+    if st[8] > 0:
+        raise EditVerificationError(
+            f"sample {req.sample_id!r}, condition {req.condition.name!r}, step {int(st[0])}, "
+            f"layer {int(st[2])}: an edited edge is masked or a row lost every allowed key"
+        )
+    limit = 0.0 if knockout else tol
+    if not st[7] <= limit:
+        raise EditVerificationError(
+            f"sample {req.sample_id!r}, condition {req.condition.name!r}, step {int(st[0])}, "
+            f"layer {int(st[2])}: achieved attention deviates by {st[7]:.3g} (tolerance {limit:g})"
+        )
+
+
+def generate(
+    handle: ModelHandle,
+    requests: Sequence[GenerationRequest],
+    *,
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    seed: int = 0,
+    temperature: float = 1.0,
+    source_policy: str = "markers",
+    batch_size: int = 1,
+    remote: str = "none",
+) -> list[GenerationResult]:
+    """Generate a continuation of every request with its edits applied at every step.
+
+    Args:
+        handle: the loaded model (eager attention).
+        requests: prompts and conditions.
+        max_new_tokens: tokens generated per prompt (always exactly this many; trim afterwards).
+        do_sample: sample instead of greedy decoding (seeded with ``seed``).
+        seed: torch seed for sampling.
+        temperature: sampling temperature.
+        source_policy: ``"markers"`` or ``"continuation"`` (see the module docstring).
+        batch_size: prompts per ``generate`` call (left-padded).
+        remote: ``"none"``, ``"local"`` or ``"ndif"``.
+    """
+    if source_policy not in SOURCE_POLICIES:
+        raise EditSpecError(
+            f"source_policy={source_policy!r}; use one of {', '.join(SOURCE_POLICIES)}"
+        )
+    if max_new_tokens < 1:
+        raise EditSpecError(f"max_new_tokens={max_new_tokens}; use an int >= 1")
+    if batch_size < 1:
+        raise EditSpecError(f"batch_size={batch_size}; use an int >= 1")
+    handle.require_eager("generation with attention edits")
+    for req in requests:
+        _check_request(handle, req, source_policy)
+    remote_arg = configure_remote(remote)
+    if remote_arg:
+        import nnsight
+
+        import plip_nn
+
+        nnsight.register(plip_nn)
+    gen_kwargs: dict[str, Any] = {"do_sample": do_sample}
+    if do_sample:
+        gen_kwargs["temperature"] = temperature
+        torch.manual_seed(seed)
+    pad_id = _pad_id(handle)
+    gen_kwargs["pad_token_id"] = pad_id
+    sites = [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
+    embed_path = _embed_path(handle)
+    tol = _tolerance(handle)
+    results: list[GenerationResult] = []
+    for start in range(0, len(requests), batch_size):
+        batch = list(requests[start : start + batch_size])
+        inputs, offsets = _pad_batch([r.input_ids for r in batch], pad_id, handle.device)
+        del inputs["position_ids"]  # generate derives positions from the mask at every step
+        rows = _rows(batch, offsets, source_policy)
+        with torch.inference_mode():
+            if remote_arg:
+                import nnsight
+
+                with handle.nn.session(remote=remote_arg):
+                    seqs, stats = kernels.generation_pass(
+                        handle.nn, inputs, sites, embed_path, rows, max_new_tokens, gen_kwargs
+                    )
+                    saved = nnsight.save([seqs, stats])
+                seqs, stats = saved
+            else:
+                seqs, stats = kernels.generation_pass(
+                    handle.nn, inputs, sites, embed_path, rows, max_new_tokens, gen_kwargs
+                )
+        width = inputs["input_ids"].shape[1]
+        for r, req in enumerate(batch):
+            new = tuple(int(t) for t in seqs[r, width : width + max_new_tokens])
+            mine = [list(s) for s in stats if int(s[1]) == r]
+            knockout = {e.layers: isinstance(e.op, Knockout) for e in req.condition.edits}
+            for st in mine:
+                is_ko = any(ko and int(st[2]) in layers for layers, ko in knockout.items())
+                _verify(req, st, tol, is_ko)
+            levels = []
+            for step in range(max_new_tokens):
+                vals = [st[4] for st in mine if int(st[0]) == step]
+                levels.append(sum(vals) / len(vals) if vals else math.nan)
+            results.append(
+                GenerationResult(
+                    key=req.key,
+                    sample_id=req.sample_id,
+                    condition=req.condition.name,
+                    new_token_ids=new,
+                    text=handle.tokenizer.decode(list(new), skip_special_tokens=False),
+                    step_levels=tuple(levels),
+                    n_edited_steps=len({(int(s[0])) for s in mine}),
+                    stats=tuple(tuple(s) for s in mine),
+                )
+            )
+    return results
+
+
+def _embed_path(handle: ModelHandle) -> str:
+    embed = handle.hf.get_input_embeddings()
+    for name, mod in handle.hf.named_modules():
+        if mod is embed:
+            return name
+    raise EditSpecError("cannot find the input embedding module of the model")
+
+
+def generate_recompute(
+    handle: ModelHandle,
+    request: GenerationRequest,
+    *,
+    max_new_tokens: int = 64,
+    source_policy: str = "markers",
+) -> tuple[int, ...]:
+    """Greedy reference: full recomputation at every step, no KV cache.
+
+    At each step the whole sequence is run through one trace that applies the *accumulated*
+    edge set: every row edited so far (the prompt marker, plus generated rows chosen by the
+    policy) keeps its edit. This is the original system's method and the reference that the
+    KV-cached :func:`generate` must match token for token.
+    """
+    seq = list(request.input_ids)
+    prompt_len = len(seq)
+    marker_seqs = [list(s) for s in request.marker_token_seqs]
+    sources = sorted({s for e in request.condition.edits for s in e.sources})
+    edited_rows: list[int] = []
+    if sources:
+        if source_policy == "continuation":
+            edited_rows = list(range(min(sources), prompt_len))
+        else:
+            edited_rows = list(sources)
+    sites = [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
+    new: list[int] = []
+    for step in range(max_new_tokens):
+        if step > 0 and sources:
+            pos = len(seq) - 1  # the row of the token fed at this step
+            gen = seq[prompt_len:]
+            hit = source_policy == "continuation" or any(
+                kernels._ends_with(gen, m) for m in marker_seqs
+            )
+            if hit:
+                edited_rows.append(pos)
+        edits = tuple(
+            AttentionEdit(
+                layers=e.layers,
+                sources=tuple(edited_rows),
+                targets=e.targets,
+                op=e.op,
+                heads=e.heads,
+            )
+            for e in request.condition.edits
+        )
+        plan: dict[int, dict[str, list]] = {}
+        for e in edits:
+            code, param = _opcode(e.op)
+            heads = None if e.heads is None else list(e.heads)
+            group = [0, heads, list(e.sources), list(e.targets), code, param]
+            for layer in e.layers:
+                lp = plan.setdefault(layer, {"score": [], "prob": [], "read": []})
+                lp["score" if code == kernels.KNOCKOUT else "prob"].append(group)
+        ids = torch.tensor([seq], dtype=torch.long, device=handle.device)
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        with torch.inference_mode():
+            _out, lp_last = kernels.traced_pass(
+                handle.nn, inputs, sites, plan, None, None, False, False
+            )
+        tok = int(lp_last[0].argmax())
+        seq.append(tok)
+        new.append(tok)
+    return tuple(new)

@@ -1,0 +1,69 @@
+"""An independent, hand-written eager attention used as the reference for nnsight edits.
+
+It is installed in place of a modeling module's ``eager_attention_forward`` global only while a
+reference forward runs (the attention module looks the global up at call time), so it receives
+exactly the arguments the model passes: queries/keys/values after RoPE and the additive mask.
+The knockout is expressed in the most direct way: ``-inf`` added to the masked score matrix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import torch
+
+
+def make_reference(knock: dict[int, list[tuple[int, int, int]]] | None = None, bias=None):
+    """Reference attention.
+
+    ``knock[layer] = [(batch, source, target), ...]``: score -> -inf on all heads.
+    ``bias[layer] = [(batch, source, target, add), ...]``: ``add`` added to the masked score
+    (``log f`` there is Scale(f): softmax(s + log f) = f p / sum(f p)).
+    """
+    knock = knock or {}
+    bias = bias or {}
+
+    def attention(
+        module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None, **_
+    ):
+        if scaling is None:
+            scaling = query.shape[-1] ** -0.5
+        rep = query.shape[1] // key.shape[1]
+        k = torch.repeat_interleave(key, rep, dim=1)
+        v = torch.repeat_interleave(value, rep, dim=1)
+        scores = torch.matmul(query, k.transpose(2, 3)) * scaling
+        if softcap is not None:
+            scores = torch.tanh(scores / softcap) * softcap
+        if attention_mask is not None:
+            scores = scores + attention_mask[:, :, :, : k.shape[-2]]
+        extra = torch.zeros_like(scores)
+        for b, s, t in knock.get(module.layer_idx, []):
+            extra[b, :, s, t] = float("-inf")
+        for b, s, t, add in bias.get(module.layer_idx, []):
+            extra[b, :, s, t] += add
+        probs = torch.softmax((scores + extra).float(), dim=-1).to(value.dtype)
+        out = torch.matmul(probs, v).transpose(1, 2).contiguous()
+        return out, probs
+
+    return attention
+
+
+@contextlib.contextmanager
+def reference_attention(model: torch.nn.Module, knock=None, bias=None):
+    """Swap every attention module's eager function for the reference while the block runs."""
+    modules = {sys.modules[type(m).__module__] for m in model.modules() if hasattr(m, "layer_idx")}
+    saved = {
+        mod: mod.eager_attention_forward
+        for mod in modules
+        if hasattr(mod, "eager_attention_forward")
+    }
+    assert saved, "no modeling module with eager_attention_forward"
+    ref = make_reference(knock, bias)
+    try:
+        for mod in saved:
+            mod.eager_attention_forward = ref
+        yield
+    finally:
+        for mod, fn in saved.items():
+            mod.eager_attention_forward = fn

@@ -1,0 +1,123 @@
+"""Pure tensor edits against hand-written references (no model)."""
+
+import math
+
+import pytest
+import torch
+
+from plip_nn import kernels
+
+torch.manual_seed(0)
+
+
+def _causal_scores(b=2, h=3, n=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(b, h, n, n, generator=g) * 2
+    mask = torch.ones(n, n, dtype=torch.bool).triu(1)
+    return s.masked_fill(mask, torch.finfo(s.dtype).min)
+
+
+def test_knockout_matches_hand_softmax():
+    scores = _causal_scores()
+    group = [1, None, [5, 6], [0, 2, 3], kernels.KNOCKOUT, 0.0]
+    out, stats = kernels.knockout_scores(scores, group)
+    probs = torch.softmax(out, -1)
+    # Reference: exp over allowed, non-knocked keys only, by hand.
+    for h in range(3):
+        for s in (5, 6):
+            row = scores[1, h, s].double()
+            keep = [t for t in range(s + 1) if t not in (0, 2, 3)]
+            z = sum(math.exp(row[t] - row[keep].max()) for t in keep)
+            for t in range(7):
+                expected = math.exp(row[t] - row[keep].max()) / z if t in keep else 0.0
+                assert probs[1, h, s, t].item() == pytest.approx(expected, abs=1e-6)
+            assert probs[1, h, s, [0, 2, 3]].abs().max().item() == 0.0
+    # Other batch rows and other query rows are untouched.
+    assert torch.equal(out[0], scores[0])
+    assert torch.equal(out[1, :, :5], scores[1, :, :5])
+    assert stats[1].item() == 0.0 and stats[4].item() == 0.0 and stats[5].item() == 0.0
+    assert torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-6)
+
+
+def test_knockout_flags_dead_rows_and_masked_edges():
+    scores = _causal_scores()
+    # Row 1 may attend to keys 0,1 only: knocking out both leaves nothing.
+    _, stats = kernels.knockout_scores(scores, [0, None, [1], [0, 1], kernels.KNOCKOUT, 0.0])
+    assert stats[5].item() > 0
+    # A future key is already masked.
+    _, stats = kernels.knockout_scores(scores, [0, None, [2], [4], kernels.KNOCKOUT, 0.0])
+    assert stats[5].item() > 0
+
+
+@pytest.mark.parametrize("f", [0.5, 2.0, 6.0])
+def test_scale_mass_formula(f):
+    scores = _causal_scores(seed=1)
+    probs = torch.softmax(scores, -1)
+    group = [0, [0, 2], [6], [1, 4], kernels.SCALE, f]
+    out, stats = kernels.scale_probs(probs, group, scores)
+    for h in (0, 2):
+        m = probs[0, h, 6, [1, 4]].sum().item()
+        expected = f * m / (1 - m + f * m)
+        assert out[0, h, 6, [1, 4]].sum().item() == pytest.approx(expected, abs=1e-6)
+        # Non-targets keep their proportions.
+        others = [0, 2, 3, 5, 6]
+        ratio = out[0, h, 6, others] / probs[0, h, 6, others]
+        assert torch.allclose(ratio, ratio[0].expand_as(ratio), atol=1e-5)
+        assert out[0, h, 6].sum().item() == pytest.approx(1.0, abs=1e-6)
+    # Head 1 not edited.
+    assert torch.equal(out[0, 1], probs[0, 1])
+    assert stats[4].item() < 1e-6 and stats[5].item() == 0
+
+
+def test_scale_one_is_identity():
+    probs = torch.softmax(_causal_scores(), -1)
+    out, _ = kernels.scale_probs(probs, [0, None, [3, 6], [0, 2], kernels.SCALE, 1.0])
+    assert (out - probs).abs().max().item() <= 1e-6
+
+
+def test_set_value_exact_and_proportional():
+    scores = _causal_scores(seed=2)
+    probs = torch.softmax(scores, -1)
+    v = 0.15
+    out, stats = kernels.set_value_probs(
+        probs, scores, [1, None, [4], [0, 3], kernels.SET_VALUE, v]
+    )
+    for h in range(3):
+        row, new = probs[1, h, 4], out[1, h, 4]
+        assert new[[0, 3]].tolist() == pytest.approx([v, v], abs=1e-7)
+        assert new[5:].abs().max().item() == 0.0  # masked future keys stay 0
+        others = [1, 2, 4]
+        expected = row[others] / row[others].sum() * (1 - 2 * v)
+        assert torch.allclose(new[others], expected, atol=1e-6)
+    assert stats[4].item() < 1e-6 and stats[5].item() == 0
+
+
+def test_read_levels_is_head_mean_over_targets():
+    probs = torch.softmax(_causal_scores(), -1)
+    lv = kernels.read_levels(probs, 1, [6], [0, 2, 5])
+    w = probs[1, :, 6, [0, 2, 5]].mean(0)
+    assert lv[0].item() == pytest.approx(w.mean().item(), abs=1e-7)
+    assert lv[1].item() == pytest.approx(w.sum().item(), abs=1e-7)
+
+
+def test_kl_rows_matches_definition():
+    g = torch.Generator().manual_seed(3)
+    a = torch.log_softmax(torch.randn(4, 11, generator=g), -1)
+    b = torch.log_softmax(torch.randn(4, 11, generator=g), -1)
+    kl = kernels.kl_rows(a, b)
+    pa = a.double().exp()
+    ref = (pa * (a.double() - b.double())).sum(-1)
+    assert torch.allclose(kl, ref)
+    assert torch.allclose(kernels.kl_rows(a, a), torch.zeros(4, dtype=torch.float64))
+
+
+def test_token_nll_ignores_padding():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(1, 5, 9, generator=g)
+    ids = torch.tensor([[0, 0, 3, 4, 5]])
+    mask = torch.tensor([[0, 0, 1, 1, 1]])
+    nll, n = kernels.token_nll(logits, ids, mask)
+    lp = torch.log_softmax(logits.double(), -1)
+    ref = -(lp[0, 2, 4] + lp[0, 3, 5])
+    assert n.item() == 2
+    assert nll.item() == pytest.approx(ref.item(), abs=1e-6)

@@ -3,7 +3,10 @@ PY ?= .venv/bin/python
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 
-.PHONY: install test test-slow lint typecheck triangle bench model
+.PHONY: help install test test-slow lint typecheck triangle bench model
+
+help:               ## this list
+	@grep -E "^[a-z-]+:.*##" Makefile | sed "s/:.*##/ -/"
 
 install:            ## venv + CPU torch + project with dev extras
 	test -x $(PY) || python3 -m venv .venv

@@ -366,3 +366,128 @@ def generation_pass(
                     stats.append([step, g[0], layer] + [float(v) for v in st])
         sequences = tracer.result.save()
     return sequences, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Additive-mask route: for models that run SDPA (no probabilities to edit), Knockout and Scale
+# are exact as additive edits of the attention mask passed to the attention function:
+# softmax(s + log f on targets) = p * f / sum(p * f), and knockout is log 0 = -inf.
+
+
+def float_mask(mask, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """An additive float mask ``[B|1, 1|H, Q, K]`` for whatever mask the model passed."""
+    n_q, n_k = q.shape[2], k.shape[2]
+    if mask is None:  # SDPA's is_causal fast path / single-row decode
+        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q)[None, None]
+    if mask.dtype == torch.bool:  # True = attend
+        neg = torch.finfo(q.dtype).min
+        return torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, neg)
+    return mask[:, :, :, :n_k]
+
+
+def mask_rows(q, k, mask, b: int, sources: list, scaling: float, softcap) -> tuple:
+    """Pre-softmax scores and probabilities of batch row ``b``'s query rows ``sources``.
+
+    ``q`` is ``[B, H, Q, D]``, ``k`` ``[B, Hkv, K, D]``, ``mask`` additive ``[B|1, 1|H, Q, K]``.
+    Returns ``(scores [H, S, K] float32, probs [H, S, K] float32)``.
+    """
+    rep = q.shape[1] // k.shape[1]
+    s = torch.tensor(sources, device=q.device)
+    keys = torch.repeat_interleave(k[b], rep, dim=0).float()  # [H, K, D]
+    scores = torch.matmul(q[b][:, s, :].float(), keys.transpose(1, 2)) * scaling
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    m = mask[b if mask.shape[0] > 1 else 0][:, s, :].float()  # [1|H, S, K]
+    scores = scores + m
+    return scores, torch.softmax(scores, dim=-1)
+
+
+def traced_pass_mask(
+    model, inputs: dict, sites: list, plan: dict, base_lp, base_rows, keep: bool, in_session: bool
+) -> tuple:
+    """:func:`traced_pass` for the additive-mask route (knockout and scale only).
+
+    Edits the ``attention_mask`` argument of each edited layer's attention-function call and
+    computes the achieved attention of the edited and probed rows from that call's queries,
+    keys and edited mask. Works under SDPA and eager alike.
+    """
+    out = {}
+    with model.trace(inputs):
+        for layer in sorted(plan):
+            lp = plan[layer]
+            path, call_op, sm_op = sites[layer]
+            call = getattr(model.get(path).source, call_op)
+            args, kwargs = call.inputs
+            q, k = args[1], args[2]
+            if len(args) > 4:
+                mask = args[4]
+            else:
+                mask = kwargs.get("attention_mask")
+            scaling = kwargs.get("scaling")
+            if scaling is None:
+                scaling = q.shape[-1] ** -0.5
+            softcap = kwargs.get("softcap")
+            base_mask = float_mask(mask, q, k)
+            groups = lp["score"] + lp["prob"]
+            new_mask = base_mask
+            if groups:
+                full = base_mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2]).clone()
+                for g in groups:
+                    h, s_idx, t_idx = _index(full, g[1], q.shape[1], g[2], g[3])
+                    add = -math.inf if g[4] == KNOCKOUT else math.log(g[5])
+                    block = full[g[0], h[:, None], s_idx[None, :], :]
+                    block[:, :, t_idx] = block[:, :, t_idx] + add
+                    full[g[0], h[:, None], s_idx[None, :], :] = block
+                new_mask = full
+                if len(args) > 4:
+                    call.inputs = ((*args[:4], new_mask, *args[5:]), kwargs)
+                else:
+                    kw = dict(kwargs)
+                    kw["attention_mask"] = new_mask
+                    call.inputs = (args, kw)
+            stats = []
+            thresh = masked_threshold(q.dtype)
+            for g in groups:
+                b, heads, sources, targets = g[0], g[1], g[2], g[3]
+                h, s_idx, t_idx = _index(q, heads, q.shape[1], sources, targets)
+                sc0, p0 = mask_rows(q, k, base_mask, b, sources, scaling, softcap)
+                sc1, p1 = mask_rows(q, k, new_mask, b, sources, scaling, softcap)
+                lb, mb = head_mean_levels(p0, t_idx)
+                la, ma = head_mean_levels(p1, t_idx)
+                own0 = p0[h][:, :, t_idx]
+                own1 = p1[h][:, :, t_idx]
+                masked = (sc0[h][:, :, t_idx] <= thresh).sum()
+                dead = ((sc1[h] > thresh).sum(-1) == 0).sum()
+                if g[4] == KNOCKOUT:
+                    err = own1.abs().max()
+                else:
+                    m = own0.sum(-1)
+                    f = g[5]
+                    err = (own1.sum(-1) - f * m / (1.0 - m + f * m)).abs().max()
+                stats.append(torch.stack([lb, la, mb, ma, err, (masked + dead).float()]))
+            if lp["score"]:
+                out["ko" + str(layer)] = torch.stack(stats[: len(lp["score"])]).cpu().save()
+            if lp["prob"]:
+                out["pr" + str(layer)] = torch.stack(stats[len(lp["score"]) :]).cpu().save()
+            reads = []
+            for r in lp["read"]:
+                _, p = mask_rows(q, k, new_mask, r[0], r[1], scaling, softcap)
+                level, mass = head_mean_levels(p, torch.tensor(r[2], device=q.device))
+                reads.append(torch.stack([level, mass]))
+            if reads:
+                out["rd" + str(layer)] = torch.stack(reads).cpu().save()
+        logits = model.output.logits
+        lp_last = last_logprobs(logits)
+        nll, ntok = token_nll(logits, inputs["input_ids"], inputs["attention_mask"])
+        out["nll"] = nll.cpu().save()
+        out["ntok"] = ntok.cpu().save()
+        out["top1"] = lp_last.argmax(-1).cpu().save()
+        if base_lp is not None:
+            ref = base_lp[base_rows]
+            out["kl"] = kl_rows(ref, lp_last).cpu().save()
+            out["top1_base"] = ref.argmax(-1).cpu().save()
+        if keep:
+            out["lp"] = lp_last.cpu().save()
+        if not in_session:
+            lp_last = lp_last.save()
+    return out, lp_last

@@ -219,7 +219,7 @@ def _pad_batch(
 # --------------------------------------------------------------------------------------------
 
 
-def _validate(handle: ModelHandle, item: Item) -> None:
+def _validate(handle: ModelHandle, item: Item, route: str) -> None:
     n = len(item.input_ids)
     for edit in item.condition.edits:
         edit.validate(
@@ -229,10 +229,14 @@ def _validate(handle: ModelHandle, item: Item) -> None:
             sample=item.sample_id,
             sliding_windows=handle.sliding_windows,
         )
-        if isinstance(edit.op, SetValue) and handle.attn_implementation != "eager":
-            handle.require_eager("SetValue")
-    if item.condition.edits or item.probe is not None:
-        handle.require_eager("reading attention probabilities")
+        if isinstance(edit.op, SetValue) and route == "mask":
+            raise EditSpecError(
+                f"sample {item.sample_id!r}: SetValue edits probabilities directly and needs "
+                "the softmax route with eager attention; load the model with "
+                "attn_implementation='eager'"
+            )
+    if route == "softmax" and (item.condition.edits or item.probe is not None):
+        handle.require_eager("the softmax route (editing or reading probabilities)")
     if item.probe is not None:
         for layer in item.probe.layers:
             if layer >= handle.n_layers:
@@ -288,6 +292,7 @@ def run(
     remote: Remote = "none",
     keep_logprobs: bool = False,
     progress: Callable[[int], None] | None = None,
+    route: str = "auto",
 ) -> list[ItemResult]:
     """Run ``items`` (baselines first, then edited passes) and return one result per item.
 
@@ -303,6 +308,10 @@ def run(
             ``"ndif"`` (key from ``NDIF_API_KEY``).
         keep_logprobs: also return each item's last-position log-probs (local debugging/tests).
         progress: called with the number of items finished after each chunk.
+        route: ``"softmax"`` edits the probabilities at the attention softmax (eager only);
+            ``"mask"`` edits the additive attention mask passed to the attention function
+            (Knockout and Scale only; works under SDPA); ``"auto"`` picks softmax for eager
+            models and mask otherwise.
 
     Raises:
         EditSpecError / CausallyMaskedEdgeError: invalid edits (before anything runs).
@@ -314,8 +323,12 @@ def run(
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})
         raise EditSpecError(f"duplicate item keys {dup[:5]}; every item needs a unique key")
+    if route == "auto":
+        route = "softmax" if handle.attn_implementation == "eager" else "mask"
+    if route not in ("softmax", "mask"):
+        raise EditSpecError(f"route={route!r}; use 'auto', 'softmax' or 'mask'")
     for it in items:
-        _validate(handle, it)
+        _validate(handle, it, route)
     remote_arg = configure_remote(remote)
     if remote_arg:
         _register_for_remote()
@@ -330,7 +343,7 @@ def run(
         chunk = prompts[start : start + batch_size]
         chunk_items = [it for p in chunk for it in by_prompt[p]]
         for res in _run_chunk(
-            handle, chunk, chunk_items, batch_size, remote_arg, keep_logprobs, tol
+            handle, chunk, chunk_items, batch_size, remote_arg, keep_logprobs, tol, route
         ):
             results[res.key] = res
         if progress is not None:
@@ -346,6 +359,7 @@ def _run_chunk(
     remote_arg: Any,
     keep: bool,
     tol: float,
+    route: str,
 ) -> Iterable[ItemResult]:
     model = handle.nn
     device = handle.device
@@ -371,7 +385,7 @@ def _run_chunk(
         base_rows = [prompt_index[it.input_ids] for it in batch]
         batch_inputs.append((inputs, plan, base_rows))
 
-    traced_pass = kernels.traced_pass
+    traced_pass = kernels.traced_pass if route == "softmax" else kernels.traced_pass_mask
     base_plain = _plain(base_plan)
     plains = [(inputs, _plain(plan), base_rows) for inputs, plan, base_rows in batch_inputs]
     with torch.inference_mode():

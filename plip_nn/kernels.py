@@ -415,14 +415,11 @@ def traced_pass_mask(
     with model.trace(inputs):
         for layer in sorted(plan):
             lp = plan[layer]
-            path, call_op, sm_op = sites[layer]
+            path, call_op, _sm_op = sites[layer]
             call = getattr(model.get(path).source, call_op)
             args, kwargs = call.inputs
             q, k = args[1], args[2]
-            if len(args) > 4:
-                mask = args[4]
-            else:
-                mask = kwargs.get("attention_mask")
+            mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
             scaling = kwargs.get("scaling")
             if scaling is None:
                 scaling = q.shape[-1] ** -0.5

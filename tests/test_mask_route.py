@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from archs import _configs, tiny_handle, tiny_model, tiny_tokenizer
 from transformers import AutoModelForCausalLM
 
-from archs import _configs, tiny_handle, tiny_model, tiny_tokenizer
 from plip_nn.edits import AttentionEdit, Condition, EditSpecError, Knockout, Probe, Scale, SetValue
 from plip_nn.models import wrap_model
 from plip_nn.trace import Item, run
@@ -66,11 +66,11 @@ def _sdpa_handle(arch):
 
 
 def _assert_same(a, b, atol=3e-5):
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         assert x.key == y.key
         torch.testing.assert_close(x.logprobs, y.logprobs, atol=atol, rtol=0)
         assert x.kl == pytest.approx(y.kl, abs=atol)
-        for rx, ry in zip(x.readings, y.readings):
+        for rx, ry in zip(x.readings, y.readings, strict=False):
             for f in ("level_before", "level_after", "mass_before", "mass_after"):
                 assert getattr(rx, f) == pytest.approx(getattr(ry, f), abs=atol), f
         for layer, (lv, _) in y.probe_condition.items():

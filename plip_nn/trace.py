@@ -140,15 +140,18 @@ def _opcode(op: Knockout | Scale | SetValue) -> tuple[int, float]:
     return kernels.SET_VALUE, op.value
 
 
+Edges = tuple[int, tuple[int, ...], tuple[int, ...]]  # (layer, sources, targets), unpadded
+
+
 @dataclass
 class _LayerPlan:
     score_groups: list = field(default_factory=list)  # knockout groups
     prob_groups: list = field(default_factory=list)  # scale / set-value groups
-    reads: list = field(default_factory=list)  # [row, sources, targets]
-    # Where each group's stats go: (row, edit index, opcode) in group order.
-    score_tags: list = field(default_factory=list)
-    prob_tags: list = field(default_factory=list)
-    read_tags: list = field(default_factory=list)  # row
+    reads: list = field(default_factory=list)  # [row, sources, targets] (padded)
+    # Where each group's stats / read goes, in list order.
+    score_tags: list = field(default_factory=list)  # (row, edit index)
+    prob_tags: list = field(default_factory=list)  # (row, edit index)
+    read_tags: list = field(default_factory=list)  # (row, Edges)
 
 
 def _plain(plan: dict[int, _LayerPlan]) -> dict:
@@ -160,37 +163,36 @@ def _plain(plan: dict[int, _LayerPlan]) -> dict:
 
 
 def _build_plan(
-    rows: Sequence[Item], offsets: Sequence[int], *, with_edits: bool
+    rows: Sequence[tuple[Sequence[AttentionEdit], Sequence[Edges]]], offsets: Sequence[int]
 ) -> dict[int, _LayerPlan]:
+    """Plan a pass: ``rows[r] = (edits to apply, edges to read)``, shifted by each pad offset."""
     plan: dict[int, _LayerPlan] = {}
-    for r, (item, off) in enumerate(zip(rows, offsets, strict=False)):
-        if with_edits:
-            for e_idx, edit in enumerate(item.condition.edits):
-                code, param = _opcode(edit.op)
-                src = [s + off for s in edit.sources]
-                tgt = [t + off for t in edit.targets]
-                heads = None if edit.heads is None else list(edit.heads)
-                for layer in edit.layers:
-                    lp = plan.setdefault(layer, _LayerPlan())
-                    group = [r, heads, src, tgt, code, param]
-                    if code == kernels.KNOCKOUT:
-                        lp.score_groups.append(group)
-                        lp.score_tags.append((r, e_idx))
-                    else:
-                        lp.prob_groups.append(group)
-                        lp.prob_tags.append((r, e_idx))
-        if item.probe is not None:
-            for layer in item.probe.layers:
+    for r, ((edits, reads), off) in enumerate(zip(rows, offsets, strict=True)):
+        for e_idx, edit in enumerate(edits):
+            code, param = _opcode(edit.op)
+            heads = None if edit.heads is None else list(edit.heads)
+            group = [r, heads, [s + off for s in edit.sources], [t + off for t in edit.targets]]
+            for layer in edit.layers:
                 lp = plan.setdefault(layer, _LayerPlan())
-                lp.reads.append(
-                    [
-                        r,
-                        [s + off for s in item.probe.sources],
-                        [t + off for t in item.probe.targets],
-                    ]
-                )
-                lp.read_tags.append((r, "probe", layer))
+                if code == kernels.KNOCKOUT:
+                    lp.score_groups.append([*group, code, param])
+                    lp.score_tags.append((r, e_idx))
+                else:
+                    lp.prob_groups.append([*group, code, param])
+                    lp.prob_tags.append((r, e_idx))
+        for edges in dict.fromkeys(reads):
+            layer, sources, targets = edges
+            lp = plan.setdefault(layer, _LayerPlan())
+            lp.reads.append([r, [s + off for s in sources], [t + off for t in targets]])
+            lp.read_tags.append((r, edges))
     return plan
+
+
+def _edge_reads(edits: Sequence[AttentionEdit], probe: Probe | None) -> list[Edges]:
+    out = [(layer, e.sources, e.targets) for e in edits for layer in e.layers]
+    if probe is not None:
+        out += [(layer, probe.sources, probe.targets) for layer in probe.layers]
+    return out
 
 
 def _pad_batch(
@@ -369,19 +371,27 @@ def _run_chunk(
 
     # Baseline pass: one row per prompt; reads every edge any item of that prompt edits/probes.
     base_inputs, base_offsets = _pad_batch(prompts, pad_id, device)
-    base_rows_items: list[Item] = []
-    for p in prompts:
-        edits = tuple(e for it in items if it.input_ids == p for e in it.condition.edits)
-        probes = [it.probe for it in items if it.input_ids == p and it.probe is not None]
-        base_rows_items.append(_ReadOnly(p, edits, probes))  # type: ignore[arg-type]
-    base_plan = _build_plan_readonly(base_rows_items, base_offsets)
+    base_specs = [
+        (
+            (),
+            [
+                e
+                for it in items
+                if it.input_ids == p
+                for e in _edge_reads(it.condition.edits, it.probe)
+            ],
+        )
+        for p in prompts
+    ]
+    base_plan = _build_plan(base_specs, base_offsets)
 
     edited = [it for it in items if it.condition.edits]
     batches = [edited[i : i + batch_size] for i in range(0, len(edited), batch_size)]
     batch_inputs = []
     for batch in batches:
         inputs, offsets = _pad_batch([it.input_ids for it in batch], pad_id, device)
-        plan = _build_plan(batch, offsets, with_edits=True)
+        specs = [(it.condition.edits, _edge_reads((), it.probe)) for it in batch]
+        plan = _build_plan(specs, offsets)
         base_rows = [prompt_index[it.input_ids] for it in batch]
         batch_inputs.append((inputs, plan, base_rows))
 
@@ -463,55 +473,15 @@ def _run_chunk(
             )
 
 
-@dataclass(frozen=True)
-class _ReadOnly:
-    """A baseline row: the prompt, the edits whose edges are read, and the probes."""
-
-    input_ids: tuple[int, ...]
-    edits: tuple[AttentionEdit, ...]
-    probes: list[Probe]
-
-
-def _build_plan_readonly(
-    rows: Sequence[_ReadOnly], offsets: Sequence[int]
-) -> dict[int, _LayerPlan]:
-    plan: dict[int, _LayerPlan] = {}
-    for r, (row, off) in enumerate(zip(rows, offsets, strict=False)):
-        seen: set = set()
-        for edit in row.edits:
-            for layer in edit.layers:
-                key = (layer, edit.sources, edit.targets)
-                if key in seen:
-                    continue
-                seen.add(key)
-                lp = plan.setdefault(layer, _LayerPlan())
-                lp.reads.append(
-                    [r, [s + off for s in edit.sources], [t + off for t in edit.targets]]
-                )
-                lp.read_tags.append((r, "edit", (layer, edit.sources, edit.targets)))
-        for probe in row.probes:
-            for layer in probe.layers:
-                key = (layer, probe.sources, probe.targets)
-                if key in seen:
-                    continue
-                seen.add(key)
-                lp = plan.setdefault(layer, _LayerPlan())
-                lp.reads.append(
-                    [r, [s + off for s in probe.sources], [t + off for t in probe.targets]]
-                )
-                lp.read_tags.append((r, "edit", (layer, probe.sources, probe.targets)))
-    return plan
-
-
-def _collect_reads(plan: dict[int, _LayerPlan], out: dict) -> dict:
-    """row -> {tag: (level, mass)} from the saved read tensors."""
+def _collect_reads(plan: dict[int, _LayerPlan], out: dict) -> dict[int, dict[Edges, tuple]]:
+    """row -> {edges: (level, mass)} from the saved read tensors."""
     reads: dict = {}
     for layer, lp in plan.items():
         if not lp.read_tags:
             continue
         t = out[f"rd{layer}"]
-        for i, (row, kind, what) in enumerate(lp.read_tags):
-            reads.setdefault(row, {})[(kind, what)] = (float(t[i][0]), float(t[i][1]))
+        for i, (row, edges) in enumerate(lp.read_tags):
+            reads.setdefault(row, {})[edges] = (float(t[i][0]), float(t[i][1]))
     return reads
 
 
@@ -532,12 +502,10 @@ def _probe_of(reads: dict, row: int, item: Item) -> dict[int, tuple[float, float
     if item.probe is None:
         return {}
     row_reads = reads.get(row, {})
-    out = {}
-    for layer in item.probe.layers:
-        for key in (("edit", (layer, item.probe.sources, item.probe.targets)), ("probe", layer)):
-            if key in row_reads:
-                out[layer] = row_reads[key]
-    return out
+    return {
+        layer: row_reads[(layer, item.probe.sources, item.probe.targets)]
+        for layer in item.probe.layers
+    }
 
 
 def _edit_baseline(reads: dict, row: int, item: Item) -> dict[tuple[int, int], tuple[float, float]]:
@@ -545,7 +513,7 @@ def _edit_baseline(reads: dict, row: int, item: Item) -> dict[tuple[int, int], t
     out = {}
     for e_idx, edit in enumerate(item.condition.edits):
         for layer in edit.layers:
-            out[(e_idx, layer)] = row_reads[("edit", (layer, edit.sources, edit.targets))]
+            out[(e_idx, layer)] = row_reads[(layer, edit.sources, edit.targets)]
     return out
 
 

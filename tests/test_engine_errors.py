@@ -100,10 +100,16 @@ def test_non_eager_attention_refused_for_probabilities():
 
     model = AutoModelForCausalLM.from_config(_configs()["qwen2"], attn_implementation="sdpa").eval()
     handle = wrap_model(model, tiny_tokenizer(), eager=False, check=False)
-    with pytest.raises(UnsupportedArchitectureError, match="needs eager attention"):
+    with pytest.raises(EditSpecError, match="needs the softmax route with eager attention"):
         _run(
             AttentionEdit(layers=(0,), sources=(8,), targets=(1,), op=SetValue(value=0.1)),
             handle=handle,
+        )
+    with pytest.raises(UnsupportedArchitectureError, match="needs eager attention"):
+        _run(
+            AttentionEdit(layers=(0,), sources=(8,), targets=(1,), op=Knockout()),
+            handle=handle,
+            route="softmax",
         )
 
 

@@ -295,6 +295,7 @@ def run(
     keep_logprobs: bool = False,
     progress: Callable[[int], None] | None = None,
     route: str = "auto",
+    session: bool | None = None,
 ) -> list[ItemResult]:
     """Run ``items`` (baselines first, then edited passes) and return one result per item.
 
@@ -314,6 +315,8 @@ def run(
             ``"mask"`` edits the additive attention mask passed to the attention function
             (Knockout and Scale only; works under SDPA); ``"auto"`` picks softmax for eager
             models and mask otherwise.
+        session: run each chunk's baseline and edited passes in one nnsight session (default:
+            only when ``remote`` is not ``"none"``).
 
     Raises:
         EditSpecError / CausallyMaskedEdgeError: invalid edits (before anything runs).
@@ -334,6 +337,9 @@ def run(
     remote_arg = configure_remote(remote)
     if remote_arg:
         _register_for_remote()
+    use_session = bool(remote_arg) if session is None else session
+    if remote_arg and not use_session:
+        raise EditSpecError("remote runs always use a session; leave session=None or True")
 
     by_prompt: dict[tuple[int, ...], list[Item]] = {}
     for it in items:
@@ -345,7 +351,15 @@ def run(
         chunk = prompts[start : start + batch_size]
         chunk_items = [it for p in chunk for it in by_prompt[p]]
         for res in _run_chunk(
-            handle, chunk, chunk_items, batch_size, remote_arg, keep_logprobs, tol, route
+            handle,
+            chunk,
+            chunk_items,
+            batch_size,
+            remote_arg,
+            keep_logprobs,
+            tol,
+            route,
+            use_session,
         ):
             results[res.key] = res
         if progress is not None:
@@ -362,6 +376,7 @@ def _run_chunk(
     keep: bool,
     tol: float,
     route: str,
+    use_session: bool,
 ) -> Iterable[ItemResult]:
     model = handle.nn
     device = handle.device
@@ -399,7 +414,7 @@ def _run_chunk(
     base_plain = _plain(base_plan)
     plains = [(inputs, _plain(plan), base_rows) for inputs, plan, base_rows in batch_inputs]
     with torch.inference_mode():
-        if remote_arg:
+        if use_session:
             import nnsight
 
             with model.session(remote=remote_arg):

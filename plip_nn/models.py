@@ -316,19 +316,20 @@ class ModelHandle:
                 f"{self.name}: the attention softmax op could not be traced ({err}); "
                 f"sites: {self.sites[0]}"
             ) from err
-        for layer, (scores, probs) in saved.items():
-            scores, probs = scores.float(), probs.float()
+        for layer, (raw_scores, raw_probs) in saved.items():
+            threshold = torch.finfo(raw_scores.dtype).min / 2
+            scores, probs = raw_scores.float(), raw_probs.float()
             shape = (1, self.n_heads, n, n)
             future = torch.ones(n, n, dtype=torch.bool, device=probs.device).triu(1)
             problems = []
             if tuple(probs.shape) != shape or tuple(scores.shape) != shape:
                 problems.append(f"shapes {tuple(scores.shape)}/{tuple(probs.shape)} != {shape}")
             else:
-                if not torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-4):
+                if not torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-2):
                     problems.append("output rows do not sum to 1")
                 if probs[..., future].abs().max() > 0:
                     problems.append("output puts weight on future keys")
-                if (scores[..., future] > torch.finfo(scores.dtype).min / 2).any():
+                if (scores[..., future] > threshold).any():
                     problems.append("input is not causally masked")
             if problems:
                 raise UnsupportedArchitectureError(
@@ -400,9 +401,9 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from plip_nn.embedded import EMBEDDED_MODEL_DIR, EMBEDDED_MODEL_NAME
+    if name_or_path is None or str(name_or_path) in ("embedded", "plip-nn/embedded-tiny-qwen2"):
+        from plip_nn.embedded import EMBEDDED_MODEL_DIR, EMBEDDED_MODEL_NAME
 
-    if name_or_path is None or str(name_or_path) in ("embedded", EMBEDDED_MODEL_NAME):
         path: str = str(EMBEDDED_MODEL_DIR)
         name = EMBEDDED_MODEL_NAME
     else:

@@ -1,0 +1,210 @@
+"""Character positions -> token positions, through the tokenizer's offset mapping.
+
+Policy (PRODUCT.md, "Token positions"):
+
+* The text is tokenized with the tokenizer's defaults (``add_special_tokens`` as the tokenizer
+  does it). Special tokens (BOS, ...) cover no characters; the number of special tokens before
+  the first text token is recorded as ``bos_offset`` (1 for a tokenizer that adds BOS, else 0).
+  Returned positions are absolute positions in ``input_ids``, so they already include it.
+* A character maps to the first token whose span ``[start, end)`` contains it. Byte-level BPE
+  may split one multi-byte character into several tokens with the same span: the first wins.
+* A character that starts *mid-token* (the token has a non-whitespace character before it) maps
+  to the containing token and is reported in ``mid_token_chars``. A token that starts with
+  whitespace (``" def"``) does not make ``d`` mid-token.
+* A whitespace character covered by no token (tokenizers that drop spaces) maps to the next
+  token, the one the whitespace precedes. A non-whitespace character covered by no token is an
+  error: the tokenizer dropped it, and no position can be right.
+* Source = token of the marker character; targets = tokens of the target characters, sorted and
+  deduplicated. A target that falls in the source token is dropped with a warning and listed
+  (as a character position) in ``dropped_targets``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PositionError", "TokenPositions", "char_to_token", "locate"]
+
+
+class PositionError(ValueError):
+    """A character position that cannot be mapped to a token."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenPositions:
+    """Token positions of one sample in the tokenized text.
+
+    Attributes:
+        input_ids: The token ids, special tokens included.
+        source: Token position of the marker (query row of the edited edges).
+        targets: Token positions of the targets, sorted, deduplicated, source excluded.
+        bos_offset: Number of special tokens the tokenizer put before the text (0 or 1 usually).
+        mid_token_chars: Marker/target character positions that start inside a token.
+        dropped_targets: Target character positions dropped because they lie in the source token.
+    """
+
+    input_ids: tuple[int, ...]
+    source: int
+    targets: tuple[int, ...]
+    bos_offset: int
+    mid_token_chars: tuple[int, ...]
+    dropped_targets: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.input_ids)
+        if not 0 <= self.source < n:
+            raise PositionError(
+                f"source={self.source} is outside 0..{n - 1}; recompute with locate()"
+            )
+        if list(self.targets) != sorted(set(self.targets)):
+            raise PositionError(f"targets={self.targets} must be sorted and unique")
+        if any(not 0 <= t < n for t in self.targets) or self.source in self.targets:
+            raise PositionError(
+                f"targets={self.targets} must lie in 0..{n - 1} and exclude source={self.source}"
+            )
+
+
+def _contains(span: tuple[int, int], pos: int) -> bool:
+    return span[0] <= pos < span[1]
+
+
+def char_to_token(
+    offsets: Sequence[tuple[int, int]],
+    char_pos: int,
+    *,
+    text_len: int,
+    text: str | None = None,
+) -> int:
+    """Index of the token that contains character ``char_pos``.
+
+    Args:
+        offsets: ``(start, end)`` character span of each token; special tokens have ``(0, 0)``.
+        char_pos: A character position in the text, ``0 <= char_pos < text_len``.
+        text_len: Length of the text, for the range check.
+        text: The text itself; needed only to tell whitespace from visible characters when
+            ``char_pos`` falls in a gap that no token covers.
+
+    Returns:
+        The index into ``offsets`` (the absolute token position).
+
+    Raises:
+        PositionError: ``char_pos`` is out of range, or it is a visible character covered by no
+            token, or it is in a trailing gap with no token after it.
+    """
+    if isinstance(char_pos, bool) or not isinstance(char_pos, int):
+        raise PositionError(f"char_pos={char_pos!r} must be an int")
+    if not 0 <= char_pos < text_len:
+        raise PositionError(
+            f"char_pos={char_pos} is out of range for a text of length {text_len}; "
+            f"use a position in 0..{text_len - 1}"
+        )
+    for i, span in enumerate(offsets):
+        if _contains(span, char_pos):
+            return i
+    if text is None or not text[char_pos].isspace():
+        shown = repr(text[char_pos]) if text is not None else "?"
+        raise PositionError(
+            f"char_pos={char_pos} ({shown}) is covered by no token: the tokenizer dropped it "
+            "(normalizer or pre-tokenizer); pick a visible character the tokenizer keeps"
+        )
+    following = [i for i, (start, end) in enumerate(offsets) if end > start and start > char_pos]
+    if not following:
+        raise PositionError(
+            f"char_pos={char_pos} is trailing whitespace that no token covers; "
+            "point it at a visible character"
+        )
+    return following[0]
+
+
+def _is_mid_token(text: str, span: tuple[int, int], char_pos: int) -> bool:
+    return span[0] < char_pos and text[span[0] : char_pos].strip() != ""
+
+
+def locate(
+    tokenizer: Any,
+    text: str,
+    marker_char_pos: int,
+    target_char_positions: Sequence[int],
+    *,
+    sample_id: str = "?",
+) -> TokenPositions:
+    """Tokenize ``text`` and map the marker and target characters to token positions.
+
+    Args:
+        tokenizer: A HuggingFace fast tokenizer (one that supports ``return_offsets_mapping``).
+        text: The sample's code, tokenized as is with the tokenizer's defaults.
+        marker_char_pos: First character of the marker.
+        target_char_positions: First characters of the targets.
+        sample_id: Named in errors and warnings.
+
+    Returns:
+        The token positions, with the BOS offset and mid-token characters recorded.
+
+    Raises:
+        PositionError: A position is out of range or cannot be mapped; the message names the
+            sample, the value and the text length.
+    """
+    if not target_char_positions:
+        raise PositionError(f"sample {sample_id}: no target_char_positions; give at least one")
+    try:
+        enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    except NotImplementedError as exc:  # slow (Python) tokenizers have no offsets
+        raise PositionError(
+            f"sample {sample_id}: tokenizer {type(tokenizer).__name__} gives no offset mapping; "
+            "load a fast tokenizer (use_fast=True)"
+        ) from exc
+    ids = [int(i) for i in enc["input_ids"]]
+    special = list(enc.get("special_tokens_mask") or [0] * len(ids))
+    # Special tokens cover no text; (0, 0) spans never contain a character, but be explicit.
+    offsets = [
+        (0, 0) if special[i] else (int(s), int(e)) for i, (s, e) in enumerate(enc["offset_mapping"])
+    ]
+    bos_offset = 0
+    while bos_offset < len(ids) and special[bos_offset]:
+        bos_offset += 1
+
+    def to_token(pos: int, what: str) -> int:
+        try:
+            return char_to_token(offsets, pos, text_len=len(text), text=text)
+        except PositionError as exc:
+            raise PositionError(f"sample {sample_id}: {what} {exc}") from None
+
+    source = to_token(marker_char_pos, "marker")
+    mid = [marker_char_pos] if _is_mid_token(text, offsets[source], marker_char_pos) else []
+    targets: set[int] = set()
+    dropped: list[int] = []
+    for pos in target_char_positions:
+        tok = to_token(pos, "target")
+        if _is_mid_token(text, offsets[tok], pos):
+            mid.append(pos)
+        if tok == source:
+            dropped.append(pos)
+            continue
+        targets.add(tok)
+    if dropped:
+        logger.warning(
+            "sample %s: target chars %s fall in the source token %d and are dropped",
+            sample_id,
+            dropped,
+            source,
+        )
+    if mid:
+        logger.info("sample %s: chars %s start mid-token", sample_id, mid)
+    if not targets:
+        raise PositionError(
+            f"sample {sample_id}: every target falls in the source token {source}; "
+            "the sample has no edge to edit"
+        )
+    return TokenPositions(
+        input_ids=tuple(ids),
+        source=source,
+        targets=tuple(sorted(targets)),
+        bos_offset=bos_offset,
+        mid_token_chars=tuple(mid),
+        dropped_targets=tuple(dropped),
+    )

@@ -1,0 +1,543 @@
+"""Preservation scoring of generated tests: does the generated test still test the function?
+
+Flags (PRODUCT.md, "Metrics"): ``calls_function`` (a syntactic call of the function by name,
+found with ``ast`` / tree-sitter-rust, never by substring), ``arity_ok`` (some such call passes
+the declared number of arguments), ``valid`` (the generated test parses), ``preserved`` = all
+three, and ``executes`` (the test runs and passes in a subprocess with a timeout).
+
+Prompt conventions and trimming (what part of a continuation is scored):
+
+* **Python**: the prompt is a function whose docstring ends with ``>>> ``. The scored doctest
+  is the prompt's last line (its indentation and ``>>> ``) followed by the continuation cut at
+  the first closing docstring delimiter (the ``\"\"\"`` or ``'''`` that opened the docstring);
+  without a closing delimiter the whole continuation is scored.
+* **Rust**: the prompt ends with ``#[test]\\nfn ``. The scored test is ``#[test]\\nfn `` +
+  the continuation cut after the ``}`` that closes the test function's body; braces are matched
+  on tree-sitter tokens, so braces inside strings, chars and comments do not count. Only the
+  first test function is scored; an unclosed body is scored whole (and is invalid).
+
+Calls and arity:
+
+* Python: ``name(...)`` and attribute calls ``obj.name(...)`` count as calls. ``arity`` is the
+  declared parameter count and includes ``self``/``cls`` for methods (a function whose first
+  parameter is ``self`` or ``cls`` inside a class in ``function_source``). A plain call passes
+  its argument count; an attribute call of a method also counts the receiver, so ``obj.m(a)``
+  passes 2 for ``def m(self, a)``; ``Class.m(obj, a)`` on the enclosing class's name passes the
+  receiver explicitly (2 as well). Attribute calls of a non-method (``module.f(a, b)``) pass
+  their argument count. Positional and keyword arguments both count; a ``*args``/``**kw`` call never
+  matches. Defaults are not special: the declared count must be passed.
+* Rust: ``name(...)``, ``Type::name(...)``, ``name::<T>(...)`` and method calls ``x.name(...)``
+  count, also inside macros (``assert_eq!(name(1), 2)``: macro bodies are token trees to
+  tree-sitter, so comma-separated macro arguments are re-parsed as expressions). ``arity``
+  includes ``self`` for methods (``self`` parameter in ``function_source``); ``x.name(a)`` passes
+  2 for a method, ``Type::name(x, a)`` and ``name(a, b)`` pass their argument count. A call
+  whose own subtree holds a parse error does not count (Python: an example that does not parse
+  contributes no calls).
+
+An invalid test is never run: ``executes`` is False for it when ``execute=True``.
+
+Execution never happens in this process: Python runs ``python -I -m doctest`` on a temp module
+(``function_source`` with its own docstrings removed, plus the generated doctest as
+``__test__``), Rust runs ``rustc --edition 2021 --test`` and the test binary, each with a
+timeout, a scrubbed environment, a temp working directory and, where ``unshare -rn`` works, no
+network. A timeout counts as ``executes=False``; ``executes=None`` means not attempted
+(``execute=False``, or no rustc).
+"""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import functools
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import tree_sitter_rust
+from tree_sitter import Language, Node, Parser
+
+__all__ = ["Preservation", "score", "score_python", "score_rust"]
+
+log = logging.getLogger(__name__)
+
+_RUSTC_DEFAULT = Path("/root/.cargo/bin/rustc")
+_RUST_LANGUAGE = Language(tree_sitter_rust.language())
+_RUST_TEST_HEADER = "#[test]\nfn "
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preservation:
+    """Preservation flags of one generated test.
+
+    Attributes:
+        calls_function: some call's callee is the function's name (syntactic, not substring).
+        arity_ok: some such call passes the declared number of arguments.
+        valid: the generated test parses (doctest examples / Rust test fn without error nodes).
+        preserved: calls_function and arity_ok and valid.
+        executes: the test ran and passed in a subprocess; None when not attempted.
+        reason: why a flag is False (empty when all are True), for people reading records.
+    """
+
+    calls_function: bool
+    arity_ok: bool
+    valid: bool
+    preserved: bool
+    executes: bool | None
+    reason: str = ""
+
+
+def _check_args(function_name: str, arity: int, timeout: float) -> None:
+    if not function_name.isidentifier():
+        raise ValueError(f"function_name must be an identifier; got {function_name!r}")
+    if isinstance(arity, bool) or not isinstance(arity, int) or arity < 0:
+        raise ValueError(f"arity must be a non-negative int (declared parameters); got {arity!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be positive seconds; got {timeout!r}")
+
+
+def _make(
+    calls: bool, arity_ok: bool, valid: bool, executes: bool | None, reasons: list[str]
+) -> Preservation:
+    return Preservation(
+        calls_function=calls,
+        arity_ok=arity_ok,
+        valid=valid,
+        preserved=calls and arity_ok and valid,
+        executes=executes,
+        reason="; ".join(reasons),
+    )
+
+
+# --------------------------------------------------------------------------- subprocess
+
+
+@functools.cache
+def _netns_prefix() -> tuple[str, ...]:
+    """``unshare -rn`` (no network) where this kernel allows it, else nothing."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        log.info("unshare not found: generated tests run without a network namespace")
+        return ()
+    try:
+        ok = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    if not ok:
+        log.info("unshare -rn is not permitted: generated tests run without a network namespace")
+        return ()
+    return (exe, "-rn")
+
+
+def _scrubbed_env(tmp: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8"}
+
+
+def _run(cmd: list[str], *, cwd: str, timeout: float) -> tuple[int | None, str]:
+    """Run ``cmd``; returns (returncode or None on timeout, combined output tail)."""
+    try:
+        proc = subprocess.run(
+            [*_netns_prefix(), *cmd],
+            cwd=cwd,
+            env=_scrubbed_env(cwd),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:g} s"
+    out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+    return proc.returncode, out[-2000:]
+
+
+# --------------------------------------------------------------------------- Python
+
+
+def _docstring_delimiter(prompt: str) -> str:
+    """The quote that opened the docstring holding the prompt's final ``>>>``."""
+    head = prompt[: prompt.rfind(">>>")] if ">>>" in prompt else prompt
+    positions = {q: head.rfind(q) for q in ('"""', "'''")}
+    quote = max(positions, key=lambda q: positions[q])
+    return quote if positions[quote] >= 0 else '"""'
+
+
+def _python_doctest_text(prompt: str, continuation: str) -> str:
+    last_line = prompt[prompt.rfind("\n") + 1 :]
+    if ">>>" not in last_line:
+        raise ValueError(
+            "Python prompt must end with a docstring line containing '>>> '; "
+            f"its last line is {last_line!r}"
+        )
+    delim = _docstring_delimiter(prompt)
+    cut = continuation.find(delim)
+    body = continuation if cut < 0 else continuation[:cut]
+    text = last_line + body
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _python_method_class(function_source: str, function_name: str) -> str | None:
+    """The enclosing class name if ``function_name`` is a method (first param self/cls)."""
+    try:
+        tree = ast.parse(function_source)
+    except SyntaxError:
+        return None
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for node in cls.body:
+            if (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.name == function_name
+            ):
+                params = [*node.args.posonlyargs, *node.args.args]
+                if params and params[0].arg in ("self", "cls"):
+                    return cls.name
+    return None
+
+
+def _python_calls(tree: ast.AST, name: str) -> Iterator[tuple[str | None, int | None]]:
+    """(receiver, passed argument count or None when starred) per call of ``name``.
+
+    receiver: None for ``name(...)``, else the dotted text of ``obj`` in ``obj.name(...)``.
+    """
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == name:
+            receiver = None
+        elif isinstance(func, ast.Attribute) and func.attr == name:
+            receiver = ast.unparse(func.value)
+        else:
+            continue
+        starred = any(isinstance(a, ast.Starred) for a in node.args) or any(
+            k.arg is None for k in node.keywords
+        )
+        yield receiver, None if starred else len(node.args) + len(node.keywords)
+
+
+def _python_arity_ok(receiver: str | None, n: int | None, arity: int, cls: str | None) -> bool:
+    if n is None:
+        return False
+    if receiver is None or cls is None:  # plain call, or attribute call of a non-method
+        return n == arity
+    # Method: obj.m(a) passes the receiver too; Class.m(obj, a) passes it explicitly.
+    return n + 1 == arity or (receiver == cls and n == arity)
+
+
+def _strip_docstrings(source: str) -> str:
+    """``source`` without docstrings, so doctest only runs the generated examples."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and ast.get_docstring(node, clean=False) is not None
+        ):
+            node.body[0] = ast.Pass()
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+def _execute_python(function_source: str, doctest_text: str, timeout: float) -> tuple[bool, str]:
+    try:
+        module = _strip_docstrings(function_source)
+    except SyntaxError as exc:
+        return False, f"function_source does not parse: {exc.msg}"
+    module += f"\n\n__test__ = {{'generated': {doctest_text!r}}}\n"
+    with tempfile.TemporaryDirectory(prefix="plip_doctest_") as tmp:
+        Path(tmp, "generated_doctest.py").write_text(module, encoding="utf-8")
+        cmd = [sys.executable, "-I", "-m", "doctest", "generated_doctest.py"]
+        code, out = _run(cmd, cwd=tmp, timeout=timeout)
+    if code is None:
+        return False, f"doctest {out}"
+    return code == 0, "" if code == 0 else f"doctest failed (exit {code}): {out[-300:]}"
+
+
+def score_python(
+    prompt: str,
+    continuation: str,
+    *,
+    function_name: str,
+    arity: int,
+    function_source: str,
+    execute: bool = True,
+    timeout: float = 10.0,
+) -> Preservation:
+    """Score a generated Python doctest (conventions in the module docstring).
+
+    Args:
+        prompt: the generation prompt; its last line holds the docstring's ``>>> ``.
+        continuation: what the model wrote after the prompt.
+        function_name: the function under test.
+        arity: declared parameter count (``self``/``cls`` included for methods).
+        function_source: complete source defining the function (and anything the test needs);
+            used to recognise methods and to execute the doctest.
+        execute: run the doctest in a subprocess (only when ``valid``).
+        timeout: seconds before the subprocess is killed (then ``executes`` is False).
+    """
+    _check_args(function_name, arity, timeout)
+    text = _python_doctest_text(prompt, continuation)
+    reasons: list[str] = []
+    try:
+        examples = doctest.DocTestParser().get_examples(text)
+    except ValueError as exc:
+        examples, reasons = [], [f"doctest does not parse: {exc}"]
+    trees: list[ast.AST] = []
+    for ex in examples:
+        try:
+            trees.append(ast.parse(ex.source))
+        except SyntaxError as exc:
+            reasons.append(f"example {ex.source.strip()!r} is not valid Python: {exc.msg}")
+    if not examples and not reasons:
+        reasons.append("no doctest example")
+    valid = bool(examples) and len(trees) == len(examples)
+
+    cls = _python_method_class(function_source, function_name)
+    calls = [c for t in trees for c in _python_calls(t, function_name)]
+    arity_ok = any(_python_arity_ok(recv, n, arity, cls) for recv, n in calls)
+    if not calls:
+        reasons.append(f"no call of {function_name}")
+    elif not arity_ok:
+        passed = sorted({n for _, n in calls if n is not None})
+        reasons.append(f"calls of {function_name} pass {passed} arguments, declared {arity}")
+
+    executes: bool | None = None
+    if execute and valid:
+        executes, why = _execute_python(function_source, text, timeout)
+        if why:
+            reasons.append(why)
+    elif execute:
+        executes = False
+    return _make(bool(calls), arity_ok, valid, executes, reasons)
+
+
+# --------------------------------------------------------------------------- Rust
+
+
+def _rust_parser() -> Parser:
+    return Parser(_RUST_LANGUAGE)
+
+
+def _leaves(node: Node) -> Iterator[Node]:
+    if node.child_count == 0:
+        yield node
+        return
+    for child in node.children:
+        yield from _leaves(child)
+
+
+def _rust_trim(continuation: str) -> str:
+    """``#[test]\\nfn `` + continuation up to the ``}`` that closes the first body."""
+    text = _RUST_TEST_HEADER + continuation
+    data = text.encode("utf-8")
+    tree = _rust_parser().parse(data)
+    depth, opened = 0, False
+    for leaf in _leaves(tree.root_node):
+        if leaf.type == "{" and not leaf.is_missing:
+            depth, opened = depth + 1, True
+        elif leaf.type == "}" and not leaf.is_missing and opened:
+            depth -= 1
+            if depth == 0:
+                return data[: leaf.end_byte].decode("utf-8", "replace")
+    return text
+
+
+def _has_error(node: Node) -> bool:
+    return node.has_error or node.is_missing
+
+
+def _macro_argument_trees(node: Node, source: bytes) -> Iterator[Node]:
+    """Parse each macro's token tree as a tuple of expressions, yielding the parsed roots."""
+    for child in _walk(node):
+        if child.type != "macro_invocation":
+            continue
+        tt = next((c for c in child.children if c.type == "token_tree"), None)
+        if tt is None or tt.end_byte - tt.start_byte < 2:
+            continue
+        inner = source[tt.start_byte + 1 : tt.end_byte - 1]
+        wrapped = b"fn __plip() { let _ = (" + inner + b",); }"
+        sub = _rust_parser().parse(wrapped)
+        if not _has_error(sub.root_node):
+            yield sub.root_node
+            yield from _macro_argument_trees(sub.root_node, wrapped)
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+def _rust_callee_name(func: Node) -> tuple[str | None, bool]:
+    """(name called, is method call with a receiver) for a call_expression's function node."""
+    if func.type == "generic_function":
+        inner = func.child_by_field_name("function")
+        return _rust_callee_name(inner) if inner is not None else (None, False)
+    if func.type == "identifier":
+        return func.text.decode() if func.text else None, False
+    if func.type == "scoped_identifier":
+        name = func.child_by_field_name("name")
+        return (name.text.decode() if name is not None and name.text else None), False
+    if func.type == "field_expression":
+        field = func.child_by_field_name("field")
+        return (field.text.decode() if field is not None and field.text else None), True
+    return None, False
+
+
+def _rust_calls(root: Node, source: bytes, name: str) -> list[tuple[bool, int]]:
+    calls: list[tuple[bool, int]] = []
+    roots = [root, *_macro_argument_trees(root, source)]
+    for r in roots:
+        for node in _walk(r):
+            if node.type != "call_expression" or _has_error(node):
+                continue
+            func = node.child_by_field_name("function")
+            args = node.child_by_field_name("arguments")
+            if func is None or args is None:
+                continue
+            callee, method_call = _rust_callee_name(func)
+            if callee == name:
+                calls.append((method_call, args.named_child_count - _n_comments(args)))
+    return calls
+
+
+def _n_comments(args: Node) -> int:
+    return sum(1 for c in args.named_children if c.type in ("line_comment", "block_comment"))
+
+
+def _rust_is_method(function_source: str, function_name: str) -> bool:
+    tree = _rust_parser().parse(function_source.encode("utf-8"))
+    for node in _walk(tree.root_node):
+        if node.type == "function_item":
+            name = node.child_by_field_name("name")
+            if name is not None and name.text == function_name.encode():
+                params = node.child_by_field_name("parameters")
+                return params is not None and any(
+                    c.type == "self_parameter" for c in params.named_children
+                )
+    return False
+
+
+@functools.cache
+def _rustc() -> str | None:
+    """The real compiler binary (``<sysroot>/bin/rustc``), so rustup proxies work scrubbed."""
+    found = shutil.which("rustc") or (str(_RUSTC_DEFAULT) if _RUSTC_DEFAULT.exists() else None)
+    if found is None:
+        return None
+    try:
+        proc = subprocess.run(
+            [found, "--print", "sysroot"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    real = Path(proc.stdout.strip(), "bin", "rustc")
+    if proc.returncode != 0 or not real.exists():
+        log.warning("rustc at %s does not report a usable sysroot: %s", found, proc.stderr[-200:])
+        return None
+    return str(real)
+
+
+def _execute_rust(
+    function_source: str, test_source: str, timeout: float
+) -> tuple[bool | None, str]:
+    rustc = _rustc()
+    if rustc is None:
+        log.warning("rustc not found: Rust tests are not executed (executes=None)")
+        return None, "rustc not found"
+    program = "#![allow(dead_code, unused)]\n" + function_source + "\n\n" + test_source + "\n"
+    with tempfile.TemporaryDirectory(prefix="plip_rustc_") as tmp:
+        Path(tmp, "generated_test.rs").write_text(program, encoding="utf-8")
+        cmd = [rustc, "--edition", "2021", "--test", "-o", "generated_test", "generated_test.rs"]
+        code, out = _run(cmd, cwd=tmp, timeout=max(timeout, 60.0))
+        if code != 0:
+            return False, f"rustc failed: {out[-300:]}"
+        code, out = _run(["./generated_test", "--test-threads=1"], cwd=tmp, timeout=timeout)
+    if code is None:
+        return False, f"test binary {out}"
+    return code == 0, "" if code == 0 else f"test failed (exit {code}): {out[-300:]}"
+
+
+def score_rust(
+    prompt: str,
+    continuation: str,
+    *,
+    function_name: str,
+    arity: int,
+    function_source: str,
+    execute: bool = True,
+    timeout: float = 10.0,
+) -> Preservation:
+    """Score a generated Rust test (conventions in the module docstring).
+
+    Args:
+        prompt: the generation prompt; it must end with ``#[test]\\nfn ``.
+        continuation: what the model wrote after the prompt.
+        function_name: the function under test.
+        arity: declared parameter count (``self`` included for methods).
+        function_source: complete source defining the function (and types the test needs).
+        execute: compile and run the test (only when ``valid`` and rustc exists).
+        timeout: seconds for running the test binary (compilation gets at least 60 s).
+    """
+    _check_args(function_name, arity, timeout)
+    if not prompt.rstrip(" ").endswith(_RUST_TEST_HEADER.rstrip(" ")):
+        raise ValueError(
+            f"Rust prompt must end with '#[test]\\nfn '; it ends with {prompt[-20:]!r}"
+        )
+    test_source = _rust_trim(continuation)
+    data = test_source.encode("utf-8")
+    tree = _rust_parser().parse(data)
+    fns = [c for c in tree.root_node.named_children if c.type == "function_item"]
+    reasons: list[str] = []
+    valid = not _has_error(tree.root_node) and len(fns) == 1
+    if not valid:
+        reasons.append("test function does not parse (tree-sitter error or missing node)")
+
+    method = _rust_is_method(function_source, function_name)
+    calls = _rust_calls(tree.root_node, data, function_name)
+    # A method called on a receiver passes the receiver as ``self`` too.
+    arity_ok = any((n + 1 if recv and method else n) == arity for recv, n in calls)
+    if not calls:
+        reasons.append(f"no call of {function_name}")
+    elif not arity_ok:
+        passed = sorted({n for _, n in calls})
+        reasons.append(f"calls of {function_name} pass {passed} arguments, declared {arity}")
+
+    executes: bool | None = None
+    if execute and valid:
+        executes, why = _execute_rust(function_source, test_source, timeout)
+        if why:
+            reasons.append(why)
+    elif execute:
+        executes = False
+    return _make(bool(calls), arity_ok, valid, executes, reasons)
+
+
+def score(
+    language: Literal["python", "rust"],
+    prompt: str,
+    continuation: str,
+    *,
+    function_name: str,
+    arity: int,
+    function_source: str,
+    execute: bool = True,
+    timeout: float = 10.0,
+) -> Preservation:
+    """Dispatch to ``score_python`` / ``score_rust`` by record ``language``."""
+    scorers = {"python": score_python, "rust": score_rust}
+    if language not in scorers:
+        raise ValueError(f"language must be 'python' or 'rust'; got {language!r}")
+    return scorers[language](
+        prompt,
+        continuation,
+        function_name=function_name,
+        arity=arity,
+        function_source=function_source,
+        execute=execute,
+        timeout=timeout,
+    )

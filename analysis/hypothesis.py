@@ -27,6 +27,7 @@ __all__ = [
     "mcnemar_from_pairs",
     "odds_ratio",
     "welch_t",
+    "wilcoxon_signed_rank",
 ]
 
 
@@ -191,6 +192,35 @@ def welch_t(a: ArrayLike, b: ArrayLike) -> TestResult:
         ci_high=float(ci.high),
         n=int(x.size + y.size),
         note=f"Welch t, df={float(res.df):.2f}; effect = mean(a) - mean(b)",
+    )
+
+
+def wilcoxon_signed_rank(a: ArrayLike, b: ArrayLike) -> TestResult:
+    """Wilcoxon signed-rank test of paired a − b (scipy ``wilcoxon``, two-sided, zeros dropped).
+
+    effect = median(a − b); the CI fields are NaN (use ``bootstrap_mean_diff`` for an
+    interval). All differences zero → statistic 0, p = 1.
+    """
+    x = _vector(a, "a")
+    y = _vector(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"a and b differ in length: {x.size} vs {y.size}; pair them")
+    diff = x - y
+    effect = float(np.median(diff))
+    if not np.any(diff != 0):
+        stat, p, extra = 0.0, 1.0, "; all differences are zero"
+    else:
+        res = stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided")
+        stat, p, extra = float(res.statistic), float(res.pvalue), ""
+    return TestResult(
+        name="wilcoxon_signed_rank",
+        statistic=stat,
+        pvalue=p,
+        effect=effect,
+        ci_low=math.nan,
+        ci_high=math.nan,
+        n=int(x.size),
+        note=f"Wilcoxon signed-rank (zeros dropped); effect = median(a - b){extra}",
     )
 
 

@@ -181,3 +181,20 @@ def test_result_is_frozen() -> None:
     assert isinstance(res, TestResult)
     with pytest.raises(AttributeError):
         res.pvalue = 0.5  # type: ignore[misc]
+
+
+def test_wilcoxon_matches_scipy_and_edge_cases() -> None:
+    from analysis.hypothesis import wilcoxon_signed_rank
+
+    a = np.array([1.2, 3.4, 2.2, 5.0, 0.3, 2.8, 4.1, 1.9])
+    b = np.array([1.0, 2.0, 2.5, 3.0, 0.1, 1.0, 2.0, 2.0])
+    ref = stats.wilcoxon(a, b)
+    res = wilcoxon_signed_rank(a, b)
+    assert res.statistic == pytest.approx(ref.statistic) and res.pvalue == pytest.approx(ref.pvalue)
+    assert res.effect == pytest.approx(np.median(a - b))
+    # Exact null distribution by hand: all 6 differences positive -> p = 2 / 2**6.
+    assert wilcoxon_signed_rank([1, 2, 3, 4, 5, 6], [0] * 6).pvalue == pytest.approx(2 / 64)
+    same = wilcoxon_signed_rank([1.0, 2.0], [1.0, 2.0])
+    assert same.pvalue == 1.0 and "zero" in same.note
+    with pytest.raises(ValueError, match="b contains NaN"):
+        wilcoxon_signed_rank([1.0, 2.0], [math.nan, 1.0])

@@ -442,7 +442,8 @@ def _close_python_prompt(code: str) -> str:
     if indent.strip():
         raise _Fail("the trailing '>>> ' must start its own docstring line")
     for quote in ('"""', "'''"):
-        completed = f"{code}\n{indent}{quote}\n{indent}pass\n"
+        # `None` makes the trailing `>>> ` a real (non-blank) doctest example for `doctest`.
+        completed = f"{code}None\n{indent}{quote}\n{indent}pass\n"
         try:
             ast.parse(completed)
         except SyntaxError:
@@ -1140,6 +1141,7 @@ def _write_json_atomic(data: Any, out: Path) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1, ensure_ascii=False)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a corpus file is meant to be shared
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,103 @@
+"""Build ``plip_nn/data/corpus/corpus.json`` from the hand-written sources, via the annotator.
+
+Generation prompts are cut from the test samples with the annotator and tree-sitter:
+Python keeps the function up to its first doctest ``>>> `` (the complete function is the
+sample's ``source``); Rust keeps everything before the test item and appends ``#[test]\\nfn ``.
+
+Usage: ``python scripts/build_corpus.py [-o OUT.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import tree_sitter
+import tree_sitter_rust
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from corpus_sources import baselines, python_tests, rust_tests  # noqa: E402
+
+from plip_nn.corpus import (  # noqa: E402
+    DEFAULT_CORPUS_PATH,
+    PY_GENERATION_SUFFIX,
+    RUST_GENERATION_SUFFIX,
+    annotate_file,
+    annotate_python,
+    annotate_rust,
+    check_corpus,
+)
+
+logger = logging.getLogger("build_corpus")
+
+
+def python_prompt(sample_id: str, code: str) -> dict[str, str]:
+    """Generation prompt: the code up to (and including) its first doctest ``>>> ``."""
+    ann = annotate_python(code, kind="test", sample_id=sample_id)
+    prompt = code[: ann.marker_char_pos] + PY_GENERATION_SUFFIX
+    if not code.startswith(prompt):
+        raise ValueError(f"{sample_id}: the first doctest marker is not followed by one space")
+    return {"id": "pyg_" + sample_id.removeprefix("py_"), "code": prompt, "source": code}
+
+
+def rust_prompt(sample_id: str, code: str) -> dict[str, str]:
+    """Generation prompt: the code before the tested item, then ``#[test]\\nfn ``."""
+    ann = annotate_rust(code, kind="test", sample_id=sample_id)
+    data = code.encode("utf-8")
+    marker_byte = len(code[: ann.marker_char_pos].encode("utf-8"))
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_rust.language()))
+    items = parser.parse(data).root_node.children
+    k = next(i for i, n in enumerate(items) if n.end_byte > marker_byte)
+    while k > 0 and items[k - 1].type == "attribute_item":
+        k -= 1
+    head = data[: items[k].start_byte].decode("utf-8").rstrip()
+    return {
+        "id": "rsg_" + sample_id.removeprefix("rs_"),
+        "code": head + "\n\n" + RUST_GENERATION_SUFFIX,
+        "function": ann.function.name,
+    }
+
+
+def raw_corpus() -> dict[str, list[dict[str, str]]]:
+    """The un-annotated input, in the ``corpus annotate`` input format."""
+    return {
+        "python_doctest": [{"id": i, "code": c} for i, c in python_tests.SAMPLES],
+        "rust_test": [{"id": i, "code": c} for i, c in rust_tests.SAMPLES],
+        "python_baseline": [{"id": i, "code": c} for i, c in baselines.PYTHON],
+        "rust_baseline": [{"id": i, "code": c} for i, c in baselines.RUST],
+        "python_generation": [python_prompt(i, c) for i, c in python_tests.SAMPLES],
+        "rust_generation": [rust_prompt(i, c) for i, c in rust_tests.SAMPLES],
+    }
+
+
+def build(out: Path) -> int:
+    """Annotate the raw corpus into ``out`` and check it; returns the number of samples."""
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.json"
+        raw.write_text(json.dumps(raw_corpus(), ensure_ascii=False), encoding="utf-8")
+        corpus = annotate_file(raw, out)
+    problems = check_corpus(out)
+    if problems:
+        raise SystemExit("\n".join(str(p) for p in problems))
+    return len(corpus)
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--out", type=Path, default=DEFAULT_CORPUS_PATH)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    n = build(args.out)
+    logger.info("wrote %d samples to %s", n, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""Generation with the condition's edits applied at every step (KV cache on).
+
+For each generation prompt (a function followed by a marker: ``>>> `` in its docstring, or
+``#[test]\\nfn `` after it) and each condition, the model continues the prompt; the edits act on
+the marker's row at prefill and on generated rows per the source policy
+(:mod:`plip_nn.generate`). The continuation is trimmed at an end-of-test heuristic or EOS and
+scored for preservation by :mod:`analysis.preservation` (``generations.parquet``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments import conditions
+from experiments.calibrate import calibrate
+from experiments.scan import choose_layer, run_scan
+from experiments.study import (
+    MARKERS,
+    CommonConfig,
+    ConfigError,
+    Prepared,
+    Study,
+    open_study,
+    run_chunks,
+)
+from plip_nn.generate import (
+    SOURCE_POLICIES,
+    GenerationRequest,
+    generate,
+    marker_token_sequences,
+)
+
+__all__ = ["GEN_ORDER", "Config", "main", "run_generation", "trim_continuation"]
+
+GEN_ORDER = ["language", "sample_id", "condition_order"]
+GEN_KEYS = ["sample_id", "condition", "layer"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(CommonConfig):
+    """Generation config.
+
+    Attributes:
+        conditions: condition names (see :mod:`experiments.conditions`).
+        max_new_tokens: tokens generated per prompt before trimming.
+        sample: seeded sampling instead of greedy decoding.
+        temperature: sampling temperature.
+        source_policy: ``markers`` (prompt marker + generated markers) or ``continuation``.
+        execute: run the generated tests in a subprocess (doctest / rustc) for ``executes``.
+    """
+
+    conditions: tuple[str, ...] = conditions.STUDY_CONDITIONS
+    max_new_tokens: int = 40
+    sample: bool = False
+    temperature: float = 1.0
+    source_policy: str = "markers"
+    execute: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            conditions.check_names(self.conditions)
+        except ValueError as exc:
+            raise ConfigError(f"--conditions: {exc}") from None
+        object.__setattr__(self, "conditions", tuple(self.conditions))
+        if "set_value_calibrated" in self.conditions and set(self.languages) != {"python", "rust"}:
+            raise ConfigError(
+                "set_value_calibrated lifts Rust to the Python level and needs both languages; "
+                "pass --languages python rust or leave that condition out (--conditions ...)"
+            )
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r}: use an integer >= 1")
+        if self.source_policy not in SOURCE_POLICIES:
+            raise ConfigError(
+                f"--source-policy {self.source_policy!r}: use one of {', '.join(SOURCE_POLICIES)}"
+            )
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"--temperature {self.temperature!r}: use a number > 0")
+
+
+def trim_continuation(language: str, text: str, eos: str | None) -> tuple[str, str]:
+    """Cut a continuation at EOS or where the generated test ends; returns (text, reason).
+
+    A heuristic for *stopping*, not for scoring (preservation parses properly):
+    Python stops before the first non-empty line that is not indented (the function and its
+    docstring are over); Rust stops after the brace that closes the generated test function.
+    """
+    reason = "max_new_tokens"
+    if eos and eos in text:
+        text = text[: text.index(eos)]
+        reason = "eos"
+    if language == "python":
+        lines = text.split("\n")
+        for i, line in enumerate(lines[1:], start=1):
+            if line.strip() and not line[0].isspace():
+                return "\n".join(lines[:i]), "end_of_function"
+        return text, reason
+    depth = 0
+    opened = False
+    in_str = False
+    prev = ""
+    for i, ch in enumerate(text):
+        if in_str:
+            if ch == '"' and prev != "\\":
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch == "{":
+            depth += 1
+            opened = True
+        elif ch == "}":
+            depth -= 1
+            if opened and depth == 0:
+                return text[: i + 1], "end_of_function"
+        prev = ch if prev != "\\" else ""
+    return text, reason
+
+
+def _preservation(p: Prepared, text: str, execute: bool) -> dict[str, Any]:
+    from analysis.preservation import score
+
+    fn = p.sample.function
+    res = score(
+        p.language,
+        p.sample.code,
+        text,
+        function_name=fn.name,
+        arity=fn.arity,
+        function_source=fn.source,
+        execute=execute,
+    )
+    return {
+        "function_name": fn.name,
+        "arity": int(fn.arity),
+        "calls_function": bool(res.calls_function),
+        "arity_ok": bool(res.arity_ok),
+        "valid": bool(res.valid),
+        "preserved": bool(res.preserved),
+        "executes": res.executes,
+        "preservation_reason": res.reason,
+    }
+
+
+def run_generation(
+    study: Study,
+    cfg: Config,
+    layer: int,
+    set_value: float | None,
+    *,
+    experiment: str = "generate",
+) -> pd.DataFrame:
+    """Generate every (prompt, condition) into ``generations``; returns the assembled table."""
+    handle = study.handle
+    tok = handle.tokenizer
+    n_layers = handle.n_layers
+    marker_seqs = {lang: marker_token_sequences(tok, m) for lang, m in MARKERS.items()}
+    units = []
+    for p in study.select("generation"):
+        for order, name in enumerate(cfg.conditions):
+            if name == "set_value_calibrated" and (
+                set_value is None or set_value * len(p.positions.targets) >= 1.0
+            ):
+                continue
+            cond, rec_layer = conditions.build(
+                name,
+                p.positions,
+                layer=layer,
+                n_layers=n_layers,
+                seed=cfg.seed,
+                set_value=set_value,
+            )
+            units.append((p, cond, rec_layer, order))
+
+    def key(u: Any) -> str:
+        return f"{u[0].id}/{u[1].name}/{u[2]}"
+
+    eos = tok.eos_token
+
+    def work(chunk: list[Any]) -> pd.DataFrame:
+        reqs = [
+            GenerationRequest(
+                key=key(u),
+                sample_id=u[0].id,
+                input_ids=u[0].input_ids,
+                condition=u[1],
+                marker_token_seqs=marker_seqs[u[0].language],
+            )
+            for u in chunk
+        ]
+        results = generate(
+            handle,
+            reqs,
+            max_new_tokens=cfg.max_new_tokens,
+            do_sample=cfg.sample,
+            seed=cfg.seed,
+            temperature=cfg.temperature,
+            source_policy=cfg.source_policy,
+            batch_size=cfg.batch_size,
+            remote=cfg.remote,
+        )
+        rows = []
+        for (p, cond, rec_layer, order), res in zip(chunk, results, strict=True):
+            text, reason = trim_continuation(p.language, res.text, eos)
+            op, factor = conditions.condition_op(cond)
+            levels = [v for v in res.step_levels if not math.isnan(v)]
+            rows.append(
+                {
+                    "experiment": experiment,
+                    "condition": cond.name,
+                    "condition_order": order,
+                    "op": op,
+                    "factor": float(factor),
+                    "model": study.model_name,
+                    "sample_id": p.id,
+                    "language": p.language,
+                    "layer": int(rec_layer),
+                    "seed": int(cfg.seed),
+                    "prompt": p.sample.code,
+                    "text": text,
+                    "raw_text": res.text,
+                    "tokens": list(res.new_token_ids),
+                    "n_new_tokens": len(res.new_token_ids),
+                    "stop_reason": reason,
+                    "attn_achieved": sum(levels) / len(levels) if levels else math.nan,
+                    "n_edited_steps": int(res.n_edited_steps),
+                    "edit": cond.to_json(),
+                    **_preservation(p, text, cfg.execute),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    run_chunks(
+        study,
+        "generations",
+        units,
+        key,
+        work,
+        chunk_size=max(8, cfg.batch_size * 2),
+        desc="generate",
+    )
+    return study.run.assemble("generations", GEN_ORDER, GEN_KEYS)
+
+
+def main(cfg: Config) -> Path:
+    """Run generation under each condition; return the run directory."""
+    needs_scan = cfg.layer is None or "set_value_calibrated" in cfg.conditions
+    kinds = ("generation", "test") if needs_scan else ("generation",)
+    study = open_study(cfg, "generate", kinds, cfg.to_dict())
+    layer = cfg.layer
+    set_value = None
+    if needs_scan:
+        scan = run_scan(study, ("test",))
+        layer = choose_layer(scan) if layer is None else layer
+        if "set_value_calibrated" in cfg.conditions:
+            cal = calibrate(scan, layer)
+            study.run.write_json("calibration.json", cal)
+            set_value = float(cal["set_value"])
+    assert layer is not None
+    study.run.update_manifest(layer=layer)
+    run_generation(study, cfg, layer, set_value)
+    study.run.finish()
+    return study.run.path
+
+
+if __name__ == "__main__":
+    from experiments.cli import main as cli_main
+
+    sys.exit(cli_main(["generate", *sys.argv[1:]]))

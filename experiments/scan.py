@@ -1,0 +1,106 @@
+"""Observe: marker->function attention at every layer, Python vs Rust, tests vs false markers.
+
+One forward pass per sample reads every layer (``layer_scan.parquet``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.records import SCAN_KEYS, SCAN_ORDER, scan_rows
+from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_study, run_chunks
+from plip_nn.edits import Condition, Probe
+from plip_nn.trace import Item
+from plip_nn.trace import run as run_items
+
+__all__ = ["Config", "choose_layer", "main", "run_scan"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(CommonConfig):
+    """Scan config: the common flags plus which corpus kinds to scan."""
+
+    kinds: tuple[str, ...] = ("test", "baseline")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [k for k in self.kinds if k not in ("test", "baseline", "generation")]
+        if bad or not self.kinds:
+            raise ConfigError(f"--kinds {self.kinds!r}: use test, baseline and/or generation")
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+
+
+def run_scan(study: Study, kinds: tuple[str, ...] = ("test", "baseline")) -> pd.DataFrame:
+    """Scan ``kinds`` samples at every layer; returns (and writes) ``layer_scan``."""
+    n_layers = study.handle.n_layers
+    units = [p for kind in kinds for p in study.select(kind)]
+
+    def work(chunk: list[Prepared]) -> pd.DataFrame:
+        items = [
+            Item(
+                key=p.id,
+                sample_id=p.id,
+                input_ids=p.input_ids,
+                condition=Condition(name="baseline"),
+                probe=Probe(
+                    layers=tuple(range(n_layers)),
+                    sources=(p.positions.source,),
+                    targets=p.positions.targets,
+                ),
+            )
+            for p in chunk
+        ]
+        results = run_items(
+            study.handle, items, batch_size=study.cfg.batch_size, remote=study.cfg.remote
+        )
+        rows = [
+            row
+            for p, res in zip(chunk, results, strict=True)
+            for row in scan_rows(model=study.model_name, prepared=p, result=res)
+        ]
+        return pd.DataFrame(rows)
+
+    run_chunks(
+        study,
+        "layer_scan",
+        units,
+        lambda p: p.id,
+        work,
+        chunk_size=max(8, study.cfg.batch_size * 4),
+        desc="scan",
+    )
+    return study.run.assemble("layer_scan", SCAN_ORDER, SCAN_KEYS)
+
+
+def choose_layer(scan: pd.DataFrame) -> int:
+    """The layer where mean Python test-marker -> function attention is highest.
+
+    This is the "observe" step's choice of where to intervene (the seed picked the peak
+    layer the same way). Falls back to all test samples when there is no Python.
+    """
+    tests = scan[scan["kind"] == "test"]
+    py = tests[tests["language"] == "python"]
+    use = py if not py.empty else tests
+    if use.empty:
+        raise ConfigError("cannot choose a layer: the scan has no test samples; pass --layer")
+    means = use.groupby("layer")["attn_level"].mean()
+    return int(means.idxmax())
+
+
+def main(cfg: Config) -> Path:
+    """Run the layer scan and return the run directory."""
+    study = open_study(cfg, "scan", cfg.kinds, cfg.to_dict())
+    scan = run_scan(study, cfg.kinds)
+    study.run.update_manifest(peak_layer=choose_layer(scan) if "test" in cfg.kinds else None)
+    study.run.finish()
+    return study.run.path
+
+
+if __name__ == "__main__":
+    from experiments.cli import main as cli_main
+
+    sys.exit(cli_main(["scan", *sys.argv[1:]]))

@@ -1,0 +1,111 @@
+"""Enhance: dose-response of marker->function attention steering.
+
+Conditions per test sample (both languages): ``baseline``, ``scale_<f>`` for each factor and
+``set_value_calibrated`` (the Python level from ``calibration.json`` of this run, measured first).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments import conditions
+from experiments.calibrate import calibrate
+from experiments.records import run_records
+from experiments.scan import choose_layer, run_scan
+from experiments.study import CommonConfig, ConfigError, Study, open_study
+
+__all__ = ["Config", "main", "run_steer"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(CommonConfig):
+    """Steering config.
+
+    Attributes:
+        factors: Scale factors of the dose-response curve.
+        set_value: also run SetValue at the calibrated (Python) level.
+    """
+
+    factors: tuple[float, ...] = conditions.DOSE_FACTORS
+    set_value: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        facs = tuple(float(f) for f in self.factors)
+        bad = [f for f in facs if not (math.isfinite(f) and f > 0)]
+        if bad or not facs:
+            raise ConfigError(f"--factors {self.factors!r}: use positive finite numbers")
+        object.__setattr__(self, "factors", facs)
+        if self.set_value and set(self.languages) != {"python", "rust"}:
+            raise ConfigError(
+                "SetValue calibration lifts Rust to the Python level and needs both languages; "
+                "pass --languages python rust or --no-set-value"
+            )
+
+
+def steer_units(
+    study: Study,
+    kinds: tuple[str, ...],
+    names: list[str],
+    layer: int,
+    set_value: float | None,
+    seed: int,
+) -> list[tuple[Any, Any, int, int]]:
+    """(sample, condition, layer, order) units for the named conditions.
+
+    A sample whose targets cannot all receive ``set_value`` (``value * |T| >= 1``) gets no
+    SetValue row; the caller records which.
+    """
+    n_layers = study.handle.n_layers
+    units = []
+    for kind in kinds:
+        for p in study.select(kind):
+            for order, name in enumerate(names):
+                if name == "set_value_calibrated" and (
+                    set_value is None or set_value * len(p.positions.targets) >= 1.0
+                ):
+                    continue
+                cond, rec_layer = conditions.build(
+                    name,
+                    p.positions,
+                    layer=layer,
+                    n_layers=n_layers,
+                    seed=seed,
+                    set_value=set_value,
+                )
+                units.append((p, cond, rec_layer, order))
+    return units
+
+
+def run_steer(study: Study, cfg: Config, layer: int, cal: dict[str, Any] | None) -> None:
+    names = ["baseline", *(conditions.scale_name(f) for f in cfg.factors)]
+    value = None
+    if cfg.set_value and cal is not None:
+        names.append("set_value_calibrated")
+        value = float(cal["set_value"])
+    units = steer_units(study, ("test",), names, layer, value, cfg.seed)
+    run_records(study, units, experiment="steer", probe_layer=lambda lay: (lay,), desc="steer")
+
+
+def main(cfg: Config) -> Path:
+    """Run the dose-response experiment; return the run directory."""
+    study = open_study(cfg, "steer", ("test",), cfg.to_dict())
+    scan = run_scan(study, ("test",))
+    layer = cfg.layer if cfg.layer is not None else choose_layer(scan)
+    cal = calibrate(scan, layer) if cfg.set_value else None
+    if cal is not None:
+        study.run.write_json("calibration.json", cal)
+    study.run.update_manifest(layer=layer)
+    run_steer(study, cfg, layer, cal)
+    study.run.finish()
+    return study.run.path
+
+
+if __name__ == "__main__":
+    from experiments.cli import main as cli_main
+
+    sys.exit(cli_main(["steer", *sys.argv[1:]]))

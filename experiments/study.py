@@ -1,0 +1,312 @@
+"""What every experiment shares: the common config, opening a study, running chunks as parts.
+
+``open_study`` validates everything that can be wrong with the input -- config values, remote
+key, model, corpus, token positions, causality, layer range -- *before* the run directory is
+created, so bad input never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from experiments.conditions import Positions
+from plip_nn.models import ModelHandle, load_model
+from plip_nn.runs import RunDir
+from plip_nn.trace import REMOTES, configure_remote
+
+__all__ = [
+    "CommonConfig",
+    "ConfigError",
+    "Prepared",
+    "Study",
+    "open_study",
+    "run_chunks",
+]
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("python", "rust")
+KINDS = ("test", "baseline", "generation")
+MARKERS = {"python": ">>>", "rust": "#[test]"}
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the flag and the fix."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommonConfig:
+    """Flags shared by every experiment.
+
+    Attributes:
+        model: HF name or local path; ``"embedded"`` is the shipped tiny code model.
+        corpus: corpus JSON path; ``None`` is the shipped corpus.
+        out: run directory; ``None`` picks ``runs/<experiment>-<UTC time>``.
+        remote: ``none`` (local), ``local`` (nnsight's remote simulation) or ``ndif``.
+        device: torch device.
+        dtype: ``float32``, ``float16``/``bfloat16`` or ``auto`` (the checkpoint's dtype).
+        batch_size: rows per forward pass.
+        layer: edited / read layer; ``None`` picks the layer where Python marker->function
+            attention peaks in a scan.
+        seed: seed for random controls and sampling.
+        resume: continue an existing run directory, skipping finished chunks.
+        limit: use at most this many samples per language and kind (``None``: all).
+        languages: languages to include.
+        progress: show progress bars (stderr).
+    """
+
+    model: str = "embedded"
+    corpus: str | None = None
+    out: str | None = None
+    remote: str = "none"
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = 8
+    layer: int | None = None
+    seed: int = 0
+    resume: bool = False
+    limit: int | None = None
+    languages: tuple[str, ...] = LANGUAGES
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.remote not in REMOTES:
+            raise ConfigError(f"--remote {self.remote!r}: use one of {', '.join(REMOTES)}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size!r}: use an integer >= 1")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise ConfigError(f"--limit {self.limit!r}: use an integer >= 1 (or omit it)")
+        if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 0):
+            raise ConfigError(f"--layer {self.layer!r}: use a layer index >= 0 (or omit it)")
+        langs = tuple(self.languages)
+        bad = [lang for lang in langs if lang not in LANGUAGES]
+        if bad or not langs:
+            raise ConfigError(f"--languages {langs!r}: use python and/or rust")
+        object.__setattr__(self, "languages", langs)
+        if self.dtype not in ("float32", "float16", "bfloat16", "auto"):
+            raise ConfigError(f"--dtype {self.dtype!r}: use float32, float16, bfloat16 or auto")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready resolved config (``progress`` is presentation, not identity)."""
+        d = asdict(self)
+        d.pop("progress", None)
+        d["languages"] = list(self.languages)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A corpus sample with its token ids and token positions."""
+
+    sample: Any  # plip_nn.corpus.Sample
+    input_ids: tuple[int, ...]
+    positions: Positions
+
+    @property
+    def id(self) -> str:
+        return str(self.sample.id)
+
+    @property
+    def language(self) -> str:
+        return str(self.sample.language)
+
+    @property
+    def kind(self) -> str:
+        return str(self.sample.kind)
+
+
+@dataclass
+class Study:
+    """An open study: model, prepared samples and the run directory."""
+
+    cfg: CommonConfig
+    experiment: str
+    handle: ModelHandle
+    samples: list[Prepared]
+    run: RunDir
+    layer: int | None
+
+    def select(self, kind: str, language: str | None = None) -> list[Prepared]:
+        return [
+            p
+            for p in self.samples
+            if p.kind == kind and (language is None or p.language == language)
+        ]
+
+    @property
+    def model_name(self) -> str:
+        return self.handle.name
+
+
+def _load_samples(cfg: CommonConfig, kinds: Sequence[str]) -> list[Any]:
+    from plip_nn.corpus import load_corpus
+
+    corpus = load_corpus(cfg.corpus)
+    chosen: list[Any] = []
+    for language in cfg.languages:
+        for kind in kinds:
+            picked = list(corpus.select(language=language, kind=kind))
+            if cfg.limit is not None:
+                picked = picked[: cfg.limit]
+            chosen.extend(picked)
+    if not chosen:
+        where = cfg.corpus or "the shipped corpus"
+        raise ConfigError(
+            f"corpus {where} has no samples of kind {'/'.join(kinds)} for "
+            f"{'/'.join(cfg.languages)}; use a corpus with such samples"
+        )
+    return chosen
+
+
+def prepare(handle: ModelHandle, samples: Sequence[Any]) -> list[Prepared]:
+    """Token ids and positions for each sample; fails on masked edges or too-long samples.
+
+    Raises:
+        plip_nn.positions.PositionError: a char position is out of range.
+        plip_nn.edits.CausallyMaskedEdgeError: a target is not before the marker.
+        ConfigError: a sample is longer than the model's context.
+    """
+    from plip_nn.edits import CausallyMaskedEdgeError
+    from plip_nn.positions import locate
+
+    max_len = getattr(handle.config, "max_position_embeddings", None)
+    out = []
+    for s in samples:
+        tp = locate(
+            handle.tokenizer,
+            s.code,
+            s.marker_char_pos,
+            list(s.target_char_positions),
+            sample_id=s.id,
+        )
+        if not tp.targets:
+            raise ConfigError(f"sample {s.id!r}: no target tokens left after mapping; fix it")
+        late = [t for t in tp.targets if t >= tp.source]
+        if late:
+            raise CausallyMaskedEdgeError(
+                sample=s.id,
+                source=tp.source,
+                target=late[0],
+                reason="the marker precedes this target, so the causal mask hides the edge "
+                "(put the marker after the function, or run `plip-nn corpus check`)",
+            )
+        if max_len is not None and len(tp.input_ids) > int(max_len):
+            raise ConfigError(
+                f"sample {s.id!r} has {len(tp.input_ids)} tokens; the model's context is "
+                f"{max_len}; shorten it or use --limit/another corpus"
+            )
+        pos = Positions(sample_id=s.id, source=tp.source, targets=tuple(tp.targets))
+        out.append(Prepared(sample=s, input_ids=tuple(tp.input_ids), positions=pos))
+    return out
+
+
+def default_out(experiment: str) -> str:
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return str(Path("runs") / f"{experiment}-{stamp}")
+
+
+def open_study(
+    cfg: CommonConfig,
+    experiment: str,
+    kinds: Sequence[str],
+    config_dict: dict[str, Any],
+    *,
+    handle: ModelHandle | None = None,
+) -> Study:
+    """Validate the inputs, load model and corpus, then create (or reopen) the run directory.
+
+    Args:
+        cfg: the common part of the experiment's config.
+        experiment: experiment name (manifest, default run dir).
+        kinds: corpus kinds this experiment uses.
+        config_dict: the experiment's full resolved config (written to config.json).
+        handle: an already loaded model (tests, the triangle's sub-steps).
+    """
+    configure_remote(cfg.remote)  # RemoteConfigError before anything is written
+    raw_samples = _load_samples(cfg, kinds)  # corpus errors before the (slower) model load
+    if handle is None:
+        dtype = None if cfg.dtype == "auto" else cfg.dtype
+        handle = load_model(cfg.model, device=cfg.device, dtype=dtype)
+    if cfg.layer is not None and cfg.layer >= handle.n_layers:
+        raise ConfigError(
+            f"--layer {cfg.layer} is out of range: the model has {handle.n_layers} layers "
+            f"(0..{handle.n_layers - 1})"
+        )
+    samples = prepare(handle, raw_samples)
+    out = config_dict.get("out") or default_out(experiment)
+    config_dict = {**config_dict, "out": str(out)}
+    tok = handle.tokenizer
+    probe = tok("a", add_special_tokens=True)["input_ids"]
+    bare = tok("a", add_special_tokens=False)["input_ids"]
+    manifest = {
+        "experiment": experiment,
+        "model": handle.name,
+        "model_revision": handle.revision,
+        "model_class": type(handle.hf).__name__,
+        "n_layers": handle.n_layers,
+        "attn_implementation": handle.attn_implementation,
+        "bos_policy": "tokenizer adds BOS (positions shifted by 1)"
+        if len(probe) > len(bare)
+        else "no BOS added",
+        "seed": cfg.seed,
+        "remote": cfg.remote,
+        "device": cfg.device,
+        "dtype": str(next(handle.hf.parameters()).dtype),
+        "n_samples": len(samples),
+    }
+    run = RunDir.open(out, config_dict, resume=cfg.resume, manifest=manifest)
+    return Study(
+        cfg=cfg, experiment=experiment, handle=handle, samples=samples, run=run, layer=cfg.layer
+    )
+
+
+T = TypeVar("T")
+
+
+def chunk_key(index: int, ids: Sequence[str]) -> str:
+    digest = zlib.crc32("\n".join(ids).encode("utf-8"))
+    return f"{index:05d}-{digest:08x}"
+
+
+def run_chunks(
+    study: Study,
+    table: str,
+    units: Sequence[T],
+    unit_id: Callable[[T], str],
+    work: Callable[[list[T]], pd.DataFrame],
+    *,
+    chunk_size: int,
+    desc: str,
+) -> None:
+    """Run ``work`` on fixed chunks of ``units``, writing each chunk's rows as one part.
+
+    Chunks whose part exists are skipped (resume). Chunk composition depends only on the
+    unit order and ``chunk_size``, so a resumed run computes the same batches as an
+    uninterrupted one and gets the same numbers.
+    """
+    from tqdm.auto import tqdm
+
+    chunks = [list(units[i : i + chunk_size]) for i in range(0, len(units), chunk_size)]
+    with tqdm(
+        total=len(units), desc=desc, disable=not study.cfg.progress, unit="item", leave=False
+    ) as bar:
+        for i, chunk in enumerate(chunks):
+            key = chunk_key(i, [unit_id(u) for u in chunk])
+            if study.run.has_part(table, key):
+                bar.update(len(chunk))
+                continue
+            df = work(chunk)
+            study.run.write_part(table, key, df)
+            bar.update(len(chunk))

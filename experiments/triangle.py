@@ -1,0 +1,115 @@
+"""The whole study in one command: observe, remove, enhance, then the statistics.
+
+1. scan every layer (tests and false-marker baselines) -> ``layer_scan.parquet``; the layer is
+   ``--layer`` or the Python peak;
+2. calibrate SetValue / Scale at that layer -> ``calibration.json``;
+3. single-pass records for the seven study conditions plus the dose-response factors
+   -> ``records.parquet``;
+4. generation under the seven conditions -> ``generations.parquet`` (with preservation);
+5. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments import conditions
+from experiments.calibrate import calibrate
+from experiments.generate import Config as GenerateConfig
+from experiments.generate import run_generation
+from experiments.records import run_records
+from experiments.scan import choose_layer, run_scan
+from experiments.steer import steer_units
+from experiments.study import CommonConfig, ConfigError, open_study
+
+__all__ = ["Config", "main"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(CommonConfig):
+    """Study config.
+
+    Attributes:
+        max_new_tokens: generation length before trimming.
+        source_policy: generation source policy (``markers`` or ``continuation``).
+        execute: run generated tests in a subprocess for the ``executes`` column.
+        generation: include the generation part (preservation); off = single passes only.
+        dose_response: add Scale 0.5, 1, 3, 4 to the records for the dose-response curve.
+    """
+
+    max_new_tokens: int = 40
+    source_policy: str = "markers"
+    execute: bool = True
+    generation: bool = True
+    dose_response: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r}: use an integer >= 1")
+        if set(self.languages) != {"python", "rust"}:
+            raise ConfigError(
+                "the study compares Python with Rust; pass --languages python rust (the default)"
+            )
+
+
+def record_conditions(dose_response: bool) -> list[str]:
+    names = list(conditions.STUDY_CONDITIONS)
+    if dose_response:
+        for f in conditions.DOSE_FACTORS:
+            name = conditions.scale_name(f)
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def main(cfg: Config) -> Path:
+    """Run the study and its analysis; return the run directory."""
+    kinds = ("test", "baseline", "generation") if cfg.generation else ("test", "baseline")
+    study = open_study(cfg, "triangle", kinds, cfg.to_dict())
+    scan = run_scan(study, ("test", "baseline"))
+    layer = cfg.layer if cfg.layer is not None else choose_layer(scan)
+    cal = calibrate(scan, layer)
+    study.run.write_json("calibration.json", cal)
+    study.run.update_manifest(
+        layer=layer, layer_choice="flag" if cfg.layer is not None else "scan peak"
+    )
+    set_value = float(cal["set_value"])
+    units = steer_units(
+        study,
+        ("test", "baseline"),
+        record_conditions(cfg.dose_response),
+        layer,
+        set_value,
+        cfg.seed,
+    )
+    n_layers = study.handle.n_layers
+    run_records(
+        study,
+        units,
+        experiment="triangle",
+        probe_layer=lambda lay: tuple(range(n_layers)) if lay == -1 else (lay,),
+        desc="records",
+    )
+    if cfg.generation:
+        gen_cfg = GenerateConfig(
+            **{k: getattr(cfg, k) for k in CommonConfig.field_names()},
+            conditions=conditions.STUDY_CONDITIONS,
+            max_new_tokens=cfg.max_new_tokens,
+            source_policy=cfg.source_policy,
+            execute=cfg.execute,
+        )
+        run_generation(study, gen_cfg, layer, set_value, experiment="triangle")
+    from analysis.report import analyze
+
+    analyze(study.run.path)
+    study.run.finish()
+    return study.run.path
+
+
+if __name__ == "__main__":
+    from experiments.cli import main as cli_main
+
+    sys.exit(cli_main(["triangle", *sys.argv[1:]]))

@@ -1,0 +1,269 @@
+"""Run directories: resolved config, manifest, per-chunk parts, atomic writes, resume.
+
+A run directory holds ``config.json`` (the resolved config), ``manifest.json`` (versions, git
+commit, model, seed, times, remote or not -- never a secret), one folder of *parts* per table
+(``parts/<table>/<chunk>.parquet``) and the assembled tables (``<table>.parquet``).
+
+Every file is written atomically: to a temporary file in the same directory, flushed, then
+``os.replace``-d into place. A run killed at any moment therefore leaves only complete parts
+(plus stray temporaries, removed on resume). ``--resume`` skips chunks whose part exists and
+assembles the table from the parts, so a resumed run has exactly the rows of an uninterrupted
+one, each once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import subprocess
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "SECRET_ENV_VARS",
+    "RunDir",
+    "RunDirError",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_parquet",
+    "package_versions",
+]
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV_VARS = ("NDIF_API_KEY", "HF_TOKEN")
+_TMP_MARK = ".tmp-"
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (exists without resume, config differs, ...)."""
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` atomically: ``write(tmp)`` then fsync and rename over ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_parquet(path: Path, df: pd.DataFrame) -> Path:
+    return atomic_write(path, lambda p: df.to_parquet(p, index=False))
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of python and the libraries that determine the numbers."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "nnsight", "numpy", "pandas", "plip-nn"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _scrub(obj: Any) -> Any:
+    """Drop any value equal to a secret from the environment (defence in depth)."""
+    secrets = {v for k in SECRET_ENV_VARS if (v := os.environ.get(k))}
+    if not secrets:
+        return obj
+    if isinstance(obj, Mapping):
+        return {k: _scrub(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_scrub(v) for v in obj]
+    if isinstance(obj, str) and any(s in obj for s in secrets):
+        return "<redacted>"
+    return obj
+
+
+@dataclass
+class RunDir:
+    """An open run directory. Create it with :meth:`open`."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        config: Mapping[str, Any],
+        *,
+        resume: bool,
+        manifest: Mapping[str, Any],
+    ) -> RunDir:
+        """Create ``path`` (or reopen it with ``resume``) and write config.json + manifest.json.
+
+        Args:
+            path: the run directory.
+            config: the resolved config (JSON-serialisable); on resume it must equal the stored
+                one except for the ``resume`` and ``out`` keys.
+            resume: reuse an existing directory and keep its finished parts.
+            manifest: extra manifest fields (model name/revision, seed, remote, ...).
+
+        Raises:
+            RunDirError: the directory exists and is not empty without ``resume``, or the stored
+                config differs from ``config``, or it is not a directory.
+        """
+        path = Path(path)
+        config = _scrub(dict(config))
+        cfg_file = path / "config.json"
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"--out {path} exists and is not a directory; choose another path")
+        if path.exists() and any(path.iterdir()):
+            if not resume:
+                raise RunDirError(
+                    f"run directory {path} already exists and is not empty; pass --resume to "
+                    "continue it or choose another --out"
+                )
+            if not cfg_file.exists():
+                raise RunDirError(
+                    f"cannot resume {path}: it has no config.json (not a plip-nn run directory)"
+                )
+            try:
+                stored = json.loads(cfg_file.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise RunDirError(f"cannot resume {path}: config.json is corrupt ({exc})") from exc
+            ignore = {"resume", "out"}
+            diff = sorted(
+                k
+                for k in set(stored) | set(config)
+                if k not in ignore and stored.get(k) != _jsonable(config.get(k))
+            )
+            if diff:
+                shown = ", ".join(f"{k}: {stored.get(k)!r} -> {config.get(k)!r}" for k in diff[:4])
+                raise RunDirError(
+                    f"cannot resume {path}: the config differs from the stored one ({shown}); "
+                    "rerun with the same flags or use a new --out"
+                )
+            for tmp in path.rglob(f"*{_TMP_MARK}*"):
+                tmp.unlink(missing_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cfg_file, config)
+        previous: dict[str, Any] = {}
+        if resume and (path / "manifest.json").exists():
+            try:
+                previous = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                previous = {}
+        full = {
+            **_scrub(dict(manifest)),
+            "versions": package_versions(),
+            "git_commit": _git_commit(),
+            "started": previous.get("started", _now()),
+            "resumed": [*previous.get("resumed", []), _now()] if previous else [],
+            "finished": None,
+            "status": "running",
+        }
+        run = cls(path=path, manifest=full)
+        run._write_manifest()
+        return run
+
+    def _write_manifest(self) -> None:
+        atomic_write_json(self.path / "manifest.json", _scrub(self.manifest))
+
+    def update_manifest(self, **fields: Any) -> None:
+        self.manifest.update(fields)
+        self._write_manifest()
+
+    def finish(self) -> None:
+        self.manifest["finished"] = _now()
+        self.manifest["status"] = "complete"
+        self._write_manifest()
+
+    # ---- parts -----------------------------------------------------------------------------
+
+    def _parts_dir(self, table: str) -> Path:
+        d = self.path / "parts" / table
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def has_part(self, table: str, key: str) -> bool:
+        return (self._parts_dir(table) / f"{key}.parquet").exists()
+
+    def write_part(self, table: str, key: str, df: pd.DataFrame) -> None:
+        atomic_write_parquet(self._parts_dir(table) / f"{key}.parquet", df)
+
+    def read_parts(self, table: str) -> pd.DataFrame:
+        frames = []
+        for part in sorted(self._parts_dir(table).glob("*.parquet")):
+            try:
+                frames.append(pd.read_parquet(part))
+            except Exception as exc:  # pyarrow raises several types for a damaged file
+                raise RunDirError(
+                    f"part {part} is unreadable ({type(exc).__name__}); delete that file and "
+                    "rerun with --resume to recompute it"
+                ) from exc
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+    def assemble(self, table: str, order: Iterable[str], key_cols: list[str]) -> pd.DataFrame:
+        """Concatenate the parts of ``table``, sort by ``order``, check keys, write it."""
+        df = self.read_parts(table)
+        if df.empty:
+            return df
+        dup = df.duplicated(subset=key_cols)
+        if dup.any():
+            raise RunDirError(
+                f"{table}: {int(dup.sum())} duplicated rows in {self.path / 'parts' / table}; "
+                "the run directory was modified by hand -- start a new run"
+            )
+        df = df.sort_values(list(order), kind="stable").reset_index(drop=True)
+        atomic_write_parquet(self.path / f"{table}.parquet", df)
+        return df
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return atomic_write_json(self.path / name, _scrub(obj))
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -679,6 +679,22 @@ def _functions(src: _RustSource, root: Any) -> list[Any]:
     return [n for n in _walk(root) if n.type == "function_item"]
 
 
+_BINDINGS = ("identifier", "_", "shorthand_field_identifier")
+
+
+def _first_binding(pattern: Any) -> Any | None:
+    """First name a pattern binds (skipping struct/enum paths and field names)."""
+    if pattern.type in _BINDINGS:
+        return pattern
+    for i, child in enumerate(pattern.children):
+        if pattern.field_name_for_child(i) == "type" or child.type == "field_identifier":
+            continue  # `P { .. }` / `Some(..)` paths and `x:` field names bind nothing
+        found = _first_binding(child)
+        if found is not None:
+            return found
+    return None
+
+
 def _rust_targets(src: _RustSource, fn: Any) -> tuple[list[int], list[str]]:
     """Target chars (fn, name, params) and parameter spellings of a function_item."""
     kw = next((c for c in fn.children if c.type == "fn"), None)
@@ -696,13 +712,7 @@ def _rust_targets(src: _RustSource, fn: Any) -> tuple[list[int], list[str]]:
             pattern = p.child_by_field_name("pattern")
             if pattern is None:
                 raise _Fail(f"parameter without a pattern at char {src.char(p)}")
-            if pattern.type in ("identifier", "_"):
-                node = pattern
-            else:
-                node = next(
-                    (n for n in _walk(pattern) if n.type in ("identifier", "_")),
-                    pattern,
-                )
+            node = _first_binding(pattern) or pattern
             spellings.append(src.text(pattern))
         elif p.type == "variadic_parameter":
             node = p

@@ -1,0 +1,112 @@
+"""analyze(run_dir) on synthetic run dirs: stats.csv, report.md, figures that are real PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from synthetic_runs import make_run_dir
+
+from analysis.report import STATS_COLUMNS, analyze, cli_analyze
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = make_run_dir(
+        tmp_path_factory.mktemp("run") / "r", seed=1, n=30, models=("tiny-a", "tiny-b")
+    )
+    analyze(path)
+    return path
+
+
+def test_outputs_exist_and_figures_are_real_pngs(run_dir: Path) -> None:
+    assert (run_dir / "report.md").stat().st_size > 2000
+    names = {p.name for p in (run_dir / "figures").glob("*.png")}
+    assert names == {
+        "layer_scan.png",
+        "kl_knockout_vs_control.png",
+        "dose_response.png",
+        "outcome_matrix.png",
+    }
+    for png in (run_dir / "figures").glob("*.png"):
+        assert png.stat().st_size > 5_000, png
+        img = mpimg.imread(png)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
+        assert float(np.std(img[..., :3])) > 0.01, f"{png} is (nearly) constant"
+    assert not list(run_dir.glob(".*")) and not list(
+        (run_dir / "figures").glob(".*")
+    )  # no temp files
+
+
+def test_stats_csv_schema_and_values(run_dir: Path) -> None:
+    df = pd.read_csv(run_dir / "stats.csv")
+    assert list(df.columns) == STATS_COLUMNS
+    assert set(df["family"]) == {"observe", "knockout_kl", "preservation", "attention", "triangle"}
+    # Independent recomputation of one Wilcoxon row from the raw records.
+    recs = pd.read_parquet(run_dir / "records.parquet")
+    sub = recs[(recs["model"] == "tiny-b") & (recs["language"] == "rust")]
+    ko = sub[sub["condition"] == "knockout"].set_index("sample_id")["kl"]
+    rc = sub[sub["condition"] == "random_control"].set_index("sample_id")["kl"].loc[ko.index]
+    row = df[(df["family"] == "knockout_kl") & (df["model"] == "tiny-b") & (df["language"] == "rust")
+             & (df["condition"] == "knockout") & (df["test"] == "wilcoxon_signed_rank")].iloc[0]  # fmt: skip
+    assert row["pvalue"] == pytest.approx(stats.wilcoxon(ko, rc).pvalue, rel=1e-9)
+    # Corrections are within (model, family): Bonferroni = min(1, p * m).
+    fam = df[(df["family"] == "preservation") & (df["model"] == "tiny-a")].dropna(subset=["pvalue"])
+    np.testing.assert_allclose(fam["p_bonferroni"], np.minimum(1, fam["pvalue"] * len(fam)))
+    assert (fam["p_holm"] <= fam["p_bonferroni"] + 1e-12).all()
+    # Observe: Welch python vs rust equals scipy on the baseline rows.
+    base = recs[(recs["condition"] == "baseline") & (recs["model"] == "tiny-a")]
+    ref = stats.ttest_ind(base.loc[base["language"] == "python", "attn_baseline"],
+                          base.loc[base["language"] == "rust", "attn_baseline"], equal_var=False)  # fmt: skip
+    obs = df[
+        (df["family"] == "observe") & (df["model"] == "tiny-a") & (df["test"] == "welch_t")
+    ].iloc[0]
+    assert obs["statistic"] == pytest.approx(ref.statistic)
+
+
+def test_report_sections(run_dir: Path) -> None:
+    text = (run_dir / "report.md").read_text()
+    for needle in ("## Outcome matrix", "## Conclusions", "## What this data cannot show",
+                   "## Tests and corrections", "Bonferroni", "Holm", "![outcome_matrix](figures/outcome_matrix.png)",
+                   "tiny-a / python", "tiny-b / rust", "causal and malleable"):  # fmt: skip
+        assert needle in text, needle
+
+
+def test_null_run_is_not_called_causal(tmp_path: Path) -> None:
+    path = make_run_dir(tmp_path / "null", seed=2, n=30, strong_knockout=False)
+    analyze(path)
+    text = (path / "report.md").read_text()
+    assert (
+        "causal and malleable" not in text.split("## Outcome matrix")[1].split("## Conclusions")[0]
+    )
+
+
+def test_partial_run_only_layer_scan(tmp_path: Path) -> None:
+    src = make_run_dir(tmp_path / "full", n=12)
+    part = tmp_path / "scan_only"
+    part.mkdir()
+    (part / "layer_scan.parquet").write_bytes((src / "layer_scan.parquet").read_bytes())
+    analyze(part)
+    assert [p.name for p in (part / "figures").glob("*.png")] == ["layer_scan.png"]
+    assert "not classified" in (part / "report.md").read_text()
+
+
+def test_bad_run_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        analyze(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"holds no non-empty records\.parquet"):
+        analyze(tmp_path / "empty")
+    assert cli_analyze(tmp_path / "empty") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path / "empty") in err
+
+
+def test_cli_success(tmp_path: Path) -> None:
+    path = make_run_dir(tmp_path / "ok", n=12)
+    assert cli_analyze(str(path)) == 0
+    assert (path / "stats.csv").exists()

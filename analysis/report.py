@@ -239,9 +239,10 @@ def _stats_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _fmt(x: Any) -> str:
     if isinstance(x, float | np.floating):
-        if math.isnan(x):
+        v = float(x)
+        if math.isnan(v):
             return ""
-        return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+        return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
     return str(x).replace("|", "\\|")
 
 

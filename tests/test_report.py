@@ -110,3 +110,15 @@ def test_cli_success(tmp_path: Path) -> None:
     path = make_run_dir(tmp_path / "ok", n=12)
     assert cli_analyze(str(path)) == 0
     assert (path / "stats.csv").exists()
+
+
+def test_analysis_never_imports_a_model_stack() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, analysis, analysis.report, analysis.figures, analysis.preservation\n"
+        "bad = [m for m in ('torch', 'transformers', 'nnsight', 'plip_nn') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -73,6 +73,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, default=None, help="samples per language and kind")
     g.add_argument("--languages", nargs="+", default=["python", "rust"], help="python and/or rust")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="wrap samples in the tokenizer's chat template (instruct models)",
+    )
 
 
 def _gen_flags(p: argparse.ArgumentParser) -> None:
@@ -164,6 +169,7 @@ def _config(args: argparse.Namespace) -> Any:
         "limit": args.limit,
         "languages": tuple(args.languages),
         "progress": not args.no_progress,
+        "chat_template": args.chat_template,
     }
     if args.command in ("scan", "knockout"):
         extra["kinds"] = tuple(args.kinds)

@@ -61,6 +61,9 @@ class CommonConfig:
         limit: use at most this many samples per language and kind (``None``: all).
         languages: languages to include.
         progress: show progress bars (stderr).
+        chat_template: wrap each sample in the tokenizer's chat template (instruct models):
+            a user turn asking to continue the code, then the code as the start of the
+            assistant turn; positions are shifted by the template's prefix.
     """
 
     model: str = "embedded"
@@ -76,6 +79,7 @@ class CommonConfig:
     limit: int | None = None
     languages: tuple[str, ...] = LANGUAGES
     progress: bool = True
+    chat_template: bool = False
 
     def __post_init__(self) -> None:
         if self.remote not in REMOTES:
@@ -113,6 +117,7 @@ class Prepared:
     sample: Any  # plip_nn.corpus.Sample
     input_ids: tuple[int, ...]
     positions: Positions
+    text: str = ""  # what the model reads (the code, or the code inside a chat template)
 
     @property
     def id(self) -> str:
@@ -170,7 +175,39 @@ def _load_samples(cfg: CommonConfig, kinds: Sequence[str]) -> list[Any]:
     return chosen
 
 
-def prepare(handle: ModelHandle, samples: Sequence[Any]) -> list[Prepared]:
+CHAT_INSTRUCTION = "Continue this code exactly where it stops."
+
+
+def render(tokenizer: Any, code: str, chat_template: bool) -> tuple[str, int]:
+    """The text the model sees and the char offset of ``code`` in it.
+
+    With ``chat_template`` the code becomes the beginning of the assistant's answer to
+    :data:`CHAT_INSTRUCTION` (``continue_final_message``), so generation continues the code.
+    """
+    if not chat_template:
+        return code, 0
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            "--chat-template: this model's tokenizer has no chat template; drop the flag "
+            "(base models read the code as is)"
+        )
+    messages = [
+        {"role": "user", "content": CHAT_INSTRUCTION},
+        {"role": "assistant", "content": code},
+    ]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    shift = text.rfind(code)
+    if shift < 0:
+        raise ConfigError(
+            "--chat-template: the template rewrote the code (it does not appear verbatim in "
+            "the rendered prompt); drop the flag for this model"
+        )
+    return text, shift
+
+
+def prepare(
+    handle: ModelHandle, samples: Sequence[Any], chat_template: bool = False
+) -> list[Prepared]:
     """Token ids and positions for each sample; fails on masked edges or too-long samples.
 
     Raises:
@@ -184,11 +221,12 @@ def prepare(handle: ModelHandle, samples: Sequence[Any]) -> list[Prepared]:
     max_len = getattr(handle.config, "max_position_embeddings", None)
     out = []
     for s in samples:
+        text, shift = render(handle.tokenizer, s.code, chat_template)
         tp = locate(
             handle.tokenizer,
-            s.code,
-            s.marker_char_pos,
-            list(s.target_char_positions),
+            text,
+            s.marker_char_pos + shift,
+            [t + shift for t in s.target_char_positions],
             sample_id=s.id,
         )
         if not tp.targets:
@@ -208,7 +246,7 @@ def prepare(handle: ModelHandle, samples: Sequence[Any]) -> list[Prepared]:
                 f"{max_len}; shorten it or use --limit/another corpus"
             )
         pos = Positions(sample_id=s.id, source=tp.source, targets=tuple(tp.targets))
-        out.append(Prepared(sample=s, input_ids=tuple(tp.input_ids), positions=pos))
+        out.append(Prepared(sample=s, input_ids=tuple(tp.input_ids), positions=pos, text=text))
     return out
 
 
@@ -244,7 +282,7 @@ def open_study(
             f"--layer {cfg.layer} is out of range: the model has {handle.n_layers} layers "
             f"(0..{handle.n_layers - 1})"
         )
-    samples = prepare(handle, raw_samples)
+    samples = prepare(handle, raw_samples, cfg.chat_template)
     out = config_dict.get("out") or default_out(experiment)
     config_dict = {**config_dict, "out": str(out)}
     tok = handle.tokenizer

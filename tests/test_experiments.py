@@ -296,3 +296,33 @@ def test_configs_validate_at_construction():
             )[0]
         )[1]
     )
+
+
+def test_chat_template_shifts_positions(env):
+    from types import SimpleNamespace
+
+    from experiments.study import ConfigError, prepare, render
+    from plip_nn.corpus import load_corpus
+
+    tok = AutoTokenizer.from_pretrained(env["model"])
+    sample = load_corpus(env["corpus"]).by_id("pygen_add")
+    with pytest.raises(ConfigError, match="no chat template"):
+        render(tok, sample.code, True)
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}"
+        "{% if not loop.last %}\n{% endif %}{% endfor %}"
+    )
+    text, shift = render(tok, sample.code, True)
+    assert shift > 0 and text.endswith(sample.code) and text.startswith("<|user|>")
+    handle = SimpleNamespace(tokenizer=tok, config=SimpleNamespace(max_position_embeddings=4096))
+    [plain] = prepare(handle, [sample], chat_template=False)
+    [chat] = prepare(handle, [sample], chat_template=True)
+    assert chat.text == text and len(chat.input_ids) > len(plain.input_ids)
+
+    def spelled(p, pos):
+        return tok.decode([p.input_ids[pos]]).strip()
+
+    assert spelled(chat, chat.positions.source) == spelled(plain, plain.positions.source)
+    assert [spelled(chat, t) for t in chat.positions.targets] == [
+        spelled(plain, t) for t in plain.positions.targets
+    ]

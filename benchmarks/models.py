@@ -45,8 +45,9 @@ class QwenSpec:
 # The larger config of issue #8: attention cost is visible at seq 512.
 LARGER = QwenSpec(hidden=512, layers=8, heads=8, kv_heads=2, intermediate=1376, vocab=8192)
 LARGER_QUICK = QwenSpec(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=344, vocab=2048)
-# Used in place of the embedded model until plip_nn/data/model exists.
-STAND_IN = QwenSpec(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=344, vocab=2048)
+# Used in place of the embedded model until plip_nn/data/model exists: the same shape as
+# scripts/train_embedded_model.py's default config, random weights.
+STAND_IN = QwenSpec(hidden=256, layers=4, heads=8, kv_heads=2, intermediate=688, vocab=4096)
 
 
 @dataclass

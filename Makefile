@@ -26,7 +26,7 @@ typecheck:
 	$(PY) -m mypy
 
 triangle:           ## the main job on the embedded model
-	.venv/bin/plip-nn triangle --out runs/triangle
+	.venv/bin/plip-nn triangle --out runs/triangle --resume
 
 bench:              ## benchmarks -> benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run

@@ -81,6 +81,11 @@ def choose_layer(scan: pd.DataFrame) -> int:
 
     This is the "observe" step's choice of where to intervene (the seed picked the peak
     layer the same way). Falls back to all test samples when there is no Python.
+
+    The last layer is never chosen (unless it is the only one): an edit of the marker's row
+    there changes only the marker position's own logits, which no later position reads, so
+    the single-pass KL at the last position is exactly 0 by construction and generation is
+    affected only through the marker's own next token.
     """
     tests = scan[scan["kind"] == "test"]
     py = tests[tests["language"] == "python"]
@@ -88,6 +93,9 @@ def choose_layer(scan: pd.DataFrame) -> int:
     if use.empty:
         raise ConfigError("cannot choose a layer: the scan has no test samples; pass --layer")
     means = use.groupby("layer")["attn_level"].mean()
+    last = int(scan["layer"].max())
+    if len(means) > 1:
+        means = means.drop(index=last, errors="ignore")
     return int(means.idxmax())
 
 

@@ -326,3 +326,26 @@ def test_chat_template_shifts_positions(env):
     assert [spelled(chat, t) for t in chat.positions.targets] == [
         spelled(plain, t) for t in plain.positions.targets
     ]
+
+
+def test_choose_layer_is_the_python_peak_but_never_the_last_layer():
+    from experiments.scan import choose_layer
+
+    def scan_df(levels):
+        return pd.DataFrame(
+            [
+                dict(
+                    sample_id=f"{lang}{i}",
+                    language=lang,
+                    kind="test",
+                    layer=layer,
+                    attn_level=lv + (0.5 if lang == "rust" else 0.0),
+                )
+                for lang in ("python", "rust")
+                for i in range(2)
+                for layer, lv in enumerate(levels)
+            ]
+        )
+
+    assert choose_layer(scan_df([0.1, 0.3, 0.2, 0.0])) == 1  # Rust's offset is ignored
+    assert choose_layer(scan_df([0.1, 0.2, 0.15, 0.9])) == 1  # the last layer is excluded

@@ -12,6 +12,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ __all__ = [
     "Positions",
     "build",
     "condition_op",
+    "plan_units",
     "random_targets",
 ]
 
@@ -141,6 +143,35 @@ def check_names(names: Sequence[str]) -> None:
             f"unknown condition {name!r}; use one of {', '.join(KNOWN_CONDITIONS)} or "
             "scale_<factor> with factor > 0"
         )
+
+
+def plan_units(
+    samples: Sequence[Any],
+    names: Sequence[str],
+    *,
+    layer: int,
+    n_layers: int,
+    set_value: float | None,
+    seed: int,
+) -> list[tuple[Any, Condition, int, int]]:
+    """``(sample, condition, record layer, condition order)`` for every sample and name.
+
+    ``samples`` are :class:`experiments.study.Prepared`. A sample whose targets cannot all
+    receive ``set_value`` (``value * |T| >= 1``) gets no SetValue unit (calibration.json lists
+    such samples as ``set_value_infeasible``).
+    """
+    units = []
+    for p in samples:
+        for order, name in enumerate(names):
+            if name == "set_value_calibrated" and (
+                set_value is None or set_value * len(p.positions.targets) >= 1.0
+            ):
+                continue
+            cond, rec_layer = build(
+                name, p.positions, layer=layer, n_layers=n_layers, seed=seed, set_value=set_value
+            )
+            units.append((p, cond, rec_layer, order))
+    return units
 
 
 def condition_op(cond: Condition) -> tuple[str, float]:

@@ -160,22 +160,14 @@ def run_generation(
     tok = handle.tokenizer
     n_layers = handle.n_layers
     marker_seqs = {lang: marker_token_sequences(tok, m) for lang, m in MARKERS.items()}
-    units = []
-    for p in study.select("generation"):
-        for order, name in enumerate(cfg.conditions):
-            if name == "set_value_calibrated" and (
-                set_value is None or set_value * len(p.positions.targets) >= 1.0
-            ):
-                continue
-            cond, rec_layer = conditions.build(
-                name,
-                p.positions,
-                layer=layer,
-                n_layers=n_layers,
-                seed=cfg.seed,
-                set_value=set_value,
-            )
-            units.append((p, cond, rec_layer, order))
+    units = conditions.plan_units(
+        study.select("generation"),
+        cfg.conditions,
+        layer=layer,
+        n_layers=n_layers,
+        set_value=set_value,
+        seed=cfg.seed,
+    )
 
     def key(u: Any) -> str:
         return f"{u[0].id}/{u[1].name}/{u[2]}"

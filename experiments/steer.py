@@ -47,47 +47,20 @@ class Config(CommonConfig):
             )
 
 
-def steer_units(
-    study: Study,
-    kinds: tuple[str, ...],
-    names: list[str],
-    layer: int,
-    set_value: float | None,
-    seed: int,
-) -> list[tuple[Any, Any, int, int]]:
-    """(sample, condition, layer, order) units for the named conditions.
-
-    A sample whose targets cannot all receive ``set_value`` (``value * |T| >= 1``) gets no
-    SetValue row; the caller records which.
-    """
-    n_layers = study.handle.n_layers
-    units = []
-    for kind in kinds:
-        for p in study.select(kind):
-            for order, name in enumerate(names):
-                if name == "set_value_calibrated" and (
-                    set_value is None or set_value * len(p.positions.targets) >= 1.0
-                ):
-                    continue
-                cond, rec_layer = conditions.build(
-                    name,
-                    p.positions,
-                    layer=layer,
-                    n_layers=n_layers,
-                    seed=seed,
-                    set_value=set_value,
-                )
-                units.append((p, cond, rec_layer, order))
-    return units
-
-
 def run_steer(study: Study, cfg: Config, layer: int, cal: dict[str, Any] | None) -> None:
     names = ["baseline", *(conditions.scale_name(f) for f in cfg.factors)]
     value = None
     if cfg.set_value and cal is not None:
         names.append("set_value_calibrated")
         value = float(cal["set_value"])
-    units = steer_units(study, ("test",), names, layer, value, cfg.seed)
+    units = conditions.plan_units(
+        study.select("test"),
+        names,
+        layer=layer,
+        n_layers=study.handle.n_layers,
+        set_value=value,
+        seed=cfg.seed,
+    )
     run_records(study, units, experiment="steer", probe_layer=lambda lay: (lay,), desc="steer")
 
 

@@ -21,7 +21,6 @@ from experiments.generate import Config as GenerateConfig
 from experiments.generate import run_generation
 from experiments.records import run_records
 from experiments.scan import choose_layer, run_scan
-from experiments.steer import steer_units
 from experiments.study import CommonConfig, ConfigError, open_study
 
 __all__ = ["Config", "main"]
@@ -77,15 +76,15 @@ def main(cfg: Config) -> Path:
         layer=layer, layer_choice="flag" if cfg.layer is not None else "scan peak"
     )
     set_value = float(cal["set_value"])
-    units = steer_units(
-        study,
-        ("test", "baseline"),
-        record_conditions(cfg.dose_response),
-        layer,
-        set_value,
-        cfg.seed,
-    )
     n_layers = study.handle.n_layers
+    units = conditions.plan_units(
+        study.select("test") + study.select("baseline"),
+        record_conditions(cfg.dose_response),
+        layer=layer,
+        n_layers=n_layers,
+        set_value=set_value,
+        seed=cfg.seed,
+    )
     run_records(
         study,
         units,

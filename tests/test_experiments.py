@@ -349,3 +349,34 @@ def test_choose_layer_is_the_python_peak_but_never_the_last_layer():
 
     assert choose_layer(scan_df([0.1, 0.3, 0.2, 0.0])) == 1  # Rust's offset is ignored
     assert choose_layer(scan_df([0.1, 0.2, 0.15, 0.9])) == 1  # the last layer is excluded
+
+
+def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
+    from experiments import triangle
+
+    cfg = triangle.Config(
+        **_common(env, tmp_path / "tri", limit=2), max_new_tokens=6, execute=False
+    )
+    out = triangle.main(cfg)
+    for name in (
+        "config.json",
+        "manifest.json",
+        "layer_scan.parquet",
+        "calibration.json",
+        "records.parquet",
+        "generations.parquet",
+        "stats.csv",
+        "report.md",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    assert len(list((out / "figures").glob("*.png"))) >= 3
+    rec = pd.read_parquet(out / "records.parquet")
+    study = set(conditions.STUDY_CONDITIONS)
+    assert study <= set(rec.condition)
+    assert {"scale_0.5", "scale_1", "scale_3", "scale_4"} <= set(rec.condition)
+    gen = pd.read_parquet(out / "generations.parquet")
+    assert set(gen.condition) == study and len(gen) == 4 * len(study)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["layer"] in (0, 1) and man["status"] == "complete"
+    report = (out / "report.md").read_text()
+    assert "Outcome matrix" in report or "outcome" in report.lower()

@@ -1,0 +1,849 @@
+"""Train plip-nn's embedded tiny Qwen2 code model (issue #4) and write its model card.
+
+The model is a toy: a few million parameters trained for minutes on 2 CPU threads, shipped in
+``plip_nn/data/model/`` so the whole study runs offline on a laptop. Steps:
+
+1. **Gather code text** into ``--data-dir`` (gitignored): Python from the installed standard
+   library; Rust from Debian's ``librust-*-dev`` packages (crate sources, fetched with
+   ``apt-get download``; crates.io itself is unreachable here). Each source file goes to train
+   or validation by a hash of its path (5% validation).
+2. **Add synthetic examples** (``scripts/synthetic_code.py``): small Python functions with
+   doctests and Rust functions followed by ``#[test]`` functions that call them, so the toy
+   model learns the marker -> call pattern. Function names of the held-out prompts in
+   ``scripts/embedded_model_eval_prompts.py`` are never generated.
+3. **Train a byte-level BPE tokenizer** with Qwen2's own pre-tokenizer (``AutoTokenizer`` loads
+   every qwen2 directory as ``Qwen2Tokenizer`` and imposes it). That pre-tokenizer glues a space
+   to the following word, so a prompt ending in ``">>> "`` or ``"#[test]\\nfn "`` ends in a bare
+   space token never seen before an identifier in plain text. Half of the synthetic documents are
+   therefore tokenized in pieces cut right after those markers, exactly as such prompts are.
+4. **Train ``Qwen2ForCausalLM``** (grouped-query attention) with AdamW and a cosine schedule on
+   random 256-token windows of the four streams (real/synthetic x Python/Rust), bf16 autocast.
+5. **Save** config, float16 safetensors, tokenizer and generation config; reload the saved
+   files in float32 and **evaluate** those: validation perplexity per language against an
+   add-one-smoothed unigram model fitted on the training tokens, and greedy completions of the
+   held-out prompts. Writes ``training_metrics.json`` and ``plip_nn/data/MODEL_CARD.md``.
+
+Usage (the shipped model)::
+
+    .venv/bin/python scripts/train_embedded_model.py --steps 2200 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import logging
+import math
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import itertools
+
+from embedded_model_eval_prompts import PYTHON_DOCTEST_PROMPTS, RUST_TEST_PROMPTS
+from synthetic_code import CodeGenerator
+
+log = logging.getLogger("train_embedded_model")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "plip_nn" / "data" / "model"
+EOS = "<|endoftext|>"
+
+# Debian crate-source packages (Rust code with many #[test] functions). Missing ones are skipped.
+RUST_PACKAGES = (
+    "itertools", "regex", "regex-syntax", "regex-automata", "memchr", "smallvec", "hashbrown",
+    "indexmap", "semver", "unicode-width", "textwrap", "bitflags", "either", "num-integer",
+    "num-traits", "base64", "hex", "bytes", "arrayvec", "strsim", "heck", "unicode-segmentation",
+    "fnv", "itoa", "ryu", "serde-json", "humantime", "glob", "walkdir", "same-file",
+    "aho-corasick", "bstr", "camino", "rand", "rand-core", "rand-chacha", "chrono", "time",
+    "syn", "quote", "proc-macro2", "serde", "toml", "url", "percent-encoding", "crc32fast",
+    "byteorder", "lazy-static", "once-cell", "tempfile", "log", "anyhow", "thiserror",
+    "unicode-normalization", "fastrand", "num-bigint", "num-rational", "petgraph", "slab",
+)  # fmt: skip
+PY_SKIP_DIRS = {"site-packages", "test", "tests", "idle_test", "__pycache__", "idlelib", "tkinter",
+                "turtledemo", "lib2to3", "ensurepip", "config-3.11-x86_64-linux-gnu"}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything that determines the trained model (recorded in training_metrics.json)."""
+
+    out: Path
+    data_dir: Path
+    steps: int
+    seed: int
+    minutes: float | None = None
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 8
+    num_kv_heads: int = 2
+    intermediate_size: int = 688
+    seq_len: int = 256
+    batch_size: int = 8
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 50
+    weight_decay: float = 0.1
+    threads: int = 2
+    val_percent: int = 5
+    synthetic_docs: int = 40_000
+    split_fraction: float = 0.5  # synthetic docs tokenized in pieces cut after the markers
+    mix: tuple[tuple[str, float], ...] = (
+        ("python", 0.2),
+        ("rust", 0.2),
+        ("python_synthetic", 0.3),
+        ("rust_synthetic", 0.3),
+    )
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps={self.steps} must be >= 1")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"minutes={self.minutes} must be > 0 (or omitted for no time limit)")
+        if self.num_heads % self.num_kv_heads or self.num_kv_heads >= self.num_heads:
+            raise ValueError(
+                f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads} and be "
+                "smaller (grouped-query attention is the point)"
+            )
+
+
+# -- data ---------------------------------------------------------------------------------------
+def _is_val(path: str, percent: int) -> bool:
+    return int(hashlib.sha1(path.encode()).hexdigest(), 16) % 100 < percent
+
+
+def gather_python(stdlib: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Python source files of the installed standard library (without its tests and GUIs)."""
+    files: dict[str, str] = {}
+    for path in sorted(stdlib.rglob("*.py")):
+        rel = path.relative_to(stdlib)
+        if any(part in PY_SKIP_DIRS for part in rel.parts):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        if 0 < len(text) < 400_000:
+            files[f"python/{rel}"] = text
+    n_doctest = sum(">>> " in t for t in files.values())
+    source = {
+        "name": f"CPython {platform.python_version()} standard library ({stdlib})",
+        "license": "PSF-2.0 (Python Software Foundation License)",
+        "files": len(files),
+        "files_with_doctests": n_doctest,
+        "chars": sum(map(len, files.values())),
+    }
+    return files, source
+
+
+def _crate_license(crate_dir: Path) -> str:
+    cargo = crate_dir / "Cargo.toml"
+    if cargo.exists():
+        match = re.search(r'^license\s*=\s*"([^"]+)"', cargo.read_text(errors="replace"), re.M)
+        if match:
+            return match.group(1)
+    return "see debian/copyright"
+
+
+def gather_rust(data_dir: Path) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Rust crate sources from Debian ``librust-*-dev`` packages (downloaded once, cached)."""
+    debs = data_dir / "debs"
+    tree = data_dir / "rust_tree"
+    debs.mkdir(parents=True, exist_ok=True)
+    if not any(debs.glob("*.deb")):
+        if shutil.which("apt-get") is None:
+            raise RuntimeError(
+                "no Rust sources: apt-get is not available to download librust-*-dev packages; "
+                f"put .deb files of Debian crate packages into {debs} and rerun"
+            )
+        for name in RUST_PACKAGES:
+            pkg = f"librust-{name}-dev"
+            done = subprocess.run(
+                ["apt-get", "download", pkg], cwd=debs, capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                log.warning("skipping %s: %s", pkg, done.stderr.strip().splitlines()[-1:])
+    if not tree.exists():
+        for deb in sorted(debs.glob("*.deb")):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True)
+    registry = tree / "usr" / "share" / "cargo" / "registry"
+    if not registry.exists():
+        raise RuntimeError(f"no crate sources under {registry}; delete {data_dir} and rerun")
+    files: dict[str, str] = {}
+    sources = []
+    for crate_dir in sorted(p for p in registry.iterdir() if p.is_dir()):
+        count = 0
+        n_tests = 0
+        for path in sorted(crate_dir.rglob("*.rs")):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            if 0 < len(text) < 400_000:
+                files[f"rust/{path.relative_to(registry)}"] = text
+                count += 1
+                n_tests += text.count("#[test]")
+        sources.append(
+            {
+                "crate": crate_dir.name,
+                "license": _crate_license(crate_dir),
+                "files": count,
+                "test_attributes": n_tests,
+            }
+        )
+    return files, sources
+
+
+def eval_signatures() -> list[str]:
+    """The ``def``/``fn`` lines of the held-out prompts (checked against the training text)."""
+    lines = []
+    for _, prompt in PYTHON_DOCTEST_PROMPTS + RUST_TEST_PROMPTS:
+        lines += [
+            ln for ln in prompt.splitlines() if re.match(r"\s*(pub |const )*(def|fn) \w+", ln)
+        ]
+    return sorted(set(lines))
+
+
+def eval_function_names() -> set[str]:
+    """Every function name defined in the held-out prompts (never generated synthetically)."""
+    names = set()
+    for _, prompt in PYTHON_DOCTEST_PROMPTS + RUST_TEST_PROMPTS:
+        names |= set(re.findall(r"\b(?:def|fn)\s+(\w+)", prompt))
+    return names | {name for name, _ in PYTHON_DOCTEST_PROMPTS + RUST_TEST_PROMPTS}
+
+
+# -- tokenizer ----------------------------------------------------------------------------------
+def train_tokenizer(texts: Iterator[str], vocab_size: int) -> Any:
+    """Byte-level BPE with Qwen2's own pre-tokenizer, returned as a ``Qwen2Tokenizer``.
+
+    ``AutoTokenizer`` loads any ``model_type == "qwen2"`` directory as ``Qwen2Tokenizer``, which
+    rebuilds the pre-tokenizer from its own regex; training with exactly that pipeline (NFC,
+    Qwen2 split regex, byte-level) makes the shipped tokenizer tokenize like the trained one.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    spec = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in spec["merges"]]
+    hf_tok = Qwen2Tokenizer(
+        vocab=spec["vocab"],
+        merges=merges,
+        bos_token=None,
+        model_max_length=1024,
+        clean_up_tokenization_spaces=False,
+    )
+    probe = 'def f(x):\n    """Doc.\n\n    >>> f(1)\n    2\n    """\n#[test]\nfn t() {}\n'
+    if hf_tok(probe)["input_ids"] != tok.encode(probe).ids:
+        raise RuntimeError("Qwen2Tokenizer does not reproduce the trained tokenizer's ids")
+    return hf_tok
+
+
+# Split points of the held-out prompt shapes: text up to here is a typical generation prompt.
+MARKER_SPLIT = re.compile(r"(?<=>>> )|(?<=#\[test\]\nfn )")
+
+
+def encode_stream(
+    tokenizer: Any, docs: Sequence[str], *, split_fraction: float = 0.0, seed: int = 0
+) -> np.ndarray:
+    """Token ids of the documents, each followed by eos, as one int32 stream.
+
+    With ``split_fraction`` > 0 that fraction of documents is encoded piecewise, cut right after
+    every ``">>> "`` and ``"#[test]\\nfn "``. A prompt that ends there tokenizes with a bare
+    trailing space token (the space is glued to the next word only when the word is present),
+    so the model must see that token sequence in training to continue such prompts.
+    """
+    rng = random.Random(seed)
+    eos = tokenizer.eos_token_id
+    pieces: list[str] = []
+    ends: list[bool] = []  # does this piece end a document?
+    for doc in docs:
+        parts = MARKER_SPLIT.split(doc) if rng.random() < split_fraction else [doc]
+        parts = [part for part in parts if part]
+        pieces += parts
+        ends += [False] * (len(parts) - 1) + [True]
+    ids: list[int] = []
+    batch = 512
+    for i in range(0, len(pieces), batch):
+        rows = tokenizer(pieces[i : i + batch], add_special_tokens=False)["input_ids"]
+        for row, end in zip(rows, ends[i : i + batch], strict=True):
+            ids += row
+            if end:
+                ids.append(eos)
+    return np.asarray(ids, dtype=np.int32)
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+@torch.inference_mode()
+def perplexity(
+    model: Any, stream: np.ndarray, seq_len: int, max_blocks: int
+) -> tuple[float, np.ndarray]:
+    """Model perplexity on non-overlapping blocks; also returns the predicted target ids."""
+    n_blocks = min(max_blocks, (len(stream) - 1) // seq_len)
+    if n_blocks < 1:
+        raise ValueError(f"validation stream of {len(stream)} tokens is shorter than one block")
+    blocks = torch.from_numpy(stream[: n_blocks * seq_len].astype(np.int64)).view(n_blocks, seq_len)
+    nll = 0.0
+    count = 0
+    for i in range(0, n_blocks, 16):
+        x = blocks[i : i + 16]
+        logits = model(input_ids=x).logits[:, :-1].double()
+        logp = torch.log_softmax(logits, -1).gather(-1, x[:, 1:, None])
+        nll -= float(logp.sum())
+        count += logp.numel()
+    return math.exp(nll / count), blocks[:, 1:].reshape(-1).numpy()
+
+
+def unigram_perplexity(train_stream: np.ndarray, targets: np.ndarray, vocab: int) -> float:
+    """Perplexity of an add-one-smoothed unigram model fitted on ``train_stream``."""
+    counts = np.bincount(train_stream, minlength=vocab).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(math.exp(-logp[targets].mean()))
+
+
+def python_calls(completion: str, name: str) -> bool:
+    """Whether the completion's first line holds an ``ast`` Call of ``name``."""
+    line = completion.split("\n", 1)[0].strip()
+    try:
+        tree = ast.parse(line)
+    except SyntaxError:
+        return False
+    return any(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+        for node in ast.walk(tree)
+    )
+
+
+def _first_item(completion: str) -> str | None:
+    """``completion`` cut after the brace that closes its first ``{`` (None if it never closes)."""
+    depth = 0
+    for i, ch in enumerate(completion):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return completion[: i + 1]
+            if depth < 0:
+                return None
+    return None
+
+
+def rust_test_check(completion: str, name: str) -> dict[str, bool]:
+    """tree-sitter-rust check of ``fn `` + completion.
+
+    ``test_fn``: the text up to the first closing brace parses without ERROR/MISSING nodes as a
+    function item with no parameters and at least one statement in its body.
+    ``calls_function``: that body also contains a call expression of ``name``.
+    """
+    import tree_sitter_rust
+    from tree_sitter import Language, Parser
+
+    item = _first_item(completion)
+    if item is None:
+        return {"test_fn": False, "calls_function": False}
+    parser = Parser(Language(tree_sitter_rust.language()))
+    src = ("fn " + item).encode()
+    root = parser.parse(src).root_node
+    if root.has_error or len(root.named_children) != 1:
+        return {"test_fn": False, "calls_function": False}
+    fn = root.named_children[0]
+    params = fn.child_by_field_name("parameters")
+    body = fn.child_by_field_name("body")
+    ok = (
+        fn.type == "function_item"
+        and params is not None
+        and params.named_child_count == 0
+        and body is not None
+        and body.named_child_count > 0
+    )
+    calls = False
+    stack = [body] if body is not None else []
+    while stack:
+        node = stack.pop()
+        if node.type == "call_expression":
+            callee = node.child_by_field_name("function")
+            calls |= (
+                callee is not None and src[callee.start_byte : callee.end_byte] == name.encode()
+            )
+        if node.type == "token_tree":
+            # Macro arguments (assert_eq!(f(1), 2)) are token trees: identifier then "(".
+            kids = node.children
+            for a, b in itertools.pairwise(kids):
+                if a.type == "identifier" and src[a.start_byte : a.end_byte] == name.encode():
+                    calls |= b.type == "token_tree" and src[b.start_byte : b.start_byte + 1] == b"("
+        stack.extend(node.children)
+    return {"test_fn": ok, "calls_function": ok and calls}
+
+
+@torch.inference_mode()
+def greedy(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(
+        **ids,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def evaluate_completions(model: Any, tokenizer: Any) -> dict[str, Any]:
+    """Greedy completions of every held-out prompt and their checks."""
+    py = []
+    for name, prompt in PYTHON_DOCTEST_PROMPTS:
+        completion = greedy(model, tokenizer, prompt, 24)
+        py.append(
+            {
+                "name": name,
+                "completion": completion,
+                "calls_function": python_calls(completion, name),
+            }
+        )
+    rs = []
+    for name, prompt in RUST_TEST_PROMPTS:
+        completion = greedy(model, tokenizer, prompt, 80)
+        rs.append({"name": name, "completion": completion, **rust_test_check(completion, name)})
+    return {
+        "python": py,
+        "rust": rs,
+        "python_calls_fraction": sum(r["calls_function"] for r in py) / len(py),
+        "rust_test_fn_fraction": sum(r["test_fn"] for r in rs) / len(rs),
+        "rust_calls_fraction": sum(r["calls_function"] for r in rs) / len(rs),
+    }
+
+
+# -- training -----------------------------------------------------------------------------------
+def build_model(cfg: TrainConfig, tokenizer: Any) -> Any:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    eos = tokenizer.eos_token_id
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=1024,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    return Qwen2ForCausalLM._from_config(config, attn_implementation="sdpa")
+
+
+def train(cfg: TrainConfig, model: Any, streams: dict[str, np.ndarray]) -> dict[str, Any]:
+    """AdamW + warmup + cosine decay on random windows drawn from the streams by ``cfg.mix``.
+
+    With ``cfg.minutes`` the cosine runs over wall time instead of steps and training stops when
+    the time is up (or at ``cfg.steps``): on a shared CPU the step rate is not predictable.
+    """
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    names = [name for name, _ in cfg.mix]
+    weights = np.array([w for _, w in cfg.mix])
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+
+    budget = None if cfg.minutes is None else cfg.minutes * 60.0
+
+    def progress(step: int) -> float:
+        if budget is not None:
+            return min(1.0, (time.time() - start) / budget)
+        return (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        t = progress(step)
+        return cfg.lr * (
+            cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        )
+
+    model.train()
+    history = []
+    start = time.time()
+    window = cfg.seq_len
+    steps_done = 0
+    for step in range(cfg.steps):
+        if budget is not None and step >= cfg.warmup and time.time() - start >= budget:
+            break
+        sources = rng.choice(len(names), size=cfg.batch_size, p=weights / weights.sum())
+        rows = []
+        for s in sources:
+            stream = streams[names[s]]
+            off = int(torch.randint(0, len(stream) - window, (1,), generator=gen))
+            rows.append(stream[off : off + window])
+        x = torch.from_numpy(np.stack(rows).astype(np.int64))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        history.append(loss.item())
+        steps_done = step + 1
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log.info(
+                "step %d/%d loss %.3f lr %.2e (%.0f s)",
+                step, cfg.steps, history[-1], lr_at(step), time.time() - start,
+            )  # fmt: skip
+    model.eval()
+    tail = history[-50:]
+    return {
+        "train_seconds": time.time() - start,
+        "final_train_loss_mean_last_50": sum(tail) / len(tail),
+        "train_loss_every_50": history[::50],
+        "steps": steps_done,
+        "tokens_seen": steps_done * cfg.batch_size * cfg.seq_len,
+    }
+
+
+# -- main ---------------------------------------------------------------------------------------
+def main(cfg: TrainConfig) -> Path:
+    """Gather data, train tokenizer and model, save, evaluate, write the card (beside cfg.out)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    t0 = time.time()
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    py_files, py_source = gather_python(stdlib)
+    rs_files, rs_sources = gather_rust(cfg.data_dir)
+    log.info("python: %d files, rust: %d files", len(py_files), len(rs_files))
+    all_text = "\n".join(py_files.values()) + "\n".join(rs_files.values())
+    leaked = [sig for sig in eval_signatures() if sig.strip() in all_text]
+    if leaked:
+        log.warning("held-out signatures found verbatim in the gathered code: %s", leaked)
+
+    split: dict[str, list[str]] = {}
+    for lang, files in (("python", py_files), ("rust", rs_files)):
+        split[lang] = [t for p, t in files.items() if not _is_val(p, cfg.val_percent)]
+        split[f"{lang}_val"] = [t for p, t in files.items() if _is_val(p, cfg.val_percent)]
+    exclude = eval_function_names()
+    gen = CodeGenerator(seed=cfg.seed, exclude=exclude)
+    split["python_synthetic"] = [gen.python_document() for _ in range(cfg.synthetic_docs)]
+    split["rust_synthetic"] = [gen.rust_document() for _ in range(cfg.synthetic_docs)]
+    val_gen = CodeGenerator(seed=cfg.seed + 1_000_003, exclude=exclude)
+    split["python_synthetic_val"] = [val_gen.python_document() for _ in range(400)]
+    split["rust_synthetic_val"] = [val_gen.rust_document() for _ in range(400)]
+
+    def tokenizer_texts() -> Iterator[str]:
+        for key in ("python", "rust", "python_synthetic", "rust_synthetic"):
+            yield from split[key]
+
+    tokenizer = train_tokenizer(tokenizer_texts(), cfg.vocab_size)
+    streams = {
+        key: encode_stream(
+            tokenizer, docs, split_fraction=cfg.split_fraction if "synthetic" in key else 0.0,
+            seed=cfg.seed,
+        )
+        for key, docs in split.items()
+    }  # fmt: skip
+    for key, stream in streams.items():
+        log.info("%s: %d docs, %d tokens", key, len(split[key]), len(stream))
+
+    model = build_model(cfg, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model: %.2fM parameters", n_params / 1e6)
+    train_info = train(cfg, model, {k: streams[k] for k, _ in cfg.mix})
+
+    if cfg.out.exists():
+        shutil.rmtree(cfg.out)
+    cfg.out.mkdir(parents=True)
+    model.to(torch.float16).save_pretrained(cfg.out)
+    tokenizer.save_pretrained(cfg.out)
+    eos = tokenizer.eos_token_id
+    GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).save_pretrained(cfg.out)
+
+    # Evaluate what ships: the saved float16 weights, loaded back and computed in float32.
+    shipped = AutoModelForCausalLM.from_pretrained(cfg.out, dtype=torch.float32)
+    shipped.eval()
+    shipped_tok = AutoTokenizer.from_pretrained(cfg.out)
+    vocab = len(shipped_tok)
+    val: dict[str, Any] = {}
+    for lang in ("python", "rust"):
+        for kind, train_key in (("", lang), ("_synthetic", f"{lang}_synthetic")):
+            key = f"{lang}{kind}_val"
+            ppl, targets = perplexity(shipped, streams[key], cfg.seq_len, max_blocks=200)
+            val[key] = {
+                "ppl": ppl,
+                "loss": math.log(ppl),
+                "unigram_ppl": unigram_perplexity(streams[train_key], targets, vocab),
+                "tokens": int(targets.size),
+            }
+            log.info("%s: ppl %.2f, unigram %.2f", key, ppl, val[key]["unigram_ppl"])
+    completions = evaluate_completions(shipped, shipped_tok)
+    log.info(
+        "python calls %.2f, rust test fn %.2f, rust calls %.2f",
+        completions["python_calls_fraction"],
+        completions["rust_test_fn_fraction"],
+        completions["rust_calls_fraction"],
+    )
+    sizes = {p.name: p.stat().st_size for p in sorted(cfg.out.iterdir())}
+    metrics = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "parameters": n_params,
+        "non_embedding_parameters": n_params - model.get_input_embeddings().weight.numel(),
+        "vocab_size": vocab,
+        "data": {
+            "python": py_source,
+            "rust": rs_sources,
+            "docs": {k: len(v) for k, v in split.items()},
+            "tokens": {k: len(v) for k, v in streams.items()},
+            "held_out_signatures_in_training_text": leaked,
+            "excluded_function_names": sorted(exclude),
+        },
+        "train": train_info,
+        "val": val,
+        "completions": completions,
+        "file_sizes": sizes,
+        "total_seconds": time.time() - t0,
+        "machine": f"{platform.machine()} {_cpu_name()}, torch {torch.__version__}, "
+        f"{cfg.threads} threads, bf16 autocast",
+        "command": _command(cfg),
+    }
+    (cfg.out / "training_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    card = cfg.out.parent / "MODEL_CARD.md"
+    card.write_text(model_card(metrics))
+    log.info("wrote %s and %s (%.0f s total)", cfg.out, card, metrics["total_seconds"])
+    return cfg.out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _command(cfg: TrainConfig) -> str:
+    cmd = f".venv/bin/python scripts/train_embedded_model.py --steps {cfg.steps} --seed {cfg.seed}"
+    if cfg.minutes is not None:
+        cmd += f" --minutes {cfg.minutes:g}"
+    if cfg.synthetic_docs != TrainConfig.synthetic_docs:
+        cmd += f" --synthetic-docs {cfg.synthetic_docs}"
+    if cfg.out != DEFAULT_OUT:
+        cmd += f" --out {cfg.out}"
+    return cmd
+
+
+def _fence(text: str) -> str:
+    return "```\n" + text.replace("```", "` ` `") + "\n```"
+
+
+def model_card(m: dict[str, Any]) -> str:
+    """The MODEL_CARD.md text from the metrics."""
+    c = m["config"]
+    val = m["val"]
+    comp = m["completions"]
+    lines = [
+        "# plip-nn embedded tiny Qwen2 code model (`plip-nn/embedded-tiny-qwen2`)",
+        "",
+        "A toy causal code LM shipped in `plip_nn/data/model/` so plip-nn runs offline on CPU. It",
+        "has seen Python doctests and Rust `#[test]` functions; it is *not* a useful code model.",
+        "",
+        "## Architecture",
+        "",
+        f"`Qwen2ForCausalLM`: {c['num_layers']} layers, hidden {c['hidden_size']}, "
+        f"{c['num_heads']} query heads / {c['num_kv_heads']} key-value heads (grouped-query "
+        f"attention), head dim {c['hidden_size'] // c['num_heads']}, MLP {c['intermediate_size']}, "
+        f"RoPE, tied embeddings, vocabulary {m['vocab_size']}, max positions 1024. "
+        f"**{m['parameters']:,} parameters** ({m['non_embedding_parameters']:,} non-embedding). "
+        "Weights in float16 safetensors; `plip_nn.models.load_model` computes in float32 on CPU.",
+        "",
+        "Tokenizer: byte-level BPE trained with `tokenizers` using Qwen2's pre-tokenizer (NFC,",
+        "Qwen2 split regex), loaded by `AutoTokenizer` as `Qwen2Tokenizer`. That regex glues a space",
+        'to the next word, so a prompt ending in `">>> "` or `"#[test]\\nfn "` ends in a bare space',
+        f"token; {c['split_fraction']:.0%} of the synthetic documents were tokenized in pieces cut",
+        "right after these markers so the model has seen that token sequence. Special token",
+        "`<|endoftext|>` is eos = pad (and the config's bos id); the tokenizer adds **no** BOS.",
+        "",
+        "## Training data",
+        "",
+        f"* {m['data']['python']['name']}: {m['data']['python']['files']} files "
+        f"({m['data']['python']['files_with_doctests']} with doctests), without `test/`, "
+        f"GUI and `site-packages` directories. License: {m['data']['python']['license']}.",
+        "* Rust crate sources from Debian bookworm `librust-*-dev` packages "
+        "(`apt-get download`; crates.io is unreachable here):",
+        "",
+        "| crate | license | .rs files | `#[test]` |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {s['crate']} | {s['license']} | {s['files']} | {s['test_attributes']} |"
+        for s in m["data"]["rust"]
+    ]
+    tokens = m["data"]["tokens"]
+    lines += [
+        "",
+        f"* Synthetic (`scripts/synthetic_code.py`, seeded): {c['synthetic_docs']:,} small Python",
+        "  modules whose functions carry doctests (results computed by running the function) and",
+        f"  {c['synthetic_docs']:,} Rust files whose functions are followed by `#[test]` functions",
+        "  calling them. Function names of the held-out prompts",
+        "  (`scripts/embedded_model_eval_prompts.py`) are never generated.",
+        f"  Held-out prompt signature lines found verbatim in the real code: "
+        f"{m['data']['held_out_signatures_in_training_text'] or 'none'}.",
+        "",
+        "Each real file goes to validation by a hash of its path "
+        f"({c['val_percent']}%); synthetic validation documents come from a different seed.",
+        "Training tokens: " + ", ".join(f"{k} {v:,}" for k, v in tokens.items()) + ".",
+        "",
+        "## Training",
+        "",
+        f"{m['train']['steps']} steps (cap {c['steps']}, wall-time budget {c['minutes']} min) of AdamW (lr {c['lr']}, betas 0.9/0.95, weight decay "
+        f"{c['weight_decay']}, {c['warmup']} warmup steps, cosine to {c['min_lr_ratio']} x lr), "
+        f"batch {c['batch_size']} x {c['seq_len']} tokens (random windows; mix "
+        + ", ".join(f"{k} {w}" for k, w in c["mix"])
+        + f"), bf16 autocast, seed {c['seed']}: {m['train']['tokens_seen']:,} tokens seen.",
+        f"Training wall time **{m['train']['train_seconds'] / 60:.1f} min** "
+        f"(whole script {m['total_seconds'] / 60:.1f} min) on {m['machine']}, CPU shared with",
+        "other jobs. Mean train loss over the last 50 steps: "
+        f"{m['train']['final_train_loss_mean_last_50']:.3f}.",
+        "",
+        "## Validation (the shipped float16 weights, loaded back, float32 compute)",
+        "",
+        "Perplexity per token on up to 200 non-overlapping 256-token blocks. Unigram baseline:",
+        "token frequencies of the same language's training stream with add-one (Laplace)",
+        "smoothing, evaluated on exactly the same target tokens.",
+        "",
+        "| split | val loss | val PPL | unigram PPL | tokens |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v['loss']:.3f} | {v['ppl']:.2f} | {v['unigram_ppl']:.1f} | {v['tokens']:,} |"
+        for k, v in val.items()
+    ]
+    n_py, n_rs = len(comp["python"]), len(comp["rust"])
+    lines += [
+        "",
+        "## Greedy completions of held-out prompts",
+        "",
+        f"* Python ({n_py} prompts ending in `>>> `): first completion line contains an `ast` "
+        f"Call of the function: **{comp['python_calls_fraction']:.0%}** "
+        f"({sum(r['calls_function'] for r in comp['python'])}/{n_py}).",
+        f"* Rust ({n_rs} prompts ending in `#[test]\\nfn `): `fn ` + completion up to its first "
+        "closing brace parses with tree-sitter-rust without errors as a function item with no "
+        "parameters and at least one statement in its body: "
+        f"**{comp['rust_test_fn_fraction']:.0%}** ({sum(r['test_fn'] for r in comp['rust'])}/{n_rs}); "
+        f"that body also calls the function under test: **{comp['rust_calls_fraction']:.0%}** "
+        f"({sum(r['calls_function'] for r in comp['rust'])}/{n_rs}).",
+        "",
+        "Samples (greedy, prompt end shown, then the completion):",
+        "",
+    ]
+    py_prompts = dict(PYTHON_DOCTEST_PROMPTS)
+    rs_prompts = dict(RUST_TEST_PROMPTS)
+    for r in comp["python"][:4]:
+        tail = "\n".join(py_prompts[r["name"]].splitlines()[-3:])
+        lines += [
+            f"Python `{r['name']}` (calls: {r['calls_function']}):",
+            "",
+            _fence(tail + r["completion"]),
+            "",
+        ]
+    for r in comp["rust"][:4]:
+        tail = "\n".join(rs_prompts[r["name"]].splitlines()[-4:])
+        lines += [
+            f"Rust `{r['name']}` (test fn: {r['test_fn']}, calls: {r['calls_function']}):",
+            "",
+            _fence(tail + r["completion"]),
+            "",
+        ]
+    lines += [
+        "All completions and checks: `plip_nn/data/model/training_metrics.json`.",
+        "",
+        "## Files",
+        "",
+        ", ".join(f"`{k}` {v / 2**20:.2f} MiB" for k, v in m["file_sizes"].items())
+        + f"; total {sum(m['file_sizes'].values()) / 2**20:.2f} MiB.",
+        "",
+        "## Retrain",
+        "",
+        "```bash",
+        m["command"],
+        "```",
+        "",
+        "Downloads the Debian crate packages into the gitignored `training_data/` on first use.",
+        "Seeded, but bf16 CPU kernels and thread scheduling make bitwise reproduction unlikely.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model directory to write")
+    parser.add_argument("--steps", type=int, default=2200, help="optimizer steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="wall-time budget; the cosine follows time"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=ROOT / "training_data", help="cache of gathered sources"
+    )
+    parser.add_argument("--synthetic-docs", type=int, default=40_000, help="per language")
+    args = parser.parse_args(argv)
+    return TrainConfig(
+        out=args.out,
+        data_dir=args.data_dir,
+        steps=args.steps,
+        seed=args.seed,
+        minutes=args.minutes,
+        synthetic_docs=args.synthetic_docs,
+    )
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    main(parse_args())

@@ -1,0 +1,162 @@
+"""The embedded model's training script: synthetic data, completion checks, baselines."""
+
+from __future__ import annotations
+
+import doctest
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+from embedded_model_eval_prompts import PYTHON_DOCTEST_PROMPTS, RUST_TEST_PROMPTS  # noqa: E402
+from synthetic_code import CodeGenerator  # noqa: E402
+from train_embedded_model import (  # noqa: E402
+    encode_stream,
+    eval_function_names,
+    python_calls,
+    rust_test_check,
+    train_tokenizer,
+    unigram_perplexity,
+)
+
+RUSTC = shutil.which("rustc") or (
+    str(Path.home() / ".cargo/bin/rustc") if (Path.home() / ".cargo/bin/rustc").exists() else None
+)
+
+
+def test_eval_prompts_cover_twenty_per_language():
+    assert len(PYTHON_DOCTEST_PROMPTS) >= 20 and len(RUST_TEST_PROMPTS) >= 20
+    for name, prompt in PYTHON_DOCTEST_PROMPTS:
+        assert prompt.endswith(">>> ") and f"def {name}(" in prompt
+    for name, prompt in RUST_TEST_PROMPTS:
+        assert prompt.endswith("#[test]\nfn ") and f"fn {name}(" in prompt
+
+
+def test_generator_is_seeded_and_never_uses_held_out_names():
+    a = CodeGenerator(seed=3, exclude=eval_function_names())
+    b = CodeGenerator(seed=3, exclude=eval_function_names())
+    docs = [a.python_document() for _ in range(300)] + [a.rust_document() for _ in range(300)]
+    assert docs == [b.python_document() for _ in range(300)] + [
+        b.rust_document() for _ in range(300)
+    ]
+    defined = {m for d in docs for m in re.findall(r"\b(?:def|fn)\s+(\w+)", d)}
+    assert "is_prime" in eval_function_names() and "gcd" in eval_function_names()
+    assert not defined & eval_function_names()
+    assert len(defined) > 300  # varied names
+
+
+def test_synthetic_python_doctests_pass():
+    gen = CodeGenerator(seed=7, exclude=())
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    n_examples = 0
+    for i in range(200):
+        src = gen.python_document()
+        namespace: dict = {}
+        exec(compile(src, f"<doc{i}>", "exec"), namespace)
+        funcs = [v for k, v in namespace.items() if callable(v) and v.__doc__ and k[0] != "_"]
+        assert funcs, src
+        for func in funcs:
+            test = parser.get_doctest(func.__doc__, namespace, func.__name__, None, 0)
+            n_examples += len(test.examples)
+            result = runner.run(test, out=lambda _: None)
+            assert result.failed == 0, src
+    assert n_examples > 300
+
+
+@pytest.mark.skipif(RUSTC is None, reason="rustc not installed")
+def test_synthetic_rust_tests_compile_and_pass(tmp_path):
+    gen = CodeGenerator(seed=11, exclude=())
+    docs = [gen.rust_document() for _ in range(60)]
+    n_tests = sum(d.count("#[test]") for d in docs)
+    src = "\n".join(
+        f"#[allow(dead_code, unused_imports)]\nmod doc{i} {{\n{d}\n}}" for i, d in enumerate(docs)
+    )
+    (tmp_path / "lib.rs").write_text(src)
+    build = subprocess.run(
+        [RUSTC, "--edition", "2021", "--test", "-o", str(tmp_path / "t"), str(tmp_path / "lib.rs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    done = subprocess.run([str(tmp_path / "t")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert f"{n_tests} passed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("completion", "name", "expected"),
+    [
+        ("gcd(12, 8)\n    4", "gcd", True),
+        ("print(gcd(3, 4))", "gcd", True),
+        ("x = gcd(1, 2)", "gcd", True),
+        ("gcd\n", "gcd", False),  # no call
+        ("lcm(12, 8)", "gcd", False),
+        ("gcd(12, \n8)", "gcd", False),  # first line does not parse
+        ("'gcd(1, 2)'", "gcd", False),  # a string, not a call
+        ("math.gcd(1, 2)", "gcd", False),  # a different function
+    ],
+)
+def test_python_call_check(completion, name, expected):
+    assert python_calls(completion, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("completion", "test_fn", "calls"),
+    [
+        ("test_gcd() {\n    assert_eq!(gcd(12, 8), 4);\n}\n\nfn more", True, True),
+        ("it_works() {\n    let r = gcd(1, 2);\n    assert!(r > 0);\n}", True, True),
+        ("it_works() {\n    assert_eq!(lcm(1, 2), 2);\n}", True, False),
+        ("it_works() {\n    assert_eq!(gcd, 2);\n}", True, False),  # named, not called
+        ("test_gcd() {\n}", False, False),  # empty body
+        ("test_gcd(x: u8) {\n    gcd(1, 2);\n}", False, False),  # a test takes no arguments
+        ("test_gcd() {\n    assert_eq!(gcd(1, 2), 1);\n", False, False),  # never closes
+        ("test_gcd() {\n    let = ;\n}", False, False),  # syntax error
+    ],
+)
+def test_rust_test_check(completion, test_fn, calls):
+    assert rust_test_check(completion, "gcd") == {"test_fn": test_fn, "calls_function": calls}
+
+
+def test_unigram_perplexity_by_hand():
+    train = np.array([0, 0, 1, 2, 0], dtype=np.int32)  # counts 3,1,1,0 over vocab 4
+    targets = np.array([0, 3])
+    # add-one: p = (4, 2, 2, 1) / 9
+    expected = math.exp(-(math.log(4 / 9) + math.log(1 / 9)) / 2)
+    assert unigram_perplexity(train, targets, 4) == pytest.approx(expected, rel=1e-12)
+
+
+def test_tokenizer_and_marker_split_encoding(tmp_path):
+    from transformers import AutoTokenizer, Qwen2Config
+
+    gen = CodeGenerator(seed=5, exclude=())
+    docs = [gen.python_document() for _ in range(150)] + [gen.rust_document() for _ in range(150)]
+    tok = train_tokenizer(iter(docs), 500)
+    assert tok.bos_token is None and tok.eos_token_id == tok.pad_token_id == 0
+    tok.save_pretrained(tmp_path)
+    Qwen2Config().save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "".join(docs[:20])
+    assert loaded(text)["input_ids"] == tok(text)["input_ids"]
+
+    doc = 'def f(x):\n    """Doc.\n\n    >>> f(1)\n    2\n    """\n'
+    whole = encode_stream(tok, [doc]).tolist()
+    pieces = encode_stream(tok, [doc], split_fraction=1.0).tolist()
+    assert whole[-1] == pieces[-1] == tok.eos_token_id and whole.count(0) == pieces.count(0) == 1
+    assert tok.decode(pieces[:-1]) == tok.decode(whole[:-1]) == doc
+    # Whole: the space before the call is glued to "f". Pieces: a bare space token, then "f".
+    names = tok.convert_ids_to_tokens(pieces)
+    at = names.index("Ġ>>>")
+    assert names[at + 1] == "Ġ" and names[at + 2] == "f"
+    whole_names = tok.convert_ids_to_tokens(whole)
+    assert whole_names[whole_names.index("Ġ>>>") + 1] == "Ġf"
+    assert pieces[: at + 2] == tok('def f(x):\n    """Doc.\n\n    >>> ')["input_ids"]

@@ -3,6 +3,7 @@
 Importing this package loads no model and does no I/O.
 """
 
+from plip_nn.corpus import Corpus, CorpusError, FunctionInfo, Sample, load_corpus
 from plip_nn.edits import (
     AttentionEdit,
     CausallyMaskedEdgeError,
@@ -22,6 +23,8 @@ from plip_nn.models import (
     load_model,
     wrap_model,
 )
+from plip_nn.positions import PositionError, TokenPositions, locate
+from plip_nn.runs import RunDir, RunDirError
 from plip_nn.trace import EditReading, Item, ItemResult, RemoteConfigError, run
 
 __all__ = [
@@ -29,20 +32,30 @@ __all__ = [
     "AttentionSite",
     "CausallyMaskedEdgeError",
     "Condition",
+    "Corpus",
+    "CorpusError",
     "EditReading",
     "EditSpecError",
     "EditVerificationError",
+    "FunctionInfo",
     "Item",
     "ItemResult",
     "Knockout",
     "ModelHandle",
     "ModelLoadError",
+    "PositionError",
     "Probe",
     "RemoteConfigError",
+    "RunDir",
+    "RunDirError",
+    "Sample",
     "Scale",
     "SetValue",
+    "TokenPositions",
     "UnsupportedArchitectureError",
+    "load_corpus",
     "load_model",
+    "locate",
     "run",
     "wrap_model",
 ]

@@ -43,6 +43,20 @@ def hf_generate(hf: torch.nn.Module, prompt: tuple[int, ...], n_new: int) -> tup
     return tuple(int(t) for t in out[0, len(prompt) :])
 
 
+def nnsight_generate(handle: Any, prompt: tuple[int, ...], n_new: int) -> tuple[int, ...]:
+    """nnsight's own ``generate`` with no intervention: the floor for any nnsight-based edit."""
+    ids = torch.tensor([prompt], dtype=torch.long, device=handle.device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    with (
+        torch.inference_mode(),
+        handle.nn.generate(
+            inputs, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False, pad_token_id=0
+        ) as tracer,
+    ):
+        result = tracer.result.save()
+    return tuple(int(t) for t in result[0, len(prompt) :])
+
+
 def p3_p4(
     bm: BenchModel, *, prompt_len: int, n_new: int, repeats: int, warmup: bool = True
 ) -> dict[str, Any]:
@@ -82,10 +96,14 @@ def p3_p4(
         def plain_recompute() -> None:
             out["hf_recompute"] = hf_recompute(h.hf, prompt, n)
 
+        def nnsight_bare() -> None:
+            out["nnsight_generate"] = nnsight_generate(h, prompt, n)
+
         return {
             "hf_generate": plain_gen,
             "plip_generate": plip_gen,
             "plip_generate_no_edit": plip_gen_no_edit,
+            "nnsight_generate": nnsight_bare,
             "hf_recompute": plain_recompute,
             "plip_recompute": plip_recompute,
         }
@@ -97,6 +115,8 @@ def p3_p4(
         raise AssertionError("KV-cached plip generate and full recompute disagree on tokens")
     if out["hf_generate"] != out["hf_recompute"]:
         raise AssertionError("HF generate and the plain recompute loop disagree on tokens")
+    if out["nnsight_generate"] != out["hf_generate"]:
+        raise AssertionError("nnsight generate disagrees with HF generate")
     if out["plip_generate_no_edit"] != out["hf_generate"]:
         raise AssertionError("plip generate without edits disagrees with HF generate")
     med = medians(times)
@@ -115,6 +135,7 @@ def p3_p4(
         "ratios": {
             "p3_tokens_per_s_vs_hf_generate": med["hf_generate"] / med["plip_generate"],
             "p3_no_edit_vs_hf_generate": med["hf_generate"] / med["plip_generate_no_edit"],
+            "p3_nnsight_bare_vs_hf_generate": med["hf_generate"] / med["nnsight_generate"],
             "p4_plip_speedup_over_recompute": plip_speedup,
             "p4_hf_speedup_over_recompute": hf_speedup,
             "p4_fraction_of_hf_speedup": plip_speedup / hf_speedup,

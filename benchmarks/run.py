@@ -19,7 +19,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -385,14 +385,14 @@ def render(res: dict[str, Any], command: str) -> str:
     add("## P3 / P4 generation (knockout at one layer, greedy, batch 1)")
     add("")
     add(
-        "| model | prompt + new | HF generate tok/s | plip generate tok/s | plip (no edit) tok/s | P3 ratio | HF recompute s | plip recompute s | HF KV speedup | plip KV speedup | P4 share |"
+        "| model | prompt + new | HF generate tok/s | nnsight generate (no intervention) tok/s | plip generate tok/s | plip (no edit) tok/s | P3 ratio | HF recompute s | plip recompute s | HF KV speedup | plip KV speedup | P4 share |"
     )
-    add("|---|---|---|---|---|---|---|---|---|---|---|")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key, p in res["P3"].items():
         tps = p["tokens_per_s"]
         r4 = res["P4"][key]["ratios"]
         add(
-            f"| {key} | {p['prompt_len']} + {p['new_tokens']} | {_f(tps['hf_generate'], 1)} | {_f(tps['plip_generate'], 1)} | {_f(tps['plip_generate_no_edit'], 1)} | {_f(p['ratios']['p3_tokens_per_s_vs_hf_generate'])} | {_f(p['median_s']['hf_recompute'], 2)} | {_f(p['median_s']['plip_recompute'], 2)} | {_f(r4['p4_hf_speedup_over_recompute'], 2)} | {_f(r4['p4_plip_speedup_over_recompute'], 2)} | {_f(r4['p4_fraction_of_hf_speedup'])} |"
+            f"| {key} | {p['prompt_len']} + {p['new_tokens']} | {_f(tps['hf_generate'], 1)} | {_f(tps['nnsight_generate'], 1)} | {_f(tps['plip_generate'], 1)} | {_f(tps['plip_generate_no_edit'], 1)} | {_f(p['ratios']['p3_tokens_per_s_vs_hf_generate'])} | {_f(p['median_s']['hf_recompute'], 2)} | {_f(p['median_s']['plip_recompute'], 2)} | {_f(r4['p4_hf_speedup_over_recompute'], 2)} | {_f(r4['p4_plip_speedup_over_recompute'], 2)} | {_f(r4['p4_fraction_of_hf_speedup'])} |"
         )
     add("")
     add(
@@ -479,12 +479,22 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="markdown output (default: benchmarks/RESULTS.md; with --quick: OUT/RESULTS.md)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default 2; quick: 1, which stays stable when the CPU is shared)",
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads {args.threads}: use an int >= 1")
     if argv is None:
         _reexec_with_allocator_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("nnsight").setLevel(logging.WARNING)
     sizes = QUICK if args.quick else FULL
+    if args.threads is not None:
+        sizes = replace(sizes, threads=args.threads)
     res = run_all(sizes, quick=args.quick)
     _finite_positive(res)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -495,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(json_path)
     md_path = args.results or (args.out / "RESULTS.md" if args.quick else HERE / "RESULTS.md")
     command = "python -m benchmarks.run" + (" --quick" if args.quick else "")
+    if args.threads is not None:
+        command += f" --threads {args.threads}"
     tmp_md = md_path.with_suffix(".md.tmp")
     tmp_md.write_text(render(res, command))
     tmp_md.replace(md_path)

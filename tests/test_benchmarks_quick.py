@@ -104,3 +104,18 @@ def test_time_variants_round_robin_and_counts() -> None:
 def test_qwen_spec_rejects_bad_heads() -> None:
     with pytest.raises(ValueError, match="heads=3"):
         models.QwenSpec(hidden=64, layers=1, heads=3, kv_heads=1, intermediate=8, vocab=10)
+
+
+@pytest.mark.slow
+def test_p6_peak_is_the_childs_own_not_the_parents() -> None:
+    from benchmarks import memory
+
+    ballast = torch.ones(100_000_000)  # the parent holds ~400 MB more than any child needs
+    res = memory.p6(quick=True, batch=2, seq=32, repeats=1)
+    parent_kib = ballast.numel() * 4 // 1024
+    for mode, runs in res["runs"].items():
+        [r] = runs
+        assert r["peak_rss_kib"] >= r["rss_before_kib"], mode
+        # ru_maxrss inherits the parent's RSS through fork+exec; VmHWM does not.
+        assert r["peak_rss_kib"] < r["ru_maxrss_kib"], (mode, r, parent_kib)
+    del ballast

@@ -210,9 +210,13 @@ def last_logprobs(logits: torch.Tensor) -> torch.Tensor:
 
 
 def kl_rows(logp_base: torch.Tensor, logp_cond: torch.Tensor) -> torch.Tensor:
-    """KL(P_base || P_cond) per row in nats, float64: ``sum p_base * (log p_base - log p_cond)``."""
-    pb = logp_base.double()
-    pc = logp_cond.double()
+    """KL(P_base || P_cond) per row in nats, float64: ``sum p_base * (log p_base - log p_cond)``.
+
+    Both inputs are renormalised in float64 first: float32 log-probs do not sum to exactly 1 in
+    float64, which would let a KL near 0 come out slightly negative.
+    """
+    pb = torch.log_softmax(logp_base.double(), dim=-1)
+    pc = torch.log_softmax(logp_cond.double(), dim=-1)
     terms = torch.where(pb > -math.inf, pb.exp() * (pb - pc), torch.zeros_like(pb))
     return terms.sum(-1)
 
@@ -248,8 +252,10 @@ def traced_pass(
 
     ``sites[layer] = (module_path, call_op, softmax_op)``; ``plan[layer]`` has lists ``score``
     (knockout groups), ``prob`` (scale/set-value groups) and ``read`` (``[row, sources,
-    targets]``). With ``base_lp`` (``[n_prompts, vocab]`` baseline last-position log-probs) and
-    ``base_rows`` (the prompt row of each batch row) it also computes KL and top-1 agreement.
+    targets]``). With ``base_rows`` it also computes KL and top-1 agreement against a reference
+    row per batch row: ``base_lp[base_rows]`` when ``base_lp`` (``[n_prompts, vocab]`` baseline
+    last-position log-probs) is given, else this pass's own rows ``base_rows`` (unedited rows in
+    the same batch: same shapes and padding, so an identity edit gives a KL of exactly 0).
     Returns ``(saved summaries, last-position log-probs)``; inside a session the log-probs
     stay on the server (they feed the KL of later traces) and only come back if ``keep``.
     """
@@ -289,8 +295,8 @@ def traced_pass(
         out["nll"] = nll.cpu().save()
         out["ntok"] = ntok.cpu().save()
         out["top1"] = lp_last.argmax(-1).cpu().save()
-        if base_lp is not None:
-            ref = base_lp[base_rows]
+        if base_rows is not None:
+            ref = lp_last[base_rows] if base_lp is None else base_lp[base_rows]
             out["kl"] = kl_rows(ref, lp_last).cpu().save()
             out["top1_base"] = ref.argmax(-1).cpu().save()
         if keep:
@@ -498,8 +504,8 @@ def traced_pass_mask(
         out["nll"] = nll.cpu().save()
         out["ntok"] = ntok.cpu().save()
         out["top1"] = lp_last.argmax(-1).cpu().save()
-        if base_lp is not None:
-            ref = base_lp[base_rows]
+        if base_rows is not None:
+            ref = lp_last[base_rows] if base_lp is None else base_lp[base_rows]
             out["kl"] = kl_rows(ref, lp_last).cpu().save()
             out["top1_base"] = ref.argmax(-1).cpu().save()
         if keep:

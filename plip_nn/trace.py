@@ -404,11 +404,17 @@ def _run_chunk(
     batches = [edited[i : i + batch_size] for i in range(0, len(edited), batch_size)]
     batch_inputs = []
     for batch in batches:
-        inputs, offsets = _pad_batch([it.input_ids for it in batch], pad_id, device)
+        # Each edited batch carries one unedited reference row per prompt: KL, top-1 and the
+        # baseline NLL of an edited row compare two rows of the *same* forward pass (same
+        # shapes, same padding), so batch composition cannot leak into the effect sizes.
+        refs = list(dict.fromkeys(it.input_ids for it in batch))
+        inputs, offsets = _pad_batch([it.input_ids for it in batch] + refs, pad_id, device)
         specs = [(it.condition.edits, _edge_reads((), it.probe)) for it in batch]
+        specs += [((), [])] * len(refs)
         plan = _build_plan(specs, offsets)
-        base_rows = [prompt_index[it.input_ids] for it in batch]
-        batch_inputs.append((inputs, plan, base_rows))
+        ref_rows = [len(batch) + refs.index(it.input_ids) for it in batch]
+        ref_rows += [len(batch) + j for j in range(len(refs))]
+        batch_inputs.append((inputs, plan, ref_rows))
 
     traced_pass = kernels.traced_pass if route == "softmax" else kernels.traced_pass_mask
     base_plain = _plain(base_plan)
@@ -418,21 +424,17 @@ def _run_chunk(
             import nnsight
 
             with model.session(remote=remote_arg):
-                base, base_lp = traced_pass(
-                    model, base_inputs, sites, base_plain, None, None, keep, True
-                )
+                base, _ = traced_pass(model, base_inputs, sites, base_plain, None, None, keep, True)
                 outs = [
-                    traced_pass(model, inputs, sites, plan, base_lp, rows, keep, True)[0]
+                    traced_pass(model, inputs, sites, plan, None, rows, keep, True)[0]
                     for inputs, plan, rows in plains
                 ]
                 summary = nnsight.save({"base": base, "outs": outs})
             base, outs = summary["base"], summary["outs"]
         else:
-            base, base_lp = traced_pass(
-                model, base_inputs, sites, base_plain, None, None, keep, False
-            )
+            base, _ = traced_pass(model, base_inputs, sites, base_plain, None, None, keep, False)
             outs = [
-                traced_pass(model, inputs, sites, plan, base_lp, rows, keep, False)[0]
+                traced_pass(model, inputs, sites, plan, None, rows, keep, False)[0]
                 for inputs, plan, rows in plains
             ]
 
@@ -460,11 +462,11 @@ def _run_chunk(
             logprobs=base["lp"][b].detach().cpu().clone() if keep else None,
             edit_baseline={},
         )
-    for batch, (_, plan, base_rows), out in zip(batches, batch_inputs, outs, strict=False):
+    for batch, (_, plan, ref_rows), out in zip(batches, batch_inputs, outs, strict=True):
         reads = _collect_reads(plan, out)
         stats = _collect_stats(plan, out)
         for r, it in enumerate(batch):
-            b = base_rows[r]
+            b = prompt_index[it.input_ids]
             readings = []
             for (e_idx, layer), st in sorted(stats.get(r, {}).items()):
                 edit = it.condition.edits[e_idx]
@@ -477,7 +479,7 @@ def _run_chunk(
                 top1_same=int(out["top1"][r]) == int(out["top1_base"][r]),
                 top1_baseline=int(out["top1_base"][r]),
                 top1_condition=int(out["top1"][r]),
-                nll_baseline=float(base["nll"][b]),
+                nll_baseline=float(out["nll"][ref_rows[r]]),
                 nll_condition=float(out["nll"][r]),
                 n_tokens=int(out["ntok"][r]),
                 readings=tuple(readings),

@@ -181,3 +181,22 @@ def test_batch_equals_one_at_a_time_and_session_modes():
             for layer, (lv, _ms) in b.probe_condition.items():
                 assert x.probe_condition[layer][0] == pytest.approx(lv, abs=1e-5)
     assert any(r.kl > 1e-4 for r in single)
+
+
+def test_identity_edit_in_a_mixed_batch_has_exactly_zero_effect():
+    # Edited rows are compared with an unedited row of the same forward pass, so padding and
+    # batch composition cannot create a spurious KL or perplexity change.
+    handle = tiny_handle("qwen2")
+    prompts = [IDS, IDS[:9], tuple(reversed(IDS))]
+    items = []
+    for i, ids in enumerate(prompts):
+        n = len(ids)
+        for f in (1.0, 2.0):
+            edit = AttentionEdit(layers=(0,), sources=(n - 1,), targets=(1, 2), op=Scale(factor=f))
+            items.append(_item(Condition(name=f"s{f}", edits=(edit,)), ids=ids, key=f"{i}/{f}"))
+    res = {r.key: r for r in run(handle, items, batch_size=4)}
+    for i in range(len(prompts)):
+        ident = res[f"{i}/1.0"]
+        assert ident.kl == 0.0 and ident.top1_same
+        assert ident.nll_condition == ident.nll_baseline
+        assert res[f"{i}/2.0"].kl > 0

@@ -296,6 +296,16 @@ def render(res: dict[str, Any], command: str) -> str:
         + ", ".join(f"`{k}={v}`" for k, v in m["allocator_env"].items())
     )
     add(f"- {m['inference_mode']} (nnsight traces work under it)")
+    if m["torch_threads"] == 1:
+        add(
+            "- 1 torch thread because the 2 cores were shared with other jobs: with 2 OpenMP threads"
+        )
+        add(
+            "  on busy cores every op waits for the descheduled thread (a first 2-thread run took 5 min"
+        )
+        add(
+            "  for what takes 20 s on one thread) and the ratios become noise. `make bench` uses 2."
+        )
     add("")
     add("## Models")
     add("")

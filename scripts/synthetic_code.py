@@ -8,7 +8,10 @@ values by a Python mirror of the Rust body (integer templates avoid the operator
 semantics differ between the two languages on negative numbers).
 
 Function names are ``verb_noun`` combinations; the caller passes the names it must never use
-(the held-out evaluation prompts' functions).
+(the held-out evaluation prompts' functions). With ``random_names=True`` (the *copy curriculum*)
+function and parameter names are instead fresh random snake_case words built from syllables
+(``velo_trimka``), so a test can only name its function by copying it from the context: the
+model cannot memorise names and must learn to attend back to the definition (induction).
 """
 
 from __future__ import annotations
@@ -41,6 +44,22 @@ PY_PARAMS = {
 }
 # Bare verbs that would break or shadow something as a function name.
 _RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"fn", "mod", "use", "type"}
+# Syllables of the copy curriculum's random names (consonant-vowel(-consonant) pieces).
+SYLLABLES = tuple(
+    c + v + t
+    for c in (*"bdfgklmnprstvz", "tr", "pl", "sk")
+    for v in ("a", "e", "i", "o", "u")
+    for t in ("", "", "n", "r", "x")
+)
+# Names a random parameter must not take: Rust/Python keywords and the templates' local variables.
+_RS_KEYWORDS = frozenset((
+    "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for",
+    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self",
+    "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "async",
+    "await", "dyn", "abstract", "become", "box", "do", "final", "macro", "override", "priv",
+    "typeof", "unsized", "virtual", "yield", "try",
+))  # fmt: skip
+_LOCALS = frozenset({"item", "total", "i", "words", "w", "result", "e", "out", "v"})
 WORDS = ("alpha", "beta", "red fox", "hello world", "a b c", "plip", "Data", "x y", "spam eggs")
 
 
@@ -184,16 +203,32 @@ class CodeGenerator:
         exclude: function names that must never be generated.
     """
 
-    def __init__(self, *, seed: int, exclude: Iterable[str]) -> None:
+    def __init__(self, *, seed: int, exclude: Iterable[str], random_names: bool = False) -> None:
         self.rng = random.Random(seed)
         self.exclude = frozenset(exclude)
+        self.random_names = random_names
         self.names = [
             f"{v}_{n}" for v in VERBS for n in NOUNS if f"{v}_{n}" not in self.exclude
         ] + [v for v in VERBS if v not in self.exclude and v not in _RESERVED]
 
+    def _random_word(self, max_syllables: int) -> str:
+        return "".join(
+            self.rng.choice(SYLLABLES) for _ in range(self.rng.randint(1, max_syllables))
+        )
+
+    def random_identifier(self, *, words: tuple[int, ...], max_syllables: int) -> str:
+        """A fresh random snake_case identifier that is no keyword, builtin or excluded name."""
+        while True:
+            name = "_".join(self._random_word(max_syllables) for _ in range(self.rng.choice(words)))
+            if len(name) > 1 and name not in self.exclude and name not in _RESERVED | _RS_KEYWORDS:
+                return name
+
     def _name(self, used: set[str]) -> str:
         while True:
-            name = self.rng.choice(self.names)
+            if self.random_names:
+                name = self.random_identifier(words=(1, 2, 2, 2, 3), max_syllables=3)
+            else:
+                name = self.rng.choice(self.names)
             if name not in used:
                 used.add(name)
                 return name
@@ -270,6 +305,13 @@ class CodeGenerator:
     def _params(self, pools: dict[str, tuple[str, ...]], kinds: tuple[str, ...]) -> list[str]:
         params: list[str] = []
         for kind in kinds:
+            if self.random_names:
+                while True:
+                    p = self.random_identifier(words=(1, 1, 1, 2), max_syllables=2)
+                    if p not in params and p not in _LOCALS:
+                        break
+                params.append(p)
+                continue
             choices = [p for p in pools[kind] if p not in params]
             params.append(self.rng.choice(choices))
         return params

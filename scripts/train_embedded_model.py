@@ -23,9 +23,17 @@ The model is a toy: a few million parameters trained for minutes on 2 CPU thread
    add-one-smoothed unigram model fitted on the training tokens, and greedy completions of the
    held-out prompts. Writes ``training_metrics.json`` and ``plip_nn/data/MODEL_CARD.md``.
 
-Usage (the shipped model)::
+Stage 2 (``--init-from DIR``) continues training an existing model directory with *its*
+tokenizer (no tokenizer training) on a mix dominated by the *copy curriculum*
+(``--copy-fraction``): synthetic functions whose function and parameter names are random
+syllable words, so their doctests/tests can only name the function by copying it from the
+context, plus the real stdlib/Rust text so real-code perplexity stays low.
 
-    .venv/bin/python scripts/train_embedded_model.py --steps 2200 --seed 0
+Usage (the shipped model: stage 1, then the stage-2 continuation; see MODEL_CARD.md)::
+
+    .venv/bin/python scripts/train_embedded_model.py --steps 100000 --seed 0 --minutes 25
+    .venv/bin/python scripts/train_embedded_model.py --init-from plip_nn/data/model \
+        --copy-fraction 0.8 --seq-len 160 --lr 1e-3 --minutes 20
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ log = logging.getLogger("train_embedded_model")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "plip_nn" / "data" / "model"
 EOS = "<|endoftext|>"
+EVAL_SEQ_LEN = 256  # validation block length (fixed, so stage-1 and stage-2 PPL compare)
 
 # Debian crate-source packages (Rust code with many #[test] functions). Missing ones are skipped.
 RUST_PACKAGES = (
@@ -110,17 +119,36 @@ class TrainConfig:
         ("python_synthetic", 0.3),
         ("rust_synthetic", 0.3),
     )
+    init_from: Path | None = None  # continue training this model directory with its tokenizer
+    copy_docs: int = 20_000  # copy-curriculum documents per language (random names)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps={self.steps} must be >= 1")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes={self.minutes} must be > 0 (or omitted for no time limit)")
+        if self.init_from is not None and not (self.init_from / "config.json").exists():
+            raise ValueError(
+                f"init_from={self.init_from} holds no config.json; pass a saved model directory"
+            )
         if self.num_heads % self.num_kv_heads or self.num_kv_heads >= self.num_heads:
             raise ValueError(
                 f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads} and be "
                 "smaller (grouped-query attention is the point)"
             )
+
+
+def copy_mix(copy_fraction: float) -> tuple[tuple[str, float], ...]:
+    """Training mix with ``copy_fraction`` copy curriculum, the rest real Python/Rust code."""
+    if not 0.0 <= copy_fraction < 1.0:
+        raise ValueError(
+            f"copy_fraction={copy_fraction} must be in [0, 1): real code keeps val PPL honest"
+        )
+    real = (1.0 - copy_fraction) / 2
+    mix = (("python", real), ("rust", real))
+    if copy_fraction > 0:
+        mix += (("python_copy", copy_fraction / 2), ("rust_copy", copy_fraction / 2))
+    return mix
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -575,15 +603,34 @@ def main(cfg: TrainConfig) -> Path:
     val_gen = CodeGenerator(seed=cfg.seed + 1_000_003, exclude=exclude)
     split["python_synthetic_val"] = [val_gen.python_document() for _ in range(400)]
     split["rust_synthetic_val"] = [val_gen.rust_document() for _ in range(400)]
+    if any(key.endswith("_copy") for key, _ in cfg.mix):
+        copy_gen = CodeGenerator(seed=cfg.seed + 7, exclude=exclude, random_names=True)
+        split["python_copy"] = [copy_gen.python_document() for _ in range(cfg.copy_docs)]
+        split["rust_copy"] = [copy_gen.rust_document() for _ in range(cfg.copy_docs)]
 
     def tokenizer_texts() -> Iterator[str]:
         for key in ("python", "rust", "python_synthetic", "rust_synthetic"):
             yield from split[key]
 
-    tokenizer = train_tokenizer(tokenizer_texts(), cfg.vocab_size)
+    base: dict[str, Any] | None = None
+    if cfg.init_from is not None:
+        # Continue an existing model with its own tokenizer (loaded before --out may replace it).
+        tokenizer = AutoTokenizer.from_pretrained(cfg.init_from)
+        base_metrics = cfg.init_from / "training_metrics.json"
+        if base_metrics.exists():
+            prev = json.loads(base_metrics.read_text())
+            base = {
+                key: prev.get(key)
+                for key in ("command", "machine", "total_seconds", "base", "config")
+            } | {"train": {k: v for k, v in prev["train"].items() if k != "train_loss_every_50"}}
+            base["completions"] = {k: v for k, v in prev["completions"].items() if "fraction" in k}
+            base["val"] = prev["val"]
+    else:
+        tokenizer = train_tokenizer(tokenizer_texts(), cfg.vocab_size)
     streams = {
         key: encode_stream(
-            tokenizer, docs, split_fraction=cfg.split_fraction if "synthetic" in key else 0.0,
+            tokenizer, docs,
+            split_fraction=cfg.split_fraction if "synthetic" in key or "copy" in key else 0.0,
             seed=cfg.seed,
         )
         for key, docs in split.items()
@@ -591,7 +638,12 @@ def main(cfg: TrainConfig) -> Path:
     for key, stream in streams.items():
         log.info("%s: %d docs, %d tokens", key, len(split[key]), len(stream))
 
-    model = build_model(cfg, tokenizer)
+    if cfg.init_from is not None:
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.init_from, dtype=torch.float32, attn_implementation="sdpa"
+        )
+    else:
+        model = build_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %.2fM parameters", n_params / 1e6)
     train_info = train(cfg, model, {k: streams[k] for k, _ in cfg.mix})
@@ -613,7 +665,9 @@ def main(cfg: TrainConfig) -> Path:
     for lang in ("python", "rust"):
         for kind, train_key in (("", lang), ("_synthetic", f"{lang}_synthetic")):
             key = f"{lang}{kind}_val"
-            ppl, targets = perplexity(shipped, streams[key], cfg.seq_len, max_blocks=200)
+            if len(streams[key]) <= EVAL_SEQ_LEN:
+                continue
+            ppl, targets = perplexity(shipped, streams[key], EVAL_SEQ_LEN, max_blocks=200)
             val[key] = {
                 "ppl": ppl,
                 "loss": math.log(ppl),
@@ -650,6 +704,7 @@ def main(cfg: TrainConfig) -> Path:
         "machine": f"{platform.machine()} {_cpu_name()}, torch {torch.__version__}, "
         f"{cfg.threads} threads, bf16 autocast",
         "command": _command(cfg),
+        "base": base,
     }
     (cfg.out / "training_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     card = cfg.out.parent / "MODEL_CARD.md"
@@ -676,6 +731,13 @@ def _command(cfg: TrainConfig) -> str:
         cmd += f" --synthetic-docs {cfg.synthetic_docs}"
     if cfg.threads != TrainConfig.threads:
         cmd += f" --threads {cfg.threads}"
+    if cfg.init_from is not None:
+        cmd += f" --init-from {cfg.init_from}"
+        copy = sum(w for k, w in cfg.mix if k.endswith("_copy"))
+        cmd += f" --copy-fraction {copy:g} --copy-docs {cfg.copy_docs}"
+    for flag, field in (("--seq-len", "seq_len"), ("--lr", "lr"), ("--warmup", "warmup")):
+        if getattr(cfg, field) != getattr(TrainConfig, field):
+            cmd += f" {flag} {getattr(cfg, field):g}"
     if cfg.out != DEFAULT_OUT:
         cmd += f" --out {cfg.out}"
     return cmd
@@ -728,15 +790,29 @@ def model_card(m: dict[str, Any]) -> str:
         for s in m["data"]["rust"]
     ]
     tokens = m["data"]["tokens"]
+    base = m.get("base")
+    stage1 = base["config"] if base and base.get("config") else c
     lines += [
         "",
-        f"* Synthetic (`scripts/synthetic_code.py`, seeded; names verb_noun): {c['synthetic_docs']:,} small Python",
+        f"* Synthetic (`scripts/synthetic_code.py`, seeded; names verb_noun; stage 1): "
+        f"{stage1['synthetic_docs']:,} small Python",
         "  modules whose functions carry doctests (results computed by running the function) and",
-        f"  {c['synthetic_docs']:,} Rust files whose functions are followed by `#[test]` functions",
+        f"  {stage1['synthetic_docs']:,} Rust files whose functions are followed by `#[test]` functions",
         "  calling them. Function names of the held-out prompts",
         "  (`scripts/embedded_model_eval_prompts.py`) are never generated.",
         f"  Held-out prompt signature lines found verbatim in the real code: "
         f"{m['data']['held_out_signatures_in_training_text'] or 'none'}.",
+    ]
+    if "python_copy" in tokens:
+        lines += [
+            f"* Copy curriculum (stage 2; `CodeGenerator(random_names=True)`): {c['copy_docs']:,}"
+            " Python and",
+            f"  {c['copy_docs']:,} Rust documents of the same shapes whose function *and* parameter"
+            " names are random",
+            "  syllable words (`nux_viplo(rozer_skarken)`), so a doctest or test can only name its",
+            "  function by copying it from the context (no memorisable names).",
+        ]
+    lines += [
         "",
         "Each real file goes to validation by a hash of its path "
         f"({c['val_percent']}%); synthetic validation documents come from a different seed.",
@@ -744,6 +820,17 @@ def model_card(m: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
+    ]
+    if base:
+        bt = base["train"]
+        lines += [
+            f"**Stage 1** (from scratch, tokenizer trained): {bt['steps']} steps, "
+            f"{bt['tokens_seen']:,} tokens, {bt['train_seconds'] / 60:.1f} min on {base['machine']}"
+            f"; mix " + ", ".join(f"{k} {w}" for k, w in stage1["mix"]) + ".",
+            "",
+            "**Stage 2** (continued from stage 1 with its tokenizer, `--init-from`): ",
+        ]
+    lines += [
         f"{m['train']['steps']} steps (cap {c['steps']}, wall-time budget {c['minutes']} min) of AdamW (lr {c['lr']}, betas 0.9/0.95, weight decay "
         f"{c['weight_decay']}, {c['warmup']} warmup steps, cosine to {c['min_lr_ratio']} x lr), "
         f"batch {c['batch_size']} x {c['seq_len']} tokens (random windows; mix "
@@ -760,11 +847,13 @@ def model_card(m: dict[str, Any]) -> str:
         "token frequencies of the same language's training stream with add-one (Laplace)",
         "smoothing, evaluated on exactly the same target tokens.",
         "",
-        "| split | val loss | val PPL | unigram PPL | tokens |",
-        "|---|---|---|---|---|",
+        "| split | val loss | val PPL | unigram PPL | tokens |"
+        + (" stage-1 val PPL |" if base else ""),
+        "|---|---|---|---|---|" + ("---|" if base else ""),
     ]
     lines += [
         f"| {k} | {v['loss']:.3f} | {v['ppl']:.2f} | {v['unigram_ppl']:.1f} | {v['tokens']:,} |"
+        + (f" {base['val'][k]['ppl']:.2f} |" if base and k in base["val"] else "")
         for k, v in val.items()
     ]
     n_py, n_rs = len(comp["python"]), len(comp["rust"])
@@ -781,6 +870,16 @@ def model_card(m: dict[str, Any]) -> str:
         f"**{comp['rust_test_fn_fraction']:.0%}** ({sum(r['test_fn'] for r in comp['rust'])}/{n_rs}); "
         f"that body also calls the function under test: **{comp['rust_calls_fraction']:.0%}** "
         f"({sum(r['calls_function'] for r in comp['rust'])}/{n_rs}).",
+        "",
+    ]
+    if base:
+        bc = base["completions"]
+        lines += [
+            f"* Stage 1 alone (before the copy curriculum): Python calls "
+            f"**{bc['python_calls_fraction']:.0%}**, Rust test fn "
+            f"**{bc['rust_test_fn_fraction']:.0%}**, Rust calls **{bc['rust_calls_fraction']:.0%}**.",
+        ]
+    lines += [
         "",
         "Samples (greedy, prompt end shown, then the completion):",
         "",
@@ -814,6 +913,7 @@ def model_card(m: dict[str, Any]) -> str:
         "## Retrain",
         "",
         "```bash",
+        *([base["command"]] if base else []),
         m["command"],
         "```",
         "",
@@ -837,7 +937,22 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--synthetic-docs", type=int, default=40_000, help="per language")
+    parser.add_argument(
+        "--init-from", type=Path, default=None,
+        help="continue training this model directory with its tokenizer (no tokenizer training)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--copy-fraction", type=float, default=None,
+        help="train on this fraction of copy curriculum (random names), the rest real code",
+    )  # fmt: skip
+    parser.add_argument("--copy-docs", type=int, default=20_000, help="copy docs per language")
+    parser.add_argument("--seq-len", type=int, default=TrainConfig.seq_len)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--warmup", type=int, default=TrainConfig.warmup)
     args = parser.parse_args(argv)
+    extra: dict[str, Any] = {}
+    if args.copy_fraction is not None:
+        extra["mix"] = copy_mix(args.copy_fraction)
     return TrainConfig(
         out=args.out,
         data_dir=args.data_dir,
@@ -846,6 +961,12 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         minutes=args.minutes,
         threads=args.threads,
         synthetic_docs=args.synthetic_docs,
+        init_from=args.init_from,
+        copy_docs=args.copy_docs,
+        seq_len=args.seq_len,
+        lr=args.lr,
+        warmup=args.warmup,
+        **extra,
     )
 
 

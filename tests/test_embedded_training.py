@@ -17,10 +17,20 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from embedded_model_eval_prompts import PYTHON_DOCTEST_PROMPTS, RUST_TEST_PROMPTS  # noqa: E402
-from synthetic_code import CodeGenerator  # noqa: E402
+from synthetic_code import (  # noqa: E402
+    _RESERVED,
+    _RS_KEYWORDS,
+    PY_PARAMS,
+    RS_PARAMS,
+    CodeGenerator,
+)
 from train_embedded_model import (  # noqa: E402
+    DEFAULT_OUT,
+    _command,
+    copy_mix,
     encode_stream,
     eval_function_names,
+    parse_args,
     python_calls,
     rust_test_check,
     train_tokenizer,
@@ -53,8 +63,57 @@ def test_generator_is_seeded_and_never_uses_held_out_names():
     assert len(defined) > 300  # varied names
 
 
-def test_synthetic_python_doctests_pass():
-    gen = CodeGenerator(seed=7, exclude=())
+def test_copy_curriculum_names_are_random_fresh_identifiers():
+    exclude = eval_function_names()
+    a = CodeGenerator(seed=4, exclude=exclude, random_names=True)
+    b = CodeGenerator(seed=4, exclude=exclude, random_names=True)
+    docs = [a.python_document() for _ in range(200)] + [a.rust_document() for _ in range(200)]
+    assert docs == [b.python_document() for _ in range(200)] + [
+        b.rust_document() for _ in range(200)
+    ]
+    defined = [m for d in docs for m in re.findall(r"^(?:pub )?(?:def|fn)\s+(\w+)\(", d, re.M)]
+    funcs = [n for n in defined if not re.match(r"(test_|check_)|.*_(works|basic|simple)$", n)]
+    assert len(funcs) > 500 and len(set(funcs)) > 0.95 * len(funcs)  # practically never repeats
+    assert not set(funcs) & (exclude | _RESERVED | _RS_KEYWORDS)
+    assert all(re.fullmatch(r"[a-z]+(_[a-z]+)*", n) for n in funcs)
+    params = {
+        p.split(":")[0].strip()
+        for d in docs
+        for sig in re.findall(r"^(?:pub )?(?:def|fn) \w+\(([^)]*)\)", d, re.M)
+        for p in sig.split(",")
+        if p.strip()
+    }
+    pools = {p for pool in (*PY_PARAMS.values(), *RS_PARAMS.values()) for p in pool}
+    assert len(params) > 300 and len(params & pools) < 0.05 * len(params)
+    assert not params & (_RESERVED | _RS_KEYWORDS)
+    # The default generator is unchanged by the option: verb_noun names from the fixed pool.
+    plain = CodeGenerator(seed=4, exclude=exclude).python_document()
+    assert re.search(r"def (\w+)\(", plain).group(1) in CodeGenerator(seed=0, exclude=exclude).names
+
+
+def test_copy_mix_and_init_from_arguments(tmp_path):
+    mix = dict(copy_mix(0.8))
+    assert mix == pytest.approx({"python": 0.1, "rust": 0.1, "python_copy": 0.4, "rust_copy": 0.4})
+    assert dict(copy_mix(0.0)) == {"python": 0.5, "rust": 0.5}
+    with pytest.raises(ValueError, match=r"copy_fraction=1\.0"):
+        copy_mix(1.0)
+    with pytest.raises(ValueError, match=r"holds no config\.json"):
+        parse_args(["--init-from", str(tmp_path)])
+    (tmp_path / "config.json").write_text("{}")
+    cfg = parse_args(
+        ["--init-from", str(tmp_path), "--copy-fraction", "0.8", "--seq-len", "160", "--lr", "1e-3"]
+    )
+    assert cfg.init_from == tmp_path and cfg.seq_len == 160 and cfg.lr == 1e-3
+    assert dict(cfg.mix) == pytest.approx(mix) and cfg.out == DEFAULT_OUT
+    cmd = _command(cfg)
+    assert f"--init-from {tmp_path} --copy-fraction 0.8" in cmd
+    assert "--seq-len 160" in cmd and "--lr 0.001" in cmd and "--out" not in cmd
+    assert parse_args(cmd.split()[2:]) == cfg  # the recorded command reproduces the config
+
+
+@pytest.mark.parametrize("random_names", [False, True])
+def test_synthetic_python_doctests_pass(random_names):
+    gen = CodeGenerator(seed=7, exclude=(), random_names=random_names)
     parser = doctest.DocTestParser()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     n_examples = 0
@@ -73,8 +132,9 @@ def test_synthetic_python_doctests_pass():
 
 
 @pytest.mark.skipif(RUSTC is None, reason="rustc not installed")
-def test_synthetic_rust_tests_compile_and_pass(tmp_path):
-    gen = CodeGenerator(seed=11, exclude=())
+@pytest.mark.parametrize("random_names", [False, True])
+def test_synthetic_rust_tests_compile_and_pass(tmp_path, random_names):
+    gen = CodeGenerator(seed=11, exclude=(), random_names=random_names)
     docs = [gen.rust_document() for _ in range(60)]
     n_tests = sum(d.count("#[test]") for d in docs)
     src = "\n".join(

@@ -297,16 +297,18 @@ def run(
     route: str = "auto",
     session: bool | None = None,
 ) -> list[ItemResult]:
-    """Run ``items`` (baselines first, then edited passes) and return one result per item.
+    """Run ``items`` and return one result per item, in order.
 
-    Items that share ``input_ids`` share one baseline pass. Prompts are processed in chunks of
-    ``batch_size`` prompts; each chunk is one nnsight session when ``remote`` is not ``"none"``
-    (one NDIF job per chunk), and baseline log-probs never leave the session.
+    Each forward pass holds up to ``batch_size`` edited items plus one unedited reference row
+    per prompt among them; an edited item's KL, top-1, baseline NLL and baseline attention come
+    from its prompt's reference row in the same pass (baseline items are reference rows).
+    Prompts are processed in chunks of ``batch_size`` prompts; each chunk is one nnsight session
+    when ``remote`` is not ``"none"`` (one NDIF job per chunk), and log-probs never leave it.
 
     Args:
         handle: the loaded model.
         items: what to run; keys must be unique.
-        batch_size: rows per forward pass (prompts for the baseline, items for edited passes).
+        batch_size: items per forward pass (reference rows come on top).
         remote: ``"none"`` (local), ``"local"`` (nnsight's offline remote simulation) or
             ``"ndif"`` (key from ``NDIF_API_KEY``).
         keep_logprobs: also return each item's last-position log-probs (local debugging/tests).
@@ -367,6 +369,54 @@ def run(
     return [results[k] for k in keys]
 
 
+@dataclass
+class _Pass:
+    """One forward pass: edited rows, then one unedited reference row per prompt."""
+
+    edited: list[Item] = field(default_factory=list)
+    refs: list[tuple[int, ...]] = field(default_factory=list)
+    owned: list[tuple[int, ...]] = field(default_factory=list)  # prompts whose baselines live here
+
+    def size(self) -> int:
+        """Items in the pass: edited rows plus reference rows of baseline-only prompts."""
+        edited_prompts = {it.input_ids for it in self.edited}
+        return len(self.edited) + sum(1 for p in self.refs if p not in edited_prompts)
+
+
+def _plan_passes(
+    prompts: list[tuple[int, ...]], by_prompt: dict[tuple[int, ...], list[Item]], batch_size: int
+) -> list[_Pass]:
+    """Split a chunk into passes of at most ``batch_size`` items plus their reference rows.
+
+    Every edited item shares its pass with an unedited row of its own prompt: KL, top-1, the
+    baseline NLL and the baseline reads of an edited row all come from that row of the *same*
+    forward pass (same shapes and padding), so batch composition cannot leak into effect
+    sizes, and no separate baseline pass is needed. A prompt with only baseline items costs
+    one reference row.
+    """
+    passes: list[_Pass] = [_Pass()]
+    for p in prompts:
+        items = by_prompt[p]
+        edited = [it for it in items if it.condition.edits]
+        if not edited:
+            if passes[-1].size() >= batch_size:
+                passes.append(_Pass())
+            passes[-1].refs.append(p)
+            passes[-1].owned.append(p)
+            continue
+        for i, it in enumerate(edited):
+            cur = passes[-1]
+            if cur.size() >= batch_size:
+                passes.append(_Pass())
+                cur = passes[-1]
+            cur.edited.append(it)
+            if p not in cur.refs:
+                cur.refs.append(p)
+            if i == 0:
+                cur.owned.append(p)
+    return [ps for ps in passes if ps.refs]
+
+
 def _run_chunk(
     handle: ModelHandle,
     prompts: list[tuple[int, ...]],
@@ -382,91 +432,85 @@ def _run_chunk(
     device = handle.device
     pad_id = _pad_id(handle)
     sites = [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
-    prompt_index = {p: i for i, p in enumerate(prompts)}
+    by_prompt: dict[tuple[int, ...], list[Item]] = {}
+    for it in items:
+        by_prompt.setdefault(it.input_ids, []).append(it)
+    passes = _plan_passes(prompts, by_prompt, batch_size)
 
-    # Baseline pass: one row per prompt; reads every edge any item of that prompt edits/probes.
-    base_inputs, base_offsets = _pad_batch(prompts, pad_id, device)
-    base_specs = [
-        (
-            (),
-            [
+    built = []
+    for ps in passes:
+        n = len(ps.edited)
+        inputs, offsets = _pad_batch([it.input_ids for it in ps.edited] + ps.refs, pad_id, device)
+        specs: list[tuple[Sequence[AttentionEdit], list[Edges]]] = [
+            (it.condition.edits, _edge_reads((), it.probe)) for it in ps.edited
+        ]
+        for p in ps.refs:
+            reads = [
                 e
-                for it in items
+                for it in ps.edited
                 if it.input_ids == p
                 for e in _edge_reads(it.condition.edits, it.probe)
-            ],
-        )
-        for p in prompts
-    ]
-    base_plan = _build_plan(base_specs, base_offsets)
-
-    edited = [it for it in items if it.condition.edits]
-    batches = [edited[i : i + batch_size] for i in range(0, len(edited), batch_size)]
-    batch_inputs = []
-    for batch in batches:
-        # Each edited batch carries one unedited reference row per prompt: KL, top-1 and the
-        # baseline NLL of an edited row compare two rows of the *same* forward pass (same
-        # shapes, same padding), so batch composition cannot leak into the effect sizes.
-        refs = list(dict.fromkeys(it.input_ids for it in batch))
-        inputs, offsets = _pad_batch([it.input_ids for it in batch] + refs, pad_id, device)
-        specs = [(it.condition.edits, _edge_reads((), it.probe)) for it in batch]
-        specs += [((), [])] * len(refs)
+            ]
+            if p in ps.owned:
+                reads += [
+                    e
+                    for it in by_prompt[p]
+                    if not it.condition.edits
+                    for e in _edge_reads((), it.probe)
+                ]
+            specs.append(((), reads))
         plan = _build_plan(specs, offsets)
-        ref_rows = [len(batch) + refs.index(it.input_ids) for it in batch]
-        ref_rows += [len(batch) + j for j in range(len(refs))]
-        batch_inputs.append((inputs, plan, ref_rows))
+        ref_row = {p: n + j for j, p in enumerate(ps.refs)}
+        rows = [ref_row[it.input_ids] for it in ps.edited] + [n + j for j in range(len(ps.refs))]
+        built.append((inputs, plan, rows, ref_row))
 
     traced_pass = kernels.traced_pass if route == "softmax" else kernels.traced_pass_mask
-    base_plain = _plain(base_plan)
-    plains = [(inputs, _plain(plan), base_rows) for inputs, plan, base_rows in batch_inputs]
+    plains = [(inputs, _plain(plan), rows) for inputs, plan, rows, _ in built]
     with torch.inference_mode():
         if use_session:
             import nnsight
 
             with model.session(remote=remote_arg):
-                base, _ = traced_pass(model, base_inputs, sites, base_plain, None, None, keep, True)
                 outs = [
                     traced_pass(model, inputs, sites, plan, None, rows, keep, True)[0]
                     for inputs, plan, rows in plains
                 ]
-                summary = nnsight.save({"base": base, "outs": outs})
-            base, outs = summary["base"], summary["outs"]
+                outs = nnsight.save(outs)
         else:
-            base, _ = traced_pass(model, base_inputs, sites, base_plain, None, None, keep, False)
             outs = [
                 traced_pass(model, inputs, sites, plan, None, rows, keep, False)[0]
                 for inputs, plan, rows in plains
             ]
 
-    base_reads = _collect_reads(base_plan, base)
-    # Baseline-condition items (no edits) come straight from the baseline pass.
-    for it in items:
-        if it.condition.edits:
-            continue
-        b = prompt_index[it.input_ids]
-        top = int(base["top1"][b])
-        yield ItemResult(
-            key=it.key,
-            sample_id=it.sample_id,
-            condition=it.condition.name,
-            kl=0.0,
-            top1_same=True,
-            top1_baseline=top,
-            top1_condition=top,
-            nll_baseline=float(base["nll"][b]),
-            nll_condition=float(base["nll"][b]),
-            n_tokens=int(base["ntok"][b]),
-            readings=(),
-            probe_baseline=_probe_of(base_reads, b, it),
-            probe_condition=_probe_of(base_reads, b, it),
-            logprobs=base["lp"][b].detach().cpu().clone() if keep else None,
-            edit_baseline={},
-        )
-    for batch, (_, plan, ref_rows), out in zip(batches, batch_inputs, outs, strict=True):
+    for ps, (_, plan, _, ref_row), out in zip(passes, built, outs, strict=True):
         reads = _collect_reads(plan, out)
         stats = _collect_stats(plan, out)
-        for r, it in enumerate(batch):
-            b = prompt_index[it.input_ids]
+        # Baseline-condition items (no edits) come from their prompt's reference row.
+        for p in ps.owned:
+            b = ref_row[p]
+            for it in by_prompt[p]:
+                if it.condition.edits:
+                    continue
+                top = int(out["top1"][b])
+                yield ItemResult(
+                    key=it.key,
+                    sample_id=it.sample_id,
+                    condition=it.condition.name,
+                    kl=0.0,
+                    top1_same=True,
+                    top1_baseline=top,
+                    top1_condition=top,
+                    nll_baseline=float(out["nll"][b]),
+                    nll_condition=float(out["nll"][b]),
+                    n_tokens=int(out["ntok"][b]),
+                    readings=(),
+                    probe_baseline=_probe_of(reads, b, it),
+                    probe_condition=_probe_of(reads, b, it),
+                    logprobs=out["lp"][b].detach().cpu().clone() if keep else None,
+                    edit_baseline={},
+                )
+        for r, it in enumerate(ps.edited):
+            b = ref_row[it.input_ids]
             readings = []
             for (e_idx, layer), st in sorted(stats.get(r, {}).items()):
                 edit = it.condition.edits[e_idx]
@@ -479,14 +523,14 @@ def _run_chunk(
                 top1_same=int(out["top1"][r]) == int(out["top1_base"][r]),
                 top1_baseline=int(out["top1_base"][r]),
                 top1_condition=int(out["top1"][r]),
-                nll_baseline=float(out["nll"][ref_rows[r]]),
+                nll_baseline=float(out["nll"][b]),
                 nll_condition=float(out["nll"][r]),
                 n_tokens=int(out["ntok"][r]),
                 readings=tuple(readings),
-                probe_baseline=_probe_of(base_reads, b, it),
+                probe_baseline=_probe_of(reads, b, it),
                 probe_condition=_probe_of(reads, r, it),
                 logprobs=out["lp"][r].clone() if keep else None,
-                edit_baseline=_edit_baseline(base_reads, b, it),
+                edit_baseline=_edit_baseline(reads, b, it),
             )
 
 

@@ -256,7 +256,9 @@ class CodeGenerator:
             try:
                 exec(compile(src, "<synthetic>", "exec"), namespace)  # our own generated code
                 examples = []
-                for _ in range(rng.choice((1, 1, 2, 2, 3))):
+                # Copy curriculum: mostly one example, so the call must be copied from the `def`.
+                n_examples = rng.choice((1, 1, 2) if self.random_names else (1, 1, 2, 2, 3))
+                for _ in range(n_examples):
                     args = [_value(rng, kind) for kind in tpl.kinds]
                     result = namespace[name](*args)
                     call = f"{name}({', '.join(repr(a) for a in args)})"
@@ -298,7 +300,8 @@ class CodeGenerator:
         parts = []
         if rng.random() < 0.25:
             parts.append(rng.choice(("import math\n", "import re\n", "from typing import List\n")))
-        parts += [self.python_function(used) for _ in range(rng.choice((1, 2, 2, 3)))]
+        n_funcs = rng.choice((1, 1, 2) if self.random_names else (1, 2, 2, 3))
+        parts += [self.python_function(used) for _ in range(n_funcs)]
         return "\n\n".join(parts)
 
     # -- Rust ---------------------------------------------------------------------------------
@@ -330,7 +333,7 @@ class CodeGenerator:
         vis = "pub " if rng.random() < 0.4 else ""
         src = f"{doc}{vis}fn {name}({sig}) -> {tpl.ret} {{\n" + _indent(body, "    ") + "\n}\n"
         statements = []
-        for _ in range(rng.choice((1, 1, 2, 3))):
+        for _ in range(rng.choice((1, 1, 2) if self.random_names else (1, 1, 2, 3))):
             args = [_value(rng, kind) for kind in tpl.kinds]
             expected = tpl.mirror(*args, k)
             call = f"{name}({', '.join(_rs_literal(a, kind) for a, kind in zip(args, tpl.kinds, strict=True))})"
@@ -356,7 +359,8 @@ class CodeGenerator:
         parts = []
         if rng.random() < 0.2:
             parts.append(rng.choice(("use std::collections::HashMap;\n", "use std::fmt;\n")))
-        funcs = [self.rust_function(used) for _ in range(rng.choice((1, 2, 2, 3)))]
+        n_funcs = rng.choice((1, 1, 2) if self.random_names else (1, 2, 2, 3))
+        funcs = [self.rust_function(used) for _ in range(n_funcs)]
         if rng.random() < 0.25:
             # The idiomatic layout: functions first, then a test module.
             parts += [src for src, _, _ in funcs]

@@ -144,10 +144,11 @@ def copy_mix(copy_fraction: float) -> tuple[tuple[str, float], ...]:
         raise ValueError(
             f"copy_fraction={copy_fraction} must be in [0, 1): real code keeps val PPL honest"
         )
-    real = (1.0 - copy_fraction) / 2
+    real = round((1.0 - copy_fraction) / 2, 9)
     mix = (("python", real), ("rust", real))
     if copy_fraction > 0:
-        mix += (("python_copy", copy_fraction / 2), ("rust_copy", copy_fraction / 2))
+        half = round(copy_fraction / 2, 9)
+        mix += (("python_copy", half), ("rust_copy", half))
     return mix
 
 
@@ -790,7 +791,12 @@ def model_card(m: dict[str, Any]) -> str:
         for s in m["data"]["rust"]
     ]
     tokens = m["data"]["tokens"]
-    base = m.get("base")
+    stages = []  # earlier training stages (--init-from chain), oldest first
+    link = m.get("base")
+    while link:
+        stages.insert(0, link)
+        link = link.get("base")
+    base = stages[0] if stages else None  # stage 1: the from-scratch run
     stage1 = base["config"] if base and base.get("config") else c
     lines += [
         "",
@@ -821,20 +827,27 @@ def model_card(m: dict[str, Any]) -> str:
         "## Training",
         "",
     ]
-    if base:
-        bt = base["train"]
+    for i, st in enumerate(stages):
+        bt = st["train"]
+        how = "from scratch, tokenizer trained" if i == 0 else "continued, `--init-from`"
         lines += [
-            f"**Stage 1** (from scratch, tokenizer trained): {bt['steps']} steps, "
-            f"{bt['tokens_seen']:,} tokens, {bt['train_seconds'] / 60:.1f} min on {base['machine']}"
-            f"; mix " + ", ".join(f"{k} {w}" for k, w in stage1["mix"]) + ".",
+            f"**Stage {i + 1}** ({how}): {bt['steps']} steps, "
+            f"{bt['tokens_seen']:,} tokens, {bt['train_seconds'] / 60:.1f} min on {st['machine']}"
+            f"; mix "
+            + ", ".join(f"{k} {w:g}" for k, w in st["config"]["mix"])
+            + f"; lr {st['config']['lr']}, {st['config']['seq_len']}-token windows.",
             "",
-            "**Stage 2** (continued from stage 1 with its tokenizer, `--init-from`): ",
+        ]
+    if stages:
+        lines += [
+            f"**Stage {len(stages) + 1}** (continued from stage {len(stages)} with its tokenizer, "
+            "`--init-from`): "
         ]
     lines += [
         f"{m['train']['steps']} steps (cap {c['steps']}, wall-time budget {c['minutes']} min) of AdamW (lr {c['lr']}, betas 0.9/0.95, weight decay "
         f"{c['weight_decay']}, {c['warmup']} warmup steps, cosine to {c['min_lr_ratio']} x lr), "
         f"batch {c['batch_size']} x {c['seq_len']} tokens (random windows; mix "
-        + ", ".join(f"{k} {w}" for k, w in c["mix"])
+        + ", ".join(f"{k} {w:g}" for k, w in c["mix"])
         + f"), bf16 autocast, seed {c['seed']}: {m['train']['tokens_seen']:,} tokens seen.",
         f"Training wall time **{m['train']['train_seconds'] / 60:.1f} min** "
         f"(whole script {m['total_seconds'] / 60:.1f} min) on {m['machine']}, CPU shared with",
@@ -913,7 +926,7 @@ def model_card(m: dict[str, Any]) -> str:
         "## Retrain",
         "",
         "```bash",
-        *([base["command"]] if base else []),
+        *[st["command"] for st in stages],
         m["command"],
         "```",
         "",

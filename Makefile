@@ -31,5 +31,5 @@ triangle:           ## the main job on the embedded model
 bench:              ## benchmarks -> benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run
 
-model:              ## retrain the embedded model (see plip_nn/data/model/MODEL_CARD.md)
+model:              ## retrain stage 1 of the embedded model (all stages: plip_nn/data/MODEL_CARD.md)
 	$(PY) scripts/train_embedded_model.py

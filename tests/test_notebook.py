@@ -17,13 +17,13 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "analysis" / "notebooks" / "tri
 
 
 def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
         KernelSpecManager().get_kernel_spec("python3")
     except NoSuchKernel:
-        pytest.skip(
+        pytest.fail(
             f"no python3 kernelspec; run `{sys.executable} -m ipykernel install --sys-prefix`"
         )
     run = make_run_dir(tmp_path / "run", n=12)

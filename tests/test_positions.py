@@ -146,10 +146,6 @@ def test_round_trip_wordpiece_whitespace(text: str) -> None:
     _check_round_trip(wordpiece_tokenizer(), _wordpiece_spans, text)
 
 
-@pytest.mark.skipif(
-    not (EMBEDDED_DIR / "tokenizer.json").exists(),
-    reason=f"embedded model tokenizer not present at {EMBEDDED_DIR} (issue #4 builds it)",
-)
 @settings(max_examples=40, deadline=None)
 @given(CODE_TEXT)
 def test_round_trip_embedded_tokenizer(text: str) -> None:

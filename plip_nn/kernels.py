@@ -245,6 +245,30 @@ def group_levels(probs: torch.Tensor, group: list) -> torch.Tensor:
     return torch.stack([level, mass, own.abs().max()])
 
 
+def output_summaries(
+    model, inputs: dict, out: dict, base_lp, base_rows, keep: bool, in_session: bool
+):
+    """In-trace: NLL, top-1 and (with ``base_rows``) KL / top-1 against reference rows.
+
+    Fills ``out`` with saved values and returns the last-position log-probs.
+    """
+    logits = model.output.logits
+    lp_last = last_logprobs(logits)
+    nll, ntok = token_nll(logits, inputs["input_ids"], inputs["attention_mask"])
+    out["nll"] = nll.cpu().save()
+    out["ntok"] = ntok.cpu().save()
+    out["top1"] = lp_last.argmax(-1).cpu().save()
+    if base_rows is not None:
+        ref = lp_last[base_rows] if base_lp is None else base_lp[base_rows]
+        out["kl"] = kl_rows(ref, lp_last).cpu().save()
+        out["top1_base"] = ref.argmax(-1).cpu().save()
+    if keep:
+        out["lp"] = lp_last.cpu().save()
+    if not in_session:
+        lp_last = lp_last.save()
+    return lp_last
+
+
 def traced_pass(
     model, inputs: dict, sites: list, plan: dict, base_lp, base_rows, keep: bool, in_session: bool
 ) -> dict:
@@ -289,20 +313,7 @@ def traced_pass(
                 out["pr" + str(layer)] = torch.stack(pr_stats).cpu().save()
             if reads:
                 out["rd" + str(layer)] = torch.stack(reads).cpu().save()
-        logits = model.output.logits
-        lp_last = last_logprobs(logits)
-        nll, ntok = token_nll(logits, inputs["input_ids"], inputs["attention_mask"])
-        out["nll"] = nll.cpu().save()
-        out["ntok"] = ntok.cpu().save()
-        out["top1"] = lp_last.argmax(-1).cpu().save()
-        if base_rows is not None:
-            ref = lp_last[base_rows] if base_lp is None else base_lp[base_rows]
-            out["kl"] = kl_rows(ref, lp_last).cpu().save()
-            out["top1_base"] = ref.argmax(-1).cpu().save()
-        if keep:
-            out["lp"] = lp_last.cpu().save()
-        if not in_session:
-            lp_last = lp_last.save()
+        lp_last = output_summaries(model, inputs, out, base_lp, base_rows, keep, in_session)
     return out, lp_last
 
 
@@ -498,18 +509,5 @@ def traced_pass_mask(
                 reads.append(torch.stack([level, mass]))
             if reads:
                 out["rd" + str(layer)] = torch.stack(reads).cpu().save()
-        logits = model.output.logits
-        lp_last = last_logprobs(logits)
-        nll, ntok = token_nll(logits, inputs["input_ids"], inputs["attention_mask"])
-        out["nll"] = nll.cpu().save()
-        out["ntok"] = ntok.cpu().save()
-        out["top1"] = lp_last.argmax(-1).cpu().save()
-        if base_rows is not None:
-            ref = lp_last[base_rows] if base_lp is None else base_lp[base_rows]
-            out["kl"] = kl_rows(ref, lp_last).cpu().save()
-            out["top1_base"] = ref.argmax(-1).cpu().save()
-        if keep:
-            out["lp"] = lp_last.cpu().save()
-        if not in_session:
-            lp_last = lp_last.save()
+        lp_last = output_summaries(model, inputs, out, base_lp, base_rows, keep, in_session)
     return out, lp_last

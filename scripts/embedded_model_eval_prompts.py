@@ -19,7 +19,7 @@ from __future__ import annotations
 PYTHON_DOCTEST_PROMPTS: list[tuple[str, str]] = [
     (
         "celsius_to_fahrenheit",
-        'def celsius_to_fahrenheit(celsius):\n'
+        "def celsius_to_fahrenheit(celsius):\n"
         '    """Convert a temperature from degrees Celsius to degrees Fahrenheit.\n'
         "\n"
         "    >>> ",
@@ -339,12 +339,7 @@ RUST_TEST_PROMPTS: list[tuple[str, str]] = [
     ),
     (
         "to_binary",
-        "fn to_binary(n: u32) -> String {\n"
-        '    format!("{:b}", n)\n'
-        "}\n"
-        "\n"
-        "#[test]\n"
-        "fn ",
+        'fn to_binary(n: u32) -> String {\n    format!("{:b}", n)\n}\n\n#[test]\nfn ',
     ),
     (
         "parse_version",

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
+
 from experiments.conditions import condition_op
-from experiments.study import Prepared
-from plip_nn.edits import Condition
-from plip_nn.trace import ItemResult
+from experiments.study import Prepared, run_chunks
+from plip_nn.edits import Condition, Probe
+from plip_nn.trace import Item, ItemResult
+from plip_nn.trace import run as run_items
 
 __all__ = ["RECORD_ORDER", "record_row", "scan_rows"]
 
@@ -109,7 +112,7 @@ def run_records(
     probe_layer: Any,
     chunk_size: int | None = None,
     desc: str = "records",
-) -> Any:
+) -> pd.DataFrame:
     """Run (sample, condition, layer, order) units through the engine into ``records``.
 
     Args:
@@ -121,13 +124,6 @@ def run_records(
         chunk_size: units per part (default: a few batches).
         desc: progress-bar label.
     """
-    import pandas as pd
-
-    from experiments.study import run_chunks
-    from plip_nn.edits import Probe
-    from plip_nn.trace import Item
-    from plip_nn.trace import run as run_items
-
     cfg = study.cfg
 
     def key(u: tuple[Prepared, Condition, int, int]) -> str:

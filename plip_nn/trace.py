@@ -350,12 +350,10 @@ def run(
     results: dict[str, ItemResult] = {}
     tol = _tolerance(handle)
     for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        chunk_items = [it for p in chunk for it in by_prompt[p]]
+        chunk = {p: by_prompt[p] for p in prompts[start : start + batch_size]}
         for res in _run_chunk(
             handle,
             chunk,
-            chunk_items,
             batch_size,
             remote_arg,
             keep_logprobs,
@@ -365,7 +363,7 @@ def run(
         ):
             results[res.key] = res
         if progress is not None:
-            progress(len(chunk_items))
+            progress(sum(len(its) for its in chunk.values()))
     return [results[k] for k in keys]
 
 
@@ -419,8 +417,7 @@ def _plan_passes(
 
 def _run_chunk(
     handle: ModelHandle,
-    prompts: list[tuple[int, ...]],
-    items: list[Item],
+    by_prompt: dict[tuple[int, ...], list[Item]],
     batch_size: int,
     remote_arg: Any,
     keep: bool,
@@ -428,14 +425,12 @@ def _run_chunk(
     route: str,
     use_session: bool,
 ) -> Iterable[ItemResult]:
+    """Run one chunk: ``by_prompt`` maps each of its prompts to that prompt's items."""
     model = handle.nn
     device = handle.device
     pad_id = _pad_id(handle)
     sites = [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
-    by_prompt: dict[tuple[int, ...], list[Item]] = {}
-    for it in items:
-        by_prompt.setdefault(it.input_ids, []).append(it)
-    passes = _plan_passes(prompts, by_prompt, batch_size)
+    passes = _plan_passes(list(by_prompt), by_prompt, batch_size)
 
     built = []
     for ps in passes:

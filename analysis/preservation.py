@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 _RUSTC_DEFAULT = Path("/root/.cargo/bin/rustc")
 _RUST_LANGUAGE = Language(tree_sitter_rust.language())
 _RUST_TEST_HEADER = "#[test]\nfn "
+_RUST_MARKER_LINE = "#[test]\n"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,9 +332,24 @@ def _leaves(node: Node) -> Iterator[Node]:
         yield from _leaves(child)
 
 
-def _rust_trim(continuation: str) -> str:
-    """``#[test]\\nfn `` + continuation up to the ``}`` that closes the first body."""
-    text = _RUST_TEST_HEADER + continuation
+def _rust_header(prompt: str) -> str:
+    """The end of a Rust generation prompt that the scored test starts with.
+
+    Prompts end right after ``#[test]\\n`` (the convention: the model writes ``fn`` and the
+    name itself) or, in the older convention, after ``#[test]\\nfn ``.
+    """
+    for header in (_RUST_TEST_HEADER, _RUST_MARKER_LINE):
+        if prompt.endswith(header):
+            return header
+    raise ValueError(
+        "Rust prompt must end with '#[test]\\n' (or '#[test]\\nfn '); "
+        f"it ends with {prompt[-20:]!r}"
+    )
+
+
+def _rust_trim(continuation: str, header: str = "#[test]\nfn ") -> str:
+    """``header`` + continuation up to the ``}`` that closes the first body."""
+    text = header + continuation
     data = text.encode("utf-8")
     tree = _rust_parser().parse(data)
     depth, opened = 0, False
@@ -475,7 +491,7 @@ def score_rust(
     """Score a generated Rust test (conventions in the module docstring).
 
     Args:
-        prompt: the generation prompt; it must end with ``#[test]\\nfn ``.
+        prompt: the generation prompt; it ends with ``#[test]\\n`` (or ``#[test]\\nfn ``).
         continuation: what the model wrote after the prompt.
         function_name: the function under test.
         arity: declared parameter count (``self`` included for methods).
@@ -484,11 +500,7 @@ def score_rust(
         timeout: seconds for running the test binary (compilation gets at least 60 s).
     """
     _check_args(function_name, arity, timeout)
-    if not prompt.rstrip(" ").endswith(_RUST_TEST_HEADER.rstrip(" ")):
-        raise ValueError(
-            f"Rust prompt must end with '#[test]\\nfn '; it ends with {prompt[-20:]!r}"
-        )
-    test_source = _rust_trim(continuation)
+    test_source = _rust_trim(continuation, _rust_header(prompt))
     data = test_source.encode("utf-8")
     tree = _rust_parser().parse(data)
     fns = [c for c in tree.root_node.named_children if c.type == "function_item"]

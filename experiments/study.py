@@ -11,7 +11,7 @@ import datetime as _dt
 import logging
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -215,12 +215,17 @@ def prepare(
         plip_nn.edits.CausallyMaskedEdgeError: a target is not before the marker.
         ConfigError: a sample is longer than the model's context.
     """
+    from plip_nn.corpus import generation_prompt
     from plip_nn.edits import CausallyMaskedEdgeError
     from plip_nn.positions import locate
 
     max_len = getattr(handle.config, "max_position_embeddings", None)
     out = []
     for s in samples:
+        if s.kind == "generation":
+            # One prompt rule everywhere: the prompt ends right after the marker (a legacy
+            # trailing space is cut; docs/PROMPTS.md). Positions are unchanged by the cut.
+            s = replace(s, code=generation_prompt(s.code, s.language))
         text, shift = render(handle.tokenizer, s.code, chat_template)
         tp = locate(
             handle.tokenizer,

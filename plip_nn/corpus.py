@@ -92,9 +92,39 @@ _LIST_OF = {v: k for k, v in LISTS.items()}
 PY_MARKER = ">>>"
 RUST_TEST_MARKER = "#[test]"
 RUST_BASELINE_MARKER = "#["
-PY_GENERATION_SUFFIX = ">>> "
-RUST_GENERATION_SUFFIX = "#[test]\nfn "
+# Generation prompts end right after the marker (docs/PROMPTS.md): Python at ``>>>``, Rust at
+# ``#[test]`` and its line break. The model then writes the space-prefixed name (``>>> name(``)
+# or ``fn`` itself, with the tokens it saw after ``def``/``fn``, and the marker token stays the
+# prompt's last token, the source of every edit. A trailing space (``>>> ``, ``#[test]\nfn ``,
+# the older convention) still loads and is cut back to the rule by ``generation_prompt``.
+PY_GENERATION_SUFFIX = ">>>"
+RUST_GENERATION_SUFFIX = "#[test]\n"
+_LEGACY_SUFFIX = {"python": ">>> ", "rust": "#[test]\nfn "}
+_SUFFIX = {"python": PY_GENERATION_SUFFIX, "rust": RUST_GENERATION_SUFFIX}
 _REQUIRED = ("id", "code", "marker_char_pos", "marker_pattern", "target_char_positions")
+
+
+def generation_suffix(code: str, language: str) -> str | None:
+    """The generation-prompt ending that ``code`` has (the rule's or the legacy one), or None."""
+    for suffix in (_LEGACY_SUFFIX[language], _SUFFIX[language]):
+        if code.endswith(suffix):
+            return suffix
+    return None
+
+
+def generation_prompt(code: str, language: str) -> str:
+    """``code`` cut back to the prompt rule: it ends right after the marker (see docs/PROMPTS.md).
+
+    Raises:
+        ValueError: ``code`` does not end with a generation marker of ``language``.
+    """
+    suffix = generation_suffix(code, language)
+    if suffix is None:
+        raise ValueError(
+            f"a {language} generation prompt must end with {_SUFFIX[language]!r}; "
+            f"it ends with {code[-16:]!r}"
+        )
+    return code[: len(code) - len(suffix)] + _SUFFIX[language]
 
 
 class CorpusError(ValueError):
@@ -437,19 +467,20 @@ def _pick(fns: list[Any], name: str | None, what: str) -> Any:
 
 def _close_python_prompt(code: str) -> str:
     """Complete a prompt that ends inside a docstring so that ``ast`` can parse it."""
-    line_start = code.rfind("\n", 0, len(code) - len(PY_GENERATION_SUFFIX)) + 1
-    indent = code[line_start : len(code) - len(PY_GENERATION_SUFFIX)]
+    marker = len(code) - len(generation_suffix(code, "python") or PY_GENERATION_SUFFIX)
+    line_start = code.rfind("\n", 0, marker) + 1
+    indent = code[line_start:marker]
     if indent.strip():
-        raise _Fail("the trailing '>>> ' must start its own docstring line")
+        raise _Fail("the trailing '>>>' must start its own docstring line")
     for quote in ('"""', "'''"):
-        # `None` makes the trailing `>>> ` a real (non-blank) doctest example for `doctest`.
-        completed = f"{code}None\n{indent}{quote}\n{indent}pass\n"
+        # `None` makes the trailing `>>>` a real (non-blank) doctest example for `doctest`.
+        completed = f"{code[:marker]}>>> None\n{indent}{quote}\n{indent}pass\n"
         try:
             ast.parse(completed)
         except SyntaxError:
             continue
         return completed
-    raise _Fail("the code before the trailing '>>> ' is not a function with an open docstring")
+    raise _Fail("the code before the trailing '>>>' is not a function with an open docstring")
 
 
 def annotate_python(
@@ -489,7 +520,7 @@ def _annotate_python(
     code: str, kind: Kind | None, function: str | None, source: str | None
 ) -> Annotation:
     if kind is None:
-        kind = "generation" if code.endswith(PY_GENERATION_SUFFIX) else "test"
+        kind = "generation" if generation_suffix(code, "python") else "test"
     if kind == "generation":
         return _annotate_python_generation(code, function, source)
     src = _PySource(code)
@@ -520,16 +551,17 @@ def _annotate_python(
 
 
 def _annotate_python_generation(code: str, function: str | None, source: str | None) -> Annotation:
-    if not code.endswith(PY_GENERATION_SUFFIX):
-        raise _Fail("a Python generation prompt must end with '>>> ' inside a docstring")
-    marker = len(code) - len(PY_GENERATION_SUFFIX)
+    suffix = generation_suffix(code, "python")
+    if suffix is None:
+        raise _Fail("a Python generation prompt must end with '>>>' inside a docstring")
+    marker = len(code) - len(suffix)
     src = _PySource(_close_python_prompt(code))
     owner = [fn for fn in src.functions() if marker in src.docstring_examples(fn)]
     if not owner:
-        raise _Fail("the trailing '>>> ' is not in a function's docstring")
+        raise _Fail("the trailing '>>>' is not in a function's docstring")
     fn = owner[-1]
     if function is not None and fn.name != function:
-        raise _Fail(f"the trailing '>>> ' is in {fn.name!r}'s docstring, not {function!r}'s")
+        raise _Fail(f"the trailing '>>>' is in {fn.name!r}'s docstring, not {function!r}'s")
     targets, params = src.targets(fn)
     if source is None:
         raise _Fail(
@@ -779,8 +811,8 @@ def annotate_rust(
 
 def _annotate_rust(code: str, kind: Kind | None, function: str | None) -> Annotation:
     if kind is None:
-        kind = "generation" if code.endswith(RUST_GENERATION_SUFFIX) else "test"
-    if kind == "generation" and code.endswith(RUST_GENERATION_SUFFIX):
+        kind = "generation" if generation_suffix(code, "rust") else "test"
+    if kind == "generation" and generation_suffix(code, "rust"):
         return _annotate_rust_generation(code, function)
     src = _RustSource(code, complete=True)
     fns = _functions(src, src.tree.root_node)
@@ -866,7 +898,7 @@ def _rust_test_marker(
 
 
 def _annotate_rust_generation(code: str, function: str | None) -> Annotation:
-    marker = len(code) - len(RUST_GENERATION_SUFFIX)
+    marker = len(code) - len(generation_suffix(code, "rust") or RUST_GENERATION_SUFFIX)
     src = _RustSource(code)
     attr = next(
         (

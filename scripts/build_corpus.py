@@ -39,16 +39,16 @@ logger = logging.getLogger("build_corpus")
 
 
 def python_prompt(sample_id: str, code: str) -> dict[str, str]:
-    """Generation prompt: the code up to (and including) its first doctest ``>>> ``."""
+    """Generation prompt: the code up to (and including) its first doctest marker ``>>>``."""
     ann = annotate_python(code, kind="test", sample_id=sample_id)
     prompt = code[: ann.marker_char_pos] + PY_GENERATION_SUFFIX
     if not code.startswith(prompt):
-        raise ValueError(f"{sample_id}: the first doctest marker is not followed by one space")
+        raise ValueError(f"{sample_id}: the first doctest marker does not start an example")
     return {"id": "pyg_" + sample_id.removeprefix("py_"), "code": prompt, "source": code}
 
 
 def rust_prompt(sample_id: str, code: str) -> dict[str, str]:
-    """Generation prompt: the code before the tested item, then ``#[test]\\nfn ``."""
+    """Generation prompt: the code before the tested item, then ``#[test]`` and its newline."""
     ann = annotate_rust(code, kind="test", sample_id=sample_id)
     data = code.encode("utf-8")
     marker_byte = len(code[: ann.marker_char_pos].encode("utf-8"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,10 +203,21 @@ class CodeGenerator:
         exclude: function names that must never be generated.
     """
 
-    def __init__(self, *, seed: int, exclude: Iterable[str], random_names: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        exclude: Iterable[str],
+        random_names: bool = False,
+        words: Sequence[str] = (),
+    ) -> None:
         self.rng = random.Random(seed)
         self.exclude = frozenset(exclude)
         self.random_names = random_names
+        # Copy curriculum v2: half of the random names join real identifier words (``load_row``,
+        # ``parse_cache_entry``) so the copied token sequences look like real code's names, not
+        # only syllable soup; the combinations are random, so none can be memorised.
+        self.words = tuple(words)
         self.names = [
             f"{v}_{n}" for v in VERBS for n in NOUNS if f"{v}_{n}" not in self.exclude
         ] + [v for v in VERBS if v not in self.exclude and v not in _RESERVED]
@@ -217,9 +228,16 @@ class CodeGenerator:
         )
 
     def random_identifier(self, *, words: tuple[int, ...], max_syllables: int) -> str:
-        """A fresh random snake_case identifier that is no keyword, builtin or excluded name."""
+        """A fresh random snake_case identifier that is no keyword, builtin or excluded name.
+
+        With a word list, half of the identifiers join random real words instead of syllables.
+        """
         while True:
-            name = "_".join(self._random_word(max_syllables) for _ in range(self.rng.choice(words)))
+            n_words = self.rng.choice(words)
+            if self.words and self.rng.random() < 0.5:
+                name = "_".join(self.rng.choice(self.words) for _ in range(n_words))
+            else:
+                name = "_".join(self._random_word(max_syllables) for _ in range(n_words))
             if len(name) > 1 and name not in self.exclude and name not in _RESERVED | _RS_KEYWORDS:
                 return name
 
@@ -337,20 +355,31 @@ class CodeGenerator:
             args = [_value(rng, kind) for kind in tpl.kinds]
             expected = tpl.mirror(*args, k)
             call = f"{name}({', '.join(_rs_literal(a, kind) for a, kind in zip(args, tpl.kinds, strict=True))})"
-            if tpl.ret == "bool":
+            # Copy curriculum: mostly ``let result = name(..)``, where the name is written with a
+            # leading space exactly as after ``fn`` (``assert_eq!(name(`` glues it to ``!(``).
+            let_share = 0.6 if self.random_names else 0.2
+            if tpl.ret == "bool" and rng.random() >= let_share:
                 statements.append(f"assert!({call});" if expected else f"assert!(!{call});")
-            elif rng.random() < 0.2:
+            elif tpl.ret == "bool":
+                statements.append(f"let result = {call};")
+                statements.append("assert!(result);" if expected else "assert!(!result);")
+            elif rng.random() < let_share:
                 statements.append(f"let result = {call};")
                 statements.append(f"assert_eq!(result, {_rs_result(expected, tpl.ret)});")
             else:
                 statements.append(f"assert_eq!({call}, {_rs_result(expected, tpl.ret)});")
         return src, name, statements
 
-    def _test_name(self, name: str) -> str:
-        style = self.rng.choice(
-            ("test_{n}", "test_{n}", "{n}_works", "{n}_basic", "test_{n}_simple", "check_{n}")
-        )
-        return style.format(n=name)
+    def _test_name(self, name: str, used: set[str]) -> str:
+        styles = ("test_{n}", "test_{n}", "{n}_works", "{n}_basic", "test_{n}_simple", "check_{n}")
+        if self.random_names:
+            # Half generic names: the test's body, not its name, is where the copy must happen.
+            styles += ("it_works", "test_basic", "basic", "works", "test_it", "simple_case")
+        test_name = self.rng.choice(styles).format(n=name)
+        if test_name in used:  # a generic name already taken in this file
+            test_name = f"test_{name}"
+        used.add(test_name)
+        return test_name
 
     def rust_document(self) -> str:
         """A small Rust file: functions, each followed by a ``#[test]`` that calls it."""
@@ -366,7 +395,7 @@ class CodeGenerator:
             parts += [src for src, _, _ in funcs]
             tests = [
                 "    #[test]\n"
-                f"    fn {self._test_name(name)}() {{\n"
+                f"    fn {self._test_name(name, used)}() {{\n"
                 + _indent("\n".join(stmts), "        ")
                 + "\n    }\n"
                 for _, name, stmts in funcs
@@ -378,7 +407,7 @@ class CodeGenerator:
             for src, name, stmts in funcs:
                 parts.append(src)
                 parts.append(
-                    f"#[test]\nfn {self._test_name(name)}() {{\n"
+                    f"#[test]\nfn {self._test_name(name, used)}() {{\n"
                     + _indent("\n".join(stmts), "    ")
                     + "\n}\n"
                 )

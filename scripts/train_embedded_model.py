@@ -61,6 +61,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import itertools
 
 from embedded_model_eval_prompts import PYTHON_DOCTEST_PROMPTS, RUST_TEST_PROMPTS
@@ -112,7 +113,7 @@ class TrainConfig:
     threads: int = 1  # on a CPU shared with other jobs, 1 thread beat 2 by ~2x (no barrier waits)
     val_percent: int = 5
     synthetic_docs: int = 40_000
-    split_fraction: float = 0.5  # synthetic docs tokenized in pieces cut after the markers
+    split_fraction: float = 0.0  # share of synthetic docs tokenized in pieces cut after markers
     mix: tuple[tuple[str, float], ...] = (
         ("python", 0.2),
         ("rust", 0.2),
@@ -121,6 +122,11 @@ class TrainConfig:
     )
     init_from: Path | None = None  # continue training this model directory with its tokenizer
     copy_docs: int = 20_000  # copy-curriculum documents per language (random names)
+    name_words: bool = False  # copy names also join real identifier words (curriculum v2)
+    checkpoint_dir: Path | None = None  # checkpoint here (and resume from it when present)
+    checkpoint_every_s: float = 300.0
+    probe_every_s: float = 900.0  # held-out copy accuracy on random names, logged while training
+    probes_per_language: int = 24
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -255,6 +261,87 @@ def eval_function_names() -> set[str]:
     for _, prompt in PYTHON_DOCTEST_PROMPTS + RUST_TEST_PROMPTS:
         names |= set(re.findall(r"\b(?:def|fn)\s+(\w+)", prompt))
     return names | {name for name, _ in PYTHON_DOCTEST_PROMPTS + RUST_TEST_PROMPTS}
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CAMEL = re.compile(r"[A-Z]?[a-z]+")
+
+
+def identifier_words(
+    texts: Iterator[str], *, min_count: int = 5, max_words: int = 4000
+) -> list[str]:
+    """Lower-case words that real identifiers are made of (``parse_header`` -> parse, header).
+
+    The copy curriculum joins random ones into function names: they tokenize like real code's
+    names, and their random combinations cannot be memorised.
+    """
+    counts: dict[str, int] = {}
+    for text in texts:
+        for ident in _IDENT.findall(text):
+            for part in ident.split("_"):
+                for word in _CAMEL.findall(part):
+                    word = word.lower()
+                    if 2 <= len(word) <= 10:
+                        counts[word] = counts.get(word, 0) + 1
+    ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: -counts[w])
+    return sorted(ranked[:max_words])
+
+
+# Generation prompts end right after the marker: ``>>>`` (Python) and ``#[test]\n`` (Rust), so
+# the model writes `` name`` / ``fn`` itself with the tokens it saw after ``def`` / ``fn``.
+PROMPT_END = {"python": ">>>", "rust": "#[test]\n"}
+LEGACY_PROMPT_END = {"python": ">>> ", "rust": "#[test]\nfn "}
+
+
+def prompt_variants(prompt: str, language: str) -> dict[str, str]:
+    """``{"marker": prompt ending at the marker, "space": the legacy ending with the space}``."""
+    for end in (LEGACY_PROMPT_END[language], PROMPT_END[language]):
+        if prompt.endswith(end):
+            stem = prompt[: len(prompt) - len(end)]
+            return {
+                "marker": stem + PROMPT_END[language],
+                "space": stem + LEGACY_PROMPT_END[language],
+            }
+    raise ValueError(f"{language} prompt ends with {prompt[-12:]!r}, not a test marker")
+
+
+_RS_TESTED = re.compile(r"fn (\w+)(?:<[^>]*>)?\([^)]*\) ->")
+
+
+def copy_probes(gen: CodeGenerator, n: int) -> list[tuple[str, str, str]]:
+    """Held-out (language, name, prompt) cut right after the last marker of random-name docs."""
+    probes = []
+    for _ in range(n):
+        doc = gen.python_document()
+        cut = doc.rfind(">>>")
+        name = re.findall(r"def (\w+)\(", doc[:cut])[-1]
+        probes.append(("python", name, doc[: cut + 3]))
+    for _ in range(n):
+        doc = gen.rust_document()
+        cut = doc.rfind("#[test]\n")
+        name = _RS_TESTED.findall(doc[:cut])[-1]
+        probes.append(("rust", name, doc[: cut + len("#[test]\n")]))
+    return probes
+
+
+def calls_rate(
+    model: Any, tokenizer: Any, probes: Sequence[tuple[str, str, str]]
+) -> dict[str, float]:
+    """Greedy call rate per language, scored by ``analysis.preservation`` (``calls_function``)."""
+    hits: dict[str, list[bool]] = {"python": [], "rust": []}
+    for language, name, prompt in probes:
+        completion = greedy(model, tokenizer, prompt, 24 if language == "python" else 96)
+        hits[language].append(calls_function(language, prompt, completion, name))
+    return {lang: sum(h) / len(h) for lang, h in hits.items() if h}
+
+
+def calls_function(language: str, prompt: str, completion: str, name: str) -> bool:
+    from analysis.preservation import score
+
+    return score(
+        language, prompt, completion, function_name=name, arity=0, function_source=prompt,
+        execute=False,
+    ).calls_function  # fmt: skip
 
 
 # -- tokenizer ----------------------------------------------------------------------------------
@@ -449,28 +536,49 @@ def greedy(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
 
 
 def evaluate_completions(model: Any, tokenizer: Any) -> dict[str, Any]:
-    """Greedy completions of every held-out prompt and their checks."""
-    py = []
-    for name, prompt in PYTHON_DOCTEST_PROMPTS:
-        completion = greedy(model, tokenizer, prompt, 24)
-        py.append(
-            {
-                "name": name,
-                "completion": completion,
-                "calls_function": python_calls(completion, name),
-            }
-        )
-    rs = []
-    for name, prompt in RUST_TEST_PROMPTS:
-        completion = greedy(model, tokenizer, prompt, 80)
-        rs.append({"name": name, "completion": completion, **rust_test_check(completion, name)})
-    return {
-        "python": py,
-        "rust": rs,
-        "python_calls_fraction": sum(r["calls_function"] for r in py) / len(py),
-        "rust_test_fn_fraction": sum(r["test_fn"] for r in rs) / len(rs),
-        "rust_calls_fraction": sum(r["calls_function"] for r in rs) / len(rs),
-    }
+    """Greedy completions of every held-out prompt, in both prompt endings, and their checks.
+
+    ``calls_function`` is ``analysis.preservation``'s flag, the one the study scores; prompts end
+    at the marker (the convention). ``*_space`` rates use the legacy ending with a trailing space.
+    """
+    out: dict[str, Any] = {}
+    for language, prompts, n_new in (
+        ("python", PYTHON_DOCTEST_PROMPTS, 24),
+        ("rust", RUST_TEST_PROMPTS, 96),
+    ):
+        rows = []
+        for name, prompt in prompts:
+            row: dict[str, Any] = {"name": name}
+            for ending, text in prompt_variants(prompt, language).items():
+                completion = greedy(model, tokenizer, text, n_new)
+                key = "" if ending == "marker" else "_space"
+                row[f"completion{key}"] = completion
+                row[f"calls_function{key}"] = calls_function(language, text, completion, name)
+            rows.append(row)
+        out[language] = rows
+        for key in ("", "_space"):
+            out[f"{language}_calls_fraction{key}"] = sum(
+                r[f"calls_function{key}"] for r in rows
+            ) / len(rows)
+    return out
+
+
+def evaluate_corpus_prompts(model: Any, tokenizer: Any) -> dict[str, Any]:
+    """Greedy call rate on the corpus's generation prompts (both endings), as the study scores."""
+    from plip_nn.corpus import load_corpus
+
+    out: dict[str, Any] = {}
+    for language in ("python", "rust"):
+        samples = load_corpus().select(language=language, kind="generation")
+        hits = {"marker": 0, "space": 0}
+        for s in samples:
+            for ending, text in prompt_variants(s.code, language).items():
+                completion = greedy(model, tokenizer, text, 24 if language == "python" else 96)
+                hits[ending] += calls_function(language, text, completion, s.function.name)
+        out[f"{language}_n"] = len(samples)
+        out[f"{language}_calls_fraction"] = hits["marker"] / len(samples)
+        out[f"{language}_calls_fraction_space"] = hits["space"] / len(samples)
+    return out
 
 
 # -- training -----------------------------------------------------------------------------------
@@ -495,11 +603,22 @@ def build_model(cfg: TrainConfig, tokenizer: Any) -> Any:
     return Qwen2ForCausalLM._from_config(config, attn_implementation="sdpa")
 
 
-def train(cfg: TrainConfig, model: Any, streams: dict[str, np.ndarray]) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    model: Any,
+    streams: dict[str, np.ndarray],
+    *,
+    tokenizer: Any = None,
+    probes: Sequence[tuple[str, str, str]] = (),
+) -> dict[str, Any]:
     """AdamW + warmup + cosine decay on random windows drawn from the streams by ``cfg.mix``.
 
     With ``cfg.minutes`` the cosine runs over wall time instead of steps and training stops when
     the time is up (or at ``cfg.steps``): on a shared CPU the step rate is not predictable.
+    With ``cfg.checkpoint_dir`` the model, optimizer, step, elapsed time and random states are
+    saved atomically every ``cfg.checkpoint_every_s`` seconds and a rerun resumes from them, so
+    a long CPU run survives being stopped. Every ``cfg.probe_every_s`` seconds the greedy call
+    rate on held-out random-name ``probes`` is logged (and the weights kept beside it).
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -515,12 +634,28 @@ def train(cfg: TrainConfig, model: Any, streams: dict[str, np.ndarray]) -> dict[
         lr=cfg.lr,
         betas=(0.9, 0.95),
     )
+    history: list[float] = []
+    probe_log: list[dict[str, Any]] = []
+    first_step, elapsed0 = 0, 0.0
+    ckpt = None if cfg.checkpoint_dir is None else cfg.checkpoint_dir / "last.pt"
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        rng.bit_generator.state = state["rng"]
+        first_step, elapsed0 = state["step"], state["elapsed"]
+        history, probe_log = state["history"], state["probes"]
+        log.info("resumed from %s at step %d (%.0f s trained)", ckpt, first_step, elapsed0)
 
     budget = None if cfg.minutes is None else cfg.minutes * 60.0
 
+    def elapsed() -> float:
+        return elapsed0 + time.time() - start
+
     def progress(step: int) -> float:
         if budget is not None:
-            return min(1.0, (time.time() - start) / budget)
+            return min(1.0, elapsed() / budget)
         return (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
 
     def lr_at(step: int) -> float:
@@ -531,13 +666,37 @@ def train(cfg: TrainConfig, model: Any, streams: dict[str, np.ndarray]) -> dict[
             cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
         )
 
+    def save_checkpoint(step: int) -> None:
+        assert cfg.checkpoint_dir is not None and ckpt is not None
+        cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                "rng": rng.bit_generator.state, "step": step, "elapsed": elapsed(),
+                "history": history, "probes": probe_log,
+            },
+            tmp,
+        )  # fmt: skip
+        tmp.replace(ckpt)
+
+    def probe(step: int) -> None:
+        model.eval()
+        rates = calls_rate(model, tokenizer, probes)
+        model.train()
+        probe_log.append({"step": step, "seconds": elapsed(), **rates})
+        log.info("probe step %d: held-out random-name call rate %s", step, rates)
+        if cfg.checkpoint_dir is not None:
+            weights_only = {k: v.half() for k, v in model.state_dict().items()}
+            torch.save(weights_only, cfg.checkpoint_dir / f"weights_step{step}.pt")
+
     model.train()
-    history = []
     start = time.time()
+    last_ckpt = last_probe = time.time()
     window = cfg.seq_len
-    steps_done = 0
-    for step in range(cfg.steps):
-        if budget is not None and step >= cfg.warmup and time.time() - start >= budget:
+    steps_done = first_step
+    for step in range(first_step, cfg.steps):
+        if budget is not None and step >= cfg.warmup and elapsed() >= budget:
             break
         sources = rng.choice(len(names), size=cfg.batch_size, p=weights / weights.sum())
         rows = []
@@ -559,16 +718,27 @@ def train(cfg: TrainConfig, model: Any, streams: dict[str, np.ndarray]) -> dict[
         if step % 50 == 0 or step == cfg.steps - 1:
             log.info(
                 "step %d/%d loss %.3f lr %.2e (%.0f s)",
-                step, cfg.steps, history[-1], lr_at(step), time.time() - start,
+                step, cfg.steps, history[-1], lr_at(step), elapsed(),
             )  # fmt: skip
+        if probes and tokenizer is not None and time.time() - last_probe >= cfg.probe_every_s:
+            probe(steps_done)
+            last_probe = time.time()
+        if ckpt is not None and time.time() - last_ckpt >= cfg.checkpoint_every_s:
+            save_checkpoint(steps_done)
+            last_ckpt = time.time()
+    if ckpt is not None:
+        save_checkpoint(steps_done)
+    if probes and tokenizer is not None:
+        probe(steps_done)
     model.eval()
     tail = history[-50:]
     return {
-        "train_seconds": time.time() - start,
+        "train_seconds": elapsed(),
         "final_train_loss_mean_last_50": sum(tail) / len(tail),
         "train_loss_every_50": history[::50],
         "steps": steps_done,
         "tokens_seen": steps_done * cfg.batch_size * cfg.seq_len,
+        "probes": probe_log,
     }
 
 
@@ -604,10 +774,18 @@ def main(cfg: TrainConfig) -> Path:
     val_gen = CodeGenerator(seed=cfg.seed + 1_000_003, exclude=exclude)
     split["python_synthetic_val"] = [val_gen.python_document() for _ in range(400)]
     split["rust_synthetic_val"] = [val_gen.rust_document() for _ in range(400)]
+    words: list[str] = []
+    if cfg.name_words:
+        words = identifier_words(itertools.chain(split["python"], split["rust"]))
+        log.info("copy names join %d identifier words of the training code", len(words))
     if any(key.endswith("_copy") for key, _ in cfg.mix):
-        copy_gen = CodeGenerator(seed=cfg.seed + 7, exclude=exclude, random_names=True)
+        copy_gen = CodeGenerator(seed=cfg.seed + 7, exclude=exclude, random_names=True, words=words)
         split["python_copy"] = [copy_gen.python_document() for _ in range(cfg.copy_docs)]
         split["rust_copy"] = [copy_gen.rust_document() for _ in range(cfg.copy_docs)]
+    probe_gen = CodeGenerator(
+        seed=cfg.seed + 99_991, exclude=exclude, random_names=True, words=words
+    )
+    probes = copy_probes(probe_gen, cfg.probes_per_language)
 
     def tokenizer_texts() -> Iterator[str]:
         for key in ("python", "rust", "python_synthetic", "rust_synthetic"):
@@ -647,7 +825,9 @@ def main(cfg: TrainConfig) -> Path:
         model = build_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %.2fM parameters", n_params / 1e6)
-    train_info = train(cfg, model, {k: streams[k] for k, _ in cfg.mix})
+    train_info = train(
+        cfg, model, {k: streams[k] for k, _ in cfg.mix}, tokenizer=tokenizer, probes=probes
+    )
 
     if cfg.out.exists():
         shutil.rmtree(cfg.out)
@@ -677,12 +857,10 @@ def main(cfg: TrainConfig) -> Path:
             }
             log.info("%s: ppl %.2f, unigram %.2f", key, ppl, val[key]["unigram_ppl"])
     completions = evaluate_completions(shipped, shipped_tok)
-    log.info(
-        "python calls %.2f, rust test fn %.2f, rust calls %.2f",
-        completions["python_calls_fraction"],
-        completions["rust_test_fn_fraction"],
-        completions["rust_calls_fraction"],
-    )
+    completions["corpus"] = evaluate_corpus_prompts(shipped, shipped_tok)
+    completions["held_out_random_names"] = calls_rate(shipped, shipped_tok, probes)
+    log.info("completion call rates: %s", {k: v for k, v in completions.items() if "fraction" in k})
+    log.info("corpus prompts: %s", completions["corpus"])
     sizes = {p.name: p.stat().st_size for p in sorted(cfg.out.iterdir())}
     metrics = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -962,6 +1140,18 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser.add_argument("--seq-len", type=int, default=TrainConfig.seq_len)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--warmup", type=int, default=TrainConfig.warmup)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument(
+        "--name-words", action="store_true",
+        help="copy-curriculum names also join real identifier words (curriculum v2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--checkpoint-dir", type=Path, default=None,
+        help="checkpoint here every --checkpoint-every seconds; a rerun resumes from it",
+    )  # fmt: skip
+    parser.add_argument("--checkpoint-every", type=float, default=TrainConfig.checkpoint_every_s)
+    parser.add_argument("--probe-every", type=float, default=TrainConfig.probe_every_s)
+    parser.add_argument("--split-fraction", type=float, default=TrainConfig.split_fraction)
     args = parser.parse_args(argv)
     extra: dict[str, Any] = {}
     if args.copy_fraction is not None:
@@ -979,6 +1169,12 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         seq_len=args.seq_len,
         lr=args.lr,
         warmup=args.warmup,
+        batch_size=args.batch_size,
+        name_words=args.name_words,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every_s=args.checkpoint_every,
+        probe_every_s=args.probe_every,
+        split_fraction=args.split_fraction,
         **extra,
     )
 

@@ -247,7 +247,7 @@ def test_our_corpus_is_what_the_annotator_gives() -> None:
 
 def test_generation_prompts_end_with_marker_after_function() -> None:
     for s in load_corpus().select(kind="generation"):
-        suffix = ">>> " if s.language == "python" else "#[test]\nfn "
+        suffix = ">>>" if s.language == "python" else "#[test]\n"
         assert s.code.endswith(suffix) and s.marker_char_pos == len(s.code) - len(suffix)
         assert max(s.target_char_positions) < s.marker_char_pos
 

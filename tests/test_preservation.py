@@ -606,7 +606,7 @@ def test_rust_full_table_executed(
 
 
 def test_dispatch_matches_direct_calls() -> None:
-    kw = {"function_name": "add", "arity": 2, "execute": False}
+    kw = {"function_name": "add", "arity": 2, "execute": "off"}
     assert score(
         "python", PY_ADD, 'add(1, 2)\n    """', function_source=PY_ADD_SRC, **kw
     ) == score_python(PY_ADD, 'add(1, 2)\n    """', function_source=PY_ADD_SRC, **kw)
@@ -621,6 +621,7 @@ def test_dispatch_matches_direct_calls() -> None:
         ({"function_name": "not a name"}, "function_name"),
         ({"arity": -1}, "arity"),
         ({"timeout": 0.0}, "timeout"),
+        ({"execute": True}, "execute must be one of sandbox, unsafe, off"),
         ({"prompt": "def add(a, b):\n    return a"}, "'>>> '"),
     ],
 )
@@ -631,6 +632,7 @@ def test_bad_input_names_the_value(kwargs: dict[str, object], match: str) -> Non
         "function_name": "add",
         "arity": 2,
         "timeout": 1.0,
+        "execute": "off",
     }
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
@@ -641,7 +643,7 @@ def test_bad_input_names_the_value(kwargs: dict[str, object], match: str) -> Non
             function_name=args["function_name"],  # type: ignore[arg-type]
             arity=args["arity"],  # type: ignore[arg-type]
             function_source=PY_ADD_SRC,
-            execute="off",
+            execute=args["execute"],  # type: ignore[arg-type]
             timeout=args["timeout"],  # type: ignore[arg-type]
         )
 

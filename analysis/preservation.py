@@ -76,7 +76,16 @@ from tree_sitter import Language, Node, Parser
 
 from analysis import sandbox
 
-__all__ = ["EXECUTE_MODES", "ExecuteMode", "Preservation", "score", "score_python", "score_rust"]
+__all__ = [
+    "EXECUTE_MODES",
+    "EXECUTE_REQUESTS",
+    "ExecuteMode",
+    "Preservation",
+    "resolve_execute",
+    "score",
+    "score_python",
+    "score_rust",
+]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +150,36 @@ def _check_execute(execute: object) -> None:
             f"execute must be one of {', '.join(EXECUTE_MODES)}; got {execute!r} "
             "(sandbox runs generated code in bubblewrap, unsafe without it, off not at all)"
         )
+
+
+EXECUTE_REQUESTS: tuple[str, ...] = ("auto", "sandbox", "off", "unsafe")
+
+
+def resolve_execute(requested: str) -> tuple[ExecuteMode, str]:
+    """The ``--execute`` policy: (mode to score with, note for the manifest and report).
+
+    ``auto``: the sandbox when it works here, else ``off`` with a note saying why. ``sandbox``:
+    the sandbox, or :class:`~analysis.sandbox.SandboxUnavailable` naming the fix. ``unsafe``:
+    no sandbox, noted. ``off``: not run. The note is empty when nothing needs saying.
+    """
+    if requested not in EXECUTE_REQUESTS:
+        raise ValueError(
+            f"--execute {requested!r}: use one of {', '.join(EXECUTE_REQUESTS)} (auto = sandbox "
+            "when available, else off)"
+        )
+    if requested == "off":
+        return "off", ""
+    if requested == "unsafe":
+        return "unsafe", (
+            "generated tests were executed WITHOUT a sandbox (--execute unsafe): they could read "
+            "and write what this user can"
+        )
+    reason = sandbox.unavailable_reason()
+    if reason is None:
+        return "sandbox", ""
+    if requested == "sandbox":
+        raise sandbox.SandboxUnavailable(f"--execute sandbox: {reason}")
+    return "off", f"executes not measured (no sandbox; --execute auto): {reason}"
 
 
 def _scrubbed_env(tmp: str) -> dict[str, str]:

@@ -84,8 +84,13 @@ def _gen_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--source-policy", default="markers", help="markers | continuation")
     p.add_argument(
-        "--no-execute", action="store_true", help="do not run generated tests (doctest/rustc)"
+        "--execute",
+        choices=("auto", "sandbox", "off", "unsafe"),
+        default="auto",
+        help="run generated tests: auto = in the bubblewrap sandbox when available, else not "
+        "(noted); sandbox = required; off; unsafe = without a sandbox (explicit opt-in)",
     )
+    p.add_argument("--no-execute", action="store_true", help="same as --execute off")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,7 +186,7 @@ def _config(args: argparse.Namespace) -> Any:
     if args.command in ("generate", "triangle"):
         extra["max_new_tokens"] = args.max_new_tokens
         extra["source_policy"] = args.source_policy
-        extra["execute"] = not args.no_execute
+        extra["execute"] = "off" if args.no_execute else args.execute
     if args.command == "generate":
         if args.conditions is not None:
             extra["conditions"] = tuple(args.conditions)
@@ -231,6 +236,9 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from plip_nn.positions import PositionError
 
     errors += [CorpusError, PositionError]
+    from analysis.sandbox import SandboxUnavailable
+
+    errors.append(SandboxUnavailable)
     return tuple(errors)
 
 

@@ -70,6 +70,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layer", type=_layer, default=None, help="layer (default: scan peak)")
     g.add_argument("--seed", type=int, default=0, help="seed for controls and sampling")
     g.add_argument("--resume", action="store_true", help="continue an existing run directory")
+    g.add_argument(
+        "--allow-code-change",
+        action="store_true",
+        help="with --resume: continue a run started by another git commit / version (recorded)",
+    )
     g.add_argument("--limit", type=int, default=None, help="samples per language and kind")
     g.add_argument("--languages", nargs="+", default=["python", "rust"], help="python and/or rust")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -175,6 +180,7 @@ def _config(args: argparse.Namespace) -> Any:
         "languages": tuple(args.languages),
         "progress": not args.no_progress,
         "chat_template": args.chat_template,
+        "allow_code_change": args.allow_code_change,
     }
     if args.command in ("scan", "knockout"):
         extra["kinds"] = tuple(args.kinds)

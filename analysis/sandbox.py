@@ -361,7 +361,8 @@ def _supervise(cmd: list[str], limits: Limits) -> SandboxResult:
 
     def drain() -> None:
         assert proc.stdout is not None
-        while chunk := proc.stdout.read1(65536):
+        fd = proc.stdout.fileno()
+        while chunk := os.read(fd, 65536):
             room = limits.output_bytes - len(buf)
             buf.extend(chunk[: max(room, 0)])
             if len(chunk) > room:

@@ -207,7 +207,7 @@ class RunDir:
             except json.JSONDecodeError:
                 previous = {}
         code = code_version()
-        session = {**code, "started": _now(), "parts": {}}
+        session: dict[str, Any] = {**code, "started": _now(), "parts": {}}
         full = {
             **_scrub(dict(manifest)),
             "versions": package_versions(),

@@ -3,7 +3,7 @@
 Flags (PRODUCT.md, "Metrics"): ``calls_function`` (a syntactic call of the function by name,
 found with ``ast`` / tree-sitter-rust, never by substring), ``arity_ok`` (some such call passes
 the declared number of arguments), ``valid`` (the generated test parses), ``preserved`` = all
-three, and ``executes`` (the test runs and passes in a subprocess with a timeout).
+three, and ``executes`` (the test runs and passes, in a sandbox by default).
 
 Prompt conventions and trimming (what part of a continuation is scored):
 
@@ -34,14 +34,24 @@ Calls and arity:
   whose own subtree holds a parse error does not count (Python: an example that does not parse
   contributes no calls).
 
-An invalid test is never run: ``executes`` is False for it when ``execute=True``.
+An invalid test is never run: ``executes`` is False for it unless ``execute="off"``.
 
-Execution never happens in this process: Python runs ``python -I -m doctest`` on a temp module
+Execution never happens in this process. Python runs ``python -I -m doctest`` on a temp module
 (``function_source`` with its own docstrings removed, plus the generated doctest as
-``__test__``), Rust runs ``rustc --edition 2021 --test`` and the test binary, each with a
-timeout, a scrubbed environment, a temp working directory and, where ``unshare -rn`` works, no
-network. A timeout counts as ``executes=False``; ``executes=None`` means not attempted
-(``execute=False``, or no rustc).
+``__test__``), Rust runs ``rustc --edition 2021 --test`` and then the test binary. ``execute``
+says where:
+
+* ``"sandbox"`` (default): inside :mod:`analysis.sandbox` (bubblewrap: no network, read-only
+  system, private /tmp, no view of the parent's environment or processes, CPU/memory/file-size/
+  process limits, output cap, everything killed at the timeout). Raises
+  :class:`~analysis.sandbox.SandboxUnavailable` when there is no working sandbox.
+* ``"unsafe"``: a plain subprocess with a scrubbed environment, a temp working directory and a
+  timeout, and nothing else. Generated code can then read and write what this user can; only
+  for an explicit opt-in (``--execute unsafe``).
+* ``"off"``: not run.
+
+A timeout, a killed sandbox or a failure counts as ``executes=False`` (with the reason);
+``executes=None`` means not attempted (``"off"``, or no rustc).
 """
 
 from __future__ import annotations
@@ -50,6 +60,8 @@ import ast
 import doctest
 import functools
 import logging
+import math
+import os
 import shutil
 import subprocess
 import sys
@@ -62,7 +74,18 @@ from typing import Literal
 import tree_sitter_rust
 from tree_sitter import Language, Node, Parser
 
-__all__ = ["Preservation", "score", "score_python", "score_rust"]
+from analysis import sandbox
+
+__all__ = [
+    "EXECUTE_MODES",
+    "EXECUTE_REQUESTS",
+    "ExecuteMode",
+    "Preservation",
+    "resolve_execute",
+    "score",
+    "score_python",
+    "score_rust",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +104,7 @@ class Preservation:
         arity_ok: some such call passes the declared number of arguments.
         valid: the generated test parses (doctest examples / Rust test fn without error nodes).
         preserved: calls_function and arity_ok and valid.
-        executes: the test ran and passed in a subprocess; None when not attempted.
+        executes: the test ran and passed; None when not attempted.
         reason: why a flag is False (empty when all are True), for people reading records.
     """
 
@@ -117,33 +140,58 @@ def _make(
 
 # --------------------------------------------------------------------------- subprocess
 
+ExecuteMode = Literal["sandbox", "unsafe", "off"]
+EXECUTE_MODES: tuple[str, ...] = ("sandbox", "unsafe", "off")
+_OUTPUT_TAIL = 2000
 
-@functools.cache
-def _netns_prefix() -> tuple[str, ...]:
-    """``unshare -rn`` (no network) where this kernel allows it, else nothing."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        log.info("unshare not found: generated tests run without a network namespace")
-        return ()
-    try:
-        ok = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    if not ok:
-        log.info("unshare -rn is not permitted: generated tests run without a network namespace")
-        return ()
-    return (exe, "-rn")
+
+def _check_execute(execute: object) -> None:
+    if execute not in EXECUTE_MODES:
+        raise ValueError(
+            f"execute must be one of {', '.join(EXECUTE_MODES)}; got {execute!r} "
+            "(sandbox runs generated code in bubblewrap, unsafe without it, off not at all)"
+        )
+
+
+EXECUTE_REQUESTS: tuple[str, ...] = ("auto", "sandbox", "off", "unsafe")
+
+
+def resolve_execute(requested: str) -> tuple[ExecuteMode, str]:
+    """The ``--execute`` policy: (mode to score with, note for the manifest and report).
+
+    ``auto``: the sandbox when it works here, else ``off`` with a note saying why. ``sandbox``:
+    the sandbox, or :class:`~analysis.sandbox.SandboxUnavailable` naming the fix. ``unsafe``:
+    no sandbox, noted. ``off``: not run. The note is empty when nothing needs saying.
+    """
+    if requested not in EXECUTE_REQUESTS:
+        raise ValueError(
+            f"--execute {requested!r}: use one of {', '.join(EXECUTE_REQUESTS)} (auto = sandbox "
+            "when available, else off)"
+        )
+    if requested == "off":
+        return "off", ""
+    if requested == "unsafe":
+        return "unsafe", (
+            "generated tests were executed WITHOUT a sandbox (--execute unsafe): they could read "
+            "and write what this user can"
+        )
+    reason = sandbox.unavailable_reason()
+    if reason is None:
+        return "sandbox", ""
+    if requested == "sandbox":
+        raise sandbox.SandboxUnavailable(f"--execute sandbox: {reason}")
+    return "off", f"executes not measured (no sandbox; --execute auto): {reason}"
 
 
 def _scrubbed_env(tmp: str) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8"}
 
 
-def _run(cmd: list[str], *, cwd: str, timeout: float) -> tuple[int | None, str]:
-    """Run ``cmd``; returns (returncode or None on timeout, combined output tail)."""
+def _run_unsafe(cmd: list[str], *, cwd: str, timeout: float) -> tuple[int | None, str]:
+    """``--execute unsafe``: a plain subprocess (returncode or None on timeout, output tail)."""
     try:
         proc = subprocess.run(
-            [*_netns_prefix(), *cmd],
+            cmd,
             cwd=cwd,
             env=_scrubbed_env(cwd),
             stdin=subprocess.DEVNULL,
@@ -154,7 +202,51 @@ def _run(cmd: list[str], *, cwd: str, timeout: float) -> tuple[int | None, str]:
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout:g} s"
     out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-    return proc.returncode, out[-2000:]
+    return proc.returncode, out[-_OUTPUT_TAIL:]
+
+
+def _run_sandboxed(
+    cmd: list[str],
+    *,
+    workdir: str,
+    writable: bool,
+    ro_paths: list[str],
+    limits: sandbox.Limits,
+    chdir: str = "/tmp",
+) -> tuple[int | None, str]:
+    """Run ``cmd`` in the sandbox; (returncode or None when killed, reason/output tail)."""
+    res = sandbox.run(
+        cmd, workdir=workdir, writable=writable, ro_paths=ro_paths, chdir=chdir, limits=limits
+    )
+    why = res.describe(limits)
+    if res.returncode is None:
+        return None, why
+    out = res.output[-_OUTPUT_TAIL:]
+    return res.returncode, out if res.returncode >= 0 else f"{why}: {out}"
+
+
+def _python_for_sandbox() -> tuple[str, str]:
+    """(interpreter, prefix to bind): the base interpreter of this one, never a venv shim."""
+    return os.path.realpath(sys.executable), sys.base_prefix
+
+
+def _python_limits(timeout: float) -> sandbox.Limits:
+    return sandbox.Limits(wall_s=timeout, cpu_s=max(1, math.ceil(timeout)))
+
+
+def _rust_compile_limits(timeout: float) -> sandbox.Limits:
+    wall = max(timeout, 60.0)
+    return sandbox.Limits(
+        wall_s=wall,
+        cpu_s=math.ceil(wall) * 2,  # rustc runs codegen threads in parallel
+        address_space=8 * 1024**3,  # rustc reserves much more than it touches
+        file_size=256 * 1024**2,
+        processes=128,
+    )
+
+
+def _rust_run_limits(timeout: float) -> sandbox.Limits:
+    return sandbox.Limits(wall_s=timeout, cpu_s=max(1, math.ceil(timeout)))
 
 
 # --------------------------------------------------------------------------- Python
@@ -244,7 +336,9 @@ def _strip_docstrings(source: str) -> str:
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
-def _execute_python(function_source: str, doctest_text: str, timeout: float) -> tuple[bool, str]:
+def _execute_python(
+    function_source: str, doctest_text: str, timeout: float, execute: ExecuteMode
+) -> tuple[bool, str]:
     try:
         module = _strip_docstrings(function_source)
     except SyntaxError as exc:
@@ -252,8 +346,15 @@ def _execute_python(function_source: str, doctest_text: str, timeout: float) -> 
     module += f"\n\n__test__ = {{'generated': {doctest_text!r}}}\n"
     with tempfile.TemporaryDirectory(prefix="plip_doctest_") as tmp:
         Path(tmp, "generated_doctest.py").write_text(module, encoding="utf-8")
-        cmd = [sys.executable, "-I", "-m", "doctest", "generated_doctest.py"]
-        code, out = _run(cmd, cwd=tmp, timeout=timeout)
+        if execute == "sandbox":
+            python, prefix = _python_for_sandbox()
+            cmd = [python, "-I", "-m", "doctest", "/work/generated_doctest.py"]
+            code, out = _run_sandboxed(
+                cmd, workdir=tmp, writable=False, ro_paths=[prefix], limits=_python_limits(timeout)
+            )
+        else:
+            cmd = [sys.executable, "-I", "-m", "doctest", "generated_doctest.py"]
+            code, out = _run_unsafe(cmd, cwd=tmp, timeout=timeout)
     if code is None:
         return False, f"doctest {out}"
     return code == 0, "" if code == 0 else f"doctest failed (exit {code}): {out[-300:]}"
@@ -266,7 +367,7 @@ def score_python(
     function_name: str,
     arity: int,
     function_source: str,
-    execute: bool = True,
+    execute: ExecuteMode = "sandbox",
     timeout: float = 10.0,
 ) -> Preservation:
     """Score a generated Python doctest (conventions in the module docstring).
@@ -278,10 +379,12 @@ def score_python(
         arity: declared parameter count (``self``/``cls`` included for methods).
         function_source: complete source defining the function (and anything the test needs);
             used to recognise methods and to execute the doctest.
-        execute: run the doctest in a subprocess (only when ``valid``).
-        timeout: seconds before the subprocess is killed (then ``executes`` is False).
+        execute: ``"sandbox"``, ``"unsafe"`` or ``"off"`` (module docstring); only a ``valid``
+            test is run.
+        timeout: seconds before the test is killed (then ``executes`` is False).
     """
     _check_args(function_name, arity, timeout)
+    _check_execute(execute)
     text = _python_doctest_text(prompt, continuation)
     reasons: list[str] = []
     try:
@@ -308,11 +411,11 @@ def score_python(
         reasons.append(f"calls of {function_name} pass {passed} arguments, declared {arity}")
 
     executes: bool | None = None
-    if execute and valid:
-        executes, why = _execute_python(function_source, text, timeout)
+    if execute != "off" and valid:
+        executes, why = _execute_python(function_source, text, timeout, execute)
         if why:
             reasons.append(why)
-    elif execute:
+    elif execute != "off":
         executes = False
     return _make(bool(calls), arity_ok, valid, executes, reasons)
 
@@ -459,7 +562,7 @@ def _rustc() -> str | None:
 
 
 def _execute_rust(
-    function_source: str, test_source: str, timeout: float
+    function_source: str, test_source: str, timeout: float, execute: ExecuteMode
 ) -> tuple[bool | None, str]:
     rustc = _rustc()
     if rustc is None:
@@ -468,11 +571,39 @@ def _execute_rust(
     program = "#![allow(dead_code, unused)]\n" + function_source + "\n\n" + test_source + "\n"
     with tempfile.TemporaryDirectory(prefix="plip_rustc_") as tmp:
         Path(tmp, "generated_test.rs").write_text(program, encoding="utf-8")
-        cmd = [rustc, "--edition", "2021", "--test", "-o", "generated_test", "generated_test.rs"]
-        code, out = _run(cmd, cwd=tmp, timeout=max(timeout, 60.0))
+        compile_cmd = [rustc, "--edition", "2021", "--test", "-o", "generated_test"]
+        run_args = ["--test-threads=1"]
+        if execute == "sandbox":
+            sysroot = str(Path(rustc).parent.parent)
+            # The sandbox has no /etc, so Debian's /usr/bin/cc -> /etc/alternatives link is
+            # resolved here.
+            linker = os.path.realpath(shutil.which("cc") or "/usr/bin/cc")
+            code, out = _run_sandboxed(
+                [*compile_cmd, "-C", f"linker={linker}", "generated_test.rs"],
+                workdir=tmp,
+                writable=True,  # rustc writes the binary next to the source
+                ro_paths=[sysroot, str(Path(linker).parent)],
+                chdir="/work",
+                limits=_rust_compile_limits(timeout),
+            )
+            # Compile-only mounts /work writable; the untrusted binary gets it read-only.
+            cmd = ["/work/generated_test", *run_args]
+            run = functools.partial(
+                _run_sandboxed,
+                workdir=tmp,
+                writable=False,
+                ro_paths=[],
+                limits=_rust_run_limits(timeout),
+            )
+        else:
+            code, out = _run_unsafe(
+                [*compile_cmd, "generated_test.rs"], cwd=tmp, timeout=max(timeout, 60.0)
+            )
+            cmd = ["./generated_test", *run_args]
+            run = functools.partial(_run_unsafe, cwd=tmp, timeout=timeout)
         if code != 0:
             return False, f"rustc failed: {out[-300:]}"
-        code, out = _run(["./generated_test", "--test-threads=1"], cwd=tmp, timeout=timeout)
+        code, out = run(cmd)
     if code is None:
         return False, f"test binary {out}"
     return code == 0, "" if code == 0 else f"test failed (exit {code}): {out[-300:]}"
@@ -485,7 +616,7 @@ def score_rust(
     function_name: str,
     arity: int,
     function_source: str,
-    execute: bool = True,
+    execute: ExecuteMode = "sandbox",
     timeout: float = 10.0,
 ) -> Preservation:
     """Score a generated Rust test (conventions in the module docstring).
@@ -496,10 +627,12 @@ def score_rust(
         function_name: the function under test.
         arity: declared parameter count (``self`` included for methods).
         function_source: complete source defining the function (and types the test needs).
-        execute: compile and run the test (only when ``valid`` and rustc exists).
+        execute: ``"sandbox"``, ``"unsafe"`` or ``"off"`` (module docstring); only a ``valid``
+            test is compiled and run, and only where rustc exists.
         timeout: seconds for running the test binary (compilation gets at least 60 s).
     """
     _check_args(function_name, arity, timeout)
+    _check_execute(execute)
     test_source = _rust_trim(continuation, _rust_header(prompt))
     data = test_source.encode("utf-8")
     tree = _rust_parser().parse(data)
@@ -520,11 +653,11 @@ def score_rust(
         reasons.append(f"calls of {function_name} pass {passed} arguments, declared {arity}")
 
     executes: bool | None = None
-    if execute and valid:
-        executes, why = _execute_rust(function_source, test_source, timeout)
+    if execute != "off" and valid:
+        executes, why = _execute_rust(function_source, test_source, timeout, execute)
         if why:
             reasons.append(why)
-    elif execute:
+    elif execute != "off":
         executes = False
     return _make(bool(calls), arity_ok, valid, executes, reasons)
 
@@ -537,7 +670,7 @@ def score(
     function_name: str,
     arity: int,
     function_source: str,
-    execute: bool = True,
+    execute: ExecuteMode = "sandbox",
     timeout: float = 10.0,
 ) -> Preservation:
     """Dispatch to ``score_python`` / ``score_rust`` by record ``language``."""

@@ -295,6 +295,9 @@ def _report(run_dir: Path, tables: dict[str, pd.DataFrame], meta: dict[str, Any]
     lines.append(
         _md_table(pd.DataFrame({"item": list(info), "value": [str(v) for v in info.values()]}))
     )
+    execute_note = (man.get("execute") or {}).get("note")
+    if execute_note:  # no sandbox (auto) or no sandbox by choice (unsafe): say so
+        lines.append(f"\n**Generated tests (`executes`)**: {execute_note}.\n")
     if "calibration" in meta:
         cal = meta["calibration"]
         lines.append("\n## Calibration\n\n")

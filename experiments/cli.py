@@ -70,6 +70,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layer", type=_layer, default=None, help="layer (default: scan peak)")
     g.add_argument("--seed", type=int, default=0, help="seed for controls and sampling")
     g.add_argument("--resume", action="store_true", help="continue an existing run directory")
+    g.add_argument(
+        "--allow-code-change",
+        action="store_true",
+        help="with --resume: continue a run started by another git commit / version (recorded)",
+    )
     g.add_argument("--limit", type=int, default=None, help="samples per language and kind")
     g.add_argument("--languages", nargs="+", default=["python", "rust"], help="python and/or rust")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -84,8 +89,13 @@ def _gen_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--source-policy", default="markers", help="markers | continuation")
     p.add_argument(
-        "--no-execute", action="store_true", help="do not run generated tests (doctest/rustc)"
+        "--execute",
+        choices=("auto", "sandbox", "off", "unsafe"),
+        default="auto",
+        help="run generated tests: auto = in the bubblewrap sandbox when available, else not "
+        "(noted); sandbox = required; off; unsafe = without a sandbox (explicit opt-in)",
     )
+    p.add_argument("--no-execute", action="store_true", help="same as --execute off")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +180,7 @@ def _config(args: argparse.Namespace) -> Any:
         "languages": tuple(args.languages),
         "progress": not args.no_progress,
         "chat_template": args.chat_template,
+        "allow_code_change": args.allow_code_change,
     }
     if args.command in ("scan", "knockout"):
         extra["kinds"] = tuple(args.kinds)
@@ -181,7 +192,7 @@ def _config(args: argparse.Namespace) -> Any:
     if args.command in ("generate", "triangle"):
         extra["max_new_tokens"] = args.max_new_tokens
         extra["source_policy"] = args.source_policy
-        extra["execute"] = not args.no_execute
+        extra["execute"] = "off" if args.no_execute else args.execute
     if args.command == "generate":
         if args.conditions is not None:
             extra["conditions"] = tuple(args.conditions)
@@ -231,6 +242,9 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from plip_nn.positions import PositionError
 
     errors += [CorpusError, PositionError]
+    from analysis.sandbox import SandboxUnavailable
+
+    errors.append(SandboxUnavailable)
     return tuple(errors)
 
 

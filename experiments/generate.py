@@ -9,6 +9,7 @@ scored for preservation by :mod:`analysis.preservation` (``generations.parquet``
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from dataclasses import dataclass
@@ -36,7 +37,17 @@ from plip_nn.generate import (
     marker_token_sequences,
 )
 
-__all__ = ["GEN_ORDER", "Config", "main", "run_generation", "trim_continuation"]
+__all__ = [
+    "GEN_ORDER",
+    "Config",
+    "check_execute",
+    "main",
+    "resolve_execute",
+    "run_generation",
+    "trim_continuation",
+]
+
+log = logging.getLogger(__name__)
 
 GEN_ORDER = ["language", "sample_id", "condition_order"]
 GEN_KEYS = ["sample_id", "condition", "layer"]
@@ -52,7 +63,8 @@ class Config(CommonConfig):
         sample: seeded sampling instead of greedy decoding.
         temperature: sampling temperature.
         source_policy: ``markers`` (prompt marker + generated markers) or ``continuation``.
-        execute: run the generated tests in a subprocess (doctest / rustc) for ``executes``.
+        execute: ``auto`` | ``sandbox`` | ``off`` | ``unsafe``: where generated tests run for
+            ``executes`` (see :func:`analysis.preservation.resolve_execute`).
     """
 
     conditions: tuple[str, ...] = conditions.STUDY_CONDITIONS
@@ -60,7 +72,7 @@ class Config(CommonConfig):
     sample: bool = False
     temperature: float = 1.0
     source_policy: str = "markers"
-    execute: bool = True
+    execute: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,6 +94,7 @@ class Config(CommonConfig):
             )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"--temperature {self.temperature!r}: use a number > 0")
+        check_execute(self.execute)
 
 
 def trim_continuation(language: str, text: str, eos: str | None) -> tuple[str, str]:
@@ -122,7 +135,25 @@ def trim_continuation(language: str, text: str, eos: str | None) -> tuple[str, s
     return text, reason
 
 
-def _preservation(p: Prepared, text: str, execute: bool) -> dict[str, Any]:
+def check_execute(value: str) -> None:
+    """``--execute`` must name a policy (ConfigError otherwise)."""
+    from analysis.preservation import EXECUTE_REQUESTS
+
+    if value not in EXECUTE_REQUESTS:
+        raise ConfigError(
+            f"--execute {value!r}: use one of {', '.join(EXECUTE_REQUESTS)} (auto = the sandbox "
+            "when available, else not run)"
+        )
+
+
+def resolve_execute(requested: str) -> tuple[str, str]:
+    """(mode, note) for ``--execute``; raises SandboxUnavailable (exit 2) before any work."""
+    from analysis.preservation import resolve_execute as resolve
+
+    return resolve(requested)
+
+
+def _preservation(p: Prepared, text: str, execute: str) -> dict[str, Any]:
     from analysis.preservation import score
 
     fn = p.sample.function
@@ -168,6 +199,11 @@ def run_generation(
         set_value=set_value,
         seed=cfg.seed,
     )
+
+    execute, note = resolve_execute(cfg.execute)
+    if note:
+        log.warning(note)
+    study.run.update_manifest(execute={"requested": cfg.execute, "mode": execute, "note": note})
 
     def key(u: Any) -> str:
         return f"{u[0].id}/{u[1].name}/{u[2]}"
@@ -222,7 +258,7 @@ def run_generation(
                     "attn_achieved": sum(levels) / len(levels) if levels else math.nan,
                     "n_edited_steps": int(res.n_edited_steps),
                     "edit": cond.to_json(),
-                    **_preservation(p, text, cfg.execute),
+                    **_preservation(p, text, execute),
                 }
             )
         return pd.DataFrame(rows)
@@ -241,6 +277,7 @@ def run_generation(
 
 def main(cfg: Config) -> Path:
     """Run generation under each condition; return the run directory."""
+    resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2, nothing written
     needs_scan = cfg.layer is None or "set_value_calibrated" in cfg.conditions
     kinds = ("generation", "test") if needs_scan else ("generation",)
     study = open_study(cfg, "generate", kinds, cfg.to_dict())

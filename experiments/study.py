@@ -64,6 +64,8 @@ class CommonConfig:
         chat_template: wrap each sample in the tokenizer's chat template (instruct models):
             a user turn asking to continue the code, then the code as the start of the
             assistant turn; positions are shifted by the template's prefix.
+        allow_code_change: with ``resume``, continue a run written by another git commit or
+            plip-nn version (recorded per part in the manifest); refused otherwise.
     """
 
     model: str = "embedded"
@@ -80,6 +82,7 @@ class CommonConfig:
     languages: tuple[str, ...] = LANGUAGES
     progress: bool = True
     chat_template: bool = False
+    allow_code_change: bool = False
 
     def __post_init__(self) -> None:
         if self.remote not in REMOTES:
@@ -256,7 +259,7 @@ def prepare(
 
 
 def default_out(experiment: str) -> str:
-    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return str(Path("runs") / f"{experiment}-{stamp}")
 
 
@@ -309,7 +312,13 @@ def open_study(
         "dtype": str(next(handle.hf.parameters()).dtype),
         "n_samples": len(samples),
     }
-    run = RunDir.open(out, config_dict, resume=cfg.resume, manifest=manifest)
+    run = RunDir.open(
+        out,
+        config_dict,
+        resume=cfg.resume,
+        manifest=manifest,
+        allow_code_change=cfg.allow_code_change,
+    )
     return Study(
         cfg=cfg, experiment=experiment, handle=handle, samples=samples, run=run, layer=cfg.layer
     )

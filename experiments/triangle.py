@@ -18,7 +18,7 @@ from pathlib import Path
 from experiments import conditions
 from experiments.calibrate import calibrate
 from experiments.generate import Config as GenerateConfig
-from experiments.generate import run_generation
+from experiments.generate import check_execute, resolve_execute, run_generation
 from experiments.records import run_records
 from experiments.scan import choose_layer, run_scan
 from experiments.study import CommonConfig, ConfigError, open_study
@@ -33,14 +33,15 @@ class Config(CommonConfig):
     Attributes:
         max_new_tokens: generation length before trimming.
         source_policy: generation source policy (``markers`` or ``continuation``).
-        execute: run generated tests in a subprocess for the ``executes`` column.
+        execute: ``auto`` | ``sandbox`` | ``off`` | ``unsafe`` for the ``executes`` column
+            (see :func:`analysis.preservation.resolve_execute`).
         generation: include the generation part (preservation); off = single passes only.
         dose_response: add Scale 0.5, 1, 3, 4 to the records for the dose-response curve.
     """
 
     max_new_tokens: int = 40
     source_policy: str = "markers"
-    execute: bool = True
+    execute: str = "auto"
     generation: bool = True
     dose_response: bool = True
 
@@ -52,6 +53,7 @@ class Config(CommonConfig):
             raise ConfigError(
                 "the study compares Python with Rust; pass --languages python rust (the default)"
             )
+        check_execute(self.execute)
 
 
 def record_conditions(dose_response: bool) -> list[str]:
@@ -66,6 +68,8 @@ def record_conditions(dose_response: bool) -> list[str]:
 
 def main(cfg: Config) -> Path:
     """Run the study and its analysis; return the run directory."""
+    if cfg.generation:
+        resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2 first
     kinds = ("test", "baseline", "generation") if cfg.generation else ("test", "baseline")
     study = open_study(cfg, "triangle", kinds, cfg.to_dict())
     scan = run_scan(study, ("test", "baseline"))

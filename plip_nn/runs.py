@@ -8,7 +8,9 @@ Every file is written atomically: to a temporary file in the same directory, flu
 ``os.replace``-d into place. A run killed at any moment therefore leaves only complete parts
 (plus stray temporaries, removed on resume). ``--resume`` skips chunks whose part exists and
 assembles the table from the parts, so a resumed run has exactly the rows of an uninterrupted
-one, each once.
+one, each once. It refuses a different git commit or plip-nn version (one table would mix rows
+of two codes) unless ``allow_code_change``; ``manifest.json``'s ``code_versions`` lists every
+session's code version and the parts it wrote.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "atomic_write_parquet",
+    "code_version",
     "package_versions",
 ]
 
@@ -103,8 +106,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def code_version() -> dict[str, str | None]:
+    """The code that computes the rows: git commit (None outside a checkout) and version."""
+    return {"git_commit": _git_commit(), "package_version": package_versions()["plip-nn"]}
+
+
 def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _scrub(obj: Any) -> Any:
@@ -136,6 +144,7 @@ class RunDir:
         *,
         resume: bool,
         manifest: Mapping[str, Any],
+        allow_code_change: bool = False,
     ) -> RunDir:
         """Create ``path`` (or reopen it with ``resume``) and write config.json + manifest.json.
 
@@ -145,10 +154,14 @@ class RunDir:
                 one except for the ``resume`` and ``out`` keys.
             resume: reuse an existing directory and keep its finished parts.
             manifest: extra manifest fields (model name/revision, seed, remote, ...).
+            allow_code_change: resume even when the git commit or package version differs from
+                the one that wrote the run so far. Every session's code version and the parts
+                it wrote are kept in the manifest's ``code_versions`` either way.
 
         Raises:
             RunDirError: the directory exists and is not empty without ``resume``, or the stored
-                config differs from ``config``, or it is not a directory.
+                config differs from ``config``, or it is not a directory, or (on resume) the
+                code version differs and ``allow_code_change`` is False.
         """
         path = Path(path)
         config = _scrub(dict(config))
@@ -169,7 +182,7 @@ class RunDir:
                 stored = json.loads(cfg_file.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
                 raise RunDirError(f"cannot resume {path}: config.json is corrupt ({exc})") from exc
-            ignore = {"resume", "out"}
+            ignore = {"resume", "out", "allow_code_change"}
             diff = sorted(
                 k
                 for k in set(stored) | set(config)
@@ -181,6 +194,8 @@ class RunDir:
                     f"cannot resume {path}: the config differs from the stored one ({shown}); "
                     "rerun with the same flags or use a new --out"
                 )
+            if not allow_code_change:
+                _check_same_code(path)
             for tmp in path.rglob(f"*{_TMP_MARK}*"):
                 tmp.unlink(missing_ok=True)
         path.mkdir(parents=True, exist_ok=True)
@@ -191,10 +206,13 @@ class RunDir:
                 previous = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
             except json.JSONDecodeError:
                 previous = {}
+        code = code_version()
+        session: dict[str, Any] = {**code, "started": _now(), "parts": {}}
         full = {
             **_scrub(dict(manifest)),
             "versions": package_versions(),
-            "git_commit": _git_commit(),
+            "git_commit": code["git_commit"],
+            "code_versions": [*previous.get("code_versions", []), session],
             "started": previous.get("started", _now()),
             "resumed": [*previous.get("resumed", []), _now()] if previous else [],
             "finished": None,
@@ -228,6 +246,10 @@ class RunDir:
 
     def write_part(self, table: str, key: str, df: pd.DataFrame) -> None:
         atomic_write_parquet(self._parts_dir(table) / f"{key}.parquet", df)
+        # Provenance: which code version wrote this part (the current session's entry).
+        session = self.manifest["code_versions"][-1]
+        session["parts"].setdefault(table, []).append(key)
+        self._write_manifest()
 
     def read_parts(self, table: str) -> pd.DataFrame:
         frames = []
@@ -263,6 +285,27 @@ class RunDir:
 
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+
+def _check_same_code(path: Path) -> None:
+    """Refuse to resume ``path`` with a different git commit or package version."""
+    try:
+        previous = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return  # no manifest yet: nothing was recorded by other code
+    before = {
+        "git_commit": previous.get("git_commit"),
+        "package_version": (previous.get("versions") or {}).get("plip-nn"),
+    }
+    now = code_version()
+    diff = [k for k in before if before[k] != now[k]]
+    if diff:
+        shown = ", ".join(f"{k} {before[k]} (run) vs {now[k]} (now)" for k in diff)
+        raise RunDirError(
+            f"cannot resume {path}: it was written by different code ({shown}); rerun with the "
+            "code that started it, use a new --out, or pass --allow-code-change to mix them "
+            "(each part's code version is then recorded in manifest.json)"
+        )
 
 
 def _jsonable(value: Any) -> Any:

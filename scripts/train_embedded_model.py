@@ -340,7 +340,7 @@ def calls_function(language: str, prompt: str, completion: str, name: str) -> bo
 
     return score(
         language, prompt, completion, function_name=name, arity=0, function_source=prompt,
-        execute=False,
+        execute="off",
     ).calls_function  # fmt: skip
 
 

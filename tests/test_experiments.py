@@ -195,7 +195,7 @@ def test_generate_records_and_preservation_columns(env, tmp_path):
         **_common(env, tmp_path / "gen", layer=1, limit=2),
         conditions=("baseline", "knockout", "scale_2"),
         max_new_tokens=6,
-        execute=False,
+        execute="off",
     )
     df = pd.read_parquet(gen_exp.main(cfg) / "generations.parquet")
     assert len(df) == 4 * 3
@@ -355,7 +355,7 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
     from experiments import triangle
 
     cfg = triangle.Config(
-        **_common(env, tmp_path / "tri", limit=2), max_new_tokens=6, execute=False
+        **_common(env, tmp_path / "tri", limit=2), max_new_tokens=6, execute="off"
     )
     out = triangle.main(cfg)
     for name in (

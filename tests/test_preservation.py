@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sandbox_marks import needs_sandbox
 
 from analysis.preservation import Preservation, _rustc, score, score_python, score_rust
 
@@ -262,7 +263,7 @@ def test_python_flags(
     prompt: str, fn: str, arity: int, src: str, cont: str, calls: int, arity_ok: int, valid: int
 ) -> None:
     got = score_python(
-        prompt, cont, function_name=fn, arity=arity, function_source=src, execute=False
+        prompt, cont, function_name=fn, arity=arity, function_source=src, execute="off"
     )
     assert (got.calls_function, got.arity_ok, got.valid) == (
         bool(calls),
@@ -290,6 +291,7 @@ PY_EXEC = [
 ]
 
 
+@needs_sandbox
 @pytest.mark.parametrize(("cont", "expected"), PY_EXEC)
 def test_python_executes(cont: str, expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLIP_SECRET", "x")
@@ -299,6 +301,7 @@ def test_python_executes(cont: str, expected: bool, monkeypatch: pytest.MonkeyPa
     assert got.executes is expected, got.reason
 
 
+@needs_sandbox
 def test_python_method_executes() -> None:
     cont = 'c = Counter()\n        >>> c.bump(2)\n        2\n        >>> c.bump(3)\n        5\n        """'
     got = score_python(
@@ -307,6 +310,7 @@ def test_python_method_executes() -> None:
     assert got.preserved and got.executes is True, got.reason
 
 
+@needs_sandbox
 def test_python_own_docstring_examples_not_run() -> None:
     # The reference source carries a failing example of its own; only the generated one runs.
     src = 'def add(a, b):\n    """Add.\n\n    >>> add(1, 1)\n    3\n    """\n    return a + b\n'
@@ -316,6 +320,7 @@ def test_python_own_docstring_examples_not_run() -> None:
     assert got.executes is True, got.reason
 
 
+@needs_sandbox
 def test_timeout_reason_says_so() -> None:
     got = score_python(
         PY_ADD,
@@ -515,7 +520,7 @@ def test_rust_flags(
 ) -> None:
     fn, arity, src, prompt = fixture
     got = score_rust(
-        prompt, cont, function_name=fn, arity=arity, function_source=src, execute=False
+        prompt, cont, function_name=fn, arity=arity, function_source=src, execute="off"
     )
     assert (got.calls_function, got.arity_ok, got.valid) == (
         bool(calls),
@@ -546,6 +551,7 @@ RS_EXEC = [
 ]
 
 
+@needs_sandbox
 @needs_rustc
 @pytest.mark.parametrize(("fixture", "cont", "expected"), RS_EXEC)
 def test_rust_executes(fixture: tuple[str, int, str, str], cont: str, expected: bool) -> None:
@@ -571,6 +577,7 @@ def test_rust_no_rustc_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
     assert got.preserved and got.executes is None
 
 
+@needs_sandbox
 @pytest.mark.slow
 @needs_rustc
 @pytest.mark.parametrize(
@@ -599,7 +606,7 @@ def test_rust_full_table_executed(
 
 
 def test_dispatch_matches_direct_calls() -> None:
-    kw = {"function_name": "add", "arity": 2, "execute": False}
+    kw = {"function_name": "add", "arity": 2, "execute": "off"}
     assert score(
         "python", PY_ADD, 'add(1, 2)\n    """', function_source=PY_ADD_SRC, **kw
     ) == score_python(PY_ADD, 'add(1, 2)\n    """', function_source=PY_ADD_SRC, **kw)
@@ -614,6 +621,7 @@ def test_dispatch_matches_direct_calls() -> None:
         ({"function_name": "not a name"}, "function_name"),
         ({"arity": -1}, "arity"),
         ({"timeout": 0.0}, "timeout"),
+        ({"execute": True}, "execute must be one of sandbox, unsafe, off"),
         ({"prompt": "def add(a, b):\n    return a"}, "'>>> '"),
     ],
 )
@@ -624,6 +632,7 @@ def test_bad_input_names_the_value(kwargs: dict[str, object], match: str) -> Non
         "function_name": "add",
         "arity": 2,
         "timeout": 1.0,
+        "execute": "off",
     }
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
@@ -634,7 +643,7 @@ def test_bad_input_names_the_value(kwargs: dict[str, object], match: str) -> Non
             function_name=args["function_name"],  # type: ignore[arg-type]
             arity=args["arity"],  # type: ignore[arg-type]
             function_source=PY_ADD_SRC,
-            execute=False,
+            execute=args["execute"],  # type: ignore[arg-type]
             timeout=args["timeout"],  # type: ignore[arg-type]
         )
 

@@ -48,7 +48,7 @@ def test_seeded_sampling_is_reproducible(env, tmp_path):
         max_new_tokens=8,
         sample=True,
         temperature=1.5,
-        execute=False,
+        execute="off",
     )
     runs = [
         pd.read_parquet(

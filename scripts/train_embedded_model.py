@@ -948,10 +948,10 @@ def model_card(m: dict[str, Any]) -> str:
         "",
         "Tokenizer: byte-level BPE trained with `tokenizers` using Qwen2's pre-tokenizer (NFC,",
         "Qwen2 split regex), loaded by `AutoTokenizer` as `Qwen2Tokenizer`. That regex glues a space",
-        'to the next word, so a prompt ending in `">>> "` or `"#[test]\\nfn "` ends in a bare space',
-        f"token; {c['split_fraction']:.0%} of the synthetic documents were tokenized in pieces cut",
-        "right after these markers so the model has seen that token sequence. Special token",
-        "`<|endoftext|>` is eos = pad (and the config's bos id); the tokenizer adds **no** BOS.",
+        "to the next word (`def gcd` -> `def`, ` g`, `cd`), so generation prompts end right after",
+        "the marker (`>>>`, `#[test]\\n`; docs/PROMPTS.md) and the model writes ` gcd` itself with",
+        "the tokens it saw after `def`/`fn`. Special token `<|endoftext|>` is eos = pad (and the",
+        "config's bos id); the tokenizer adds **no** BOS.",
         "",
         "## Training data",
         "",
@@ -975,6 +975,7 @@ def model_card(m: dict[str, Any]) -> str:
         stages.insert(0, link)
         link = link.get("base")
     base = stages[0] if stages else None  # stage 1: the from-scratch run
+    parent = stages[-1] if stages else None  # the model this stage continued
     stage1 = base["config"] if base and base.get("config") else c
     lines += [
         "",
@@ -987,14 +988,24 @@ def model_card(m: dict[str, Any]) -> str:
         f"  Held-out prompt signature lines found verbatim in the real code: "
         f"{m['data']['held_out_signatures_in_training_text'] or 'none'}.",
     ]
-    if "python_copy" in tokens:
+    lines += [
+        "* Copy curriculum (stages 2-3; `CodeGenerator(random_names=True)`): 20,000 Python and",
+        "  20,000 Rust documents of the same shapes whose function *and* parameter names are",
+        "  random syllable words (`nux_viplo(rozer_skarken)`), so a doctest or test can only name",
+        "  its function by copying it from the context (no memorisable names).",
+    ]
+    if c.get("name_words"):
         lines += [
-            f"* Copy curriculum (stage 2; `CodeGenerator(random_names=True)`): {c['copy_docs']:,}"
-            " Python and",
-            f"  {c['copy_docs']:,} Rust documents of the same shapes whose function *and* parameter"
-            " names are random",
-            "  syllable words (`nux_viplo(rozer_skarken)`), so a doctest or test can only name its",
-            "  function by copying it from the context (no memorisable names).",
+            f"* Copy curriculum v2 (stage {len(stages) + 1}; `--name-words`): {c['copy_docs']:,}"
+            f" Python and {c['copy_docs']:,} Rust documents. Half of the random names join random",
+            "  real identifier words (the 4,000 most frequent lower-case words of the training",
+            "  code's identifiers, e.g. `cache_row_parse`), half are syllable words, so copied",
+            "  names tokenize like real code's names yet cannot be memorised. Rust tests call the",
+            "  function mostly as `let result = name(..);` (60%): there the name carries its",
+            "  leading space exactly as after `fn`, whereas `assert_eq!(name(` glues it to `!(`.",
+            "  Half of the Rust test names are generic (`it_works`, `basic`), so the copy happens",
+            "  in the body. (The run generated a few files with a generic test name twice; the",
+            "  generator now renames the second to `test_<name>`, so a rerun differs there.)",
         ]
     lines += [
         "",
@@ -1031,6 +1042,7 @@ def model_card(m: dict[str, Any]) -> str:
         f"(whole script {m['total_seconds'] / 60:.1f} min) on {m['machine']}, CPU shared with",
         "other jobs. Mean train loss over the last 50 steps: "
         f"{m['train']['final_train_loss_mean_last_50']:.3f}.",
+        *_probe_lines(m["train"].get("probes", [])),
         "",
         "## Validation (the shipped float16 weights, loaded back, float32 compute)",
         "",
@@ -1039,60 +1051,20 @@ def model_card(m: dict[str, Any]) -> str:
         "smoothing, evaluated on exactly the same target tokens.",
         "",
         "| split | val loss | val PPL | unigram PPL | tokens |"
-        + (" stage-1 val PPL |" if base else ""),
-        "|---|---|---|---|---|" + ("---|" if base else ""),
+        + (" previous model's val PPL | ratio |" if parent else ""),
+        "|---|---|---|---|---|" + ("---|---|" if parent else ""),
     ]
     lines += [
         f"| {k} | {v['loss']:.3f} | {v['ppl']:.2f} | {v['unigram_ppl']:.1f} | {v['tokens']:,} |"
-        + (f" {base['val'][k]['ppl']:.2f} |" if base and k in base["val"] else "")
+        + (
+            f" {parent['val'][k]['ppl']:.2f} | {v['ppl'] / parent['val'][k]['ppl']:.2f}x |"
+            if parent and k in parent["val"]
+            else ""
+        )
         for k, v in val.items()
     ]
-    n_py, n_rs = len(comp["python"]), len(comp["rust"])
-    lines += [
-        "",
-        "## Greedy completions of held-out prompts",
-        "",
-        f"* Python ({n_py} prompts ending in `>>> `): first completion line contains an `ast` "
-        f"Call of the function: **{comp['python_calls_fraction']:.0%}** "
-        f"({sum(r['calls_function'] for r in comp['python'])}/{n_py}).",
-        f"* Rust ({n_rs} prompts ending in `#[test]\\nfn `): `fn ` + completion up to its first "
-        "closing brace parses with tree-sitter-rust without errors as a function item with no "
-        "parameters and at least one statement in its body: "
-        f"**{comp['rust_test_fn_fraction']:.0%}** ({sum(r['test_fn'] for r in comp['rust'])}/{n_rs}); "
-        f"that body also calls the function under test: **{comp['rust_calls_fraction']:.0%}** "
-        f"({sum(r['calls_function'] for r in comp['rust'])}/{n_rs}).",
-        "",
-    ]
-    if base:
-        bc = base["completions"]
-        lines += [
-            f"* Stage 1 alone (before the copy curriculum): Python calls "
-            f"**{bc['python_calls_fraction']:.0%}**, Rust test fn "
-            f"**{bc['rust_test_fn_fraction']:.0%}**, Rust calls **{bc['rust_calls_fraction']:.0%}**.",
-        ]
-    lines += [
-        "",
-        "Samples (greedy, prompt end shown, then the completion):",
-        "",
-    ]
-    py_prompts = dict(PYTHON_DOCTEST_PROMPTS)
-    rs_prompts = dict(RUST_TEST_PROMPTS)
-    for r in comp["python"][:4]:
-        tail = "\n".join(py_prompts[r["name"]].splitlines()[-3:])
-        lines += [
-            f"Python `{r['name']}` (calls: {r['calls_function']}):",
-            "",
-            _fence(tail + r["completion"]),
-            "",
-        ]
-    for r in comp["rust"][:4]:
-        tail = "\n".join(rs_prompts[r["name"]].splitlines()[-4:])
-        lines += [
-            f"Rust `{r['name']}` (test fn: {r['test_fn']}, calls: {r['calls_function']}):",
-            "",
-            _fence(tail + r["completion"]),
-            "",
-        ]
+    lines += _completion_lines(comp, parent)
+    lines += _study_lines(m.get("study"))
     lines += [
         "All completions and checks: `plip_nn/data/model/training_metrics.json`.",
         "",
@@ -1113,6 +1085,138 @@ def model_card(m: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _completion_lines(comp: dict[str, Any], base: dict[str, Any] | None) -> list[str]:
+    n_py, n_rs = len(comp["python"]), len(comp["rust"])
+    corpus = comp.get("corpus", {})
+    held = comp.get("held_out_random_names", {})
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.0%}"
+
+    lines = [
+        "",
+        "## Greedy call rates",
+        "",
+        "Greedy decoding (no sampling) of the shipped weights; a completion counts when",
+        "`analysis.preservation` finds a call of the function under test (`calls_function`, the",
+        "flag the study scores: `ast` for Python, tree-sitter-rust for Rust). Prompts end right",
+        "after the marker (the rule); the legacy ending with a trailing space is shown beside it.",
+        "",
+        "| prompt set | Python | Rust | Python, trailing space | Rust, trailing space |",
+        "|---|---|---|---|---|",
+        f"| hand-written held-out ({n_py} + {n_rs}, `scripts/embedded_model_eval_prompts.py`) | "
+        f"**{pct(comp['python_calls_fraction'])}** | **{pct(comp['rust_calls_fraction'])}** | "
+        f"{pct(comp['python_calls_fraction_space'])} | {pct(comp['rust_calls_fraction_space'])} |",
+    ]
+    if corpus:
+        lines.append(
+            f"| corpus generation prompts ({corpus['python_n']} + {corpus['rust_n']}) | "
+            f"**{pct(corpus['python_calls_fraction'])}** | **{pct(corpus['rust_calls_fraction'])}** | "
+            f"{pct(corpus['python_calls_fraction_space'])} | "
+            f"{pct(corpus['rust_calls_fraction_space'])} |"
+        )
+    if held:
+        lines.append(
+            f"| held-out random names (24 + 24, probe seed) | {pct(held.get('python'))} | "
+            f"{pct(held.get('rust'))} | | |"
+        )
+    if base:
+        bc = base["completions"]
+        lines += [
+            "",
+            f"The model this stage started from (stage {base.get('stage', 3)}, prompts ending in a "
+            f"trailing space): Python calls {pct(bc.get('python_calls_fraction'))}, Rust calls "
+            f"{pct(bc.get('rust_calls_fraction'))}.",
+        ]
+    lines += ["", "Samples (greedy, prompt end shown, then the completion):", ""]
+    py_prompts = dict(PYTHON_DOCTEST_PROMPTS)
+    rs_prompts = dict(RUST_TEST_PROMPTS)
+    for lang, rows, prompts, n_lines in (
+        ("Python", comp["python"][:4], py_prompts, 3),
+        ("Rust", comp["rust"][:4], rs_prompts, 4),
+    ):
+        for r in rows:
+            language = lang.lower()
+            prompt = prompt_variants(prompts[r["name"]], language)["marker"]
+            tail = "\n".join(prompt.splitlines()[-n_lines:])
+            tail += "\n" if prompt.endswith("\n") else ""
+            lines += [
+                f"{lang} `{r['name']}` (calls: {r['calls_function']}):",
+                "",
+                _fence(tail + r["completion"]),
+                "",
+            ]
+    return lines
+
+
+def rewrite_card(out: Path, study_run: Path | None, study_seconds: float | None) -> Path:
+    """Rewrite MODEL_CARD.md from ``out/training_metrics.json`` (plus a triangle run, if given)."""
+    metrics_path = out / "training_metrics.json"
+    m = json.loads(metrics_path.read_text())
+    if study_run is not None:
+        import pandas as pd
+
+        if study_seconds is None:
+            raise SystemExit("--study-run needs --study-seconds (the run's wall time)")
+        gens = pd.read_parquet(study_run / "generations.parquet")
+        base = gens[gens["condition"] == "baseline"]
+        m["study"] = {
+            "machine": m["machine"].split(",")[0] + ", 2 cores",
+            "wall_seconds": study_seconds,
+            "run": str(study_run),
+            "baseline": {
+                lang: {
+                    "preserved": float(g["preserved"].mean()),
+                    "calls_function": float(g["calls_function"].mean()),
+                    "n": len(g),
+                }
+                for lang, g in base.groupby("language")
+            },
+        }
+        metrics_path.write_text(json.dumps(m, indent=1) + "\n")
+    card = out.parent / "MODEL_CARD.md"
+    card.write_text(model_card(m))
+    return card
+
+
+def _study_lines(study: dict[str, Any] | None) -> list[str]:
+    """The model in the study (``plip-nn triangle``), filled in by ``--card-only --study-run``."""
+    if not study:
+        return []
+    lines = [
+        "",
+        "## In the study (`plip-nn triangle`, default settings)",
+        "",
+        f"Run on {study['machine']}: **{study['wall_seconds'] / 60:.1f} min** wall time.",
+        "",
+        "| language | baseline preservation | baseline calls | prompts |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {lang} | {r['preserved']:.0%} | {r['calls_function']:.0%} | {r['n']} |"
+        for lang, r in study["baseline"].items()
+    ]
+    return lines
+
+
+def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:
+    if not probes:
+        return []
+    lines = [
+        "",
+        "Held-out copy accuracy while training (greedy call rate on 24 + 24 random-name prompts",
+        "from a separate seed, logged every 15 minutes; it decides when copying has formed):",
+        "",
+        "| step | minutes | Python | Rust |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {p['step']} | {p['seconds'] / 60:.0f} | {p['python']:.0%} | {p['rust']:.0%} |"
+        for p in probes
+    ]
+    return lines
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
@@ -1152,7 +1256,21 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser.add_argument("--checkpoint-every", type=float, default=TrainConfig.checkpoint_every_s)
     parser.add_argument("--probe-every", type=float, default=TrainConfig.probe_every_s)
     parser.add_argument("--split-fraction", type=float, default=TrainConfig.split_fraction)
+    parser.add_argument(
+        "--card-only", action="store_true",
+        help="no training: rewrite MODEL_CARD.md from --out's training_metrics.json",
+    )  # fmt: skip
+    parser.add_argument(
+        "--study-run", type=Path, default=None,
+        help="with --card-only: a `plip-nn triangle` run directory of this model for the card",
+    )  # fmt: skip
+    parser.add_argument(
+        "--study-seconds", type=float, default=None, help="with --study-run: its wall time"
+    )
     args = parser.parse_args(argv)
+    if args.card_only:
+        rewrite_card(args.out, args.study_run, args.study_seconds)
+        raise SystemExit(0)
     extra: dict[str, Any] = {}
     if args.copy_fraction is not None:
         extra["mix"] = copy_mix(args.copy_fraction)

@@ -653,3 +653,38 @@ def test_rust_prompt_convention_enforced() -> None:
         score_rust(
             RS_ADD_SRC, "test_add() {}", function_name="add", arity=2, function_source=RS_ADD_SRC
         )
+
+
+# The prompt rule (docs/PROMPTS.md): prompts end right after the marker, and the model writes
+# the space / ``fn`` itself. Every table case scored in that convention gives the same flags.
+@pytest.mark.parametrize(("case"), PY_CASES, ids=[c[0] for c in PY_CASES])
+def test_python_flags_same_when_prompt_ends_at_marker(case: tuple) -> None:
+    _, prompt, fn, arity, src, cont, *_ = case
+    assert prompt.endswith(">>> ")
+    legacy = score_python(prompt, cont, function_name=fn, arity=arity, function_source=src,
+                          execute="off")  # fmt: skip
+    ruled = score_python(prompt[:-1], " " + cont, function_name=fn, arity=arity,
+                         function_source=src, execute="off")  # fmt: skip
+    assert ruled == legacy
+
+
+@pytest.mark.parametrize(("case"), RS_CASES, ids=[c[0] for c in RS_CASES])
+def test_rust_flags_same_when_prompt_ends_at_marker(case: tuple) -> None:
+    _, (fn, arity, src, prompt), cont, *_ = case
+    assert prompt.endswith("#[test]\nfn ")
+    legacy = score_rust(prompt, cont, function_name=fn, arity=arity, function_source=src,
+                        execute="off")  # fmt: skip
+    ruled = score_rust(prompt[: -len("fn ")], "fn " + cont, function_name=fn, arity=arity,
+                       function_source=src, execute="off")  # fmt: skip
+    assert ruled == legacy
+
+
+def test_rust_marker_prompt_needs_a_function_after_it() -> None:
+    prompt = RS_ADD_SRC + "\n#[test]\n"
+    ok = score_rust(prompt, "fn it_works() {\n    let r = add(1, 2);\n    assert_eq!(r, 3);\n}\n",
+                    function_name="add", arity=2, function_source=RS_ADD_SRC, execute="off")  # fmt: skip
+    assert ok.preserved
+    # Not a test function: the attribute then a bare statement does not parse.
+    bad = score_rust(prompt, "let r = add(1, 2);\n", function_name="add", arity=2,
+                     function_source=RS_ADD_SRC, execute="off")  # fmt: skip
+    assert not bad.valid and not bad.preserved

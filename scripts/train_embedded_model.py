@@ -127,6 +127,7 @@ class TrainConfig:
     checkpoint_every_s: float = 300.0
     probe_every_s: float = 900.0  # held-out copy accuracy on random names, logged while training
     probes_per_language: int = 24
+    wrap_docs: int = 40_000  # real-function copy documents per language (when in the mix)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -144,17 +145,22 @@ class TrainConfig:
             )
 
 
-def copy_mix(copy_fraction: float) -> tuple[tuple[str, float], ...]:
-    """Training mix with ``copy_fraction`` copy curriculum, the rest real Python/Rust code."""
-    if not 0.0 <= copy_fraction < 1.0:
+def copy_mix(copy_fraction: float, wrap_fraction: float = 0.0) -> tuple[tuple[str, float], ...]:
+    """Training mix: ``copy_fraction`` synthetic copy curriculum, ``wrap_fraction`` real
+    functions with a test calling them (``real_code_copy.py``), the rest real Python/Rust code."""
+    if not (copy_fraction >= 0.0 and wrap_fraction >= 0.0 and copy_fraction + wrap_fraction < 1.0):
         raise ValueError(
-            f"copy_fraction={copy_fraction} must be in [0, 1): real code keeps val PPL honest"
+            f"copy_fraction={copy_fraction} + wrap_fraction={wrap_fraction} must be in [0, 1): "
+            "real code keeps val PPL honest"
         )
-    real = round((1.0 - copy_fraction) / 2, 9)
+    real = round((1.0 - copy_fraction - wrap_fraction) / 2, 9)
     mix = (("python", real), ("rust", real))
     if copy_fraction > 0:
         half = round(copy_fraction / 2, 9)
         mix += (("python_copy", half), ("rust_copy", half))
+    if wrap_fraction > 0:
+        half = round(wrap_fraction / 2, 9)
+        mix += (("python_wrap", half), ("rust_wrap", half))
     return mix
 
 
@@ -782,6 +788,15 @@ def main(cfg: TrainConfig) -> Path:
         copy_gen = CodeGenerator(seed=cfg.seed + 7, exclude=exclude, random_names=True, words=words)
         split["python_copy"] = [copy_gen.python_document() for _ in range(cfg.copy_docs)]
         split["rust_copy"] = [copy_gen.rust_document() for _ in range(cfg.copy_docs)]
+    if any(key.endswith("_wrap") for key, _ in cfg.mix):
+        import real_code_copy
+
+        wrapped = real_code_copy.build(
+            split["python"], split["rust"], n_docs=cfg.wrap_docs, seed=cfg.seed + 11,
+            exclude=exclude, words=words,
+        )  # fmt: skip
+        log.info("real-function copy docs from %s Python / %s Rust functions", *wrapped["_counts"])
+        split["python_wrap"], split["rust_wrap"] = wrapped["python_wrap"], wrapped["rust_wrap"]
     probe_gen = CodeGenerator(
         seed=cfg.seed + 99_991, exclude=exclude, random_names=True, words=words
     )
@@ -914,9 +929,22 @@ def _command(cfg: TrainConfig) -> str:
         cmd += f" --init-from {cfg.init_from}"
         copy = sum(w for k, w in cfg.mix if k.endswith("_copy"))
         cmd += f" --copy-fraction {copy:g} --copy-docs {cfg.copy_docs}"
-    for flag, field in (("--seq-len", "seq_len"), ("--lr", "lr"), ("--warmup", "warmup")):
+        wrap = sum(w for k, w in cfg.mix if k.endswith("_wrap"))
+        if wrap:
+            cmd += f" --wrap-fraction {wrap:g}"
+    if cfg.name_words:
+        cmd += " --name-words"
+    for flag, field in (
+        ("--seq-len", "seq_len"),
+        ("--batch-size", "batch_size"),
+        ("--lr", "lr"),
+        ("--warmup", "warmup"),
+        ("--split-fraction", "split_fraction"),
+    ):
         if getattr(cfg, field) != getattr(TrainConfig, field):
             cmd += f" {flag} {getattr(cfg, field):g}"
+    if cfg.checkpoint_dir is not None:
+        cmd += f" --checkpoint-dir {cfg.checkpoint_dir}"
     if cfg.out != DEFAULT_OUT:
         cmd += f" --out {cfg.out}"
     return cmd
@@ -1151,6 +1179,53 @@ def _completion_lines(comp: dict[str, Any], base: dict[str, Any] | None) -> list
     return lines
 
 
+def export_checkpoint(cfg: TrainConfig) -> Path:
+    """Save the model of a stopped run (``cfg.checkpoint_dir/last.pt``) as a model directory.
+
+    Called with the stopped run's own flags plus ``--export-checkpoint`` (and a new ``--out``),
+    so ``training_metrics.json`` records that run's config, command, steps, time and probes;
+    the directory can then be continued with ``--init-from``. No evaluation is run here.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    if cfg.init_from is None or cfg.checkpoint_dir is None:
+        raise SystemExit("--export-checkpoint needs the run's --init-from and --checkpoint-dir")
+    state = torch.load(cfg.checkpoint_dir / "last.pt", weights_only=False)
+    model = AutoModelForCausalLM.from_pretrained(cfg.init_from, dtype=torch.float32)
+    model.load_state_dict(state["model"])
+    tokenizer = AutoTokenizer.from_pretrained(cfg.init_from)
+    prev = json.loads((cfg.init_from / "training_metrics.json").read_text())
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(cfg.out)  # float32: an intermediate stage, continued later
+    tokenizer.save_pretrained(cfg.out)
+    eos = tokenizer.eos_token_id
+    GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).save_pretrained(cfg.out)
+    history = state["history"]
+    metrics = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "train": {
+            "train_seconds": state["elapsed"],
+            "final_train_loss_mean_last_50": sum(history[-50:]) / len(history[-50:]),
+            "train_loss_every_50": history[::50],
+            "steps": state["step"],
+            "tokens_seen": state["step"] * cfg.batch_size * cfg.seq_len,
+            "probes": state["probes"],
+            "stopped_early": True,
+        },
+        "val": {},
+        "completions": {},
+        "machine": f"{platform.machine()} {_cpu_name()}, torch {torch.__version__}, "
+        f"{cfg.threads} threads, bf16 autocast",
+        "command": _command(cfg),
+        "total_seconds": state["elapsed"],
+        "base": {key: prev.get(key) for key in ("command", "machine", "total_seconds", "base",
+                                                "config", "train", "val", "completions")},
+    }  # fmt: skip
+    (cfg.out / "training_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    log.info("exported step %d of %s to %s", state["step"], cfg.checkpoint_dir, cfg.out)
+    return cfg.out
+
+
 def rewrite_card(out: Path, study_run: Path | None, study_seconds: float | None) -> Path:
     """Rewrite MODEL_CARD.md from ``out/training_metrics.json`` (plus a triangle run, if given)."""
     metrics_path = out / "training_metrics.json"
@@ -1241,6 +1316,10 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         help="train on this fraction of copy curriculum (random names), the rest real code",
     )  # fmt: skip
     parser.add_argument("--copy-docs", type=int, default=20_000, help="copy docs per language")
+    parser.add_argument(
+        "--wrap-fraction", type=float, default=0.0,
+        help="with --copy-fraction: this fraction of real functions followed by a calling test",
+    )  # fmt: skip
     parser.add_argument("--seq-len", type=int, default=TrainConfig.seq_len)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--warmup", type=int, default=TrainConfig.warmup)
@@ -1257,6 +1336,10 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     parser.add_argument("--probe-every", type=float, default=TrainConfig.probe_every_s)
     parser.add_argument("--split-fraction", type=float, default=TrainConfig.split_fraction)
     parser.add_argument(
+        "--export-checkpoint", action="store_true",
+        help="no training: save --checkpoint-dir's last.pt (a stopped run, same flags) to --out",
+    )  # fmt: skip
+    parser.add_argument(
         "--card-only", action="store_true",
         help="no training: rewrite MODEL_CARD.md from --out's training_metrics.json",
     )  # fmt: skip
@@ -1271,10 +1354,11 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     if args.card_only:
         rewrite_card(args.out, args.study_run, args.study_seconds)
         raise SystemExit(0)
+    export = args.export_checkpoint
     extra: dict[str, Any] = {}
     if args.copy_fraction is not None:
-        extra["mix"] = copy_mix(args.copy_fraction)
-    return TrainConfig(
+        extra["mix"] = copy_mix(args.copy_fraction, args.wrap_fraction)
+    cfg = TrainConfig(
         out=args.out,
         data_dir=args.data_dir,
         steps=args.steps,
@@ -1295,6 +1379,10 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         split_fraction=args.split_fraction,
         **extra,
     )
+    if export:
+        export_checkpoint(cfg)
+        raise SystemExit(0)
+    return cfg
 
 
 if __name__ == "__main__":

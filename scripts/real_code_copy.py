@@ -196,7 +196,7 @@ def rust_document(
     )
 
 
-RS_TEST_NAMES = ("test_{n}", "test_{n}", "{n}_works", "it_works", "smoke", "test_basic", "basic")
+RS_TEST_NAMES = ("test_{n}", "test_{n}", "test_{n}", "{n}_works", "it_works", "smoke")
 
 
 def build(

@@ -372,8 +372,12 @@ class CodeGenerator:
 
     def _test_name(self, name: str, used: set[str]) -> str:
         styles = ("test_{n}", "test_{n}", "{n}_works", "{n}_basic", "test_{n}_simple", "check_{n}")
-        if self.random_names:
-            # Half generic names: the test's body, not its name, is where the copy must happen.
+        if self.random_names and self.words:
+            # Curriculum v2 (stage 5): a quarter generic names, so the copy also happens in
+            # the body; stage 4 used half, and its generic-named tests drifted into bodies
+            # that call nothing.
+            styles += ("it_works", "basic")
+        elif self.random_names:
             styles += ("it_works", "test_basic", "basic", "works", "test_it", "simple_case")
         test_name = self.rng.choice(styles).format(n=name)
         if test_name in used:  # a generic name already taken in this file

@@ -154,8 +154,13 @@ def run_generation(
     set_value: float | None,
     *,
     experiment: str = "generate",
+    controls: dict[str, tuple[int, ...]] | None = None,
 ) -> pd.DataFrame:
-    """Generate every (prompt, condition) into ``generations``; returns the assembled table."""
+    """Generate every (prompt, condition) into ``generations``; returns the assembled table.
+
+    ``controls``: mass-matched ``random_control`` keys per sample id (``experiments.control``);
+    without them the control is matched on edge count only.
+    """
     handle = study.handle
     tok = handle.tokenizer
     n_layers = handle.n_layers
@@ -167,6 +172,7 @@ def run_generation(
         n_layers=n_layers,
         set_value=set_value,
         seed=cfg.seed,
+        controls=controls,
     )
 
     def key(u: Any) -> str:

@@ -3,10 +3,12 @@
 1. scan every layer (tests and false-marker baselines) -> ``layer_scan.parquet``; the layer is
    ``--layer`` or the Python peak;
 2. calibrate SetValue / Scale at that layer -> ``calibration.json``;
-3. single-pass records for the seven study conditions plus the dose-response factors
+3. the mass-matched random control: the marker row's attention per key at that layer
+   -> ``control_match.parquet`` (experiments.control);
+4. single-pass records for the seven study conditions plus the dose-response factors
    -> ``records.parquet``;
-4. generation under the seven conditions -> ``generations.parquet`` (with preservation);
-5. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
+5. generation under the seven conditions -> ``generations.parquet`` (with preservation);
+6. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from experiments import conditions
 from experiments.calibrate import calibrate
+from experiments.control import match_controls
 from experiments.generate import Config as GenerateConfig
 from experiments.generate import run_generation
 from experiments.records import run_records
@@ -77,6 +80,7 @@ def main(cfg: Config) -> Path:
     )
     set_value = float(cal["set_value"])
     n_layers = study.handle.n_layers
+    controls = match_controls(study, study.samples, layer)
     units = conditions.plan_units(
         study.select("test") + study.select("baseline"),
         record_conditions(cfg.dose_response),
@@ -84,6 +88,7 @@ def main(cfg: Config) -> Path:
         n_layers=n_layers,
         set_value=set_value,
         seed=cfg.seed,
+        controls=controls,
     )
     run_records(
         study,
@@ -100,7 +105,7 @@ def main(cfg: Config) -> Path:
             source_policy=cfg.source_policy,
             execute=cfg.execute,
         )
-        run_generation(study, gen_cfg, layer, set_value, experiment="triangle")
+        run_generation(study, gen_cfg, layer, set_value, experiment="triangle", controls=controls)
     from analysis.report import analyze
 
     analyze(study.run.path)

@@ -214,15 +214,17 @@ def make_run_dir(
     (path / "manifest.json").write_text(
         json.dumps(
             {
-                "python": "3.11",
-                "torch": "2.13",
-                "transformers": "5",
-                "nnsight": "0.8.1",
+                "versions": {
+                    "python": "3.11.9",
+                    "torch": "2.13.0",
+                    "transformers": "5.0.1",
+                    "nnsight": "0.8.1",
+                },
                 "git_commit": "abc",
                 "model": models[0],
                 "seed": seed,
-                "start": "t0",
-                "end": "t1",
+                "started": "2026-01-01T00:00:00+00:00",
+                "finished": "2026-01-01T00:10:00+00:00",
                 "remote": "none",
             }
         )

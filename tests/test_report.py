@@ -45,7 +45,7 @@ def test_outputs_exist_and_figures_are_real_pngs(run_dir: Path) -> None:
 def test_stats_csv_schema_and_values(run_dir: Path) -> None:
     df = pd.read_csv(run_dir / "stats.csv")
     assert list(df.columns) == STATS_COLUMNS
-    assert set(df["family"]) == {"observe", "knockout_kl", "preservation", "attention", "triangle"}
+    assert set(df["family"]) == {"observe", "knockout_kl", "preservation", "manipulation", "triangle"}
     # Independent recomputation of one Wilcoxon row from the raw records.
     recs = pd.read_parquet(run_dir / "records.parquet")
     sub = recs[(recs["model"] == "tiny-b") & (recs["language"] == "rust")]
@@ -54,8 +54,12 @@ def test_stats_csv_schema_and_values(run_dir: Path) -> None:
     row = df[(df["family"] == "knockout_kl") & (df["model"] == "tiny-b") & (df["language"] == "rust")
              & (df["condition"] == "knockout") & (df["test"] == "wilcoxon_signed_rank")].iloc[0]  # fmt: skip
     assert row["pvalue"] == pytest.approx(stats.wilcoxon(ko, rc).pvalue, rel=1e-9)
-    # Corrections are within (model, family): Bonferroni = min(1, p * m).
-    fam = df[(df["family"] == "preservation") & (df["model"] == "tiny-a")].dropna(subset=["pvalue"])
+    # Corrections are within (model, language, family), over the counted rows only:
+    # Bonferroni = min(1, p * m), and the odds ratio next to each McNemar is not counted.
+    fam = df[(df["family"] == "preservation") & (df["model"] == "tiny-a")
+             & (df["language"] == "python") & df["counted"]]  # fmt: skip
+    assert set(fam["test"]) == {"mcnemar_exact"} and len(fam) == 6
+    assert (fam["family_size"] == 6).all()
     np.testing.assert_allclose(fam["p_bonferroni"], np.minimum(1, fam["pvalue"] * len(fam)))
     assert (fam["p_holm"] <= fam["p_bonferroni"] + 1e-12).all()
     # Observe: Welch python vs rust equals scipy on the baseline rows.

@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from experiments import conditions
@@ -24,9 +26,9 @@ from experiments.generate import Config as GenerateConfig
 from experiments.generate import run_generation
 from experiments.records import run_records
 from experiments.scan import choose_layer, run_scan
-from experiments.study import CommonConfig, ConfigError, open_study
+from experiments.study import CommonConfig, ConfigError, default_out, open_study
 
-__all__ = ["Config", "main"]
+__all__ = ["Config", "main", "main_models", "model_slug"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +113,37 @@ def main(cfg: Config) -> Path:
     analyze(study.run.path)
     study.run.finish()
     return study.run.path
+
+
+def model_slug(model: str) -> str:
+    """A directory name for a model's sub-run (``Qwen/Qwen2.5-0.5B`` -> ``Qwen__Qwen2.5-0.5B``)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model.strip("/").replace("/", "__"))
+    return slug.strip("._") or "model"
+
+
+def main_models(cfg: Config, models: Sequence[str]) -> Path:
+    """The study for several models: one sub-run per model, then one report across them.
+
+    ``OUT/<model slug>/`` is each model's own resumable run directory (``--resume`` resumes
+    every sub-run; finished ones are skipped chunk by chunk); ``OUT/report.md``,
+    ``OUT/stats.csv`` and ``OUT/figures`` cover all models (outcome matrix models ×
+    languages). Returns ``OUT``.
+    """
+    models = list(models)
+    if len(set(models)) != len(models):
+        raise ConfigError(f"--model given twice: {models}; name each model once")
+    slugs = [model_slug(m) for m in models]
+    if len(set(slugs)) != len(slugs):
+        raise ConfigError(f"models {models} map to the same directory names {slugs}; rename")
+    out = Path(cfg.out or default_out("triangle"))
+    runs = [
+        main(replace(cfg, model=m, out=str(out / slug)))
+        for m, slug in zip(models, slugs, strict=True)
+    ]
+    from analysis.report import analyze
+
+    analyze(runs, out=out)
+    return out
 
 
 if __name__ == "__main__":

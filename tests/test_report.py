@@ -45,7 +45,13 @@ def test_outputs_exist_and_figures_are_real_pngs(run_dir: Path) -> None:
 def test_stats_csv_schema_and_values(run_dir: Path) -> None:
     df = pd.read_csv(run_dir / "stats.csv")
     assert list(df.columns) == STATS_COLUMNS
-    assert set(df["family"]) == {"observe", "knockout_kl", "preservation", "manipulation", "triangle"}
+    assert set(df["family"]) == {
+        "observe",
+        "knockout_kl",
+        "preservation",
+        "manipulation",
+        "triangle",
+    }
     # Independent recomputation of one Wilcoxon row from the raw records.
     recs = pd.read_parquet(run_dir / "records.parquet")
     sub = recs[(recs["model"] == "tiny-b") & (recs["language"] == "rust")]

@@ -345,13 +345,18 @@ def _control_section(control: pd.DataFrame | None, recs: pd.DataFrame | None) ->
             "median marker attention on token 0": float(g["token0_share"].median()),
         })  # fmt: skip
     lines.append(_md_table(pd.DataFrame(rows)))
-    share = float(control.loc[control["kind"] == "test", "token0_share"].median())
+    tests = control[control["kind"] == "test"]
+    share = float(tests["token0_share"].median())
+    with0 = float(tests["targets_include_token0"].mean())
     lines.append(
         f"\nThe marker's attention on token 0 (head-mean, at the edited layer) has median "
-        f"{share:.2f} over test samples. In a model without a BOS token (the embedded model, "
-        "Qwen2.5) token 0 is often the function's `def`/`fn`, which draws sink-level attention, "
-        "so a knockout that includes it removes much more attention than a few random keys "
-        "would. The control therefore picks its keys so that the attention it removes is within "
+        f"{share:.2f} over test samples, and {100 * with0:.0f}% of the knockouts include token 0 "
+        "among their targets. In a model without a BOS token (the embedded model, Qwen2.5) "
+        "token 0 is often the function's `def`/`fn`; where it acts as an attention sink (a large "
+        "share above), a knockout that includes it removes much more attention than a few "
+        "random keys would, and a count-matched control would be unfair"
+        + (" -- as here" if share >= 0.2 else "; here the share is small, so this matters less")
+        + ". The control therefore picks its keys so that the attention it removes is within "
         "±10% of the knockout's (or as close as the sample allows; each sample's ratio is in "
         "`control_match.parquet`), and the deciding knockout test compares against it. Where a "
         "sample's knockout takes most of the row's mass, no set of other keys can match it and "

@@ -31,6 +31,7 @@ def test_outputs_exist_and_figures_are_real_pngs(run_dir: Path) -> None:
         "kl_knockout_vs_control.png",
         "dose_response.png",
         "outcome_matrix.png",
+        "kl_vs_removed_mass.png",
     }
     for png in (run_dir / "figures").glob("*.png"):
         assert png.stat().st_size > 5_000, png
@@ -190,3 +191,15 @@ def test_several_runs_one_report(tmp_path: Path) -> None:
         analyze([a, b])
     with pytest.raises(ValueError, match="model 'tiny-a' is in both"):
         analyze([a, a], out=tmp_path / "x")
+
+
+def test_report_states_the_control_mass_match(run_dir: Path) -> None:
+    text = (run_dir / "report.md").read_text()
+    section = text.split("## The random-edge control")[1].split("## Figures")[0]
+    ctl = pd.read_parquet(run_dir / "control_match.parquet")
+    g = ctl[(ctl["model"] == "tiny-a") & (ctl["language"] == "rust")]
+    within = f"{100 * g['within_tolerance'].mean():.0f}%"
+    median = f"{g['mass_ratio'].median():.3g}"
+    assert f"| tiny-a | rust | 30 | {median} | {within} |" in section
+    share = ctl["token0_share"].median()
+    assert f"median {share:.2f}" in section and "attention sink" in section

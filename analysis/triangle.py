@@ -41,7 +41,9 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from analysis.families import bonferroni
 from analysis.hypothesis import (
@@ -131,6 +133,9 @@ class TriangleTest:
         result: the test.
         p_adjusted: Bonferroni-adjusted p over the deciding tests (None when not deciding).
         decides: whether the outcome's decision rests on this test.
+        direction: sign of the observed change condition − reference (+1, −1, 0): of c − b
+            for McNemar, of the signed-rank sum W+ − W− for Wilcoxon (whose median difference
+            can be 0 while the test is significant).
     """
 
     role: Literal["knockout", "steering", "manipulation"]
@@ -140,6 +145,7 @@ class TriangleTest:
     result: TestResult
     p_adjusted: float | None = None
     decides: bool = False
+    direction: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,6 +194,20 @@ def _tests_only(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["kind"] == "test"] if "kind" in df else df
 
 
+def _sign(x: float) -> int:
+    return int(np.sign(x))
+
+
+def _rank_sign(diff: pd.Series) -> int:
+    """Sign of W+ − W− of the Wilcoxon signed-rank test (zeros dropped, average ranks)."""
+    d = diff.to_numpy(dtype=np.float64)
+    d = d[d != 0]
+    if d.size == 0:
+        return 0
+    ranks = rankdata(np.abs(d))
+    return _sign(float(ranks[d > 0].sum() - ranks[d < 0].sum()))
+
+
 def _odds(before: pd.Series, after: pd.Series) -> TestResult:
     """Conditional odds ratio of paired booleans (after-only positives / before-only)."""
     x, y = before.astype(bool), after.astype(bool)
@@ -208,7 +228,8 @@ def _knockout_tests(
             res = mcnemar_from_pairs(ref, pairs["cond"].astype(bool))
             tests.append(
                 TriangleTest(role="knockout", condition="knockout", reference="random_control",
-                             measure="preserved", result=res, decides=True)
+                             measure="preserved", result=res, decides=True,
+                             direction=_sign(res.effect))
             )  # fmt: skip
             tests.append(
                 TriangleTest(role="knockout", condition="knockout", reference="random_control",
@@ -224,7 +245,8 @@ def _knockout_tests(
             decides = not tests
             tests.append(
                 TriangleTest(role="knockout", condition="knockout", reference="random_control",
-                             measure="kl", result=res, decides=decides)
+                             measure="kl", result=res, decides=decides,
+                             direction=_rank_sign(pairs["cond"] - pairs["ref"]))
             )  # fmt: skip
             if decides:
                 n = len(pairs)
@@ -271,7 +293,8 @@ def _steering_tests(
                 res = mcnemar_from_pairs(base, pairs["cond"].astype(bool))
                 tests.append(
                     TriangleTest(role="steering", condition=cond, reference="baseline",
-                                 measure="preserved", result=res, decides=True)
+                                 measure="preserved", result=res, decides=True,
+                                 direction=_sign(res.effect))
                 )  # fmt: skip
                 tests.append(
                     TriangleTest(role="steering", condition=cond, reference="baseline",
@@ -374,9 +397,10 @@ def classify(
     else:
         eff = ko_dec.result.effect
         if ko_dec.measure == "preserved":
-            predicted, ko_dir = eff < 0, f"preservation {eff:+.3f} under knockout vs random_control"
+            predicted = ko_dec.direction < 0
+            ko_dir = f"preservation {eff:+.3f} under knockout vs random_control"
         else:
-            predicted = eff > 0
+            predicted = ko_dec.direction > 0
             ko_dir = f"median KL difference knockout - random_control {eff:+.4g} nats"
         low_power = ko_n < min_pairs or (ko_room is not None and _min_exact_p(ko_room) >= alpha_adj)
         power["knockout"] = (
@@ -389,7 +413,7 @@ def classify(
             )
             + ("; low power" if low_power else "; powered")
         )
-        if _significant(ko_dec, alpha) and eff != 0:
+        if _significant(ko_dec, alpha) and ko_dec.direction != 0:
             ko_effect = "predicted" if predicted else "opposite"
             ko_dir += (
                 " (significant, predicted direction)"
@@ -412,8 +436,8 @@ def classify(
         st_dir = "; ".join(
             f"preservation {t.result.effect:+.3f} under {t.condition} vs baseline" for t in st_dec
         )
-        improved = [t for t in st_dec if _significant(t, alpha) and t.result.effect > 0]
-        harmed = [t for t in st_dec if _significant(t, alpha) and t.result.effect < 0]
+        improved = [t for t in st_dec if _significant(t, alpha) and t.direction > 0]
+        harmed = [t for t in st_dec if _significant(t, alpha) and t.direction < 0]
         powered = [
             c
             for c, (n, room) in st_info.items()

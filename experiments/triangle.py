@@ -110,8 +110,9 @@ def main(cfg: Config) -> Path:
         run_generation(study, gen_cfg, layer, set_value, experiment="triangle", controls=controls)
     from analysis.report import analyze
 
-    analyze(study.run.path)
+    # The data are complete here; the report then shows the run as finished.
     study.run.finish()
+    analyze(study.run.path)
     return study.run.path
 
 

@@ -182,3 +182,18 @@ def test_bad_input() -> None:
         classify(None, pd.concat([g, g]))
     with pytest.raises(ValueError, match="lacks columns"):
         classify(None, g.drop(columns=["sample_id"]))
+
+
+def test_direction_comes_from_the_rank_sums_not_the_median() -> None:
+    # Blocks of 7 tiny negative and 5 large positive differences: median < 0 but W+ > W-.
+    n = 96
+    diff = np.array(([-1e-3] * 7 + [1.0, 2.0, 3.0, 4.0, 5.0]) * 8)
+    rc = np.full(n, 1.0)
+    recs = records_table({"baseline": np.zeros(n), "knockout": rc + diff, "random_control": rc})
+    out = classify(recs, None)
+    dec = next(t for t in out.tests if t.decides)
+    assert dec.result.effect < 0  # the median difference points the other way
+    ranks = stats.rankdata(np.abs(diff))
+    assert ranks[diff > 0].sum() > ranks[diff < 0].sum() and dec.direction == 1
+    assert dec.result.pvalue == pytest.approx(stats.wilcoxon(rc + diff, rc).pvalue)
+    assert dec.p_adjusted < 0.05 and out.knockout_effect == "predicted"

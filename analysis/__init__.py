@@ -7,11 +7,14 @@ from analysis.hypothesis import (
     correct,
     mcnemar_exact,
     mcnemar_from_pairs,
+    mcnemar_odds_ratio,
     odds_ratio,
+    paired_t,
     welch_t,
     wilcoxon_signed_rank,
 )
 from analysis.kl import kl_divergence, perplexity, perplexity_delta, top1_same
+from analysis.pairing import paired
 from analysis.preservation import Preservation, score, score_python, score_rust
 from analysis.triangle import TriangleOutcome, classify, classify_all
 
@@ -27,7 +30,10 @@ __all__ = [
     "kl_divergence",
     "mcnemar_exact",
     "mcnemar_from_pairs",
+    "mcnemar_odds_ratio",
     "odds_ratio",
+    "paired",
+    "paired_t",
     "perplexity",
     "perplexity_delta",
     "score",

@@ -1,7 +1,7 @@
 """Figures over run-directory tables: each function takes DataFrames and returns a Figure.
 
 Matplotlib runs on the Agg backend (no display). ``save_all`` writes PNGs for the tables that
-exist in a run directory into ``RUN_DIR/figures/`` (atomically: temp file, then rename).
+exist into ``OUT/figures/`` (atomically: temp file, then rename).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from analysis.triangle import INTERPRETATIONS, TriangleOutcome
+from analysis.triangle import TriangleOutcome, interpret
 
 __all__ = [
     "dose_response",
     "kl_distributions",
+    "kl_vs_mass",
     "layer_scan_curves",
     "outcome_matrix",
     "save_all",
@@ -128,34 +129,42 @@ def _factor_ticks(ax: plt.Axes, factors: pd.Series) -> None:
 
 
 def outcome_matrix(outcomes: Sequence[TriangleOutcome]) -> Figure:
-    """The seed's 2×2 outcome matrix with each (model, language) placed in its cell."""
+    """The outcome matrix (seed's 2×2 plus opposite directions), each (model, language) placed.
+
+    Rows: knockout effect, columns: steering effect (predicted / none / opposite); outcomes
+    with an inconclusive side that is not opposite are listed in the title.
+    """
     if not outcomes:
         raise ValueError("outcome_matrix needs at least one TriangleOutcome")
-    counts = np.zeros((2, 2))
-    labels: dict[tuple[int, int], list[str]] = {(i, j): [] for i in range(2) for j in range(2)}
+    states = ("predicted", "none", "opposite")
+    counts = np.zeros((3, 3))
+    labels: dict[tuple[int, int], list[str]] = {(i, j): [] for i in range(3) for j in range(3)}
     inconclusive = []
     for o in outcomes:
         tag = f"{o.model}/{o.language}"
-        if o.knockout_effect is None or o.steering_effect is None:
-            inconclusive.append(tag)
+        if o.knockout_effect not in states or o.steering_effect not in states:
+            inconclusive.append(f"{tag} ({o.interpretation})")
             continue
-        cell = (0 if o.knockout_effect else 1, 0 if o.steering_effect else 1)
+        cell = (states.index(o.knockout_effect), states.index(o.steering_effect))
         counts[cell] += 1
         labels[cell].append(tag)
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(9, 6))
     sns.heatmap(counts, cmap="Blues", vmin=0, vmax=2 * max(1.0, counts.max()), cbar=False,
                 linewidths=1, linecolor="white", ax=ax)  # fmt: skip
     for (i, j), tags in labels.items():
-        name = INTERPRETATIONS[(i == 0, j == 0)]
-        ax.text(j + 0.5, i + 0.35, name, ha="center", va="center", fontsize=10, weight="bold")
-        ax.text(j + 0.5, i + 0.62, "\n".join(tags) or "—", ha="center", va="center", fontsize=8)
-    ax.set_xticklabels(["steering improves", "no improvement"])
-    ax.set_yticklabels(["knockout effect", "no knockout effect"], rotation=90, va="center")
+        name = interpret(states[i], states[j])
+        ax.text(j + 0.5, i + 0.3, name, ha="center", va="center", fontsize=8, weight="bold",
+                wrap=True)  # fmt: skip
+        ax.text(j + 0.5, i + 0.62, "\n".join(tags) or "—", ha="center", va="center", fontsize=7)
+    ax.set_xticklabels(["steering improves", "no change (powered)", "steering harms"])
+    ax.set_yticklabels(
+        ["knockout effect", "no effect (powered)", "knockout helps"], rotation=90, va="center"
+    )
     alpha = outcomes[0].alpha
     title = f"causal triangle outcome matrix (α = {alpha})"
     if inconclusive:
-        title += "\ninconclusive (low power): " + ", ".join(inconclusive)
-    ax.set_title(title, fontsize=10)
+        title += "\nnot placed: " + ", ".join(inconclusive)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -175,21 +184,44 @@ def save_figure(fig: Figure, path: Path, *, dpi: int = 120) -> Path:
     return path
 
 
-def save_all(run_dir: Path, outcomes: Sequence[TriangleOutcome] | None = None) -> list[Path]:
-    """Write every figure whose tables exist into ``run_dir/figures``; returns the paths."""
-    run_dir = Path(run_dir)
-    out = run_dir / "figures"
-    tables = {
-        name: pd.read_parquet(run_dir / f"{name}.parquet")
-        for name in ("records", "layer_scan", "generations")
-        if (run_dir / f"{name}.parquet").exists()
-    }
+def kl_vs_mass(records: pd.DataFrame) -> Figure:
+    """KL(P_baseline ‖ P_condition) against the attention mass removed, knockout vs control."""
+    _require(records, ["condition", "kl", "mass_removed", "model", "language"], "kl_vs_mass")
+    data = records[records["condition"].isin(["knockout", "random_control"])]
+    if "kind" in data:
+        data = data[data["kind"] == "test"]
+    data = data.dropna(subset=["mass_removed", "kl"])
+    if data.empty:
+        raise ValueError("kl_vs_mass needs knockout / random_control rows with mass_removed")
+    models = sorted(data["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        sns.scatterplot(data=data[data["model"] == model], x="mass_removed", y="kl",
+                        hue="condition", style="language", alpha=0.7, s=18, ax=ax)  # fmt: skip
+        ax.set(title=str(model), xlabel="attention mass removed from the marker row (head-mean)",
+               ylabel="KL(baseline ‖ condition) [nats]")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def save_all(
+    out_dir: Path,
+    tables: dict[str, pd.DataFrame],
+    outcomes: Sequence[TriangleOutcome] | None = None,
+) -> list[Path]:
+    """Write every figure whose tables exist into ``out_dir/figures``; returns the paths.
+
+    ``tables``: run-directory tables by name (``records``, ``layer_scan``, ``generations``).
+    """
+    out = Path(out_dir) / "figures"
     recs, gens = tables.get("records"), tables.get("generations")
     jobs = []
     if "layer_scan" in tables and not tables["layer_scan"].empty:
         jobs.append(("layer_scan", lambda: layer_scan_curves(tables["layer_scan"])))
     if recs is not None and recs["condition"].isin(["knockout", "random_control"]).any():
         jobs.append(("kl_knockout_vs_control", lambda: kl_distributions(recs)))
+        if "mass_removed" in recs and recs["mass_removed"].notna().any():
+            jobs.append(("kl_vs_removed_mass", lambda: kl_vs_mass(recs)))
     if recs is not None and (recs["op"] == "scale").any():
         jobs.append(("dose_response", lambda: dose_response(recs, gens)))
     if outcomes:

@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 from statsmodels.stats.contingency_tables import Table2x2, mcnemar
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
 __all__ = [
     "TestResult",
@@ -25,7 +26,9 @@ __all__ = [
     "mcnemar_asymptotic",
     "mcnemar_exact",
     "mcnemar_from_pairs",
+    "mcnemar_odds_ratio",
     "odds_ratio",
+    "paired_t",
     "welch_t",
     "wilcoxon_signed_rank",
 ]
@@ -166,6 +169,82 @@ def mcnemar_from_pairs(before: ArrayLike, after: ArrayLike, *, exact: bool = Tru
     c = int(np.sum((x == 0) & (y == 1)))
     fn = mcnemar_exact if exact else mcnemar_asymptotic
     return fn(b, c, n=int(x.size))
+
+
+def mcnemar_odds_ratio(b: int, c: int) -> TestResult:
+    """Conditional (paired) odds ratio of a McNemar table with an exact 95% CI.
+
+    In this module's naming (see :func:`mcnemar_exact`) ``c`` counts the pairs positive only
+    *after* (under the condition) and ``b`` those positive only *before*; the conditional odds
+    ratio is OR = c / b (the textbook "b/c" with b = pairs that favour the condition), so OR > 1
+    means the condition raises the positive rate. Given b + c discordant pairs, c is
+    Binomial(b + c, π) with OR = π / (1 − π); the CI is the Clopper–Pearson (exact) interval of
+    π transformed by π / (1 − π). pvalue = the exact McNemar p (H0: OR = 1).
+
+    b = 0 gives OR = inf (upper bound inf); c = 0 gives OR = 0; no discordant pairs give NaN
+    with CI [0, inf] and p = 1 (stated in ``note``). statistic = log OR (±inf / NaN there).
+    """
+    b, c = _count(b, "b"), _count(c, "c")
+    nd = b + c
+    p = float(mcnemar([[0, b], [c, 0]], exact=True).pvalue)
+    if nd == 0:
+        return TestResult(
+            name="mcnemar_odds_ratio",
+            statistic=math.nan,
+            pvalue=p,
+            effect=math.nan,
+            ci_low=0.0,
+            ci_high=math.inf,
+            n=0,
+            note="conditional odds ratio c/b: no discordant pairs, undefined (CI [0, inf])",
+        )
+    lo_p, hi_p = proportion_confint(c, nd, alpha=0.05, method="beta")
+
+    def odds(q: float) -> float:
+        return math.inf if q >= 1.0 else q / (1.0 - q)
+
+    ratio = math.inf if b == 0 else c / b
+    return TestResult(
+        name="mcnemar_odds_ratio",
+        statistic=math.log(ratio) if 0 < ratio < math.inf else (math.inf if b == 0 else -math.inf),
+        pvalue=p,
+        effect=ratio,
+        ci_low=odds(float(lo_p)),
+        ci_high=odds(float(hi_p)),
+        n=nd,
+        note=f"conditional (paired) odds ratio c/b, b={b} c={c}; exact Clopper-Pearson CI of "
+        "c/(b+c) transformed to odds; p = exact McNemar; n = discordant pairs",
+    )
+
+
+def paired_t(a: ArrayLike, b: ArrayLike) -> TestResult:
+    """Paired t test of a − b (scipy ``ttest_rel``), the parametric manipulation check.
+
+    effect = mean(a − b) with its t 95% CI; the standardized effect d_z = mean / SD(diff) is
+    :func:`cohens_d` with ``paired=True``. Differences without spread raise (t undefined).
+    """
+    x = _vector(a, "a", min_n=2)
+    y = _vector(b, "b", min_n=2)
+    if x.shape != y.shape:
+        raise ValueError(f"a and b differ in length: {x.size} vs {y.size}; pair them")
+    diff = x - y
+    if np.ptp(diff) == 0:
+        raise ValueError(
+            f"every difference a - b equals {diff[0]!r}: the paired t is undefined; "
+            "report the difference instead"
+        )
+    res = stats.ttest_rel(x, y)
+    ci = res.confidence_interval(0.95)
+    return TestResult(
+        name="paired_t",
+        statistic=float(res.statistic),
+        pvalue=float(res.pvalue),
+        effect=float(diff.mean()),
+        ci_low=float(ci.low),
+        ci_high=float(ci.high),
+        n=int(x.size),
+        note=f"paired t, df={int(res.df)}; effect = mean(a - b) with t 95% CI",
+    )
 
 
 def welch_t(a: ArrayLike, b: ArrayLike) -> TestResult:

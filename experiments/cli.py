@@ -60,7 +60,12 @@ def _layer(value: str) -> int | str:
 
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("common")
-    g.add_argument("--model", default="embedded", help="HF name or local path (default: embedded)")
+    g.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="HF name or local path (default: embedded); triangle takes several, one sub-run each",
+    )
     g.add_argument("--corpus", default=None, help="corpus JSON (default: the shipped corpus)")
     g.add_argument("--out", default=None, help="run directory (default: runs/<cmd>-<time>)")
     g.add_argument("--remote", default="none", help="none | local | ndif (key: NDIF_API_KEY)")
@@ -82,6 +87,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--chat-template",
         action="store_true",
         help="wrap samples in the tokenizer's chat template (instruct models)",
+    )
+    g.add_argument(
+        "--skip-masked",
+        action="store_true",
+        help="drop samples whose edges are causally masked (listed in manifest and report)",
     )
 
 
@@ -115,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file")
     v.add_argument("-o", "--output", required=True)
 
-    an = sub.add_parser("analyze", help="statistics, report and figures from a run directory")
-    an.add_argument("run_dir")
+    an = sub.add_parser("analyze", help="statistics, report and figures from run directories")
+    an.add_argument("run_dir", nargs="+", help="one run directory, or one per model")
+    an.add_argument("--out", default=None, help="output directory (required for several runs)")
 
     p = sub.add_parser("scan", help="marker->function attention at every layer")
     _common(p)
@@ -165,8 +176,13 @@ def _config(args: argparse.Namespace) -> Any:
             raise ConfigError(f"--layer all is only for knockout, not {args.command}")
         layer = None
         extra["every_layer"] = True
+    models = args.model or ["embedded"]
+    if len(models) > 1 and args.command != "triangle":
+        from experiments.study import ConfigError
+
+        raise ConfigError(f"several --model values are for triangle only, not {args.command}")
     common = {
-        "model": args.model,
+        "model": models[0],
         "corpus": args.corpus,
         "out": args.out,
         "remote": args.remote,
@@ -181,6 +197,7 @@ def _config(args: argparse.Namespace) -> Any:
         "progress": not args.no_progress,
         "chat_template": args.chat_template,
         "allow_code_change": args.allow_code_change,
+        "skip_masked": args.skip_masked,
     }
     if args.command in ("scan", "knockout"):
         extra["kinds"] = tuple(args.kinds)
@@ -201,6 +218,9 @@ def _config(args: argparse.Namespace) -> Any:
     if args.command == "triangle":
         extra["generation"] = not args.no_generation
         extra["dose_response"] = not args.no_dose_response
+        if len(models) > 1:
+            cfg = cfg_cls(**common, **extra)
+            return lambda c: module.main_models(c, models), cfg
     return module.main, cfg_cls(**common, **extra)
 
 
@@ -263,7 +283,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "analyze":
         from analysis.report import cli_analyze
 
-        return cli_analyze(Path(args.run_dir))
+        return cli_analyze([Path(p) for p in args.run_dir], out=args.out)
     run_main, cfg = _config(args)
     out = run_main(cfg)
     print(out)

@@ -4,6 +4,8 @@ Every condition edits the edges from the marker token (source) to the function's
 (targets) at one layer, a window of layers, or all layers -- except ``random_control``, which
 knocks out the same number of *other* causally valid keys of the marker row (seeded per sample),
 so that "removing attention to the function" can be told apart from "removing any attention".
+Given the marker row's baseline attention per key (``experiments.control`` measures it), the
+control is also matched on removed attention mass (:func:`mass_matched_targets`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,9 +24,11 @@ __all__ = [
     "ALL_LAYERS",
     "DOSE_FACTORS",
     "STUDY_CONDITIONS",
+    "ControlMatch",
     "Positions",
     "build",
     "condition_op",
+    "mass_matched_targets",
     "plan_units",
     "random_targets",
 ]
@@ -66,16 +70,98 @@ def random_targets(pos: Positions, seed: int) -> tuple[int, ...]:
     Raises:
         ValueError: fewer candidates than targets (the prompt is too short for a control).
     """
-    candidates = [t for t in range(pos.source) if t not in set(pos.targets)]
+    candidates = _candidates(pos)
     n = len(pos.targets)
-    if len(candidates) < n:
+    chosen = _rng(pos, seed).choice(len(candidates), size=n, replace=False)
+    return tuple(sorted(candidates[i] for i in chosen))
+
+
+class ControlMatch(NamedTuple):
+    """The mass-matched control keys of one sample and how well they match.
+
+    ``target_mass`` / ``control_mass``: baseline head-mean attention of the marker row summed
+    over the knockout's targets / the control's keys (the mass each knockout removes);
+    ``ratio`` = control / target (NaN when the target mass is 0); ``within``: |ratio − 1| is
+    within the tolerance.
+    """
+
+    keys: tuple[int, ...]
+    target_mass: float
+    control_mass: float
+    ratio: float
+    within: bool
+
+
+def _candidates(pos: Positions) -> list[int]:
+    candidates = [t for t in range(pos.source) if t not in set(pos.targets)]
+    if len(candidates) < len(pos.targets):
         raise ValueError(
             f"sample {pos.sample_id!r}: only {len(candidates)} non-target keys before the marker, "
-            f"need {n} for the random-edge control; lengthen the sample or drop it"
+            f"need {len(pos.targets)} for the random-edge control; lengthen the sample or drop it"
         )
-    rng = np.random.default_rng([seed, zlib.crc32(pos.sample_id.encode("utf-8"))])
-    chosen = rng.choice(len(candidates), size=n, replace=False)
-    return tuple(sorted(candidates[i] for i in chosen))
+    return candidates
+
+
+def _rng(pos: Positions, seed: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(pos.sample_id.encode("utf-8"))])
+
+
+def mass_matched_targets(
+    pos: Positions,
+    key_mass: Sequence[float],
+    seed: int,
+    *,
+    tolerance: float = 0.10,
+    restarts: int = 16,
+) -> ControlMatch:
+    """Non-target keys, as many as targets, whose baseline mass matches the targets' mass.
+
+    ``key_mass[j]`` is the marker row's baseline head-mean attention on key ``j`` (``j <
+    source``). Search: from a seeded random draw of keys, repeatedly make the single swap
+    (one chosen key out, one candidate in) that brings the control's mass closest to the
+    targets' mass, until it is within ``tolerance`` (relative) or no swap improves; up to
+    ``restarts`` seeded draws, keeping the first within tolerance or else the closest. When
+    the targets' mass exceeds the heaviest (or is below the lightest) achievable set, the
+    search ends at that set, which is then the closest achievable exactly.
+
+    Raises:
+        ValueError: too few candidates, or ``key_mass`` shorter than the marker position.
+    """
+    candidates = _candidates(pos)
+    if len(key_mass) < pos.source:
+        raise ValueError(
+            f"sample {pos.sample_id!r}: key_mass has {len(key_mass)} entries, need one per key "
+            f"before the marker ({pos.source})"
+        )
+    n = len(pos.targets)
+    w = np.asarray([float(key_mass[c]) for c in candidates], dtype=np.float64)
+    goal = float(sum(float(key_mass[t]) for t in pos.targets))
+    tol = tolerance * goal
+    rng = _rng(pos, seed)
+    best: tuple[float, np.ndarray] | None = None
+    for _ in range(restarts):
+        inside = np.zeros(len(w), dtype=bool)
+        inside[rng.choice(len(w), size=n, replace=False)] = True
+        total = float(w[inside].sum())
+        while abs(total - goal) > tol and not inside.all():
+            ins, outs = np.flatnonzero(inside), np.flatnonzero(~inside)
+            # New total after swapping ins[i] out and outs[j] in.
+            new = total - w[ins][:, None] + w[outs][None, :]
+            i, j = np.unravel_index(np.argmin(np.abs(new - goal)), new.shape)
+            if abs(new[i, j] - goal) >= abs(total - goal):
+                break
+            inside[ins[i]], inside[outs[j]] = False, True
+            total = float(new[i, j])
+        if best is None or abs(total - goal) < best[0]:
+            best = (abs(total - goal), inside.copy())
+        if abs(total - goal) <= tol:
+            break
+    assert best is not None
+    keys = tuple(sorted(candidates[k] for k in np.flatnonzero(best[1])))
+    control = float(sum(float(key_mass[k]) for k in keys))
+    ratio = control / goal if goal > 0 else math.nan
+    within = abs(control - goal) <= tol if goal > 0 else control == 0
+    return ControlMatch(keys, goal, control, ratio, bool(within))
 
 
 def build(
@@ -87,13 +173,16 @@ def build(
     seed: int = 0,
     set_value: float | None = None,
     window: int = 1,
+    control: tuple[int, ...] | None = None,
 ) -> tuple[Condition, int]:
     """The condition called ``name`` for one sample, and the record's ``layer`` value.
 
     Names: ``baseline``, ``knockout``, ``knockout_all_layers``, ``knockout_window``,
     ``random_control``, ``scale_<f>`` (e.g. ``scale_2``, ``scale_0.5``), ``set_value_calibrated``
     (needs ``set_value``). The returned layer is ``-1`` for all layers and ``layer`` otherwise
-    (also for a window, whose exact layers are in the edit JSON).
+    (also for a window, whose exact layers are in the edit JSON). ``control``: the
+    ``random_control`` keys (mass-matched, :func:`mass_matched_targets`); without it the
+    control is matched on edge count only (:func:`random_targets`).
     """
     src = (pos.source,)
     tgt = pos.targets
@@ -108,7 +197,8 @@ def build(
         layers = tuple(range(max(0, layer - window), min(n_layers, layer + window + 1)))
         return _cond(name, layers, src, tgt, Knockout()), layer
     if name == "random_control":
-        return _cond(name, one, src, random_targets(pos, seed), Knockout()), layer
+        keys = control if control is not None else random_targets(pos, seed)
+        return _cond(name, one, src, keys, Knockout()), layer
     if name == "set_value_calibrated":
         if set_value is None or not math.isfinite(set_value):
             raise ValueError("set_value_calibrated needs a calibrated value; run calibrate first")
@@ -153,12 +243,15 @@ def plan_units(
     n_layers: int,
     set_value: float | None,
     seed: int,
+    controls: dict[str, tuple[int, ...]] | None = None,
 ) -> list[tuple[Any, Condition, int, int]]:
     """``(sample, condition, record layer, condition order)`` for every sample and name.
 
     ``samples`` are :class:`experiments.study.Prepared`. A sample whose targets cannot all
     receive ``set_value`` (``value * |T| >= 1``) gets no SetValue unit (calibration.json lists
-    such samples as ``set_value_infeasible``).
+    such samples as ``set_value_infeasible``). ``controls`` maps sample id -> the
+    mass-matched ``random_control`` keys (``experiments.control``); a sample missing from it
+    raises, so a study never mixes matched and unmatched controls.
     """
     units = []
     for p in samples:
@@ -167,9 +260,15 @@ def plan_units(
                 set_value is None or set_value * len(p.positions.targets) >= 1.0
             ):
                 continue
+            control = None
+            if name == "random_control" and controls is not None:
+                if p.id not in controls:
+                    raise ValueError(f"sample {p.id!r} has no mass-matched control keys")
+                control = controls[p.id]
             cond, rec_layer = build(
-                name, p.positions, layer=layer, n_layers=n_layers, seed=seed, set_value=set_value
-            )
+                name, p.positions, layer=layer, n_layers=n_layers, seed=seed,
+                set_value=set_value, control=control,
+            )  # fmt: skip
             units.append((p, cond, rec_layer, order))
     return units
 

@@ -185,8 +185,13 @@ def run_generation(
     set_value: float | None,
     *,
     experiment: str = "generate",
+    controls: dict[str, tuple[int, ...]] | None = None,
 ) -> pd.DataFrame:
-    """Generate every (prompt, condition) into ``generations``; returns the assembled table."""
+    """Generate every (prompt, condition) into ``generations``; returns the assembled table.
+
+    ``controls``: mass-matched ``random_control`` keys per sample id (``experiments.control``);
+    without them the control is matched on edge count only.
+    """
     handle = study.handle
     tok = handle.tokenizer
     n_layers = handle.n_layers
@@ -198,6 +203,7 @@ def run_generation(
         n_layers=n_layers,
         set_value=set_value,
         seed=cfg.seed,
+        controls=controls,
     )
 
     execute, note = resolve_execute(cfg.execute)

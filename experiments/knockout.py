@@ -2,7 +2,8 @@
 
 Conditions per sample: ``baseline``, ``knockout`` (at the layer), ``knockout_all_layers``,
 ``knockout_window`` (layers L-r..L+r) and ``random_control`` (the same number of random causally
-valid non-target keys of the marker row, same layer, seeded). ``--layer all`` instead knocks out
+valid non-target keys of the marker row, same layer, seeded, matched on removed attention mass:
+``experiments.control``, ``control_match.parquet``). ``--layer all`` instead knocks out
 the target edges at every layer separately (one ``knockout`` row per layer).
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments import conditions
+from experiments.control import match_controls
 from experiments.records import run_records
 from experiments.scan import choose_layer, run_scan
 from experiments.study import CommonConfig, ConfigError, Study, open_study
@@ -49,6 +51,7 @@ def run_knockout(study: Study, cfg: Config, layer: int) -> None:
     n_layers = study.handle.n_layers
     units = []
     samples = [p for kind in cfg.kinds for p in study.select(kind)]
+    controls = {} if cfg.every_layer else match_controls(study, samples, layer)
     for p in samples:
         if cfg.every_layer:
             cond, _ = conditions.build("baseline", p.positions, layer=0, n_layers=n_layers)
@@ -61,7 +64,13 @@ def run_knockout(study: Study, cfg: Config, layer: int) -> None:
             continue
         for order, name in enumerate(CONDITIONS):
             cond, rec_layer = conditions.build(
-                name, p.positions, layer=layer, n_layers=n_layers, seed=cfg.seed, window=cfg.window
+                name,
+                p.positions,
+                layer=layer,
+                n_layers=n_layers,
+                seed=cfg.seed,
+                window=cfg.window,
+                control=controls.get(p.id),
             )
             units.append((p, cond, rec_layer, order))
 

@@ -41,7 +41,8 @@ def record_row(
     ``attn_*``/``mass_*`` are read on the *edited* edges (for ``random_control`` the random
     ones), averaged over the edited layers; ``target_attn_*`` are always the marker->function
     edges at the record's layer (all layers averaged for -1), so a control's side effect on the
-    real targets is visible too.
+    real targets is visible too. ``mass_removed`` (knockouts only, else NaN) is the attention
+    mass the knockout took from the marker row: ``mass_baseline - mass_achieved``.
     """
     op, factor = condition_op(condition)
     if condition.edits:
@@ -76,6 +77,7 @@ def record_row(
         "attn_achieved": attn_a,
         "mass_baseline": mass_b,
         "mass_achieved": mass_a,
+        "mass_removed": mass_b - mass_a if op == "knockout" else math.nan,
         "target_attn_baseline": _mean([lv for lv, _ in tb]),
         "target_attn_condition": _mean([lv for lv, _ in tc]),
         "kl": float(result.kl),

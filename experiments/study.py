@@ -66,6 +66,9 @@ class CommonConfig:
             assistant turn; positions are shifted by the template's prefix.
         allow_code_change: with ``resume``, continue a run written by another git commit or
             plip-nn version (recorded per part in the manifest); refused otherwise.
+        skip_masked: drop samples whose edges are causally masked (a target after the
+            marker), one warning line each, listed in the manifest (``skipped_masked``);
+            without it such a sample is an error (exit 2).
     """
 
     model: str = "embedded"
@@ -83,6 +86,7 @@ class CommonConfig:
     progress: bool = True
     chat_template: bool = False
     allow_code_change: bool = False
+    skip_masked: bool = False
 
     def __post_init__(self) -> None:
         if self.remote not in REMOTES:
@@ -209,9 +213,15 @@ def render(tokenizer: Any, code: str, chat_template: bool) -> tuple[str, int]:
 
 
 def prepare(
-    handle: ModelHandle, samples: Sequence[Any], chat_template: bool = False
+    handle: ModelHandle,
+    samples: Sequence[Any],
+    chat_template: bool = False,
+    skipped: list[dict[str, str]] | None = None,
 ) -> list[Prepared]:
     """Token ids and positions for each sample; fails on masked edges or too-long samples.
+
+    With ``skipped`` (a list), a sample with a causally masked edge is dropped instead: one
+    warning line, and ``{"sample_id", "reason"}`` appended to ``skipped``.
 
     Raises:
         plip_nn.positions.PositionError: a char position is out of range.
@@ -240,6 +250,14 @@ def prepare(
         if not tp.targets:
             raise ConfigError(f"sample {s.id!r}: no target tokens left after mapping; fix it")
         late = [t for t in tp.targets if t >= tp.source]
+        if late and skipped is not None:
+            reason = (
+                f"target token {late[0]} is not before the marker token {tp.source} "
+                "(causally masked)"
+            )
+            log.warning("--skip-masked: dropped sample %r: %s", s.id, reason)
+            skipped.append({"sample_id": str(s.id), "reason": reason})
+            continue
         if late:
             raise CausallyMaskedEdgeError(
                 sample=s.id,
@@ -290,7 +308,13 @@ def open_study(
             f"--layer {cfg.layer} is out of range: the model has {handle.n_layers} layers "
             f"(0..{handle.n_layers - 1})"
         )
-    samples = prepare(handle, raw_samples, cfg.chat_template)
+    skipped: list[dict[str, str]] | None = [] if cfg.skip_masked else None
+    samples = prepare(handle, raw_samples, cfg.chat_template, skipped)
+    if not samples:
+        raise ConfigError(
+            "every selected sample has a causally masked edge; fix the corpus "
+            "(`plip-nn corpus check`)"
+        )
     out = config_dict.get("out") or default_out(experiment)
     config_dict = {**config_dict, "out": str(out)}
     tok = handle.tokenizer
@@ -311,6 +335,8 @@ def open_study(
         "device": cfg.device,
         "dtype": str(next(handle.hf.parameters()).dtype),
         "n_samples": len(samples),
+        "skip_masked": cfg.skip_masked,
+        "skipped_masked": skipped or [],
     }
     run = RunDir.open(
         out,

@@ -3,27 +3,32 @@
 1. scan every layer (tests and false-marker baselines) -> ``layer_scan.parquet``; the layer is
    ``--layer`` or the Python peak;
 2. calibrate SetValue / Scale at that layer -> ``calibration.json``;
-3. single-pass records for the seven study conditions plus the dose-response factors
+3. the mass-matched random control: the marker row's attention per key at that layer
+   -> ``control_match.parquet`` (experiments.control);
+4. single-pass records for the seven study conditions plus the dose-response factors
    -> ``records.parquet``;
-4. generation under the seven conditions -> ``generations.parquet`` (with preservation);
-5. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
+5. generation under the seven conditions -> ``generations.parquet`` (with preservation);
+6. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
 """
 
 from __future__ import annotations
 
+import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from experiments import conditions
 from experiments.calibrate import calibrate
+from experiments.control import match_controls
 from experiments.generate import Config as GenerateConfig
 from experiments.generate import check_execute, resolve_execute, run_generation
 from experiments.records import run_records
 from experiments.scan import choose_layer, run_scan
-from experiments.study import CommonConfig, ConfigError, open_study
+from experiments.study import CommonConfig, ConfigError, default_out, open_study
 
-__all__ = ["Config", "main"]
+__all__ = ["Config", "main", "main_models", "model_slug"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +86,7 @@ def main(cfg: Config) -> Path:
     )
     set_value = float(cal["set_value"])
     n_layers = study.handle.n_layers
+    controls = match_controls(study, study.samples, layer)
     units = conditions.plan_units(
         study.select("test") + study.select("baseline"),
         record_conditions(cfg.dose_response),
@@ -88,6 +94,7 @@ def main(cfg: Config) -> Path:
         n_layers=n_layers,
         set_value=set_value,
         seed=cfg.seed,
+        controls=controls,
     )
     run_records(
         study,
@@ -104,12 +111,44 @@ def main(cfg: Config) -> Path:
             source_policy=cfg.source_policy,
             execute=cfg.execute,
         )
-        run_generation(study, gen_cfg, layer, set_value, experiment="triangle")
+        run_generation(study, gen_cfg, layer, set_value, experiment="triangle", controls=controls)
     from analysis.report import analyze
 
-    analyze(study.run.path)
+    # The data are complete here; the report then shows the run as finished.
     study.run.finish()
+    analyze(study.run.path)
     return study.run.path
+
+
+def model_slug(model: str) -> str:
+    """A directory name for a model's sub-run (``Qwen/Qwen2.5-0.5B`` -> ``Qwen__Qwen2.5-0.5B``)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model.strip("/").replace("/", "__"))
+    return slug.strip("._") or "model"
+
+
+def main_models(cfg: Config, models: Sequence[str]) -> Path:
+    """The study for several models: one sub-run per model, then one report across them.
+
+    ``OUT/<model slug>/`` is each model's own resumable run directory (``--resume`` resumes
+    every sub-run; finished ones are skipped chunk by chunk); ``OUT/report.md``,
+    ``OUT/stats.csv`` and ``OUT/figures`` cover all models (outcome matrix models ×
+    languages). Returns ``OUT``.
+    """
+    models = list(models)
+    if len(set(models)) != len(models):
+        raise ConfigError(f"--model given twice: {models}; name each model once")
+    slugs = [model_slug(m) for m in models]
+    if len(set(slugs)) != len(slugs):
+        raise ConfigError(f"models {models} map to the same directory names {slugs}; rename")
+    out = Path(cfg.out or default_out("triangle"))
+    runs = [
+        main(replace(cfg, model=m, out=str(out / slug)))
+        for m, slug in zip(models, slugs, strict=True)
+    ]
+    from analysis.report import analyze
+
+    analyze(runs, out=out)
+    return out
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ def records_table(
                     "attn_achieved": achieved,
                     "mass_baseline": 3 * b,
                     "mass_achieved": 3 * achieved,
+                    "mass_removed": 3 * (b - achieved) if op == "knockout" else np.nan,
                     "kl": float(value),
                     "top1_same": bool(value < 0.05),
                     "ppl_baseline": ppl,
@@ -192,6 +193,22 @@ def make_run_dir(
             )
             gens.append(g)
     pd.concat(recs).reset_index(drop=True).to_parquet(path / "records.parquet")
+    control = []
+    for model in models:
+        for lang in ("python", "rust"):
+            for s in range(n):
+                target = float(rng.uniform(0.05, 0.6))
+                ratio = float(rng.choice([1.0, 0.95, 1.08, 0.5]))
+                control.append({
+                    "model": model, "sample_id": f"s{s}", "language": lang, "kind": "test",
+                    "layer": 2, "n_edges": 3, "target_mass": target,
+                    "control_mass": target * ratio, "mass_ratio": ratio,
+                    "within_tolerance": abs(ratio - 1) <= 0.1, "tolerance": 0.1,
+                    "token0_share": float(rng.uniform(0.2, 0.7)),
+                    "targets_include_token0": bool(s % 3), "targets": "[0, 1, 2]",
+                    "control_keys": "[3, 4, 5]",
+                })  # fmt: skip
+    pd.DataFrame(control).to_parquet(path / "control_match.parquet")
     pd.DataFrame(scans).to_parquet(path / "layer_scan.parquet")
     pd.concat(gens).reset_index(drop=True).to_parquet(path / "generations.parquet")
     (path / "calibration.json").write_text(
@@ -214,15 +231,17 @@ def make_run_dir(
     (path / "manifest.json").write_text(
         json.dumps(
             {
-                "python": "3.11",
-                "torch": "2.13",
-                "transformers": "5",
-                "nnsight": "0.8.1",
+                "versions": {
+                    "python": "3.11.9",
+                    "torch": "2.13.0",
+                    "transformers": "5.0.1",
+                    "nnsight": "0.8.1",
+                },
                 "git_commit": "abc",
                 "model": models[0],
                 "seed": seed,
-                "start": "t0",
-                "end": "t1",
+                "started": "2026-01-01T00:00:00+00:00",
+                "finished": "2026-01-01T00:10:00+00:00",
                 "remote": "none",
             }
         )

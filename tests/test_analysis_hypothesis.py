@@ -198,3 +198,63 @@ def test_wilcoxon_matches_scipy_and_edge_cases() -> None:
     assert same.pvalue == 1.0 and "zero" in same.note
     with pytest.raises(ValueError, match="b contains NaN"):
         wilcoxon_signed_rank([1.0, 2.0], [math.nan, 1.0])
+
+
+def test_mcnemar_odds_ratio_is_c_over_b_with_clopper_pearson_ci() -> None:
+    from analysis.hypothesis import mcnemar_odds_ratio
+
+    res = mcnemar_odds_ratio(4, 12)
+    assert res.effect == pytest.approx(3.0) and res.n == 16
+    ci = binomtest(12, 16, 0.5).proportion_ci(confidence_level=0.95, method="exact")
+    assert res.ci_low == pytest.approx(ci.low / (1 - ci.low), rel=1e-9)
+    assert res.ci_high == pytest.approx(ci.high / (1 - ci.high), rel=1e-9)
+    # Clopper-Pearson by hand from beta quantiles (textbook definition).
+    lo = stats.beta.ppf(0.025, 12, 16 - 12 + 1)
+    assert res.ci_low == pytest.approx(lo / (1 - lo), rel=1e-9)
+    assert res.pvalue == pytest.approx(binomtest(4, 16, 0.5).pvalue, rel=1e-12)
+    assert res.statistic == pytest.approx(math.log(3.0))
+
+
+def test_mcnemar_odds_ratio_edges() -> None:
+    from analysis.hypothesis import mcnemar_odds_ratio
+
+    up = mcnemar_odds_ratio(0, 15)
+    assert up.effect == math.inf and up.ci_high == math.inf
+    lo = 0.025 ** (1 / 15)  # Clopper-Pearson lower bound when every discordant pair is c
+    assert up.ci_low == pytest.approx(lo / (1 - lo), rel=1e-9)
+    assert up.pvalue == pytest.approx(2 * 0.5**15)
+    down = mcnemar_odds_ratio(15, 0)
+    assert down.effect == 0.0 and down.ci_low == 0.0
+    none = mcnemar_odds_ratio(0, 0)
+    assert math.isnan(none.effect) and none.pvalue == 1.0 and "no discordant" in none.note
+
+
+def test_paired_t_equals_scipy_and_d_z() -> None:
+    from analysis.hypothesis import paired_t
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(0.3, 0.1, 40)
+    b = a - rng.normal(0.05, 0.04, 40)
+    res = paired_t(a, b)
+    ref = stats.ttest_rel(a, b)
+    assert res.statistic == pytest.approx(ref.statistic, rel=1e-12)
+    assert res.pvalue == pytest.approx(ref.pvalue, rel=1e-12)
+    ci = ref.confidence_interval(0.95)
+    assert (res.ci_low, res.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    # t = d_z * sqrt(n) for the paired t (textbook identity).
+    assert cohens_d(a, b, paired=True) * math.sqrt(40) == pytest.approx(ref.statistic)
+    with pytest.raises(ValueError, match="paired t is undefined"):
+        paired_t([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
+
+
+def test_p_value_zero_survives_tests_and_correction() -> None:
+    from analysis.families import bonferroni
+    from analysis.hypothesis import paired_t, wilcoxon_signed_rank
+
+    x = np.arange(1, 3001, dtype=float)
+    assert wilcoxon_signed_rank(x, np.zeros_like(x)).pvalue == 0.0
+    assert paired_t(x, np.zeros_like(x)).pvalue == 0.0
+    np.testing.assert_array_equal(bonferroni([0.0, 0.02]), [0.0, 0.04])
+    np.testing.assert_allclose(
+        bonferroni([0.0, 0.02, 0.5]), multipletests([0.0, 0.02, 0.5], method="bonferroni")[1]
+    )

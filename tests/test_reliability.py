@@ -66,7 +66,9 @@ def test_half_precision_study_has_no_nan_and_knockout_reads_zero(env, tmp_path, 
         knockout.main(_cfg(knockout, env, tmp_path / dtype, layer=0, dtype=dtype, limit=2))
         / "records.parquet"
     )
-    num = df.select_dtypes("number").drop(columns=["factor"])
-    assert not num.isna().any().any() and all(math.isfinite(v) for v in num.to_numpy().ravel())
     ko = df[df.condition.isin(["knockout", "knockout_all_layers", "random_control"])]
+    # factor is NaN for knockouts and mass_removed for non-knockouts by definition.
+    num = df.select_dtypes("number").drop(columns=["factor", "mass_removed"])
+    assert not num.isna().any().any() and all(math.isfinite(v) for v in num.to_numpy().ravel())
+    assert ko["mass_removed"].notna().all() and (ko["mass_removed"] > 0).all()
     assert (ko.attn_achieved == 0).all()

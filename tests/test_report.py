@@ -31,6 +31,7 @@ def test_outputs_exist_and_figures_are_real_pngs(run_dir: Path) -> None:
         "kl_knockout_vs_control.png",
         "dose_response.png",
         "outcome_matrix.png",
+        "kl_vs_removed_mass.png",
     }
     for png in (run_dir / "figures").glob("*.png"):
         assert png.stat().st_size > 5_000, png
@@ -45,7 +46,13 @@ def test_outputs_exist_and_figures_are_real_pngs(run_dir: Path) -> None:
 def test_stats_csv_schema_and_values(run_dir: Path) -> None:
     df = pd.read_csv(run_dir / "stats.csv")
     assert list(df.columns) == STATS_COLUMNS
-    assert set(df["family"]) == {"observe", "knockout_kl", "preservation", "attention", "triangle"}
+    assert set(df["family"]) == {
+        "observe",
+        "knockout_kl",
+        "preservation",
+        "manipulation",
+        "triangle",
+    }
     # Independent recomputation of one Wilcoxon row from the raw records.
     recs = pd.read_parquet(run_dir / "records.parquet")
     sub = recs[(recs["model"] == "tiny-b") & (recs["language"] == "rust")]
@@ -54,8 +61,12 @@ def test_stats_csv_schema_and_values(run_dir: Path) -> None:
     row = df[(df["family"] == "knockout_kl") & (df["model"] == "tiny-b") & (df["language"] == "rust")
              & (df["condition"] == "knockout") & (df["test"] == "wilcoxon_signed_rank")].iloc[0]  # fmt: skip
     assert row["pvalue"] == pytest.approx(stats.wilcoxon(ko, rc).pvalue, rel=1e-9)
-    # Corrections are within (model, family): Bonferroni = min(1, p * m).
-    fam = df[(df["family"] == "preservation") & (df["model"] == "tiny-a")].dropna(subset=["pvalue"])
+    # Corrections are within (model, language, family), over the counted rows only:
+    # Bonferroni = min(1, p * m), and the odds ratio next to each McNemar is not counted.
+    fam = df[(df["family"] == "preservation") & (df["model"] == "tiny-a")
+             & (df["language"] == "python") & df["counted"]]  # fmt: skip
+    assert set(fam["test"]) == {"mcnemar_exact"} and len(fam) == 6
+    assert (fam["family_size"] == 6).all()
     np.testing.assert_allclose(fam["p_bonferroni"], np.minimum(1, fam["pvalue"] * len(fam)))
     assert (fam["p_holm"] <= fam["p_bonferroni"] + 1e-12).all()
     # Observe: Welch python vs rust equals scipy on the baseline rows.
@@ -80,9 +91,8 @@ def test_null_run_is_not_called_causal(tmp_path: Path) -> None:
     path = make_run_dir(tmp_path / "null", seed=2, n=30, strong_knockout=False)
     analyze(path)
     text = (path / "report.md").read_text()
-    assert (
-        "causal and malleable" not in text.split("## Outcome matrix")[1].split("## Conclusions")[0]
-    )
+    verdicts = text.split("## Outcome matrix")[1].split("How effects map")[0]
+    assert "causal and malleable" not in verdicts
 
 
 def test_partial_run_only_layer_scan(tmp_path: Path) -> None:
@@ -122,3 +132,74 @@ def test_analysis_never_imports_a_model_stack() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_triangle_rows_carry_the_p_the_decision_used(run_dir: Path) -> None:
+    from analysis.triangle import classify_all
+
+    df = pd.read_csv(run_dir / "stats.csv")
+    tri = df[df["family"] == "triangle"]
+    recs = pd.read_parquet(run_dir / "records.parquet")
+    gens = pd.read_parquet(run_dir / "generations.parquet")
+    checked = 0
+    for o in classify_all(recs, gens):
+        for t in (t for t in o.tests if t.decides):
+            row = tri[(tri["model"] == o.model) & (tri["language"] == o.language)
+                      & (tri["condition"] == t.condition)]  # fmt: skip
+            assert len(row) == 1
+            assert row["p_bonferroni"].iloc[0] == pytest.approx(t.p_adjusted, rel=1e-12)
+            assert row["family_size"].iloc[0] == o.family_size
+            checked += 1
+    assert checked == 2 * 2 * 3  # 2 models x 2 languages x (knockout + 2 steering)
+
+
+def test_report_is_readable(run_dir: Path) -> None:
+    text = (run_dir / "report.md").read_text()
+    matrix = text.split("## Outcome matrix")[1].split("## Conclusions")[0]
+    assert "None" not in matrix and "False" not in matrix and "True" not in matrix
+    assert "in the predicted direction" in matrix and "opposite direction" in matrix
+    for needle in ("| torch | 2.13.0 |", "| transformers | 5.0.1 |", "| nnsight | 0.8.1 |",
+                   "| started | 2026-01-01", "Power rule:", "95% CI", "conditional odds ratio",
+                   "Pairs: knockout 30"):  # fmt: skip
+        assert needle in text, needle
+
+
+def test_report_pairing_rejects_a_duplicate_row(tmp_path: Path) -> None:
+    path = make_run_dir(tmp_path / "dup", n=12)
+    gens = pd.read_parquet(path / "generations.parquet")
+    pd.concat([gens, gens.iloc[[3]]]).to_parquet(path / "generations.parquet")
+    with pytest.raises(ValueError, match=r"sample 's3' appears more than once"):
+        analyze(path)
+    assert not (path / "report.md").exists()
+
+
+def test_several_runs_one_report(tmp_path: Path) -> None:
+    a = make_run_dir(tmp_path / "a", seed=1, n=20, models=("tiny-a",))
+    b = make_run_dir(tmp_path / "b", seed=2, n=20, models=("tiny-b",))
+    out = tmp_path / "both"
+    assert cli_analyze([str(a), str(b)], out=str(out)) == 0
+    text = (out / "report.md").read_text()
+    matrix = text.split("## Outcome matrix")[1].split("Effects behind")[0]
+    assert "| model | python | rust |" in matrix
+    assert "| tiny-a |" in matrix and "| tiny-b |" in matrix
+    assert "the whole matrix has 12 deciding test(s)" in text
+    df = pd.read_csv(out / "stats.csv")
+    assert set(df["model"]) == {"tiny-a", "tiny-b"}
+    assert (out / "figures" / "outcome_matrix.png").exists()
+    assert not (a / "report.md").exists()
+    with pytest.raises(ValueError, match="pass --out"):
+        analyze([a, b])
+    with pytest.raises(ValueError, match="model 'tiny-a' is in both"):
+        analyze([a, a], out=tmp_path / "x")
+
+
+def test_report_states_the_control_mass_match(run_dir: Path) -> None:
+    text = (run_dir / "report.md").read_text()
+    section = text.split("## The random-edge control")[1].split("## Figures")[0]
+    ctl = pd.read_parquet(run_dir / "control_match.parquet")
+    g = ctl[(ctl["model"] == "tiny-a") & (ctl["language"] == "rust")]
+    within = f"{100 * g['within_tolerance'].mean():.0f}%"
+    median = f"{g['mass_ratio'].median():.3g}"
+    assert f"| tiny-a | rust | 30 | {median} | {within} |" in section
+    share = ctl["token0_share"].median()
+    assert f"median {share:.2f}" in section and "attention sink" in section

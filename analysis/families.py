@@ -1,0 +1,56 @@
+"""Test families and their multiplicity correction, defined once.
+
+A family is the set of tests corrected together. Every family is corrected within one
+(model, language, family) -- languages and models are never pooled -- and only over the rows
+that are a family's *primary* test of a comparison: a second view of the same comparison
+(the odds ratio next to its McNemar test, the paired t next to its Wilcoxon test, a bootstrap
+CI) is reported but not counted again. The ``triangle`` family holds the deciding tests of one
+outcome; its Bonferroni adjustment is the one :func:`analysis.triangle.classify` decides with
+(both call :func:`bonferroni`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from analysis.hypothesis import correct
+
+__all__ = ["FAMILIES", "FAMILY_KEYS", "adjust_table", "bonferroni"]
+
+FAMILY_KEYS = ("model", "language", "family")
+FAMILIES: dict[str, str] = {
+    "observe": "baseline attention level, Python vs Rust (Welch t; pooled Cohen's d)",
+    "manipulation": "attention achieved vs baseline under each steering condition, paired "
+    "(Wilcoxon signed-rank counted; paired t and d_z shown)",
+    "knockout_kl": "per-sample KL, knockout / knockout_all_layers vs the mass-matched "
+    "random_control, paired (Wilcoxon counted; bootstrap CI shown)",
+    "preservation": "preserved under each condition vs baseline, paired (exact McNemar "
+    "counted; conditional odds ratio shown)",
+    "triangle": "the deciding tests of the outcome (knockout vs random_control and each "
+    "steering condition vs baseline); the decision uses this family's Bonferroni p",
+}
+
+
+def bonferroni(pvalues: ArrayLike) -> np.ndarray:
+    """Bonferroni-adjusted p-values (min(1, p·m)); a p of 0 stays 0."""
+    return correct(pvalues, "bonferroni")
+
+
+def adjust_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``p_bonferroni``, ``p_holm`` and ``family_size`` for rows with ``counted`` true.
+
+    Rows not counted (or without a p-value) get NaN and family_size 0.
+    """
+    out = df.copy()
+    out["p_bonferroni"] = np.nan
+    out["p_holm"] = np.nan
+    out["family_size"] = 0
+    use = out["counted"].astype(bool) & out["pvalue"].notna()
+    for _, idx in out[use].groupby(list(FAMILY_KEYS)).groups.items():
+        p = out.loc[idx, "pvalue"]
+        out.loc[idx, "p_bonferroni"] = bonferroni(p)
+        out.loc[idx, "p_holm"] = correct(p, "holm")
+        out.loc[idx, "family_size"] = len(idx)
+    return out

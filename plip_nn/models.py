@@ -61,6 +61,12 @@ class AttentionSite:
     module_path: str  # e.g. "model.layers.3.self_attn"
     call_op: str  # label of the attention-function call in the module's forward
     softmax_op: str  # label of the softmax inside the eager attention function
+    consumer_op: str  # label of the call that multiplies the probabilities with V
+    probs_arg: int  # position of the probabilities among that call's arguments
+
+    def plain(self) -> tuple[str, str, str, str, int]:
+        """The site as the plain tuple the in-trace code takes (slots ``kernels.SITE_*``)."""
+        return (self.module_path, self.call_op, self.softmax_op, self.consumer_op, self.probs_arg)
 
 
 def _instrument_labels(func: Callable) -> dict[str, ast.Call]:
@@ -156,15 +162,53 @@ def _find_attention_call(module: torch.nn.Module) -> tuple[str, Callable] | None
     return None
 
 
-def _find_softmax(eager: Callable) -> str:
+_CONSUMERS = ("matmul", "bmm", "einsum")
+
+
+def _find_softmax(eager: Callable) -> tuple[str, str, int]:
+    """Labels of the softmax and of the call that multiplies its probabilities with V.
+
+    The consumer is found structurally: the softmax's result is bound to a local name (possibly
+    rebound by dropout); the first later ``matmul``/``bmm``/``einsum`` call taking that name as
+    an argument is where the model reads the probabilities. Returns ``(softmax label, consumer
+    label, position of the probabilities among the consumer's arguments)``.
+    """
+    where = f"{eager.__module__}.{eager.__qualname__}"
     labels = _instrument_labels(eager)
     found = [label for label, call in labels.items() if _dotted(call.func)[-1:] == ["softmax"]]
     if len(found) != 1:
         raise UnsupportedArchitectureError(
-            f"expected exactly one softmax call in {eager.__module__}.{eager.__qualname__}, "
+            f"expected exactly one softmax call in {where}, "
             f"found {found}; this attention function is not supported"
         )
-    return found[0]
+    softmax_line = labels[found[0]].lineno
+    tree = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(eager))))
+    names = {
+        node.targets[0].id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and any(
+            isinstance(c, ast.Call) and _dotted(c.func)[-1:] == ["softmax"]
+            for c in ast.walk(node.value)
+        )
+    }
+    consumers = []
+    for label, call in labels.items():
+        if _dotted(call.func)[-1:] and _dotted(call.func)[-1] in _CONSUMERS:
+            if call.lineno < softmax_line:
+                continue
+            for i, arg in enumerate(call.args):
+                if isinstance(arg, ast.Name) and arg.id in names:
+                    consumers.append((call.lineno, call.col_offset, label, i))
+    if not consumers:
+        raise UnsupportedArchitectureError(
+            f"no matmul/bmm/einsum call in {where} takes the softmax's probabilities "
+            f"(bound to {sorted(names)}); cannot verify edits where the model reads them"
+        )
+    _line, _col, label, index = min(consumers)
+    return found[0], label, index
 
 
 def _decoder_layers(model: torch.nn.Module, n_layers: int) -> tuple[str, torch.nn.ModuleList]:
@@ -188,16 +232,16 @@ def resolve_sites(model: torch.nn.Module) -> list[AttentionSite]:
     n_layers = int(config.num_hidden_layers)
     stack_name, layers = _decoder_layers(model, n_layers)
     sites: list[AttentionSite] = []
-    cache: dict[type, tuple[str, str] | None] = {}
+    cache: dict[type, tuple[str, str, str, int] | None] = {}
     for i, layer in enumerate(layers):
-        found: tuple[str, str, str] | None = None
+        found: tuple[str, str, str, str, int] | None = None
         for sub_name, sub in layer.named_modules():
             if sub is layer:
                 continue
             key = type(sub)
             if key not in cache:
                 hit = _find_attention_call(sub)
-                cache[key] = None if hit is None else (hit[0], _find_softmax(hit[1]))
+                cache[key] = None if hit is None else (hit[0], *_find_softmax(hit[1]))
             resolved = cache[key]
             if resolved is not None:
                 found = (sub_name, *resolved)
@@ -215,6 +259,8 @@ def resolve_sites(model: torch.nn.Module) -> list[AttentionSite]:
                 module_path=f"{prefix}.{found[0]}",
                 call_op=found[1],
                 softmax_op=found[2],
+                consumer_op=found[3],
+                probs_arg=found[4],
             )
         )
     return sites

@@ -237,7 +237,7 @@ def compare(consumed: torch.Tensor, expected: torch.Tensor, rtol: float, atol: f
     tol = torch.where(expected != 0, rtol * expected.abs() + atol, torch.zeros_like(expected))
     over = torch.where(diff == 0, torch.zeros_like(diff), torch.full_like(diff, math.inf))
     ratio = torch.where(tol > 0, diff / tol.clamp(min=1e-300), over)
-    ratio = torch.nan_to_num(ratio, nan=math.inf)  # a NaN consumed weight never passes
+    ratio = torch.nan_to_num(ratio, nan=math.inf, posinf=math.inf)  # a NaN consumed weight never passes
     return diff, ratio
 
 
@@ -333,7 +333,9 @@ def edit_site(
         consumer = getattr(call.source, site[SITE_CONSUMER])
         consumed = consumer.inputs[0][site[SITE_PROBS_ARG]]  # [B, H, Q, K] what multiplies V
         if verify:
-            members = group_members(verify, rows, srcs, scores.shape[1], scores.shape[3], scores.device)
+            members = group_members(
+                verify, rows, srcs, scores.shape[1], scores.shape[3], scores.device
+            )
             rtol = relative_tolerance(consumed.dtype, computed)
             atol = torch.finfo(consumed.dtype).tiny
             stats = verify_groups(
@@ -382,6 +384,19 @@ def mask_scores(q, k, mask, rows: list, srcs: list, scaling: float, softcap) -> 
     return scores + mask[mb, :, s, :].double()  # [N, 1|H, K] broadcasts over heads
 
 
+def edit_mask(full: torch.Tensor, group: list) -> torch.Tensor:
+    """Add ``-inf`` (knockout) or ``log f`` (scale) to the group's entries of an additive mask
+    ``[B, H, Q, K]``, in place (``full`` is the engine's own expanded copy)."""
+    add = -math.inf if group[G_OP] == KNOCKOUT else math.log(group[G_PARAM])
+    h = _heads(group[G_HEADS], full.shape[1], full.device)[:, None]
+    s = torch.tensor(group[G_SOURCES], device=full.device)[None, :]
+    t = torch.tensor(group[G_TARGETS], device=full.device)
+    block = full[group[G_ROW], h, s, :]
+    block[:, :, t] = block[:, :, t] + add
+    full[group[G_ROW], h, s, :] = block
+    return full
+
+
 def _mask_site(model, site, edits: list, verify: list, reads: list) -> tuple:
     """:func:`edit_site` for the additive-mask route (knockout and scale only).
 
@@ -401,22 +416,27 @@ def _mask_site(model, site, edits: list, verify: list, reads: list) -> tuple:
         scaling = q.shape[-1] ** -0.5
     softcap = kwargs.get("softcap")
     base_mask = float_mask(mask, q, k)
+    cur = base_mask
     if edits:
         full = base_mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2]).clone()
         for g in edits:
-            add = -math.inf if g[G_OP] == KNOCKOUT else math.log(g[G_PARAM])
-            h = _heads(g[G_HEADS], q.shape[1], q.device)[:, None]
-            s = torch.tensor(g[G_SOURCES], device=q.device)[None, :]
-            t = torch.tensor(g[G_TARGETS], device=q.device)
-            block = full[g[G_ROW], h, s, :]
-            block[:, :, t] = block[:, :, t] + add
-            full[g[G_ROW], h, s, :] = block
+            edit_mask(full, g)
         if len(args) > 4:
             call.inputs = ((*args[:4], full, *args[5:]), kwargs)
         else:
             kw = dict(kwargs)
             kw["attention_mask"] = full
             call.inputs = (args, kw)
+        cur = full
+    read = None
+    if reads:  # from the mask as passed on (before the call's output is touched)
+        out_reads = []
+        for r in reads:
+            srcs_r = r[R_SOURCES]
+            sc_r = mask_scores(q, k, cur, [r[R_ROW]] * len(srcs_r), srcs_r, scaling, softcap)
+            w = torch.softmax(sc_r, dim=-1)[:, :, r[R_TARGETS]].mean(1)  # [S, T]
+            out_reads.append(torch.stack([w.mean(-1).mean(), w.sum(-1).mean()]).float())
+        read = torch.stack(out_reads)
     stats = None
     if verify:
         rows, srcs = edited_rows(verify)
@@ -443,7 +463,7 @@ def _mask_site(model, site, edits: list, verify: list, reads: list) -> tuple:
         rtol = eps * (1.0 + float(allowed_sc.max())) + 64 * torch.finfo(torch.float32).eps
         diff = (out - ref).abs()
         ratio = diff / (rtol * bound + torch.finfo(q.dtype).tiny)
-        ratio = torch.nan_to_num(ratio, nan=math.inf)
+        ratio = torch.nan_to_num(ratio, nan=math.inf, posinf=math.inf)
         before = torch.softmax(sc, dim=-1)
         allowed = sc_edit > thresh
         rows_stats = []
@@ -458,20 +478,6 @@ def _mask_site(model, site, edits: list, verify: list, reads: list) -> tuple:
                 ).float()
             )
         stats = torch.stack(rows_stats)
-    read = None
-    if reads:
-        passed = call.inputs
-        passed_mask = passed[0][4] if len(passed[0]) > 4 else passed[1].get("attention_mask")
-        cur = float_mask(passed_mask, q, k)
-        out_reads = []
-        for r in reads:
-            sc_r = mask_scores(
-                q, k, cur, [r[R_ROW]] * len(r[R_SOURCES]), r[R_SOURCES], scaling, softcap
-            )
-            p_r = torch.softmax(sc_r, dim=-1)  # [S, H, K]
-            w = p_r[:, :, r[R_TARGETS]].mean(1)
-            out_reads.append(torch.stack([w.mean(-1).mean(), w.sum(-1).mean()]).float())
-        read = torch.stack(out_reads)
     return stats, read
 
 

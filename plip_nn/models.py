@@ -39,6 +39,7 @@ __all__ = [
     "ModelLoadError",
     "UnsupportedArchitectureError",
     "load_model",
+    "resolve_device",
     "wrap_model",
 ]
 
@@ -340,13 +341,54 @@ class ModelHandle:
             )
 
     def self_check(self) -> None:
-        """Run one tiny trace and verify the softmax op behaves like attention probabilities.
+        """Run tiny traces that verify the intervention points of this model's route.
 
-        Checks at the first and last layer: the op's input is ``[batch, heads, q, k]`` with
-        ``heads == num_attention_heads``, future keys are masked, the output rows sum to 1 and
-        put zero weight on future keys.
+        Every route: an identity edit (Scale(1)) at the first and last layer goes through
+        :func:`plip_nn.kernels.edit_site` and must verify -- on the softmax route against the
+        probabilities the consumer op multiplies with V, on the mask route against the
+        attention call's output recomputed from its q, k, v and mask. Eager models also check
+        that the softmax op's input is ``[batch, heads, q, k]`` with ``heads ==
+        num_attention_heads``, future keys are masked, and the output rows sum to 1 and put
+        zero weight on future keys.
         """
-        self.require_eager("the self-check")
+        self._check_edit_site()
+        if self.attn_implementation == "eager":
+            self._check_softmax()
+
+    def _check_edit_site(self) -> None:
+        from plip_nn import kernels
+
+        n = 5
+        route = kernels.ROUTE_SOFTMAX if self.attn_implementation == "eager" else kernels.ROUTE_MASK
+        ids = torch.arange(1, n + 1, device=self.device)[None] % int(self.config.vocab_size)
+        group = [0, None, [n - 1], [0, 2], kernels.SCALE, 1.0]
+        layers = sorted({0, self.n_layers - 1})
+        saved = {}
+        try:
+            with (
+                torch.inference_mode(),
+                self.nn.trace({"input_ids": ids, "attention_mask": ids * 0 + 1}),
+            ):
+                for layer in layers:
+                    st, _ = kernels.edit_site(
+                        self.nn, self.sites[layer].plain(), [group], [group], [], route
+                    )
+                    saved[layer] = st.save()
+        except Exception as err:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: the attention intervention point could not be traced on the "
+                f"{route} route ({err}); sites: {self.sites[0]}"
+            ) from err
+        for layer, st in saved.items():
+            ratio = float(st[0, kernels.ST_ERROR_RATIO])
+            if not ratio <= 1.0:
+                raise UnsupportedArchitectureError(
+                    f"{self.name} layer {layer}: an identity edit on the {route} route does not "
+                    f"verify (error {ratio:.3g}x tolerance); site {self.sites[layer]} is not "
+                    "where the model computes and reads its attention"
+                )
+
+    def _check_softmax(self) -> None:
         n = 5
         ids = torch.arange(1, n + 1, device=self.device)[None] % int(self.config.vocab_size)
         mask = torch.ones_like(ids)
@@ -426,26 +468,39 @@ def wrap_model(
     sites = resolve_sites(hf_model)
     nn_model = TransformersModel(hf_model, tokenizer=tokenizer, dispatch=True)
     handle = ModelHandle(nn_model, hf_model, sites, name=name, revision=revision)
-    if check and eager:
+    if check:
         handle.self_check()
     return handle
+
+
+def resolve_device(device: str | torch.device | None) -> str:
+    """``"auto"`` (or None) -> ``"cuda"`` when a GPU is present, else ``"cpu"``."""
+    if device is None or str(device) == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
 
 
 def load_model(
     name_or_path: str | Path | None = None,
     *,
-    device: str = "cpu",
+    device: str = "auto",
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
     eager: bool = True,
     check: bool = True,
+    device_map: str | dict[str, Any] | None = None,
 ) -> ModelHandle:
     """Load a causal LM by HF name or local path (default: the embedded tiny code model).
+
+    Weights load straight onto their device through transformers' ``device_map`` (no full
+    host copy first): ``device_map`` if given (e.g. ``"auto"`` spreads a model over several
+    GPUs), else ``device`` (``"auto"``: cuda when present). On the CPU a half-precision
+    checkpoint loads as float32 unless ``dtype`` says otherwise.
 
     Raises:
         ModelLoadError: the name/path does not exist or is not a causal LM.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if name_or_path is None or str(name_or_path) in ("embedded", "plip-nn/embedded-tiny-qwen2"):
         from plip_nn.embedded import EMBEDDED_MODEL_DIR, EMBEDDED_MODEL_NAME
@@ -456,13 +511,22 @@ def load_model(
         path = str(name_or_path)
         name = path
     torch_dtype = _parse_dtype(dtype)
+    target = resolve_device(device)
+    placement = device_map if device_map is not None else target
     kwargs: dict[str, Any] = {"revision": revision} if revision else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        if torch_dtype is None and placement == "cpu":
+            # Half precision on CPU is slow and imprecise; compute in float32 unless asked.
+            config = AutoConfig.from_pretrained(path, **kwargs)
+            stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+            if stored in (torch.float16, torch.bfloat16, "float16", "bfloat16"):
+                torch_dtype = torch.float32
         hf_model = AutoModelForCausalLM.from_pretrained(
             path,
             attn_implementation="eager" if eager else None,
             dtype=torch_dtype if torch_dtype is not None else "auto",
+            device_map=placement,
             **kwargs,
         )
     except (OSError, ValueError) as err:
@@ -472,14 +536,6 @@ def load_model(
             "HuggingFace model name that is available offline (or omit --model to use the "
             "embedded model)"
         ) from err
-    if (
-        torch_dtype is None
-        and hf_model.dtype in (torch.float16, torch.bfloat16)
-        and device == "cpu"
-    ):
-        # Half precision on CPU is slow and imprecise; compute in float32 unless asked.
-        hf_model = hf_model.float()
-    hf_model = hf_model.to(device)
     return wrap_model(hf_model, tokenizer, name=name, revision=revision, eager=eager, check=check)
 
 

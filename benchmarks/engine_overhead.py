@@ -79,11 +79,15 @@ def n_rows(items: list[Item]) -> int:
     return sum(1 for it in items if it.condition.edits) + len({it.input_ids for it in items})
 
 
-def measure(bm: models.BenchModel, *, seq: int, repeats: int) -> dict[str, Any]:
+def measure(
+    bm: models.BenchModel, *, seq: int, repeats: int, only: tuple[str, ...] = ()
+) -> dict[str, Any]:
     h = bm.handle
     prompts = models.random_prompts(bm.vocab, N_PROMPTS, seq, seed=11)
     result: dict[str, Any] = {"model": bm.key, "prompts": N_PROMPTS, "seq": seq, "cases": {}}
     for name, items in cases(h, prompts).items():
+        if only and name not in only:
+            continue
         rows = n_rows(items)
         ids = torch.tensor([prompts[r % N_PROMPTS] for r in range(rows)], device=h.device)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -115,15 +119,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the JSON here as well")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=(),
+        help="knockout_1 scale_all seven_conditions (default: all)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     results = []
     if args.model in ("embedded", "both"):
-        results.append(measure(models.embedded(), seq=SIZES["embedded"], repeats=args.repeats))
+        results.append(
+            measure(
+                models.embedded(),
+                seq=SIZES["embedded"],
+                repeats=args.repeats,
+                only=tuple(args.cases),
+            )
+        )
     if args.model in ("larger", "both"):
-        results.append(measure(models.larger(), seq=SIZES["larger"], repeats=args.repeats))
+        results.append(
+            measure(
+                models.larger(), seq=SIZES["larger"], repeats=args.repeats, only=tuple(args.cases)
+            )
+        )
     doc = {
         "threads": args.threads,
         "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],

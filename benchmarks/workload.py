@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale
 from plip_nn.models import ModelHandle

@@ -237,7 +237,9 @@ def compare(consumed: torch.Tensor, expected: torch.Tensor, rtol: float, atol: f
     tol = torch.where(expected != 0, rtol * expected.abs() + atol, torch.zeros_like(expected))
     over = torch.where(diff == 0, torch.zeros_like(diff), torch.full_like(diff, math.inf))
     ratio = torch.where(tol > 0, diff / tol.clamp(min=1e-300), over)
-    ratio = torch.nan_to_num(ratio, nan=math.inf, posinf=math.inf)  # a NaN consumed weight never passes
+    ratio = torch.nan_to_num(
+        ratio, nan=math.inf, posinf=math.inf
+    )  # a NaN consumed weight never passes
     return diff, ratio
 
 

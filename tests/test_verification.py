@@ -182,7 +182,7 @@ def test_mutation_fires_in_a_single_pass(handles, monkeypatch, kind, op_name):
     items = _items(op_name, 1, layers=(0, 1))
     run(h, items, batch_size=1)  # unmutated: verified
     _mutate(monkeypatch, kind)
-    with pytest.raises(EditVerificationError, match="deviates|without a verified reading"):
+    with pytest.raises(EditVerificationError, match=r"deviates|without a verified reading"):
         run(h, items, batch_size=1)
 
 
@@ -192,7 +192,7 @@ def test_mutation_fires_in_a_batch(handles, monkeypatch, kind):
     items = _items("scale", 3, layers=(0, 1))
     run(h, items, batch_size=3)
     _mutate(monkeypatch, kind)
-    with pytest.raises(EditVerificationError, match="deviates|without a verified reading"):
+    with pytest.raises(EditVerificationError, match=r"deviates|without a verified reading"):
         run(h, items, batch_size=3)
 
 
@@ -205,7 +205,7 @@ def test_mutation_fires_in_generation(handles, monkeypatch, kind):
     kw = {"max_new_tokens": 2, "source_policy": "continuation"}
     generate(h, [req], **kw)
     _mutate(monkeypatch, kind)
-    with pytest.raises(EditVerificationError, match="deviates|without a verified reading"):
+    with pytest.raises(EditVerificationError, match=r"deviates|without a verified reading"):
         generate(h, [req], **kw)
 
 

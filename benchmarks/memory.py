@@ -66,7 +66,7 @@ def child(mode: str, quick: bool, batch: int, seq: int) -> dict[str, Any]:
             out = h.hf(**inputs).logits
             del out
         else:
-            res = kernels.traced_pass(h.nn, inputs, sites, plan, None, None, False, False)
+            res = kernels.traced_pass(h.nn, inputs, sites, plan, None, False, False)
             del res
     return {
         "mode": mode,

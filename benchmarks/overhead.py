@@ -58,7 +58,7 @@ def p1(bm: BenchModel, *, batch: int, seq: int, repeats: int, with_tl: bool) -> 
     def engine(plan: dict):
         def f() -> object:
             with torch.inference_mode():
-                return kernels.traced_pass(h.nn, inputs, sites, plan, None, None, False, False)
+                return kernels.traced_pass(h.nn, inputs, sites, plan, None, False, False)
 
         return f
 

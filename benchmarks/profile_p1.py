@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     def engine(mod: ModuleType, plan: dict):
         def f() -> object:
             with torch.inference_mode():
-                return mod.traced_pass(h.nn, inputs, sites, plan, None, None, False, False)
+                return mod.traced_pass(h.nn, inputs, sites, plan, None, False, False)
 
         return f
 

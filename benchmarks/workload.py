@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale
 from plip_nn.models import ModelHandle
-from plip_nn.trace import Item, _build_plan, _pad_batch, _pad_id, _plain
+from plip_nn.plan import build_plan, pad_batch, pad_id, plain_plan, plain_sites
+from plip_nn.trace import Item
 
 
 def marker_edit(n_tokens: int, layers: tuple[int, ...], op: Knockout | Scale) -> AttentionEdit:
@@ -40,37 +39,31 @@ def items_for(prompts: Sequence[tuple[int, ...]], edit_of, name: str) -> list[It
 
 
 def sites_of(handle: ModelHandle) -> list:
-    return [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
+    return plain_sites(handle)
 
 
 def batch_inputs(handle: ModelHandle, prompts: Sequence[tuple[int, ...]]) -> tuple[dict, list]:
     """Left-padded model inputs and pad offsets, exactly as the engine builds them."""
-    return _pad_batch(list(prompts), _pad_id(handle), handle.device)
+    return pad_batch(list(prompts), pad_id(handle), handle.device)
 
 
 def plan_for(prompts: Sequence[tuple[int, ...]], offsets: list, edit_of) -> dict:
     """The plain per-layer plan of an edited pass (one edit per row, no extra reads)."""
     rows = [((edit_of(len(p)),), ()) for p in prompts]
-    return _plain(_build_plan(rows, offsets))
+    return plain_plan(build_plan(rows, offsets))
 
 
 def edit_pass(model, inputs: dict, sites: list, plan: dict) -> dict:
-    """An nnsight trace that applies ``plan`` with the kernels exactly as ``traced_pass`` does,
-    saving the logits and each group's verification stats but no summaries (KL, NLL, top-1)."""
+    """An nnsight trace that applies ``plan`` through the engine's one edit site
+    (:func:`plip_nn.kernels.edit_site`, with its verification), saving the logits and each
+    layer's stats but no summaries (KL, NLL, top-1)."""
     out: dict = {}
     with model.trace(inputs):
         for layer in sorted(plan):
             lp = plan[layer]
-            path, call_op, sm_op = sites[layer]
-            op = getattr(getattr(model.get(path).source, call_op).source, sm_op)
-            scores = op.input
-            if lp["score"]:
-                scores, ko_stats = kernels.apply_score_groups(scores, lp["score"])
-                op.input = scores
-                out["ko" + str(layer)] = torch.stack(ko_stats).save()
-            if lp["prob"]:
-                probs, pr_stats = kernels.apply_prob_groups(op.output, scores, lp["prob"])
-                op.output = probs
-                out["pr" + str(layer)] = torch.stack(pr_stats).save()
+            stats, _ = kernels.edit_site(
+                model, sites[layer], lp[kernels.PLAN_EDITS], lp[kernels.PLAN_VERIFY], []
+            )
+            out[kernels.result_key(kernels.STATS, layer)] = stats.save()
         out["logits"] = model.output.logits.save()
     return out

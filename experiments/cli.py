@@ -69,7 +69,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--corpus", default=None, help="corpus JSON (default: the shipped corpus)")
     g.add_argument("--out", default=None, help="run directory (default: runs/<cmd>-<time>)")
     g.add_argument("--remote", default="none", help="none | local | ndif (key: NDIF_API_KEY)")
-    g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    g.add_argument("--device", default="auto", help="torch device; auto = cuda when present")
     g.add_argument("--dtype", default="float32", help="float32 | float16 | bfloat16 | auto")
     g.add_argument("--batch-size", type=int, default=8, help="rows per forward pass")
     g.add_argument("--layer", type=_layer, default=None, help="layer (default: scan peak)")
@@ -83,6 +83,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, default=None, help="samples per language and kind")
     g.add_argument("--languages", nargs="+", default=["python", "rust"], help="python and/or rust")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g.add_argument(
+        "--device-map", default=None, help="transformers device_map (auto: spread over GPUs)"
+    )
     g.add_argument(
         "--chat-template",
         action="store_true",
@@ -198,6 +201,7 @@ def _config(args: argparse.Namespace) -> Any:
         "chat_template": args.chat_template,
         "allow_code_change": args.allow_code_change,
         "skip_masked": args.skip_masked,
+        "device_map": args.device_map,
     }
     if args.command in ("scan", "knockout"):
         extra["kinds"] = tuple(args.kinds)

@@ -51,7 +51,7 @@ class CommonConfig:
         corpus: corpus JSON path; ``None`` is the shipped corpus.
         out: run directory; ``None`` picks ``runs/<experiment>-<UTC time>``.
         remote: ``none`` (local), ``local`` (nnsight's remote simulation) or ``ndif``.
-        device: torch device.
+        device: torch device; ``auto`` is cuda when present, else cpu.
         dtype: ``float32``, ``float16``/``bfloat16`` or ``auto`` (the checkpoint's dtype).
         batch_size: rows per forward pass.
         layer: edited / read layer; ``None`` picks the layer where Python marker->function
@@ -61,6 +61,8 @@ class CommonConfig:
         limit: use at most this many samples per language and kind (``None``: all).
         languages: languages to include.
         progress: show progress bars (stderr).
+        device_map: transformers ``device_map`` (``auto`` spreads the model over GPUs);
+            overrides ``device``.
         chat_template: wrap each sample in the tokenizer's chat template (instruct models):
             a user turn asking to continue the code, then the code as the start of the
             assistant turn; positions are shifted by the template's prefix.
@@ -75,7 +77,7 @@ class CommonConfig:
     corpus: str | None = None
     out: str | None = None
     remote: str = "none"
-    device: str = "cpu"
+    device: str = "auto"
     dtype: str = "float32"
     batch_size: int = 8
     layer: int | None = None
@@ -87,6 +89,7 @@ class CommonConfig:
     chat_template: bool = False
     allow_code_change: bool = False
     skip_masked: bool = False
+    device_map: str | None = None
 
     def __post_init__(self) -> None:
         if self.remote not in REMOTES:
@@ -302,7 +305,7 @@ def open_study(
     raw_samples = _load_samples(cfg, kinds)  # corpus errors before the (slower) model load
     if handle is None:
         dtype = None if cfg.dtype == "auto" else cfg.dtype
-        handle = load_model(cfg.model, device=cfg.device, dtype=dtype)
+        handle = load_model(cfg.model, device=cfg.device, dtype=dtype, device_map=cfg.device_map)
     if cfg.layer is not None and cfg.layer >= handle.n_layers:
         raise ConfigError(
             f"--layer {cfg.layer} is out of range: the model has {handle.n_layers} layers "
@@ -332,7 +335,7 @@ def open_study(
         else "no BOS added",
         "seed": cfg.seed,
         "remote": cfg.remote,
-        "device": cfg.device,
+        "device": str(handle.device),  # resolved (cfg.device may be "auto")
         "dtype": str(next(handle.hf.parameters()).dtype),
         "n_samples": len(samples),
         "skip_masked": cfg.skip_masked,

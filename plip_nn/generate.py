@@ -26,15 +26,22 @@ from typing import Any
 import torch
 
 from plip_nn import kernels
-from plip_nn.edits import (
-    AttentionEdit,
-    Condition,
-    EditSpecError,
-    EditVerificationError,
-    Knockout,
-)
+from plip_nn.edits import AttentionEdit, Condition, EditSpecError
 from plip_nn.models import ModelHandle
-from plip_nn.trace import _opcode, _pad_batch, _pad_id, _tolerance, configure_remote
+from plip_nn.plan import (
+    EditStats,
+    build_plan,
+    check_stats,
+    configure_remote,
+    missing_reading,
+    opcode,
+    pad_batch,
+    pad_id,
+    plain_plan,
+    plain_sites,
+    register_for_remote,
+    validate_edits,
+)
 
 __all__ = [
     "SOURCE_POLICIES",
@@ -113,15 +120,8 @@ def marker_token_sequences(tokenizer: Any, marker: str, contexts: Sequence[str] 
 
 
 def _check_request(handle: ModelHandle, req: GenerationRequest, policy: str) -> None:
-    n = len(req.input_ids)
-    for edit in req.condition.edits:
-        edit.validate(
-            n_layers=handle.n_layers,
-            n_heads=handle.n_heads,
-            seq_len=n,
-            sample=req.sample_id,
-            sliding_windows=handle.sliding_windows,
-        )
+    validate_edits(handle, req.sample_id, req.condition.edits, len(req.input_ids), "softmax")
+    for _edit in req.condition.edits[:1]:
         if policy == "continuation" and handle.sliding_windows and any(handle.sliding_windows):
             log.warning(
                 "%s: sliding-window layers may mask function tokens for late generated rows",
@@ -137,7 +137,7 @@ def _rows(
         edits = []
         sources: list[int] = []
         for e in req.condition.edits:
-            code, param = _opcode(e.op)
+            code, param = opcode(e.op)
             heads = None if e.heads is None else list(e.heads)
             edits.append([list(e.layers), heads, [t + off for t in e.targets], code, param])
             sources.extend(s + off for s in e.sources)
@@ -152,18 +152,29 @@ def _rows(
     return rows
 
 
-def _verify(req: GenerationRequest, st: list[float], tol: float, knockout: bool) -> None:
-    if st[8] > 0:
-        raise EditVerificationError(
-            f"sample {req.sample_id!r}, condition {req.condition.name!r}, step {int(st[0])}, "
-            f"layer {int(st[2])}: an edited edge is masked or a row lost every allowed key"
+def _verify(req: GenerationRequest, mine: list[list[float]]) -> None:
+    """Check every edit's stats at every step; each (edit, layer) must be verified at step 0
+    when the request has prompt sources (the prefill always edits them)."""
+    seen = set()
+    for st in mine:
+        step = int(st[kernels.GEN_STEP])
+        layer = int(st[kernels.GEN_LAYER])
+        e_idx = int(st[kernels.GEN_EDIT])
+        edit = req.condition.edits[e_idx]
+        where = (
+            f"sample {req.sample_id!r}, condition {req.condition.name!r}, step {step}, "
+            f"layer {layer}"
         )
-    limit = 0.0 if knockout else tol
-    if not st[7] <= limit:
-        raise EditVerificationError(
-            f"sample {req.sample_id!r}, condition {req.condition.name!r}, step {int(st[0])}, "
-            f"layer {int(st[2])}: achieved attention deviates by {st[7]:.3g} (tolerance {limit:g})"
-        )
+        if layer not in edit.layers:
+            raise missing_reading(where, e_idx, layer)
+        check_stats(EditStats.from_row(st[kernels.GEN_STATS :]), edit, where, req.sample_id)
+        if step == 0:
+            seen.add((e_idx, layer))
+    for e_idx, edit in enumerate(req.condition.edits):
+        for layer in edit.layers:
+            if (e_idx, layer) not in seen:
+                where = f"sample {req.sample_id!r}, condition {req.condition.name!r}, step 0"
+                raise missing_reading(where, e_idx, layer)
 
 
 def generate(
@@ -204,24 +215,19 @@ def generate(
         _check_request(handle, req, source_policy)
     remote_arg = configure_remote(remote)
     if remote_arg:
-        import nnsight
-
-        import plip_nn
-
-        nnsight.register(plip_nn)
+        register_for_remote()
     gen_kwargs: dict[str, Any] = {"do_sample": do_sample}
     if do_sample:
         gen_kwargs["temperature"] = temperature
         torch.manual_seed(seed)
-    pad_id = _pad_id(handle)
-    gen_kwargs["pad_token_id"] = pad_id
-    sites = [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
+    pad = pad_id(handle)
+    gen_kwargs["pad_token_id"] = pad
+    sites = plain_sites(handle)
     embed_path = _embed_path(handle)
-    tol = _tolerance(handle)
     results: list[GenerationResult] = []
     for start in range(0, len(requests), batch_size):
         batch = list(requests[start : start + batch_size])
-        inputs, offsets = _pad_batch([r.input_ids for r in batch], pad_id, handle.device)
+        inputs, offsets = pad_batch([r.input_ids for r in batch], pad, handle.device)
         del inputs["position_ids"]  # generate derives positions from the mask at every step
         rows = _rows(batch, offsets, source_policy)
         with torch.inference_mode():
@@ -241,14 +247,15 @@ def generate(
         width = inputs["input_ids"].shape[1]
         for r, req in enumerate(batch):
             new = tuple(int(t) for t in seqs[r, width : width + max_new_tokens])
-            mine = [list(s) for s in stats if int(s[1]) == r]
-            knockout = {e.layers: isinstance(e.op, Knockout) for e in req.condition.edits}
-            for st in mine:
-                is_ko = any(ko and int(st[2]) in layers for layers, ko in knockout.items())
-                _verify(req, st, tol, is_ko)
+            mine = [list(s) for s in stats if int(s[kernels.GEN_ROW]) == r]
+            _verify(req, mine)
             levels = []
             for step in range(max_new_tokens):
-                vals = [st[4] for st in mine if int(st[0]) == step]
+                vals = [
+                    st[kernels.GEN_STATS + kernels.ST_LEVEL_AFTER]
+                    for st in mine
+                    if int(st[kernels.GEN_STEP]) == step
+                ]
                 levels.append(sum(vals) / len(vals) if vals else math.nan)
             results.append(
                 GenerationResult(
@@ -258,7 +265,7 @@ def generate(
                     new_token_ids=new,
                     text=handle.tokenizer.decode(list(new), skip_special_tokens=False),
                     step_levels=tuple(levels),
-                    n_edited_steps=len({(int(s[0])) for s in mine}),
+                    n_edited_steps=len({int(s[kernels.GEN_STEP]) for s in mine}),
                     stats=tuple(tuple(s) for s in mine),
                 )
             )
@@ -297,14 +304,14 @@ def generate_recompute(
             edited_rows = list(range(min(sources), prompt_len))
         else:
             edited_rows = list(sources)
-    sites = [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
+    sites = plain_sites(handle)
     new: list[int] = []
     for step in range(max_new_tokens):
         if step > 0 and sources:
             pos = len(seq) - 1  # the row of the token fed at this step
             gen = seq[prompt_len:]
             hit = source_policy == "continuation" or any(
-                kernels._ends_with(gen, m) for m in marker_seqs
+                kernels.ends_with(gen, m) for m in marker_seqs
             )
             if hit:
                 edited_rows.append(pos)
@@ -318,20 +325,11 @@ def generate_recompute(
             )
             for e in request.condition.edits
         )
-        plan: dict[int, dict[str, list]] = {}
-        for e in edits:
-            code, param = _opcode(e.op)
-            heads = None if e.heads is None else list(e.heads)
-            group = [0, heads, list(e.sources), list(e.targets), code, param]
-            for layer in e.layers:
-                lp = plan.setdefault(layer, {"score": [], "prob": [], "read": []})
-                lp["score" if code == kernels.KNOCKOUT else "prob"].append(group)
+        plan = plain_plan(build_plan([(edits, ())], [0]))
         ids = torch.tensor([seq], dtype=torch.long, device=handle.device)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         with torch.inference_mode():
-            _out, lp_last = kernels.traced_pass(
-                handle.nn, inputs, sites, plan, None, None, False, False
-            )
+            _out, lp_last = kernels.traced_pass(handle.nn, inputs, sites, plan, None, False, False)
         tok = int(lp_last[0].argmax())
         seq.append(tok)
         new.append(tok)

@@ -1,19 +1,41 @@
-"""Pure tensor functions that carry out attention edits and read attention levels.
+"""In-trace code: attention edits, their verification, and the summaries saved from a trace.
 
 This module runs *inside* nnsight traces, including on NDIF's server sandbox, so it imports
-only ``torch`` and ``math`` and takes plain tensors, ints, floats and lists -- never our spec
-objects. A test imports it with every other import blocked.
+only ``torch`` and ``math`` and takes plain tensors, ints, floats, lists and dicts -- never our
+spec objects. A test imports it with every other import blocked.
 
-Shapes: ``scores`` and ``probs`` are ``[batch, heads, q, k]``. A *group* is one edit on one batch
-row: ``(batch_index, heads, sources, targets, opcode, param)`` where ``heads`` is a list of head
-indices or ``None`` (all heads), ``sources`` are query-row indices into ``q`` and ``targets`` key
-indices into ``k``. Opcodes: 0 = knockout, 1 = scale(param), 2 = set_value(param).
+Layouts (plain lists that travel to NDIF; their slots are named by the constants below):
 
-Every function that edits also returns a float32 ``stats`` vector describing the group:
-``[level_before, level_after, mass_before, mass_after, max_error, n_bad]`` where ``level`` is
-the mean over targets of the head-mean weight (averaged over sources), ``mass`` the sum over
-targets, ``max_error`` the largest deviation of the achieved weights from what the operation
-requested, and ``n_bad`` counts rows that lost every allowed key or edges that were masked.
+* **group** -- one edit on one batch row: ``[row, heads, sources, targets, op, param]``
+  (``G_*``). ``heads`` is a list of head indices or ``None`` (all heads), ``sources`` are
+  query-row indices into ``q``, ``targets`` key indices into ``k``; ``op`` is
+  :data:`KNOCKOUT`, :data:`SCALE` (``param`` = factor) or :data:`SET_VALUE` (``param`` = value).
+* **read** -- edges whose attention is read: ``[row, sources, targets]`` (``R_*``).
+* **site** -- where a layer's attention lives: ``(module_path, call_op, softmax_op,
+  consumer_op, probs_arg)`` (``SITE_*``); ``consumer_op`` is the call that multiplies the
+  probabilities with V and ``probs_arg`` their position among its arguments.
+* **layer plan** -- ``{PLAN_EDITS: [group], PLAN_VERIFY: [group], PLAN_READS: [read]}``.
+  ``PLAN_VERIFY`` names the groups whose effect is checked at this layer; it is the same list
+  as ``PLAN_EDITS`` (kept apart so that the check never takes the write's word for it).
+* **stats** -- one float row per verified group (``ST_*``, :data:`N_STATS` slots): levels and
+  masses before/after (head-mean over all heads; level = mean over targets, averaged over the
+  sources; mass = sum over targets), ``max_error`` (largest absolute deviation of the consumed
+  weights from the expected rows), ``error_ratio`` (the largest deviation divided by its
+  tolerance: the edit is verified iff it is <= 1) and ``n_bad`` (edges already masked, rows
+  left with no allowed key). Generation prefixes ``[step, row, layer, edit]`` (``GEN_*``).
+* **reads** -- one ``[level, mass]`` row per read (``RD_*``).
+
+Saved results of a traced pass live under one key scheme, :func:`result_key`: ``"stats/L"``
+and ``"reads/L"`` per layer ``L`` plus the per-row summaries ``"nll"``, ``"ntok"``,
+``"top1"``, ``"kl"``, ``"top1_base"`` and ``"lp"``.
+
+**What is verified.** Softmax route: the probabilities the model multiplies with V (the input
+of the consumer call, read after the model's own casts), for every head of every edited query
+row, against the rows expected from the *unedited* pre-softmax scores with all of the layer's
+groups applied in float64 (overlapping edits are checked on the final row). Mask route: the
+attention call's output for every edited (row, head) against ``softmax(q kᵀ·scaling + mask +
+requested edits) @ V`` recomputed in float64 from the call's own q, k, v and unedited mask.
+Tolerances are relative to each value and to the dtype the model consumed.
 """
 
 import math
@@ -23,19 +45,36 @@ import torch
 KNOCKOUT = 0
 SCALE = 1
 SET_VALUE = 2
-N_STATS = 6
+
+G_ROW, G_HEADS, G_SOURCES, G_TARGETS, G_OP, G_PARAM = 0, 1, 2, 3, 4, 5
+R_ROW, R_SOURCES, R_TARGETS = 0, 1, 2
+SITE_PATH, SITE_CALL, SITE_SOFTMAX, SITE_CONSUMER, SITE_PROBS_ARG = 0, 1, 2, 3, 4
+(
+    ST_LEVEL_BEFORE,
+    ST_LEVEL_AFTER,
+    ST_MASS_BEFORE,
+    ST_MASS_AFTER,
+    ST_MAX_ERROR,
+    ST_ERROR_RATIO,
+    ST_N_BAD,
+) = 0, 1, 2, 3, 4, 5, 6
+N_STATS = 7
+RD_LEVEL, RD_MASS = 0, 1
+GEN_STEP, GEN_ROW, GEN_LAYER, GEN_EDIT, GEN_STATS = 0, 1, 2, 3, 4
+
+PLAN_EDITS = "edits"
+PLAN_VERIFY = "verify"
+PLAN_READS = "reads"
+STATS = "stats"
+READS = "reads"
+
+ROUTE_SOFTMAX = "softmax"
+ROUTE_MASK = "mask"
 
 
-def _index(t: torch.Tensor, heads: list | None, n_heads: int, sources: list, targets: list):
-    device = t.device
-    h = (
-        torch.arange(n_heads, device=device)
-        if heads is None
-        else torch.tensor(heads, device=device)
-    )
-    s = torch.tensor(sources, device=device)
-    k = torch.tensor(targets, device=device)
-    return h, s, k
+def result_key(kind: str, layer: int) -> str:
+    """Key of a per-layer result (``kind`` is :data:`STATS` or :data:`READS`): ``"stats/3"``."""
+    return kind + "/" + str(layer)
 
 
 def masked_threshold(dtype: torch.dtype) -> float:
@@ -43,165 +82,409 @@ def masked_threshold(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min / 2
 
 
-def head_mean_levels(probs_rows: torch.Tensor, targets: torch.Tensor) -> tuple:
-    """Level and mass of ``probs_rows`` [heads, sources, k] on ``targets`` (head-mean, source-mean)."""
-    w = probs_rows.float()[:, :, targets].mean(0)  # [sources, targets]
-    mass = w.sum(-1).mean()
-    level = w.mean(-1).mean()
-    return level, mass
+def relative_tolerance(consumed: torch.dtype, computed: torch.dtype) -> float:
+    """Relative tolerance of a consumed weight: one rounding to ``consumed`` (half an ulp), one
+    ulp of ``computed`` (the dtype the edit's input probabilities came in) and float32 slack."""
+    eps32 = torch.finfo(torch.float32).eps
+    extra = torch.finfo(computed).eps if computed != torch.float32 else 0.0
+    return 0.5 * torch.finfo(consumed).eps + extra + 64 * eps32
 
 
-def knockout_scores(scores: torch.Tensor, group: list, inplace: bool = False) -> tuple:
-    """Set pre-softmax ``scores[b, heads, s, t] = -inf`` for the group's edges.
+def _heads(heads: list | None, n_heads: int, device) -> torch.Tensor:
+    if heads is None:
+        return torch.arange(n_heads, device=device)
+    return torch.tensor(heads, device=device)
 
-    Returns the edited scores (a new tensor, same dtype; ``scores`` itself if ``inplace``,
-    which :func:`apply_score_groups` uses so that a batch of groups costs one copy, not one
-    copy per group) and the group's stats, with
-    ``level_before``/``mass_before`` from ``softmax(scores)`` of the edited rows and the
-    ``*_after`` values from the edited scores. ``max_error`` is the largest post-softmax weight
-    left on a knocked-out edge (must be exactly 0); ``n_bad`` counts rows left with no allowed
-    key plus edges that were already masked.
+
+# ---------------------------------------------------------------------------------------------
+# Pure edits ([batch, heads, q, k] tensors; only the group's rows are copied and written back)
+
+
+def knockout_scores(scores: torch.Tensor, group: list, inplace: bool = False) -> torch.Tensor:
+    """Set pre-softmax ``scores[row, heads, sources, targets] = -inf``.
+
+    Returns a new tensor, or ``scores`` itself if ``inplace`` (then only the group's rows are
+    touched: no ``[batch, heads, q, k]`` copy).
     """
-    b, heads, sources, targets = group[0], group[1], group[2], group[3]
-    n_heads = scores.shape[1]
-    h, s, k = _index(scores, heads, n_heads, sources, targets)
-    hi = h[:, None]
-    si = s[None, :]
-    rows = scores[b, hi, si, :].float()  # [h, S, K]
-    thresh = masked_threshold(scores.dtype)
-    already_masked = (rows[:, :, k] <= thresh).sum()
-    before = torch.softmax(scores[b][:, s, :].float(), dim=-1)  # all heads
-    edited = rows.clone()
-    edited[:, :, k] = -math.inf
-    allowed_left = (edited > thresh).sum(-1)  # [h, S]
-    dead_rows = (allowed_left == 0).sum()
     out = scores if inplace else scores.clone()
-    out[b, hi, si, :] = edited.to(scores.dtype)
-    after = torch.softmax(out[b][:, s, :].float(), dim=-1)
-    lb, mb = head_mean_levels(before, k)
-    la, ma = head_mean_levels(after, k)
-    err = after[h][:, :, k].abs().max()
-    stats = torch.stack([lb, la, mb, ma, err, (dead_rows + already_masked).float()])
-    return out, stats
+    h = _heads(group[G_HEADS], scores.shape[1], scores.device)[:, None]
+    s = torch.tensor(group[G_SOURCES], device=scores.device)[None, :]
+    k = torch.tensor(group[G_TARGETS], device=scores.device)
+    rows = out[group[G_ROW], h, s, :]  # [h, S, K] (a copy)
+    rows[:, :, k] = -math.inf
+    out[group[G_ROW], h, s, :] = rows
+    return out
 
 
-def scale_probs(probs: torch.Tensor, group: list, scores=None, inplace: bool = False) -> tuple:
-    """Multiply the group's target weights by ``factor`` (``group[5]``) and renormalise the rows.
+def scale_probs(probs: torch.Tensor, group: list, inplace: bool = False) -> torch.Tensor:
+    """Multiply the group's target weights by ``factor`` and renormalise the rows (float32).
 
-    Returns a new tensor, or ``probs`` itself edited in place if ``inplace``.
-
-    ``max_error`` compares the achieved target mass of every edited (head, source) row with
-    ``f*m / (1 - m + f*m)`` where ``m`` is that row's mass before the edit. If ``scores`` is
-    given, edges already masked there are counted in ``n_bad``.
+    With target mass ``m`` the new mass is ``f*m / (1 - m + f*m)``; ``f = 1`` is the identity,
+    bitwise (renormalising would add rounding noise).
     """
-    b, heads, sources, targets, factor = group[0], group[1], group[2], group[3], group[5]
-    n_heads = probs.shape[1]
-    h, s, k = _index(probs, heads, n_heads, sources, targets)
-    hi = h[:, None]
-    si = s[None, :]
-    rows = probs[b, hi, si, :].float()  # [h, S, K]
-    m = rows[:, :, k].sum(-1)  # [h, S]
-    lb, mb = head_mean_levels(probs[b][:, s, :], k)  # all heads, before any write
     out = probs if inplace else probs.clone()
-    if factor != 1.0:  # f = 1 is the identity, bitwise (renormalising would add rounding noise)
-        edited = rows.clone()
-        edited[:, :, k] = edited[:, :, k] * factor
-        edited = edited / edited.sum(-1, keepdim=True)
-        out[b, hi, si, :] = edited.to(probs.dtype)
-    achieved = out[b, hi, si, :].float()
-    expected = factor * m / (1.0 - m + factor * m)
-    err = (achieved[:, :, k].sum(-1) - expected).abs().max()
-    n_bad = torch.zeros((), dtype=torch.float32, device=probs.device)
-    if scores is not None:
-        n_bad = (scores[b, hi, si, :][:, :, k] <= masked_threshold(scores.dtype)).sum().float()
-    la, ma = head_mean_levels(out[b][:, s, :], k)
-    stats = torch.stack([lb, la, mb, ma, err, n_bad])
-    return out, stats
+    factor = group[G_PARAM]
+    if factor == 1.0:
+        return out
+    h = _heads(group[G_HEADS], probs.shape[1], probs.device)[:, None]
+    s = torch.tensor(group[G_SOURCES], device=probs.device)[None, :]
+    k = torch.tensor(group[G_TARGETS], device=probs.device)
+    rows = out[group[G_ROW], h, s, :].float()  # [h, S, K]
+    rows[:, :, k] = rows[:, :, k] * factor
+    rows = rows / rows.sum(-1, keepdim=True)
+    out[group[G_ROW], h, s, :] = rows.to(probs.dtype)
+    return out
 
 
 def set_value_probs(
     probs: torch.Tensor, scores: torch.Tensor, group: list, inplace: bool = False
-) -> tuple:
-    """Give each target edge exactly ``value`` (``group[5]``); other allowed keys share the rest.
+) -> torch.Tensor:
+    """Give each target edge exactly ``value``; the other allowed keys share ``1 - value*|T|``.
 
-    Returns a new tensor, or ``probs`` itself edited in place if ``inplace``.
-
-    Allowed keys are those whose pre-softmax score is not masked. Non-target allowed keys keep
-    their relative proportions and share ``1 - value*|T|``; masked keys stay 0. A row whose
-    non-target allowed keys carry no probability at all gets the rest spread evenly over them;
-    a row with no non-target allowed key is counted in ``n_bad`` (it cannot be renormalised).
-    ``max_error`` is the largest deviation of a target weight from ``value`` or of a masked
-    key from 0.
+    Allowed keys are those whose pre-softmax score is not masked; non-target allowed keys keep
+    their relative proportions (evenly, if they carry no probability at all); masked keys stay 0.
     """
-    b, heads, sources, targets, value = group[0], group[1], group[2], group[3], group[5]
-    n_heads = probs.shape[1]
-    h, s, k = _index(probs, heads, n_heads, sources, targets)
-    hi = h[:, None]
-    si = s[None, :]
-    rows = probs[b, hi, si, :].float()  # [h, S, K]
-    allowed = scores[b, hi, si, :] > masked_threshold(scores.dtype)  # [h, S, K]
+    out = probs if inplace else probs.clone()
+    value = group[G_PARAM]
+    h = _heads(group[G_HEADS], probs.shape[1], probs.device)[:, None]
+    s = torch.tensor(group[G_SOURCES], device=probs.device)[None, :]
+    k = torch.tensor(group[G_TARGETS], device=probs.device)
+    rows = out[group[G_ROW], h, s, :].float()  # [h, S, K]
+    allowed = scores[group[G_ROW], h, s, :] > masked_threshold(scores.dtype)
     is_target = torch.zeros(rows.shape[-1], dtype=torch.bool, device=rows.device)
     is_target[k] = True
-    others = allowed & ~is_target  # [h, S, K]
-    rest = 1.0 - value * len(targets)
+    others = allowed & ~is_target
     other_w = torch.where(others, rows, torch.zeros_like(rows))
     other_mass = other_w.sum(-1, keepdim=True)
-    n_others = others.sum(-1, keepdim=True)
-    uniform = others.float() / n_others.clamp(min=1)
+    uniform = others.float() / others.sum(-1, keepdim=True).clamp(min=1)
     share = torch.where(other_mass > 0, other_w / other_mass.clamp(min=1e-38), uniform)
-    edited = share * rest
+    edited = share * (1.0 - value * len(group[G_TARGETS]))
     edited[:, :, k] = value
-    masked_targets = (~allowed[:, :, k]).sum()
-    n_bad = (n_others == 0).sum() + masked_targets
-    lb, mb = head_mean_levels(probs[b][:, s, :], k)  # all heads, before any write
-    out = probs if inplace else probs.clone()
-    out[b, hi, si, :] = edited.to(probs.dtype)
-    achieved = out[b, hi, si, :].float()
-    err_t = (achieved[:, :, k] - value).abs().max()
-    err_m = torch.where(allowed, torch.zeros_like(achieved), achieved).abs().max()
-    la, ma = head_mean_levels(out[b][:, s, :], k)
-    stats = torch.stack([lb, la, mb, ma, torch.maximum(err_t, err_m), n_bad.float()])
-    return out, stats
+    out[group[G_ROW], h, s, :] = edited.to(probs.dtype)
+    return out
 
 
-def read_levels(probs: torch.Tensor, b: int, sources: list, targets: list) -> torch.Tensor:
-    """``[level, mass]`` of batch row ``b`` from ``sources`` to ``targets`` (head-mean)."""
-    _h, s, k = _index(probs, None, probs.shape[1], sources, targets)
-    rows = probs[b][:, s, :]  # [H, S, K]
-    level, mass = head_mean_levels(rows, k)
-    return torch.stack([level, mass])
+# ---------------------------------------------------------------------------------------------
+# Verification: expected rows from the unedited scores, compared with what the model consumed
 
 
-def apply_score_groups(scores: torch.Tensor, groups: list) -> tuple:
-    """Apply every knockout group to ``scores``; returns (scores, stats [n_groups, N_STATS]).
+def edited_rows(groups: list) -> tuple:
+    """The distinct ``(row, source)`` pairs the groups edit, as two lists (sorted)."""
+    pairs = sorted({(g[G_ROW], s) for g in groups for s in g[G_SOURCES]})
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
-    ``scores`` is copied once and the groups edit that copy in order (a copy per group would
-    cost a full ``[batch, heads, q, k]`` tensor each: 18% of a forward at batch 4, seq 512).
-    """
-    stats = []
-    if groups:
-        scores = scores.clone()
+
+def group_members(groups: list, rows: list, srcs: list, n_heads: int, n_keys: int, device) -> list:
+    """Per group: (index list into the rows, row mask [N], head mask [H], target mask [K])."""
+    where = {(b, s): i for i, (b, s) in enumerate(zip(rows, srcs, strict=False))}
+    out = []
     for g in groups:
-        scores, st = knockout_scores(scores, g, inplace=True)
-        stats.append(st)
-    return scores, stats
+        idx = [where[(g[G_ROW], s)] for s in g[G_SOURCES]]
+        rmask = torch.zeros(len(rows), dtype=torch.bool, device=device)
+        rmask[idx] = True
+        hmask = torch.zeros(n_heads, dtype=torch.bool, device=device)
+        hmask[_heads(g[G_HEADS], n_heads, device)] = True
+        tmask = torch.zeros(n_keys, dtype=torch.bool, device=device)
+        tmask[g[G_TARGETS]] = True
+        out.append((idx, rmask, hmask, tmask))
+    return out
 
 
-def apply_prob_groups(probs: torch.Tensor, scores, groups: list) -> tuple:
-    """Apply every scale / set-value group to ``probs``; returns (probs, list of stats).
+def expected_probs(scores_rows: torch.Tensor, groups: list, members: list, thresh: float):
+    """Rows ``[N, H, K]`` the model should consume: float64 softmax of the unedited scores with
+    every knockout applied, then every scale / set-value group in order.
 
-    Like :func:`apply_score_groups`, ``probs`` is copied once and edited in place.
+    Returns ``(before, expected, allowed)``: the unedited probabilities, the expected ones, and
+    the keys allowed after the knockouts.
     """
-    stats = []
-    if groups:
-        probs = probs.clone()
-    for g in groups:
-        if g[4] == SCALE:
-            probs, st = scale_probs(probs, g, scores, inplace=True)
+    sc = scores_rows.double()
+    before = torch.softmax(sc, dim=-1)
+    for g, (_idx, rmask, hmask, tmask) in zip(groups, members, strict=False):
+        if g[G_OP] == KNOCKOUT:
+            hit = rmask[:, None, None] & hmask[None, :, None] & tmask[None, None, :]
+            sc = sc.masked_fill(hit, -math.inf)
+    p = torch.softmax(sc, dim=-1)
+    allowed = sc > thresh
+    for g, (_idx, rmask, hmask, tmask) in zip(groups, members, strict=False):
+        if g[G_OP] == KNOCKOUT:
+            continue
+        rows = (rmask[:, None] & hmask[None, :])[:, :, None]  # [N, H, 1]
+        if g[G_OP] == SCALE:
+            e = torch.where(tmask, p * g[G_PARAM], p)
+            e = e / e.sum(-1, keepdim=True)
         else:
-            probs, st = set_value_probs(probs, scores, g, inplace=True)
-        stats.append(st)
-    return probs, stats
+            others = allowed & ~tmask
+            ow = torch.where(others, p, torch.zeros_like(p))
+            om = ow.sum(-1, keepdim=True)
+            uniform = others.double() / others.sum(-1, keepdim=True).clamp(min=1)
+            share = torch.where(om > 0, ow / om.clamp(min=1e-300), uniform)
+            e = share * (1.0 - g[G_PARAM] * len(g[G_TARGETS]))
+            e = torch.where(tmask, torch.full_like(e, g[G_PARAM]), e)
+        p = torch.where(rows, e, p)
+    return before, p, allowed
+
+
+def _level_mass(rows: torch.Tensor, tmask: torch.Tensor) -> tuple:
+    """Level and mass of ``rows`` [S, H, K] on the target keys (head-mean, source-mean)."""
+    w = rows[:, :, tmask].mean(1)  # [S, T]
+    return w.mean(-1).mean(), w.sum(-1).mean()
+
+
+def compare(consumed: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> tuple:
+    """Absolute deviation and deviation / tolerance, elementwise (tolerance ``rtol*|e| + atol``
+    for ``e != 0``; an expected 0 -- a knocked-out or masked key -- must be exactly 0)."""
+    diff = (consumed.double() - expected).abs()
+    tol = torch.where(expected != 0, rtol * expected.abs() + atol, torch.zeros_like(expected))
+    over = torch.where(diff == 0, torch.zeros_like(diff), torch.full_like(diff, math.inf))
+    ratio = torch.where(tol > 0, diff / tol.clamp(min=1e-300), over)
+    ratio = torch.nan_to_num(
+        ratio, nan=math.inf, posinf=math.inf
+    )  # a NaN consumed weight never passes
+    return diff, ratio
+
+
+def verify_groups(
+    scores_rows: torch.Tensor,
+    consumed_rows: torch.Tensor,
+    groups: list,
+    members: list,
+    thresh: float,
+    rtol: float,
+    atol: float,
+) -> torch.Tensor:
+    """Stats ``[n_groups, N_STATS]`` of groups whose rows the model consumed as ``consumed_rows``.
+
+    ``scores_rows`` are the unedited pre-softmax scores of the edited rows ``[N, H, K]`` and
+    ``consumed_rows`` the probabilities the model multiplied with V at the same rows.
+    """
+    before, expected, allowed = expected_probs(scores_rows, groups, members, thresh)
+    consumed = consumed_rows.double()
+    diff, ratio = compare(consumed, expected, rtol, atol)
+    stats = []
+    for g, (idx, _rmask, hmask, tmask) in zip(groups, members, strict=False):
+        lb, mb = _level_mass(before[idx], tmask)
+        la, ma = _level_mass(consumed[idx], tmask)
+        own = scores_rows[idx][:, hmask, :]  # [S, h, K] unedited
+        n_bad = (own[:, :, tmask] <= thresh).sum()
+        if g[G_OP] == KNOCKOUT:
+            n_bad = n_bad + (allowed[idx][:, hmask, :].sum(-1) == 0).sum()
+        elif g[G_OP] == SET_VALUE:
+            n_bad = n_bad + ((allowed[idx][:, hmask, :] & ~tmask).sum(-1) == 0).sum()
+        stats.append(
+            torch.stack([lb, la, mb, ma, diff[idx].max(), ratio[idx].max(), n_bad.double()]).float()
+        )
+    return torch.stack(stats)
+
+
+def read_levels(probs: torch.Tensor, reads: list) -> torch.Tensor:
+    """``[n_reads, 2]``: ``[level, mass]`` of each read's edges in ``probs`` (head-mean)."""
+    out = []
+    for r in reads:
+        s = torch.tensor(r[R_SOURCES], device=probs.device)
+        k = torch.tensor(r[R_TARGETS], device=probs.device)
+        w = probs[r[R_ROW]][:, s, :][:, :, k].float().mean(0)  # [S, T]
+        out.append(torch.stack([w.mean(-1).mean(), w.sum(-1).mean()]))
+    return torch.stack(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The one in-trace edit site
+
+
+def edit_site(
+    model, site, edits: list, verify: list, reads: list, route: str = ROUTE_SOFTMAX
+) -> tuple:
+    """In-trace: apply ``edits`` at one layer's attention, verify ``verify``, read ``reads``.
+
+    Callable inside any nnsight trace (or ``generate`` step) on ``model``, once per layer, in
+    layer order. ``site`` is the layer's plain site tuple (``SITE_*``). Returns ``(stats
+    [len(verify), N_STATS] or None, reads [len(reads), 2] or None)``; neither is saved (the
+    caller saves what it keeps).
+    """
+    if route == ROUTE_MASK:
+        return _mask_site(model, site, edits, verify, reads)
+    call = getattr(model.get(site[SITE_PATH]).source, site[SITE_CALL])
+    stats = None
+    consumed = None
+    if edits or verify:
+        softmax = getattr(call.source, site[SITE_SOFTMAX])
+        scores = softmax.input  # [B, H, Q, K] masked pre-softmax scores
+        thresh = masked_threshold(scores.dtype)
+        rows, srcs = edited_rows(verify)
+        if verify:
+            b_idx = torch.tensor(rows, device=scores.device)
+            s_idx = torch.tensor(srcs, device=scores.device)
+            scores_rows = scores[b_idx, :, s_idx, :].double()  # [N, H, K], before any write
+        knock = [g for g in edits if g[G_OP] == KNOCKOUT]
+        for g in knock:
+            knockout_scores(scores, g, inplace=True)
+        if knock:
+            softmax.input = scores
+        prob = [g for g in edits if g[G_OP] != KNOCKOUT]
+        if prob:
+            probs = softmax.output
+            computed = probs.dtype
+            for g in prob:
+                if g[G_OP] == SCALE:
+                    scale_probs(probs, g, inplace=True)
+                else:
+                    set_value_probs(probs, scores, g, inplace=True)
+            softmax.output = probs
+        else:
+            computed = torch.float32
+        consumer = getattr(call.source, site[SITE_CONSUMER])
+        consumed = consumer.inputs[0][site[SITE_PROBS_ARG]]  # [B, H, Q, K] what multiplies V
+        if verify:
+            members = group_members(
+                verify, rows, srcs, scores.shape[1], scores.shape[3], scores.device
+            )
+            rtol = relative_tolerance(consumed.dtype, computed)
+            atol = torch.finfo(consumed.dtype).tiny
+            stats = verify_groups(
+                scores_rows, consumed[b_idx, :, s_idx, :], verify, members, thresh, rtol, atol
+            )
+    read = None
+    if reads:
+        if consumed is None:
+            consumer = getattr(call.source, site[SITE_CONSUMER])
+            consumed = consumer.inputs[0][site[SITE_PROBS_ARG]]
+        read = read_levels(consumed, reads)
+    return stats, read
+
+
+# ---------------------------------------------------------------------------------------------
+# Additive-mask route: for models that run SDPA (no probabilities to edit), Knockout and Scale
+# are exact as additive edits of the attention mask passed to the attention function:
+# softmax(s + log f on targets) = p * f / sum(p * f), and knockout is log 0 = -inf.
+
+
+def float_mask(mask, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """An additive float mask ``[B|1, 1|H, Q, K]`` for whatever mask the model passed."""
+    n_q, n_k = q.shape[2], k.shape[2]
+    if mask is None:  # SDPA's is_causal fast path / single-row decode
+        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q)[None, None]
+    if mask.dtype == torch.bool:  # True = attend
+        neg = torch.finfo(q.dtype).min
+        return torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, neg)
+    return mask[:, :, :, :n_k]
+
+
+def mask_scores(q, k, mask, rows: list, srcs: list, scaling: float, softcap) -> torch.Tensor:
+    """Float64 pre-softmax scores ``[N, H, K]`` of the query rows ``(rows[i], srcs[i])``.
+
+    ``q`` is ``[B, H, Q, D]``, ``k`` ``[B, Hkv, K, D]``, ``mask`` additive ``[B|1, 1|H, Q, K]``.
+    """
+    rep = q.shape[1] // k.shape[1]
+    b = torch.tensor(rows, device=q.device)
+    s = torch.tensor(srcs, device=q.device)
+    keys = torch.repeat_interleave(k[b], rep, dim=1).double()  # [N, H, K, D]
+    scores = torch.matmul(q[b, :, s, :].double()[:, :, None, :], keys.transpose(2, 3))[:, :, 0]
+    scores = scores * scaling
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    mb = b if mask.shape[0] > 1 else torch.zeros_like(b)
+    return scores + mask[mb, :, s, :].double()  # [N, 1|H, K] broadcasts over heads
+
+
+def edit_mask(full: torch.Tensor, group: list) -> torch.Tensor:
+    """Add ``-inf`` (knockout) or ``log f`` (scale) to the group's entries of an additive mask
+    ``[B, H, Q, K]``, in place (``full`` is the engine's own expanded copy)."""
+    add = -math.inf if group[G_OP] == KNOCKOUT else math.log(group[G_PARAM])
+    h = _heads(group[G_HEADS], full.shape[1], full.device)[:, None]
+    s = torch.tensor(group[G_SOURCES], device=full.device)[None, :]
+    t = torch.tensor(group[G_TARGETS], device=full.device)
+    block = full[group[G_ROW], h, s, :]
+    block[:, :, t] = block[:, :, t] + add
+    full[group[G_ROW], h, s, :] = block
+    return full
+
+
+def _mask_site(model, site, edits: list, verify: list, reads: list) -> tuple:
+    """:func:`edit_site` for the additive-mask route (knockout and scale only).
+
+    Edits the ``attention_mask`` argument of the layer's attention-function call, then checks
+    the call's output rows ``[B, Q, H, D]`` for every edited (row, head) against ``P @ V`` with
+    ``P = softmax(q kᵀ·scaling + unedited mask + requested edits)`` in float64, within
+    ``tol = (eps·(1 + max|score|) + 64·eps32)·(|P| @ |V|) + tiny`` (a bound on a dot product of
+    rounded scores and probabilities). Levels after the edit come from that verified ``P``;
+    reads come from ``softmax(q kᵀ·scaling + mask as passed)``.
+    """
+    call = getattr(model.get(site[SITE_PATH]).source, site[SITE_CALL])
+    args, kwargs = call.inputs
+    q, k, v = args[1], args[2], args[3]
+    mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
+    scaling = kwargs.get("scaling")
+    if scaling is None:
+        scaling = q.shape[-1] ** -0.5
+    softcap = kwargs.get("softcap")
+    base_mask = float_mask(mask, q, k)
+    cur = base_mask
+    if edits:
+        full = base_mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2]).clone()
+        for g in edits:
+            edit_mask(full, g)
+        if len(args) > 4:
+            call.inputs = ((*args[:4], full, *args[5:]), kwargs)
+        else:
+            kw = dict(kwargs)
+            kw["attention_mask"] = full
+            call.inputs = (args, kw)
+        cur = full
+    read = None
+    if reads:  # from the mask as passed on (before the call's output is touched)
+        out_reads = []
+        for r in reads:
+            srcs_r = r[R_SOURCES]
+            sc_r = mask_scores(q, k, cur, [r[R_ROW]] * len(srcs_r), srcs_r, scaling, softcap)
+            w = torch.softmax(sc_r, dim=-1)[:, :, r[R_TARGETS]].mean(1)  # [S, T]
+            out_reads.append(torch.stack([w.mean(-1).mean(), w.sum(-1).mean()]).float())
+        read = torch.stack(out_reads)
+    stats = None
+    if verify:
+        rows, srcs = edited_rows(verify)
+        n_heads, n_keys = q.shape[1], k.shape[2]
+        members = group_members(verify, rows, srcs, n_heads, n_keys, q.device)
+        sc = mask_scores(q, k, base_mask, rows, srcs, scaling, softcap).expand(-1, n_heads, -1)
+        thresh = masked_threshold(q.dtype)
+        # Scale(f) on probabilities == adding log f to the score (the route's premise).
+        sc_edit = sc.clone()
+        for g, (_idx, rmask, hmask, tmask) in zip(verify, members, strict=False):
+            hit = rmask[:, None, None] & hmask[None, :, None] & tmask[None, None, :]
+            add = -math.inf if g[G_OP] == KNOCKOUT else math.log(g[G_PARAM])
+            sc_edit = torch.where(hit, sc_edit + add, sc_edit)
+        p = torch.softmax(sc_edit, dim=-1)  # [N, H, K] float64
+        b = torch.tensor(rows, device=q.device)
+        s = torch.tensor(srcs, device=q.device)
+        rep = q.shape[1] // v.shape[1]
+        vals = torch.repeat_interleave(v[b], rep, dim=1).double()  # [N, H, K, D]
+        ref = torch.matmul(p[:, :, None, :], vals)[:, :, 0]  # [N, H, D]
+        bound = torch.matmul(p.abs()[:, :, None, :], vals.abs())[:, :, 0]
+        out = call.output[0][b, s].double()  # [N, H, D]
+        allowed_sc = torch.where(sc > thresh, sc.abs(), torch.zeros_like(sc))
+        eps = torch.finfo(q.dtype).eps
+        rtol = eps * (1.0 + float(allowed_sc.max())) + 64 * torch.finfo(torch.float32).eps
+        diff = (out - ref).abs()
+        ratio = diff / (rtol * bound + torch.finfo(q.dtype).tiny)
+        ratio = torch.nan_to_num(ratio, nan=math.inf, posinf=math.inf)
+        before = torch.softmax(sc, dim=-1)
+        allowed = sc_edit > thresh
+        rows_stats = []
+        for idx, _rmask, hmask, tmask in members:
+            lb, mb = _level_mass(before[idx], tmask)
+            la, ma = _level_mass(p[idx], tmask)
+            n_bad = (sc[idx][:, hmask][:, :, tmask] <= thresh).sum()
+            n_bad = n_bad + (allowed[idx][:, hmask, :].sum(-1) == 0).sum()
+            rows_stats.append(
+                torch.stack(
+                    [lb, la, mb, ma, diff[idx].max(), ratio[idx].max(), n_bad.double()]
+                ).float()
+            )
+        stats = torch.stack(rows_stats)
+    return stats, read
+
+
+# ---------------------------------------------------------------------------------------------
+# Output summaries and passes
 
 
 def last_logprobs(logits: torch.Tensor) -> torch.Tensor:
@@ -225,29 +508,24 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: tor
     """Sum and count of the negative log-likelihood of each row's own tokens.
 
     Position ``i`` predicts token ``i + 1``; padded positions (mask 0) are excluded on both sides.
+    ``-log p = logsumexp(logits) - logits[token]`` in float32, one batch row at a time, so no
+    ``[batch, seq, vocab]`` float32 log-softmax is ever held (only one row's ``[seq, vocab]``).
     Returns ``(nll_sum [batch] float64, n_tokens [batch] int64)``.
     """
-    logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
     nxt = input_ids[:, 1:]
-    tok = logp.gather(-1, nxt[..., None])[..., 0].double()  # [batch, seq-1]
     valid = (attention_mask[:, 1:] > 0) & (attention_mask[:, :-1] > 0)
-    nll = torch.where(valid, -tok, torch.zeros_like(tok)).sum(-1)
+    per_row = []
+    for b in range(logits.shape[0]):
+        row = logits[b, :-1, :]  # [seq-1, vocab], a view
+        lse = torch.logsumexp(row.float(), dim=-1)
+        tok = row.gather(-1, nxt[b][:, None])[:, 0].float()
+        per_row.append((lse - tok).double())
+    nll = torch.stack(per_row)
+    nll = torch.where(valid, nll, torch.zeros_like(nll)).sum(-1)
     return nll, valid.sum(-1)
 
 
-def group_levels(probs: torch.Tensor, group: list) -> torch.Tensor:
-    """``[level, mass, max_weight]`` of a group's edges in ``probs`` (level/mass head-mean over
-    all heads; ``max_weight`` over the group's own heads)."""
-    b, heads, sources, targets = group[0], group[1], group[2], group[3]
-    h, s, k = _index(probs, heads, probs.shape[1], sources, targets)
-    level, mass = head_mean_levels(probs[b][:, s, :], k)
-    own = probs[b, h[:, None], s[None, :], :][:, :, k].float()
-    return torch.stack([level, mass, own.abs().max()])
-
-
-def output_summaries(
-    model, inputs: dict, out: dict, base_lp, base_rows, keep: bool, in_session: bool
-):
+def output_summaries(model, inputs: dict, out: dict, base_rows, keep: bool, in_session: bool):
     """In-trace: NLL, top-1 and (with ``base_rows``) KL / top-1 against reference rows.
 
     Fills ``out`` with saved values and returns the last-position log-probs.
@@ -259,7 +537,7 @@ def output_summaries(
     out["ntok"] = ntok.cpu().save()
     out["top1"] = lp_last.argmax(-1).cpu().save()
     if base_rows is not None:
-        ref = lp_last[base_rows] if base_lp is None else base_lp[base_rows]
+        ref = lp_last[base_rows]
         out["kl"] = kl_rows(ref, lp_last).cpu().save()
         out["top1_base"] = ref.argmax(-1).cpu().save()
     if keep:
@@ -270,54 +548,40 @@ def output_summaries(
 
 
 def traced_pass(
-    model, inputs: dict, sites: list, plan: dict, base_lp, base_rows, keep: bool, in_session: bool
-) -> dict:
-    """One nnsight trace applying ``plan`` and computing the summaries; returns saved values.
+    model,
+    inputs: dict,
+    sites: list,
+    plan: dict,
+    base_rows,
+    keep: bool,
+    in_session: bool,
+    route: str = ROUTE_SOFTMAX,
+) -> tuple:
+    """One nnsight trace applying ``plan`` (layer -> layer plan) and computing the summaries.
 
-    ``sites[layer] = (module_path, call_op, softmax_op)``; ``plan[layer]`` has lists ``score``
-    (knockout groups), ``prob`` (scale/set-value groups) and ``read`` (``[row, sources,
-    targets]``). With ``base_rows`` it also computes KL and top-1 agreement against a reference
-    row per batch row: ``base_lp[base_rows]`` when ``base_lp`` (``[n_prompts, vocab]`` baseline
-    last-position log-probs) is given, else this pass's own rows ``base_rows`` (unedited rows in
-    the same batch: same shapes and padding, so an identity edit gives a KL of exactly 0).
-    Returns ``(saved summaries, last-position log-probs)``; inside a session the log-probs
-    stay on the server (they feed the KL of later traces) and only come back if ``keep``.
+    ``sites[layer]`` is the layer's plain site tuple. With ``base_rows`` it also computes KL and
+    top-1 agreement of each batch row against row ``base_rows[row]`` of the same pass (an
+    unedited row of the same prompt: same shapes and padding, so an identity edit gives a KL
+    of exactly 0). Returns ``(saved results under the key scheme, last-position log-probs)``;
+    inside a session the log-probs stay on the server and only come back if ``keep``.
     """
     out = {}
     with model.trace(inputs):
         for layer in sorted(plan):
             lp = plan[layer]
-            path, call_op, sm_op = sites[layer]
-            op = getattr(getattr(model.get(path).source, call_op).source, sm_op)
-            scores = None
-            ko_stats = []
-            if lp["score"] or lp["prob"]:
-                scores = op.input
-            if lp["score"]:
-                scores, ko_stats = apply_score_groups(scores, lp["score"])
-                op.input = scores
-            probs = op.output
-            pr_stats = []
-            if lp["prob"]:
-                probs, pr_stats = apply_prob_groups(probs, scores, lp["prob"])
-                op.output = probs
-            for i, g in enumerate(lp["score"]):
-                after = group_levels(probs, g)
-                st = ko_stats[i]
-                # before-values from the kernel, after-values from the op's real output
-                ko_stats[i] = torch.stack([st[0], after[0], st[2], after[1], after[2], st[5]])
-            reads = [read_levels(probs, r[0], r[1], r[2]) for r in lp["read"]]
-            if ko_stats:
-                out["ko" + str(layer)] = torch.stack(ko_stats).cpu().save()
-            if pr_stats:
-                out["pr" + str(layer)] = torch.stack(pr_stats).cpu().save()
-            if reads:
-                out["rd" + str(layer)] = torch.stack(reads).cpu().save()
-        lp_last = output_summaries(model, inputs, out, base_lp, base_rows, keep, in_session)
+            stats, reads = edit_site(
+                model, sites[layer], lp[PLAN_EDITS], lp[PLAN_VERIFY], lp[PLAN_READS], route
+            )
+            if stats is not None:
+                out[result_key(STATS, layer)] = stats.cpu().save()
+            if reads is not None:
+                out[result_key(READS, layer)] = reads.cpu().save()
+        lp_last = output_summaries(model, inputs, out, base_rows, keep, in_session)
     return out, lp_last
 
 
-def _ends_with(buf: list, seq: list) -> bool:
+def ends_with(buf: list, seq: list) -> bool:
+    """Whether token list ``buf`` ends with the (non-empty) token sequence ``seq``."""
     n = len(seq)
     return n > 0 and len(buf) >= n and buf[len(buf) - n :] == seq
 
@@ -333,14 +597,14 @@ def generation_pass(
 ) -> tuple:
     """One nnsight ``generate`` with edits re-applied at every step (KV cache on).
 
-    ``rows[r]`` describes batch row ``r``: ``{"edits": [[layers, heads, targets, opcode,
-    param], ...], "sources": [...], "policy": "markers" | "continuation", "markers": [[ids],
-    ...]}`` in padded coordinates. At step 0 (prefill) the prompt source rows are edited (with
+    ``rows[r]`` describes batch row ``r``: ``{"edits": [[layers, heads, targets, op, param],
+    ...], "sources": [...], "policy": "markers" | "continuation", "markers": [[ids], ...]}`` in
+    padded coordinates. At step 0 (prefill) the prompt source rows are edited (with
     ``continuation``: every row from the first source on). At step ``i >= 1`` the single new
     query row (absolute position ``prompt_len + i - 1``) is edited if ``continuation`` or if the
     tokens generated so far end with one of the row's marker sequences (that row is the marker's
-    last token). Returns ``(sequences, stats)`` where ``stats`` rows are ``[step, row, layer,
-    level_before, level_after, mass_before, mass_after, max_error, n_bad]``.
+    last token). Returns ``(sequences, stats)``; a ``stats`` row is ``[step, row, layer, edit
+    index, *stats]`` (``GEN_*`` then ``ST_*`` shifted by :data:`GEN_STATS`).
     """
     layers = sorted({layer for row in rows for e in row["edits"] for layer in e[0]})
     with model.generate(
@@ -364,150 +628,23 @@ def generation_pass(
                     generated[r].append(int(ids[r, -1]))
                     hit = row["policy"] == "continuation" and len(row["sources"]) > 0
                     for seq in row["markers"]:
-                        if _ends_with(generated[r], seq):
+                        if ends_with(generated[r], seq):
                             hit = True
                     active.append([q_len - 1] if hit else [])
             for layer in layers:
-                score_groups = []
-                prob_groups = []
+                groups = []
+                tags = []
                 for r, row in enumerate(rows):
                     if not active[r]:
                         continue
-                    for e in row["edits"]:
+                    for e_idx, e in enumerate(row["edits"]):
                         if layer in e[0]:
-                            g = [r, e[1], active[r], e[2], e[3], e[4]]
-                            if e[3] == KNOCKOUT:
-                                score_groups.append(g)
-                            else:
-                                prob_groups.append(g)
-                if not score_groups and not prob_groups:
+                            groups.append([r, e[1], active[r], e[2], e[3], e[4]])
+                            tags.append([r, e_idx])
+                if not groups:
                     continue
-                path, call_op, sm_op = sites[layer]
-                op = getattr(getattr(model.get(path).source, call_op).source, sm_op)
-                scores = op.input
-                ko_stats = []
-                if score_groups:
-                    scores, ko_stats = apply_score_groups(scores, score_groups)
-                    op.input = scores
-                probs = op.output
-                pr_stats = []
-                if prob_groups:
-                    probs, pr_stats = apply_prob_groups(probs, scores, prob_groups)
-                    op.output = probs
-                for g, st in zip(score_groups, ko_stats, strict=False):
-                    after = group_levels(probs, g)
-                    vals = [st[0], after[0], st[2], after[1], after[2], st[5]]
-                    stats.append([step, g[0], layer] + [float(v) for v in vals])
-                for g, st in zip(prob_groups, pr_stats, strict=False):
-                    stats.append([step, g[0], layer] + [float(v) for v in st])
+                st, _ = edit_site(model, sites[layer], groups, groups, [])
+                for tag, vals in zip(tags, st.tolist(), strict=False):
+                    stats.append([step, tag[0], layer, tag[1], *vals])
         sequences = tracer.result.save()
     return sequences, stats
-
-
-# ---------------------------------------------------------------------------------------------
-# Additive-mask route: for models that run SDPA (no probabilities to edit), Knockout and Scale
-# are exact as additive edits of the attention mask passed to the attention function:
-# softmax(s + log f on targets) = p * f / sum(p * f), and knockout is log 0 = -inf.
-
-
-def float_mask(mask, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """An additive float mask ``[B|1, 1|H, Q, K]`` for whatever mask the model passed."""
-    n_q, n_k = q.shape[2], k.shape[2]
-    if mask is None:  # SDPA's is_causal fast path / single-row decode
-        mask = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(n_k - n_q)[None, None]
-    if mask.dtype == torch.bool:  # True = attend
-        neg = torch.finfo(q.dtype).min
-        return torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, neg)
-    return mask[:, :, :, :n_k]
-
-
-def mask_rows(q, k, mask, b: int, sources: list, scaling: float, softcap) -> tuple:
-    """Pre-softmax scores and probabilities of batch row ``b``'s query rows ``sources``.
-
-    ``q`` is ``[B, H, Q, D]``, ``k`` ``[B, Hkv, K, D]``, ``mask`` additive ``[B|1, 1|H, Q, K]``.
-    Returns ``(scores [H, S, K] float32, probs [H, S, K] float32)``.
-    """
-    rep = q.shape[1] // k.shape[1]
-    s = torch.tensor(sources, device=q.device)
-    keys = torch.repeat_interleave(k[b], rep, dim=0).float()  # [H, K, D]
-    scores = torch.matmul(q[b][:, s, :].float(), keys.transpose(1, 2)) * scaling
-    if softcap is not None:
-        scores = torch.tanh(scores / softcap) * softcap
-    m = mask[b if mask.shape[0] > 1 else 0][:, s, :].float()  # [1|H, S, K]
-    scores = scores + m
-    return scores, torch.softmax(scores, dim=-1)
-
-
-def traced_pass_mask(
-    model, inputs: dict, sites: list, plan: dict, base_lp, base_rows, keep: bool, in_session: bool
-) -> tuple:
-    """:func:`traced_pass` for the additive-mask route (knockout and scale only).
-
-    Edits the ``attention_mask`` argument of each edited layer's attention-function call and
-    computes the achieved attention of the edited and probed rows from that call's queries,
-    keys and edited mask. Works under SDPA and eager alike.
-    """
-    out = {}
-    with model.trace(inputs):
-        for layer in sorted(plan):
-            lp = plan[layer]
-            path, call_op, _sm_op = sites[layer]
-            call = getattr(model.get(path).source, call_op)
-            args, kwargs = call.inputs
-            q, k = args[1], args[2]
-            mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
-            scaling = kwargs.get("scaling")
-            if scaling is None:
-                scaling = q.shape[-1] ** -0.5
-            softcap = kwargs.get("softcap")
-            base_mask = float_mask(mask, q, k)
-            groups = lp["score"] + lp["prob"]
-            new_mask = base_mask
-            if groups:
-                full = base_mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2]).clone()
-                for g in groups:
-                    h, s_idx, t_idx = _index(full, g[1], q.shape[1], g[2], g[3])
-                    add = -math.inf if g[4] == KNOCKOUT else math.log(g[5])
-                    block = full[g[0], h[:, None], s_idx[None, :], :]
-                    block[:, :, t_idx] = block[:, :, t_idx] + add
-                    full[g[0], h[:, None], s_idx[None, :], :] = block
-                new_mask = full
-                if len(args) > 4:
-                    call.inputs = ((*args[:4], new_mask, *args[5:]), kwargs)
-                else:
-                    kw = dict(kwargs)
-                    kw["attention_mask"] = new_mask
-                    call.inputs = (args, kw)
-            stats = []
-            thresh = masked_threshold(q.dtype)
-            for g in groups:
-                b, heads, sources, targets = g[0], g[1], g[2], g[3]
-                h, s_idx, t_idx = _index(q, heads, q.shape[1], sources, targets)
-                sc0, p0 = mask_rows(q, k, base_mask, b, sources, scaling, softcap)
-                sc1, p1 = mask_rows(q, k, new_mask, b, sources, scaling, softcap)
-                lb, mb = head_mean_levels(p0, t_idx)
-                la, ma = head_mean_levels(p1, t_idx)
-                own0 = p0[h][:, :, t_idx]
-                own1 = p1[h][:, :, t_idx]
-                masked = (sc0[h][:, :, t_idx] <= thresh).sum()
-                dead = ((sc1[h] > thresh).sum(-1) == 0).sum()
-                if g[4] == KNOCKOUT:
-                    err = own1.abs().max()
-                else:
-                    m = own0.sum(-1)
-                    f = g[5]
-                    err = (own1.sum(-1) - f * m / (1.0 - m + f * m)).abs().max()
-                stats.append(torch.stack([lb, la, mb, ma, err, (masked + dead).float()]))
-            if lp["score"]:
-                out["ko" + str(layer)] = torch.stack(stats[: len(lp["score"])]).cpu().save()
-            if lp["prob"]:
-                out["pr" + str(layer)] = torch.stack(stats[len(lp["score"]) :]).cpu().save()
-            reads = []
-            for r in lp["read"]:
-                _, p = mask_rows(q, k, new_mask, r[0], r[1], scaling, softcap)
-                level, mass = head_mean_levels(p, torch.tensor(r[2], device=q.device))
-                reads.append(torch.stack([level, mass]))
-            if reads:
-                out["rd" + str(layer)] = torch.stack(reads).cpu().save()
-        lp_last = output_summaries(model, inputs, out, base_lp, base_rows, keep, in_session)
-    return out, lp_last

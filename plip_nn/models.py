@@ -39,6 +39,7 @@ __all__ = [
     "ModelLoadError",
     "UnsupportedArchitectureError",
     "load_model",
+    "resolve_device",
     "wrap_model",
 ]
 
@@ -61,6 +62,12 @@ class AttentionSite:
     module_path: str  # e.g. "model.layers.3.self_attn"
     call_op: str  # label of the attention-function call in the module's forward
     softmax_op: str  # label of the softmax inside the eager attention function
+    consumer_op: str  # label of the call that multiplies the probabilities with V
+    probs_arg: int  # position of the probabilities among that call's arguments
+
+    def plain(self) -> tuple[str, str, str, str, int]:
+        """The site as the plain tuple the in-trace code takes (slots ``kernels.SITE_*``)."""
+        return (self.module_path, self.call_op, self.softmax_op, self.consumer_op, self.probs_arg)
 
 
 def _instrument_labels(func: Callable) -> dict[str, ast.Call]:
@@ -156,15 +163,53 @@ def _find_attention_call(module: torch.nn.Module) -> tuple[str, Callable] | None
     return None
 
 
-def _find_softmax(eager: Callable) -> str:
+_CONSUMERS = ("matmul", "bmm", "einsum")
+
+
+def _find_softmax(eager: Callable) -> tuple[str, str, int]:
+    """Labels of the softmax and of the call that multiplies its probabilities with V.
+
+    The consumer is found structurally: the softmax's result is bound to a local name (possibly
+    rebound by dropout); the first later ``matmul``/``bmm``/``einsum`` call taking that name as
+    an argument is where the model reads the probabilities. Returns ``(softmax label, consumer
+    label, position of the probabilities among the consumer's arguments)``.
+    """
+    where = f"{eager.__module__}.{eager.__qualname__}"
     labels = _instrument_labels(eager)
     found = [label for label, call in labels.items() if _dotted(call.func)[-1:] == ["softmax"]]
     if len(found) != 1:
         raise UnsupportedArchitectureError(
-            f"expected exactly one softmax call in {eager.__module__}.{eager.__qualname__}, "
+            f"expected exactly one softmax call in {where}, "
             f"found {found}; this attention function is not supported"
         )
-    return found[0]
+    softmax_line = labels[found[0]].lineno
+    tree = ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(eager))))
+    names = {
+        node.targets[0].id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and any(
+            isinstance(c, ast.Call) and _dotted(c.func)[-1:] == ["softmax"]
+            for c in ast.walk(node.value)
+        )
+    }
+    consumers = []
+    for label, call in labels.items():
+        if _dotted(call.func)[-1:] and _dotted(call.func)[-1] in _CONSUMERS:
+            if call.lineno < softmax_line:
+                continue
+            for i, arg in enumerate(call.args):
+                if isinstance(arg, ast.Name) and arg.id in names:
+                    consumers.append((call.lineno, call.col_offset, label, i))
+    if not consumers:
+        raise UnsupportedArchitectureError(
+            f"no matmul/bmm/einsum call in {where} takes the softmax's probabilities "
+            f"(bound to {sorted(names)}); cannot verify edits where the model reads them"
+        )
+    _line, _col, label, index = min(consumers)
+    return found[0], label, index
 
 
 def _decoder_layers(model: torch.nn.Module, n_layers: int) -> tuple[str, torch.nn.ModuleList]:
@@ -188,16 +233,16 @@ def resolve_sites(model: torch.nn.Module) -> list[AttentionSite]:
     n_layers = int(config.num_hidden_layers)
     stack_name, layers = _decoder_layers(model, n_layers)
     sites: list[AttentionSite] = []
-    cache: dict[type, tuple[str, str] | None] = {}
+    cache: dict[type, tuple[str, str, str, int] | None] = {}
     for i, layer in enumerate(layers):
-        found: tuple[str, str, str] | None = None
+        found: tuple[str, str, str, str, int] | None = None
         for sub_name, sub in layer.named_modules():
             if sub is layer:
                 continue
             key = type(sub)
             if key not in cache:
                 hit = _find_attention_call(sub)
-                cache[key] = None if hit is None else (hit[0], _find_softmax(hit[1]))
+                cache[key] = None if hit is None else (hit[0], *_find_softmax(hit[1]))
             resolved = cache[key]
             if resolved is not None:
                 found = (sub_name, *resolved)
@@ -215,6 +260,8 @@ def resolve_sites(model: torch.nn.Module) -> list[AttentionSite]:
                 module_path=f"{prefix}.{found[0]}",
                 call_op=found[1],
                 softmax_op=found[2],
+                consumer_op=found[3],
+                probs_arg=found[4],
             )
         )
     return sites
@@ -294,13 +341,54 @@ class ModelHandle:
             )
 
     def self_check(self) -> None:
-        """Run one tiny trace and verify the softmax op behaves like attention probabilities.
+        """Run tiny traces that verify the intervention points of this model's route.
 
-        Checks at the first and last layer: the op's input is ``[batch, heads, q, k]`` with
-        ``heads == num_attention_heads``, future keys are masked, the output rows sum to 1 and
-        put zero weight on future keys.
+        Every route: an identity edit (Scale(1)) at the first and last layer goes through
+        :func:`plip_nn.kernels.edit_site` and must verify -- on the softmax route against the
+        probabilities the consumer op multiplies with V, on the mask route against the
+        attention call's output recomputed from its q, k, v and mask. Eager models also check
+        that the softmax op's input is ``[batch, heads, q, k]`` with ``heads ==
+        num_attention_heads``, future keys are masked, and the output rows sum to 1 and put
+        zero weight on future keys.
         """
-        self.require_eager("the self-check")
+        self._check_edit_site()
+        if self.attn_implementation == "eager":
+            self._check_softmax()
+
+    def _check_edit_site(self) -> None:
+        from plip_nn import kernels
+
+        n = 5
+        route = kernels.ROUTE_SOFTMAX if self.attn_implementation == "eager" else kernels.ROUTE_MASK
+        ids = torch.arange(1, n + 1, device=self.device)[None] % int(self.config.vocab_size)
+        group = [0, None, [n - 1], [0, 2], kernels.SCALE, 1.0]
+        layers = sorted({0, self.n_layers - 1})
+        saved = {}
+        try:
+            with (
+                torch.inference_mode(),
+                self.nn.trace({"input_ids": ids, "attention_mask": ids * 0 + 1}),
+            ):
+                for layer in layers:
+                    st, _ = kernels.edit_site(
+                        self.nn, self.sites[layer].plain(), [group], [group], [], route
+                    )
+                    saved[layer] = st.save()
+        except Exception as err:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: the attention intervention point could not be traced on the "
+                f"{route} route ({err}); sites: {self.sites[0]}"
+            ) from err
+        for layer, st in saved.items():
+            ratio = float(st[0, kernels.ST_ERROR_RATIO])
+            if not ratio <= 1.0:
+                raise UnsupportedArchitectureError(
+                    f"{self.name} layer {layer}: an identity edit on the {route} route does not "
+                    f"verify (error {ratio:.3g}x tolerance); site {self.sites[layer]} is not "
+                    "where the model computes and reads its attention"
+                )
+
+    def _check_softmax(self) -> None:
         n = 5
         ids = torch.arange(1, n + 1, device=self.device)[None] % int(self.config.vocab_size)
         mask = torch.ones_like(ids)
@@ -380,26 +468,39 @@ def wrap_model(
     sites = resolve_sites(hf_model)
     nn_model = TransformersModel(hf_model, tokenizer=tokenizer, dispatch=True)
     handle = ModelHandle(nn_model, hf_model, sites, name=name, revision=revision)
-    if check and eager:
+    if check:
         handle.self_check()
     return handle
+
+
+def resolve_device(device: str | torch.device | None) -> str:
+    """``"auto"`` (or None) -> ``"cuda"`` when a GPU is present, else ``"cpu"``."""
+    if device is None or str(device) == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
 
 
 def load_model(
     name_or_path: str | Path | None = None,
     *,
-    device: str = "cpu",
+    device: str = "auto",
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
     eager: bool = True,
     check: bool = True,
+    device_map: str | dict[str, Any] | None = None,
 ) -> ModelHandle:
     """Load a causal LM by HF name or local path (default: the embedded tiny code model).
+
+    Weights load straight onto their device through transformers' ``device_map`` (no full
+    host copy first): ``device_map`` if given (e.g. ``"auto"`` spreads a model over several
+    GPUs), else ``device`` (``"auto"``: cuda when present). On the CPU a half-precision
+    checkpoint loads as float32 unless ``dtype`` says otherwise.
 
     Raises:
         ModelLoadError: the name/path does not exist or is not a causal LM.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if name_or_path is None or str(name_or_path) in ("embedded", "plip-nn/embedded-tiny-qwen2"):
         from plip_nn.embedded import EMBEDDED_MODEL_DIR, EMBEDDED_MODEL_NAME
@@ -410,13 +511,22 @@ def load_model(
         path = str(name_or_path)
         name = path
     torch_dtype = _parse_dtype(dtype)
+    target = resolve_device(device)
+    placement = device_map if device_map is not None else target
     kwargs: dict[str, Any] = {"revision": revision} if revision else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        if torch_dtype is None and placement == "cpu":
+            # Half precision on CPU is slow and imprecise; compute in float32 unless asked.
+            config = AutoConfig.from_pretrained(path, **kwargs)
+            stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+            if stored in (torch.float16, torch.bfloat16, "float16", "bfloat16"):
+                torch_dtype = torch.float32
         hf_model = AutoModelForCausalLM.from_pretrained(
             path,
             attn_implementation="eager" if eager else None,
             dtype=torch_dtype if torch_dtype is not None else "auto",
+            device_map=placement,
             **kwargs,
         )
     except (OSError, ValueError) as err:
@@ -426,14 +536,6 @@ def load_model(
             "HuggingFace model name that is available offline (or omit --model to use the "
             "embedded model)"
         ) from err
-    if (
-        torch_dtype is None
-        and hf_model.dtype in (torch.float16, torch.bfloat16)
-        and device == "cpu"
-    ):
-        # Half precision on CPU is slow and imprecise; compute in float32 unless asked.
-        hf_model = hf_model.float()
-    hf_model = hf_model.to(device)
     return wrap_model(hf_model, tokenizer, name=name, revision=revision, eager=eager, check=check)
 
 

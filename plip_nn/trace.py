@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,36 +22,41 @@ from typing import Any, Literal
 import torch
 
 from plip_nn import kernels
-from plip_nn.edits import (
-    AttentionEdit,
-    CausallyMaskedEdgeError,
-    Condition,
-    EditSpecError,
-    EditVerificationError,
-    Knockout,
-    Probe,
-    Scale,
-    SetValue,
-)
+from plip_nn.edits import AttentionEdit, Condition, EditSpecError, Probe
 from plip_nn.models import ModelHandle
+from plip_nn.plan import (
+    REMOTES,
+    Edges,
+    EditStats,
+    LayerPlan,
+    RemoteConfigError,
+    build_plan,
+    check_stats,
+    configure_remote,
+    missing_reading,
+    pad_batch,
+    pad_id,
+    plain_plan,
+    plain_sites,
+    register_for_remote,
+    resolve_route,
+    validate_edits,
+)
 
 __all__ = [
+    "REMOTES",
     "EditReading",
     "Item",
     "ItemResult",
     "Remote",
     "RemoteConfigError",
+    "configure_remote",
     "run",
 ]
 
 log = logging.getLogger(__name__)
 
 Remote = Literal["none", "local", "ndif"]
-REMOTES = ("none", "local", "ndif")
-
-
-class RemoteConfigError(ValueError):
-    """Remote execution was requested but cannot be configured (e.g. no API key)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,7 +97,8 @@ class EditReading:
     level_after: float
     mass_before: float
     mass_after: float
-    max_error: float
+    max_error: float  # largest |consumed - expected| weight on the edited rows
+    error_ratio: float = 0.0  # max_error over its tolerance (relative to value and dtype)
 
 
 @dataclass(frozen=True)
@@ -128,66 +133,6 @@ class ItemResult:
         return math.exp(self.nll_condition / self.n_tokens)
 
 
-# --------------------------------------------------------------------------------------------
-# Plans: plain data (lists of ints/floats) that the in-trace code consumes.
-
-
-def _opcode(op: Knockout | Scale | SetValue) -> tuple[int, float]:
-    if isinstance(op, Knockout):
-        return kernels.KNOCKOUT, 0.0
-    if isinstance(op, Scale):
-        return kernels.SCALE, op.factor
-    return kernels.SET_VALUE, op.value
-
-
-Edges = tuple[int, tuple[int, ...], tuple[int, ...]]  # (layer, sources, targets), unpadded
-
-
-@dataclass
-class _LayerPlan:
-    score_groups: list = field(default_factory=list)  # knockout groups
-    prob_groups: list = field(default_factory=list)  # scale / set-value groups
-    reads: list = field(default_factory=list)  # [row, sources, targets] (padded)
-    # Where each group's stats / read goes, in list order.
-    score_tags: list = field(default_factory=list)  # (row, edit index)
-    prob_tags: list = field(default_factory=list)  # (row, edit index)
-    read_tags: list = field(default_factory=list)  # (row, Edges)
-
-
-def _plain(plan: dict[int, _LayerPlan]) -> dict:
-    """The plan as plain dicts/lists (what crosses into the trace, and to NDIF)."""
-    return {
-        layer: {"score": lp.score_groups, "prob": lp.prob_groups, "read": lp.reads}
-        for layer, lp in plan.items()
-    }
-
-
-def _build_plan(
-    rows: Sequence[tuple[Sequence[AttentionEdit], Sequence[Edges]]], offsets: Sequence[int]
-) -> dict[int, _LayerPlan]:
-    """Plan a pass: ``rows[r] = (edits to apply, edges to read)``, shifted by each pad offset."""
-    plan: dict[int, _LayerPlan] = {}
-    for r, ((edits, reads), off) in enumerate(zip(rows, offsets, strict=True)):
-        for e_idx, edit in enumerate(edits):
-            code, param = _opcode(edit.op)
-            heads = None if edit.heads is None else list(edit.heads)
-            group = [r, heads, [s + off for s in edit.sources], [t + off for t in edit.targets]]
-            for layer in edit.layers:
-                lp = plan.setdefault(layer, _LayerPlan())
-                if code == kernels.KNOCKOUT:
-                    lp.score_groups.append([*group, code, param])
-                    lp.score_tags.append((r, e_idx))
-                else:
-                    lp.prob_groups.append([*group, code, param])
-                    lp.prob_tags.append((r, e_idx))
-        for edges in dict.fromkeys(reads):
-            layer, sources, targets = edges
-            lp = plan.setdefault(layer, _LayerPlan())
-            lp.reads.append([r, [s + off for s in sources], [t + off for t in targets]])
-            lp.read_tags.append((r, edges))
-    return plan
-
-
 def _edge_reads(edits: Sequence[AttentionEdit], probe: Probe | None) -> list[Edges]:
     out = [(layer, e.sources, e.targets) for e in edits for layer in e.layers]
     if probe is not None:
@@ -195,49 +140,10 @@ def _edge_reads(edits: Sequence[AttentionEdit], probe: Probe | None) -> list[Edg
     return out
 
 
-def _pad_batch(
-    seqs: Sequence[tuple[int, ...]], pad_id: int, device: torch.device
-) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """Left-pad ``seqs``; returns model inputs and each row's pad offset."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    offsets = []
-    for r, s in enumerate(seqs):
-        off = width - len(s)
-        ids[r, off:] = torch.tensor(s, dtype=torch.long)
-        mask[r, off:] = 1
-        offsets.append(off)
-    # Explicit position ids: left padding must not shift absolute positions.
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    inputs = {
-        "input_ids": ids.to(device),
-        "attention_mask": mask.to(device),
-        "position_ids": position_ids.to(device),
-    }
-    return inputs, offsets
-
-
-# --------------------------------------------------------------------------------------------
-
-
 def _validate(handle: ModelHandle, item: Item, route: str) -> None:
     n = len(item.input_ids)
-    for edit in item.condition.edits:
-        edit.validate(
-            n_layers=handle.n_layers,
-            n_heads=handle.n_heads,
-            seq_len=n,
-            sample=item.sample_id,
-            sliding_windows=handle.sliding_windows,
-        )
-        if isinstance(edit.op, SetValue) and route == "mask":
-            raise EditSpecError(
-                f"sample {item.sample_id!r}: SetValue edits probabilities directly and needs "
-                "the softmax route with eager attention; load the model with "
-                "attn_implementation='eager'"
-            )
-    if route == "softmax" and (item.condition.edits or item.probe is not None):
+    validate_edits(handle, item.sample_id, item.condition.edits, n, route)
+    if route == kernels.ROUTE_SOFTMAX and (item.condition.edits or item.probe is not None):
         handle.require_eager("the softmax route (editing or reading probabilities)")
     if item.probe is not None:
         for layer in item.probe.layers:
@@ -251,39 +157,6 @@ def _validate(handle: ModelHandle, item: Item, route: str) -> None:
                 raise EditSpecError(
                     f"sample {item.sample_id!r}: probe position {p} >= sequence length {n}"
                 )
-
-
-def _tolerance(handle: ModelHandle) -> float:
-    dtype = next(handle.hf.parameters()).dtype
-    return max(1e-5, 8 * torch.finfo(dtype).eps) if dtype != torch.float32 else 1e-5
-
-
-def configure_remote(remote: str) -> Any:
-    """Translate ``remote`` into nnsight's ``remote=`` argument; set the NDIF key in memory only."""
-    if remote not in REMOTES:
-        raise RemoteConfigError(f"remote={remote!r}; use one of {', '.join(REMOTES)}")
-    if remote == "none":
-        return False
-    if remote == "local":
-        return "local"
-    key = os.environ.get("NDIF_API_KEY", "").strip()
-    if not key:
-        raise RemoteConfigError(
-            "--remote ndif needs an API key: export NDIF_API_KEY=... (it is read from the "
-            "environment and never written anywhere)"
-        )
-    from nnsight import CONFIG
-
-    CONFIG.API.APIKEY = key  # in memory only; never CONFIG.save() / set_default_api_key
-    return True
-
-
-def _register_for_remote() -> None:
-    import nnsight
-
-    import plip_nn
-
-    nnsight.register(plip_nn)
 
 
 def run(
@@ -330,15 +203,12 @@ def run(
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})
         raise EditSpecError(f"duplicate item keys {dup[:5]}; every item needs a unique key")
-    if route == "auto":
-        route = "softmax" if handle.attn_implementation == "eager" else "mask"
-    if route not in ("softmax", "mask"):
-        raise EditSpecError(f"route={route!r}; use 'auto', 'softmax' or 'mask'")
+    route = resolve_route(handle, route)
     for it in items:
         _validate(handle, it, route)
     remote_arg = configure_remote(remote)
     if remote_arg:
-        _register_for_remote()
+        register_for_remote()
     use_session = bool(remote_arg) if session is None else session
     if remote_arg and not use_session:
         raise EditSpecError("remote runs always use a session; leave session=None or True")
@@ -348,7 +218,6 @@ def run(
         by_prompt.setdefault(it.input_ids, []).append(it)
     prompts = list(by_prompt)
     results: dict[str, ItemResult] = {}
-    tol = _tolerance(handle)
     for start in range(0, len(prompts), batch_size):
         chunk = {p: by_prompt[p] for p in prompts[start : start + batch_size]}
         for res in _run_chunk(
@@ -357,7 +226,6 @@ def run(
             batch_size,
             remote_arg,
             keep_logprobs,
-            tol,
             route,
             use_session,
         ):
@@ -421,21 +289,20 @@ def _run_chunk(
     batch_size: int,
     remote_arg: Any,
     keep: bool,
-    tol: float,
     route: str,
     use_session: bool,
 ) -> Iterable[ItemResult]:
     """Run one chunk: ``by_prompt`` maps each of its prompts to that prompt's items."""
     model = handle.nn
     device = handle.device
-    pad_id = _pad_id(handle)
-    sites = [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
+    pad = pad_id(handle)
+    sites = plain_sites(handle)
     passes = _plan_passes(list(by_prompt), by_prompt, batch_size)
 
     built = []
     for ps in passes:
         n = len(ps.edited)
-        inputs, offsets = _pad_batch([it.input_ids for it in ps.edited] + ps.refs, pad_id, device)
+        inputs, offsets = pad_batch([it.input_ids for it in ps.edited] + ps.refs, pad, device)
         specs: list[tuple[Sequence[AttentionEdit], list[Edges]]] = [
             (it.condition.edits, _edge_reads((), it.probe)) for it in ps.edited
         ]
@@ -454,26 +321,25 @@ def _run_chunk(
                     for e in _edge_reads((), it.probe)
                 ]
             specs.append(((), reads))
-        plan = _build_plan(specs, offsets)
+        plan = build_plan(specs, offsets)
         ref_row = {p: n + j for j, p in enumerate(ps.refs)}
         rows = [ref_row[it.input_ids] for it in ps.edited] + [n + j for j in range(len(ps.refs))]
         built.append((inputs, plan, rows, ref_row))
 
-    traced_pass = kernels.traced_pass if route == "softmax" else kernels.traced_pass_mask
-    plains = [(inputs, _plain(plan), rows) for inputs, plan, rows, _ in built]
+    plains = [(inputs, plain_plan(plan), rows) for inputs, plan, rows, _ in built]
     with torch.inference_mode():
         if use_session:
             import nnsight
 
             with model.session(remote=remote_arg):
                 outs = [
-                    traced_pass(model, inputs, sites, plan, None, rows, keep, True)[0]
+                    kernels.traced_pass(model, inputs, sites, plan, rows, keep, True, route)[0]
                     for inputs, plan, rows in plains
                 ]
                 outs = nnsight.save(outs)
         else:
             outs = [
-                traced_pass(model, inputs, sites, plan, None, rows, keep, False)[0]
+                kernels.traced_pass(model, inputs, sites, plan, rows, keep, False, route)[0]
                 for inputs, plan, rows in plains
             ]
 
@@ -507,9 +373,18 @@ def _run_chunk(
         for r, it in enumerate(ps.edited):
             b = ref_row[it.input_ids]
             readings = []
-            for (e_idx, layer), st in sorted(stats.get(r, {}).items()):
-                edit = it.condition.edits[e_idx]
-                readings.append(_check(it, edit, e_idx, layer, st, tol))
+            row_stats = stats.get(r, {})
+            for e_idx, edit in enumerate(it.condition.edits):
+                for layer in sorted(edit.layers):
+                    where = (
+                        f"sample {it.sample_id!r}, condition {it.condition.name!r}, layer {layer}"
+                    )
+                    if (e_idx, layer) not in row_stats:
+                        raise missing_reading(where, e_idx, layer)
+                    st = row_stats[(e_idx, layer)]
+                    check_stats(st, edit, where, it.sample_id)
+                    readings.append(_reading(edit, e_idx, layer, st))
+            readings.sort(key=lambda x: (x.edit, x.layer))
             yield ItemResult(
                 key=it.key,
                 sample_id=it.sample_id,
@@ -529,28 +404,31 @@ def _run_chunk(
             )
 
 
-def _collect_reads(plan: dict[int, _LayerPlan], out: dict) -> dict[int, dict[Edges, tuple]]:
+def _collect_reads(plan: dict[int, LayerPlan], out: dict) -> dict[int, dict[Edges, tuple]]:
     """row -> {edges: (level, mass)} from the saved read tensors."""
     reads: dict = {}
     for layer, lp in plan.items():
         if not lp.read_tags:
             continue
-        t = out[f"rd{layer}"]
+        t = out[kernels.result_key(kernels.READS, layer)]
         for i, (row, edges) in enumerate(lp.read_tags):
-            reads.setdefault(row, {})[edges] = (float(t[i][0]), float(t[i][1]))
+            reads.setdefault(row, {})[edges] = (
+                float(t[i][kernels.RD_LEVEL]),
+                float(t[i][kernels.RD_MASS]),
+            )
     return reads
 
 
-def _collect_stats(plan: dict[int, _LayerPlan], out: dict) -> dict:
-    """row -> {(edit index, layer): stats list}."""
+def _collect_stats(plan: dict[int, LayerPlan], out: dict) -> dict:
+    """row -> {(edit index, layer): EditStats} from the saved stats tensors."""
     stats: dict = {}
     for layer, lp in plan.items():
-        for prefix, tags in (("ko", lp.score_tags), ("pr", lp.prob_tags)):
-            if not tags:
-                continue
-            t = out[f"{prefix}{layer}"]
-            for i, (row, e_idx) in enumerate(tags):
-                stats.setdefault(row, {})[(e_idx, layer)] = [float(x) for x in t[i]]
+        key = kernels.result_key(kernels.STATS, layer)
+        if not lp.group_tags or key not in out:
+            continue
+        rows = out[key].tolist()
+        for (row, e_idx), st in zip(lp.group_tags, rows, strict=True):
+            stats.setdefault(row, {})[(e_idx, layer)] = EditStats.from_row(st)
     return stats
 
 
@@ -573,47 +451,15 @@ def _edit_baseline(reads: dict, row: int, item: Item) -> dict[tuple[int, int], t
     return out
 
 
-def _check(
-    item: Item, edit: AttentionEdit, e_idx: int, layer: int, st: list[float], tol: float
-) -> EditReading:
-    lb, la, mb, ma, err, n_bad = st
-    op = edit.op
-    if n_bad > 0:
-        if isinstance(op, Knockout):
-            raise EditVerificationError(
-                f"sample {item.sample_id!r}, condition {item.condition.name!r}, layer {layer}: "
-                "knockout would leave a query row with no allowed key, or an edge was already "
-                "masked (e.g. by a sliding window or padding); remove those edges"
-            )
-        raise CausallyMaskedEdgeError(
-            sample=item.sample_id,
-            source=edit.sources[0],
-            target=edit.targets[0],
-            reason=f"masked in the model's attention mask at layer {layer}",
-        )
-    limit = 0.0 if isinstance(op, Knockout) else tol
-    if not err <= limit:
-        raise EditVerificationError(
-            f"sample {item.sample_id!r}, condition {item.condition.name!r}, layer {layer}: "
-            f"{op.kind} achieved attention deviates from the request by {err:.3g} "
-            f"(tolerance {limit:g}); the edit did not take effect as specified"
-        )
+def _reading(edit: AttentionEdit, e_idx: int, layer: int, st: EditStats) -> EditReading:
     return EditReading(
         edit=e_idx,
         layer=layer,
-        op=op.kind,
-        level_before=lb,
-        level_after=la,
-        mass_before=mb,
-        mass_after=ma,
-        max_error=err,
+        op=edit.op.kind,
+        level_before=st.level_before,
+        level_after=st.level_after,
+        mass_before=st.mass_before,
+        mass_after=st.mass_after,
+        max_error=st.max_error,
+        error_ratio=st.error_ratio,
     )
-
-
-def _pad_id(handle: ModelHandle) -> int:
-    tok = handle.tokenizer
-    for attr in ("pad_token_id", "eos_token_id"):
-        v = getattr(tok, attr, None) if tok is not None else None
-        if v is not None:
-            return int(v)
-    return 0

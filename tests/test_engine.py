@@ -41,7 +41,8 @@ def test_knockout_equals_reference_attention(arch):
     torch.testing.assert_close(res.logprobs, ref, atol=2e-5, rtol=0)
     assert res.kl > 0
     for reading in res.readings:
-        assert reading.level_after == 0.0 and reading.mass_after == 0.0 and reading.max_error == 0.0
+        assert reading.level_after == 0.0 and reading.mass_after == 0.0
+        assert reading.max_error < 1e-6 and reading.error_ratio <= 1.0
         assert reading.level_before > 0
 
 

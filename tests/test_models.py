@@ -68,3 +68,34 @@ def test_half_precision_edits(saved_dir, dtype):
         assert r.kl == r.kl and r.kl >= -1e-6
     assert all(x.level_after == 0.0 for x in res[0].readings)
     assert all(x.level_after == pytest.approx(0.2, abs=2e-3) for x in res[2].readings)
+
+
+def test_device_map_loads_straight_onto_the_device(saved_dir, monkeypatch):
+    """device_map="cpu" and device="auto" place weights while loading: no ``.to()`` afterwards."""
+
+    def no_copy(self, *args, **kwargs):
+        raise AssertionError("load_model copied the model with .to() after loading")
+
+    monkeypatch.setattr(torch.nn.Module, "to", no_copy)
+    for kwargs in ({"device_map": "cpu"}, {"device": "auto"}):
+        handle = load_model(saved_dir, **kwargs)
+        assert handle.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+        assert next(handle.hf.parameters()).dtype == torch.float32
+
+
+def test_self_check_runs_on_the_mask_route(saved_dir, monkeypatch):
+    """eager=False still self-checks: an identity edit must verify on the mask route."""
+    from plip_nn import kernels
+
+    handle = load_model(saved_dir, eager=False)
+    assert handle.attn_implementation != "eager"
+    real = kernels.edit_mask
+
+    def wrong(full, group):
+        g = list(group)
+        g[kernels.G_PARAM] = 2.0  # the identity edit now doubles the weights
+        return real(full, g)
+
+    monkeypatch.setattr(kernels, "edit_mask", wrong)
+    with pytest.raises(Exception, match="does not verify"):
+        handle.self_check()

@@ -62,24 +62,32 @@ def test_kernels_run_in_sandbox():
         torch.ones(5, 5, dtype=torch.bool).triu(1), -3.4e38
     )
     probs = torch.softmax(scores, -1)
-    out, st = k.knockout_scores(scores, [0, None, [4], [1, 2], 0, 0.0])
+    out = k.knockout_scores(scores, [0, None, [4], [1, 2], 0, 0.0])
     assert torch.softmax(out, -1)[0, :, 4, [1, 2]].abs().max() == 0
-    out, st = k.scale_probs(probs, [0, None, [4], [1], 1, 2.0], scores)
-    assert st[4] < 1e-6
-    out, st = k.set_value_probs(probs, scores, [0, [1], [3], [0], 2, 0.3])
+    group = [0, None, [4], [1], 1, 2.0]
+    out = k.scale_probs(probs, group)
+    members = k.group_members([group], [0], [4], 2, 5, "cpu")
+    st = k.verify_groups(
+        scores[[0], :, [4], :], out[[0], :, [4], :], [group], members, -1e38, 1e-5, 1e-38
+    )
+    assert st[0, k.ST_ERROR_RATIO] <= 1
+    out = k.set_value_probs(probs, scores, [0, [1], [3], [0], 2, 0.3])
     assert out[0, 1, 3, 0].item() == pytest.approx(0.3)
 
 
 def test_traced_and_generation_pass_in_sandbox():
     k = _sandboxed_kernels()
     handle = tiny_handle("qwen2")
-    sites = [(s.module_path, s.call_op, s.softmax_op) for s in handle.sites]
+    sites = [s.plain() for s in handle.sites]
     ids = torch.tensor([list(range(3, 13))])
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    plan = {1: {"score": [[0, None, [9], [1, 2], 0, 0.0]], "prob": [], "read": [[0, [9], [1, 2]]]}}
+    group = [0, None, [9], [1, 2], 0, 0.0]
+    plan = {1: {"edits": [group], "verify": [group], "reads": [[0, [9], [1, 2]]]}}
     with torch.inference_mode():
-        out, _lp = k.traced_pass(handle.nn, inputs, sites, plan, None, None, True, False)
-        assert out["ko1"][0, 1].item() == 0.0  # achieved level after knockout
+        out, _lp = k.traced_pass(handle.nn, inputs, sites, plan, None, True, False)
+        assert out["stats/1"][0, k.ST_LEVEL_AFTER].item() == 0.0  # achieved level, knockout
+        assert out["stats/1"][0, k.ST_ERROR_RATIO].item() <= 1.0
+        assert out["reads/1"][0, k.RD_LEVEL].item() == 0.0
         rows = [
             {
                 "edits": [[[0, 1], None, [1, 2], 1, 2.0]],

@@ -82,8 +82,8 @@ def build(out: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.json"
         raw.write_text(json.dumps(raw_corpus(), ensure_ascii=False), encoding="utf-8")
-        corpus = annotate_file(raw, out)
-    problems = check_corpus(out)
+        corpus, problems = annotate_file(raw, out)
+    problems += check_corpus(out)
     if problems:
         raise SystemExit("\n".join(str(p) for p in problems))
     return len(corpus)

@@ -1,6 +1,6 @@
 """Corpus formats, PLIP-rs compatibility, checks and our corpus.
 
-Where PLIP-rs's convention differs from ours (PRODUCT.md):
+Where PLIP-rs's convention differs from ours (docs/CONTRACT.md):
 
 * Python doctests and Python baselines: identical (marker and every target match exactly).
 * Rust tests: the marker (``#[test]``) matches; PLIP-rs's targets are ``fn``, the name and the
@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from archs import tiny_tokenizer
 
+from experiments.corpus_cmd import cli_annotate, cli_check, cli_convert
 from plip_nn.corpus import (
     DEFAULT_CORPUS_PATH,
     LISTS,
@@ -32,9 +33,6 @@ from plip_nn.corpus import (
     annotate_python,
     annotate_rust,
     check_corpus,
-    cli_annotate,
-    cli_check,
-    cli_convert,
     convert_file,
     load_corpus,
 )
@@ -206,7 +204,8 @@ def test_annotate_file_round_trip(tmp_path: Path) -> None:
     assert check_corpus(out) == []
     bad = _write(tmp_path, {"rust_test": [{"id": "z9", "code": "fn g() {}\n"}]}, "bad.json")
     assert cli_annotate(bad, tmp_path / "x.json") == 2
-    with pytest.raises(CorpusError, match=r"bad\.json: sample z9: cannot annotate"):
+    assert not (tmp_path / "x.json").exists()  # nothing annotated: nothing written
+    with pytest.raises(CorpusError, match=r"bad\.json: no sample could be annotated"):
         annotate_file(bad, tmp_path / "x.json")
 
 

@@ -114,7 +114,8 @@ def _rust_targets(src: _RustSource, fn: Any) -> tuple[list[int], list[str]]:
             pattern = p.child_by_field_name("pattern")
             if pattern is None:
                 raise AnnotationFailure(f"parameter without a pattern at char {src.char(p)}")
-            nodes = (_bindings(pattern) or [pattern])[:1]
+            # Every bound name is a target; a pattern that binds none (``_``) is one by itself.
+            nodes = _bindings(pattern) or [pattern]
             spellings.append(src.text(pattern))
         elif p.type == "variadic_parameter":
             nodes = [p]

@@ -344,6 +344,7 @@ def test_chat_template_shifts_positions(env):
     from types import SimpleNamespace
 
     from experiments.study import ConfigError, prepare, render
+    from plip_nn.codesrc import generation_prompt
     from plip_nn.corpus import load_corpus
 
     tok = AutoTokenizer.from_pretrained(env["model"])
@@ -354,8 +355,9 @@ def test_chat_template_shifts_positions(env):
         "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}"
         "{% if not loop.last %}\n{% endif %}{% endfor %}"
     )
-    text, shift = render(tok, sample.code, True)
-    assert shift > 0 and text.endswith(sample.code) and text.startswith("<|user|>")
+    code = generation_prompt(sample.code, sample.language)  # what prepare feeds the model
+    text, shift = render(tok, code, True)
+    assert shift > 0 and text.endswith(code) and text.startswith("<|user|>")
     handle = SimpleNamespace(tokenizer=tok, config=SimpleNamespace(max_position_embeddings=4096))
     [plain] = prepare(handle, [sample], chat_template=False)
     [chat] = prepare(handle, [sample], chat_template=True)

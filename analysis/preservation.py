@@ -1,20 +1,22 @@
 """Preservation scoring of generated tests: does the generated test still test the function?
 
-Flags (PRODUCT.md, "Metrics"): ``calls_function`` (a syntactic call of the function by name,
+Flags (docs/CONTRACT.md, "Metrics"): ``calls_function`` (a syntactic call of the function by name,
 found with ``ast`` / tree-sitter-rust, never by substring), ``arity_ok`` (some such call passes
 the declared number of arguments), ``valid`` (the generated test parses), ``preserved`` = all
 three, and ``executes`` (the test runs and passes, in a sandbox by default).
 
 Prompt conventions and trimming (what part of a continuation is scored):
 
-* **Python**: the prompt is a function whose docstring ends with ``>>> ``. The scored doctest
-  is the prompt's last line (its indentation and ``>>> ``) followed by the continuation cut at
-  the first closing docstring delimiter (the ``\"\"\"`` or ``'''`` that opened the docstring);
-  without a closing delimiter the whole continuation is scored.
-* **Rust**: the prompt ends with ``#[test]\\nfn ``. The scored test is ``#[test]\\nfn `` +
-  the continuation cut after the ``}`` that closes the test function's body; braces are matched
-  on tree-sitter tokens, so braces inside strings, chars and comments do not count. Only the
-  first test function is scored; an unclosed body is scored whole (and is invalid).
+* **Python**: the prompt is a function whose docstring ends with ``>>>`` (the older ``>>> ``
+  ending is accepted). The scored doctest is the prompt's last line (its indentation and
+  ``>>>``) followed by the continuation cut at the first closing docstring delimiter (the
+  ``\"\"\"`` or ``'''`` that opened the docstring); without a closing delimiter the whole
+  continuation is scored.
+* **Rust**: the prompt ends with ``#[test]\\n`` (or the older ``#[test]\\nfn ``). The scored
+  test is that ending + the continuation cut after the ``}`` that closes the test function's
+  body (:func:`plip_nn.codesrc.rust_test_end`); braces are matched on tree-sitter tokens, so
+  braces inside strings, chars and comments do not count. Only the first test function is
+  scored; an unclosed body is scored whole (and is invalid).
 
 Calls and arity:
 
@@ -69,10 +71,22 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import tree_sitter_rust
-from tree_sitter import Language, Node, Parser
+from plip_nn.codesrc import (
+    LEGACY_GENERATION_SUFFIX,
+    PY_MARKER,
+    RUST_GENERATION_SUFFIX,
+    generation_suffix,
+    has_error,
+    rust_calls,
+    rust_parser,
+    rust_test_end,
+    walk,
+)
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
 
 from analysis import sandbox
 
@@ -90,9 +104,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _RUSTC_DEFAULT = Path("/root/.cargo/bin/rustc")
-_RUST_LANGUAGE = Language(tree_sitter_rust.language())
-_RUST_TEST_HEADER = "#[test]\nfn "
-_RUST_MARKER_LINE = "#[test]\n"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,7 +265,7 @@ def _rust_run_limits(timeout: float) -> sandbox.Limits:
 
 def _docstring_delimiter(prompt: str) -> str:
     """The quote that opened the docstring holding the prompt's final ``>>>``."""
-    head = prompt[: prompt.rfind(">>>")] if ">>>" in prompt else prompt
+    head = prompt[: prompt.rfind(PY_MARKER)] if PY_MARKER in prompt else prompt
     positions = {q: head.rfind(q) for q in ('"""', "'''")}
     quote = max(positions, key=lambda q: positions[q])
     return quote if positions[quote] >= 0 else '"""'
@@ -262,7 +273,7 @@ def _docstring_delimiter(prompt: str) -> str:
 
 def _python_doctest_text(prompt: str, continuation: str) -> str:
     last_line = prompt[prompt.rfind("\n") + 1 :]
-    if ">>>" not in last_line:
+    if PY_MARKER not in last_line:
         raise ValueError(
             "Python prompt must end with a docstring line containing '>>> '; "
             f"its last line is {last_line!r}"
@@ -423,115 +434,40 @@ def score_python(
 # --------------------------------------------------------------------------- Rust
 
 
-def _rust_parser() -> Parser:
-    return Parser(_RUST_LANGUAGE)
-
-
-def _leaves(node: Node) -> Iterator[Node]:
-    if node.child_count == 0:
-        yield node
-        return
-    for child in node.children:
-        yield from _leaves(child)
-
-
 def _rust_header(prompt: str) -> str:
     """The end of a Rust generation prompt that the scored test starts with.
 
     Prompts end right after ``#[test]\\n`` (the convention: the model writes ``fn`` and the
     name itself) or, in the older convention, after ``#[test]\\nfn ``.
     """
-    for header in (_RUST_TEST_HEADER, _RUST_MARKER_LINE):
-        if prompt.endswith(header):
-            return header
-    raise ValueError(
-        "Rust prompt must end with '#[test]\\n' (or '#[test]\\nfn '); "
-        f"it ends with {prompt[-20:]!r}"
-    )
+    header = generation_suffix(prompt, "rust")
+    if header is None:
+        raise ValueError(
+            f"Rust prompt must end with {RUST_GENERATION_SUFFIX!r} "
+            f"(or {LEGACY_GENERATION_SUFFIX['rust']!r}); it ends with {prompt[-20:]!r}"
+        )
+    return header
 
 
-def _rust_trim(continuation: str, header: str = "#[test]\nfn ") -> str:
-    """``header`` + continuation up to the ``}`` that closes the first body."""
+def _rust_trim(continuation: str, header: str) -> str:
+    """``header`` + continuation up to the ``}`` that closes the first body (whole if none)."""
     text = header + continuation
-    data = text.encode("utf-8")
-    tree = _rust_parser().parse(data)
-    depth, opened = 0, False
-    for leaf in _leaves(tree.root_node):
-        if leaf.type == "{" and not leaf.is_missing:
-            depth, opened = depth + 1, True
-        elif leaf.type == "}" and not leaf.is_missing and opened:
-            depth -= 1
-            if depth == 0:
-                return data[: leaf.end_byte].decode("utf-8", "replace")
-    return text
-
-
-def _has_error(node: Node) -> bool:
-    return node.has_error or node.is_missing
-
-
-def _macro_argument_trees(node: Node, source: bytes) -> Iterator[Node]:
-    """Parse each macro's token tree as a tuple of expressions, yielding the parsed roots."""
-    for child in _walk(node):
-        if child.type != "macro_invocation":
-            continue
-        tt = next((c for c in child.children if c.type == "token_tree"), None)
-        if tt is None or tt.end_byte - tt.start_byte < 2:
-            continue
-        inner = source[tt.start_byte + 1 : tt.end_byte - 1]
-        wrapped = b"fn __plip() { let _ = (" + inner + b",); }"
-        sub = _rust_parser().parse(wrapped)
-        if not _has_error(sub.root_node):
-            yield sub.root_node
-            yield from _macro_argument_trees(sub.root_node, wrapped)
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    yield node
-    for child in node.children:
-        yield from _walk(child)
-
-
-def _rust_callee_name(func: Node) -> tuple[str | None, bool]:
-    """(name called, is method call with a receiver) for a call_expression's function node."""
-    if func.type == "generic_function":
-        inner = func.child_by_field_name("function")
-        return _rust_callee_name(inner) if inner is not None else (None, False)
-    if func.type == "identifier":
-        return func.text.decode() if func.text else None, False
-    if func.type == "scoped_identifier":
-        name = func.child_by_field_name("name")
-        return (name.text.decode() if name is not None and name.text else None), False
-    if func.type == "field_expression":
-        field = func.child_by_field_name("field")
-        return (field.text.decode() if field is not None and field.text else None), True
-    return None, False
+    end = rust_test_end(text)
+    return text if end is None else text[:end]
 
 
 def _rust_calls(root: Node, source: bytes, name: str) -> list[tuple[bool, int]]:
-    calls: list[tuple[bool, int]] = []
-    roots = [root, *_macro_argument_trees(root, source)]
-    for r in roots:
-        for node in _walk(r):
-            if node.type != "call_expression" or _has_error(node):
-                continue
-            func = node.child_by_field_name("function")
-            args = node.child_by_field_name("arguments")
-            if func is None or args is None:
-                continue
-            callee, method_call = _rust_callee_name(func)
-            if callee == name:
-                calls.append((method_call, args.named_child_count - _n_comments(args)))
-    return calls
-
-
-def _n_comments(args: Node) -> int:
-    return sum(1 for c in args.named_children if c.type in ("line_comment", "block_comment"))
+    """(method call, arguments passed) per call of ``name`` whose own subtree parses."""
+    return [
+        (c.method, c.n_args)
+        for c in rust_calls(root, source)
+        if c.name == name and c.clean and c.n_args is not None
+    ]
 
 
 def _rust_is_method(function_source: str, function_name: str) -> bool:
-    tree = _rust_parser().parse(function_source.encode("utf-8"))
-    for node in _walk(tree.root_node):
+    tree = rust_parser().parse(function_source.encode("utf-8"))
+    for node in walk(tree.root_node):
         if node.type == "function_item":
             name = node.child_by_field_name("name")
             if name is not None and name.text == function_name.encode():
@@ -635,10 +571,10 @@ def score_rust(
     _check_execute(execute)
     test_source = _rust_trim(continuation, _rust_header(prompt))
     data = test_source.encode("utf-8")
-    tree = _rust_parser().parse(data)
+    tree = rust_parser().parse(data)
     fns = [c for c in tree.root_node.named_children if c.type == "function_item"]
     reasons: list[str] = []
-    valid = not _has_error(tree.root_node) and len(fns) == 1
+    valid = not has_error(tree.root_node) and len(fns) == 1
     if not valid:
         reasons.append("test function does not parse (tree-sitter error or missing node)")
 

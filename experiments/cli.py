@@ -276,12 +276,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "models":
         return _models()
     if args.command == "corpus":
-        from plip_nn import corpus
+        from experiments import corpus_cmd
 
         handlers: dict[str, Callable[..., int]] = {
-            "check": lambda: corpus.cli_check(args.file),
-            "annotate": lambda: corpus.cli_annotate(args.file, args.output),
-            "convert": lambda: corpus.cli_convert(args.file, args.output),
+            "check": lambda: corpus_cmd.cli_check(args.file),
+            "annotate": lambda: corpus_cmd.cli_annotate(args.file, args.output),
+            "convert": lambda: corpus_cmd.cli_convert(args.file, args.output),
         }
         return handlers[args.corpus_command]()
     if args.command == "analyze":

@@ -1,7 +1,7 @@
 """Generation with the condition's edits applied at every step (KV cache on).
 
-For each generation prompt (a function followed by a marker: ``>>> `` in its docstring, or
-``#[test]\\nfn `` after it) and each condition, the model continues the prompt; the edits act on
+For each generation prompt (a function followed by a marker: ``>>>`` in its docstring, or
+``#[test]`` and its line break after it) and each condition, the model continues the prompt; the edits act on
 the marker's row at prefill and on generated rows per the source policy
 (:mod:`plip_nn.generate`). The continuation is trimmed at an end-of-test heuristic or EOS and
 scored for preservation by :mod:`analysis.preservation` (``generations.parquet``).
@@ -22,7 +22,6 @@ from experiments import conditions
 from experiments.calibrate import calibrate
 from experiments.scan import choose_layer, run_scan
 from experiments.study import (
-    MARKERS,
     CommonConfig,
     ConfigError,
     Prepared,
@@ -30,6 +29,7 @@ from experiments.study import (
     open_study,
     run_chunks,
 )
+from plip_nn.codesrc import MARKERS, generation_suffix, rust_test_end
 from plip_nn.generate import (
     SOURCE_POLICIES,
     GenerationRequest,
@@ -97,12 +97,14 @@ class Config(CommonConfig):
         check_execute(self.execute)
 
 
-def trim_continuation(language: str, text: str, eos: str | None) -> tuple[str, str]:
+def trim_continuation(language: str, prompt: str, text: str, eos: str | None) -> tuple[str, str]:
     """Cut a continuation at EOS or where the generated test ends; returns (text, reason).
 
     A heuristic for *stopping*, not for scoring (preservation parses properly):
     Python stops before the first non-empty line that is not indented (the function and its
-    docstring are over); Rust stops after the brace that closes the generated test function.
+    docstring are over); Rust stops after the brace that closes the generated test function,
+    found on tree-sitter tokens of the prompt's ending + the continuation, as preservation does
+    (:func:`plip_nn.codesrc.rust_test_end`).
     """
     reason = "max_new_tokens"
     if eos and eos in text:
@@ -114,25 +116,11 @@ def trim_continuation(language: str, text: str, eos: str | None) -> tuple[str, s
             if line.strip() and not line[0].isspace():
                 return "\n".join(lines[:i]), "end_of_function"
         return text, reason
-    depth = 0
-    opened = False
-    in_str = False
-    prev = ""
-    for i, ch in enumerate(text):
-        if in_str:
-            if ch == '"' and prev != "\\":
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch == "{":
-            depth += 1
-            opened = True
-        elif ch == "}":
-            depth -= 1
-            if opened and depth == 0:
-                return text[: i + 1], "end_of_function"
-        prev = ch if prev != "\\" else ""
-    return text, reason
+    header = generation_suffix(prompt, "rust") or ""
+    end = rust_test_end(header + text)
+    if end is None or end <= len(header):
+        return text, reason
+    return text[: end - len(header)], "end_of_function"
 
 
 def check_execute(value: str) -> None:
@@ -240,7 +228,7 @@ def run_generation(
         )
         rows = []
         for (p, cond, rec_layer, order), res in zip(chunk, results, strict=True):
-            text, reason = trim_continuation(p.language, res.text, eos)
+            text, reason = trim_continuation(p.language, p.sample.code, res.text, eos)
             op, factor = conditions.condition_op(cond)
             levels = [v for v in res.step_levels if not math.isnan(v)]
             rows.append(

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 LANGUAGES = ("python", "rust")
 KINDS = ("test", "baseline", "generation")
-MARKERS = {"python": ">>>", "rust": "#[test]"}
 
 
 class ConfigError(ValueError):
@@ -231,7 +230,7 @@ def prepare(
         plip_nn.edits.CausallyMaskedEdgeError: a target is not before the marker.
         ConfigError: a sample is longer than the model's context.
     """
-    from plip_nn.corpus import generation_prompt
+    from plip_nn.codesrc import generation_prompt
     from plip_nn.edits import CausallyMaskedEdgeError
     from plip_nn.positions import locate
 
@@ -240,7 +239,7 @@ def prepare(
     for s in samples:
         if s.kind == "generation":
             # One prompt rule everywhere: the prompt ends right after the marker (a legacy
-            # trailing space is cut; docs/PROMPTS.md). Positions are unchanged by the cut.
+            # trailing space is cut; docs/CONTRACT.md, "Prompts"). Positions are unchanged by the cut.
             s = replace(s, code=generation_prompt(s.code, s.language))
         text, shift = render(handle.tokenizer, s.code, chat_template)
         tp = locate(

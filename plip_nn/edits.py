@@ -247,16 +247,6 @@ class AttentionEdit:
                             reason=f"outside the sliding window {window} of layer {layer}",
                         )
 
-    def shifted(self, offset: int) -> AttentionEdit:
-        """The same edit with every position moved by ``offset`` (left-padding)."""
-        return AttentionEdit(
-            layers=self.layers,
-            sources=tuple(s + offset for s in self.sources),
-            targets=tuple(t + offset for t in self.targets),
-            op=self.op,
-            heads=self.heads,
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "layers": list(self.layers),
@@ -315,10 +305,3 @@ class Probe:
         object.__setattr__(self, "layers", _int_tuple("layers", self.layers))
         object.__setattr__(self, "sources", _int_tuple("sources", self.sources))
         object.__setattr__(self, "targets", _int_tuple("targets", self.targets))
-
-    def shifted(self, offset: int) -> Probe:
-        return Probe(
-            layers=self.layers,
-            sources=tuple(s + offset for s in self.sources),
-            targets=tuple(t + offset for t in self.targets),
-        )

@@ -1,6 +1,6 @@
 """Character positions -> token positions, through the tokenizer's offset mapping.
 
-Policy (PRODUCT.md, "Token positions"):
+Policy (docs/CONTRACT.md, "Token positions"):
 
 * The text is tokenized with the tokenizer's defaults (``add_special_tokens`` as the tokenizer
   does it). Special tokens (BOS, ...) cover no characters; the number of special tokens before

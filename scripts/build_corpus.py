@@ -16,15 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import tree_sitter
-import tree_sitter_rust
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from corpus_sources import baselines, python_tests, rust_tests  # noqa: E402
 
+from plip_nn.codesrc import rust_parser  # noqa: E402
 from plip_nn.corpus import (  # noqa: E402
     DEFAULT_CORPUS_PATH,
     PY_GENERATION_SUFFIX,
@@ -52,8 +50,7 @@ def rust_prompt(sample_id: str, code: str) -> dict[str, str]:
     ann = annotate_rust(code, kind="test", sample_id=sample_id)
     data = code.encode("utf-8")
     marker_byte = len(code[: ann.marker_char_pos].encode("utf-8"))
-    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_rust.language()))
-    items = parser.parse(data).root_node.children
+    items = rust_parser().parse(data).root_node.children
     k = next(i for i, n in enumerate(items) if n.end_byte > marker_byte)
     while k > 0 and items[k - 1].type == "attribute_item":
         k -= 1
@@ -82,8 +79,8 @@ def build(out: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.json"
         raw.write_text(json.dumps(raw_corpus(), ensure_ascii=False), encoding="utf-8")
-        corpus = annotate_file(raw, out)
-    problems = check_corpus(out)
+        corpus, problems = annotate_file(raw, out)
+    problems += check_corpus(out)
     if problems:
         raise SystemExit("\n".join(str(p) for p in problems))
     return len(corpus)

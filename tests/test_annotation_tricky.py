@@ -213,9 +213,19 @@ RUST_CASES = [
     (
         "patterns_in_params",
         "test",
-        "struct P { x: i32 }\n⟨T⟩fn ⟨T⟩f((⟨T⟩a, b): (i32, i32), P { ⟨T⟩x }: P, &⟨T⟩r: &i32, ⟨T⟩_: u8) -> i32 {\n"
+        "struct P { x: i32 }\n⟨T⟩fn ⟨T⟩f((⟨T⟩a, ⟨T⟩b): (i32, i32), P { ⟨T⟩x }: P, &⟨T⟩r: &i32, ⟨T⟩_: u8) -> i32 {\n"
         "    a + b + x + r\n}\n\n⟨M⟩#[test]\nfn test_f() { assert_eq!(f((1, 2), P { x: 3 }, &4, 0), 10); }\n",
         ("(a, b)", "P { x }", "&r", "_"),
+        None,
+    ),
+    (
+        "nested_patterns_bind_every_name",
+        "test",
+        "struct Q { p: i32, q: i32 }\n⟨T⟩fn ⟨T⟩g(((⟨T⟩a, mut ⟨T⟩b), ⟨T⟩c): ((u8, u8), u8), "
+        "Q { p: ⟨T⟩px, ⟨T⟩q }: Q, [⟨T⟩first, _]: [u8; 2], ⟨T⟩(_, _): (u8, u8)) -> u8 {\n"
+        "    b = b + 1;\n    a + b + c + first + px as u8 + q as u8\n}\n\n"
+        "⟨M⟩#[test]\nfn test_g() { assert_eq!(g(((1, 2), 3), Q { p: 0, q: 0 }, [4, 5], (0, 0)), 11); }\n",
+        ("((a, mut b), c)", "Q { p: px, q }", "[first, _]", "(_, _)"),
         None,
     ),
     (

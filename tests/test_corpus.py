@@ -1,6 +1,6 @@
 """Corpus formats, PLIP-rs compatibility, checks and our corpus.
 
-Where PLIP-rs's convention differs from ours (PRODUCT.md):
+Where PLIP-rs's convention differs from ours (docs/CONTRACT.md):
 
 * Python doctests and Python baselines: identical (marker and every target match exactly).
 * Rust tests: the marker (``#[test]``) matches; PLIP-rs's targets are ``fn``, the name and the
@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from archs import tiny_tokenizer
 
+from experiments.corpus_cmd import cli_annotate, cli_check, cli_convert
 from plip_nn.corpus import (
     DEFAULT_CORPUS_PATH,
     LISTS,
@@ -32,9 +33,6 @@ from plip_nn.corpus import (
     annotate_python,
     annotate_rust,
     check_corpus,
-    cli_annotate,
-    cli_check,
-    cli_convert,
     convert_file,
     load_corpus,
 )
@@ -206,8 +204,81 @@ def test_annotate_file_round_trip(tmp_path: Path) -> None:
     assert check_corpus(out) == []
     bad = _write(tmp_path, {"rust_test": [{"id": "z9", "code": "fn g() {}\n"}]}, "bad.json")
     assert cli_annotate(bad, tmp_path / "x.json") == 2
-    with pytest.raises(CorpusError, match=r"bad\.json: sample z9: cannot annotate"):
+    assert not (tmp_path / "x.json").exists()  # nothing annotated: nothing written
+    with pytest.raises(CorpusError, match=r"bad\.json: no sample could be annotated"):
         annotate_file(bad, tmp_path / "x.json")
+
+
+DOC_TEST = (
+    "/// Adds { two } integers: use fn like this (a, b)\n"
+    "///\n"
+    "/// #[test]\n"
+    "/// fn test_add() {\n"
+    "///     assert_eq!(add(2, 3), 5);\n"
+    "/// }\n"
+    "fn add(a: i32, b: i32) -> i32 {\n"
+    "    a + b\n"
+    "}\n"
+)
+
+
+def test_annotate_a_doc_comment_test_and_check_names_it_masked(tmp_path: Path) -> None:
+    """A `///` test above the function (PLIP-rs prompt shape), with prose that is not Rust."""
+    src = _write(tmp_path, {"rust_test": [{"id": "doc1", "code": DOC_TEST}]}, "in.json")
+    out = tmp_path / "out.json"
+    assert cli_annotate(src, out) == 0
+    s = load_corpus(out).by_id("doc1")
+    # Hand-checked: the `#` of `/// #[test]` and `fn`, `add`, `a`, `b` of the real function.
+    assert s.marker_char_pos == DOC_TEST.index("#[test]")
+    fn_at = DOC_TEST.index("fn add(")
+    assert s.target_char_positions == (fn_at, fn_at + 3, fn_at + 7, fn_at + 15)
+    [pr] = check_corpus(out)
+    assert (pr.sample_id, pr.code) == ("doc1", "masked")
+
+
+def test_annotate_reports_each_bad_sample_and_writes_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    raw = {
+        "python_doctest": [
+            {"id": "good_py", "code": 'def f(x):\n    """\n    >>> f(1)\n    """\n'},
+            {"id": "bad_py", "code": "def f(x):\n    return x\n"},
+        ],
+        "rust_test": [
+            {"id": "bad_rs", "code": "fn g() {}\n"},
+            {"id": "good_rs", "code": "fn g(y: i32) -> i32 { y }\n#[test]\nfn t() { g(1); }\n"},
+            {"id": "good_py", "code": "fn h() {}\n#[test]\nfn t() { h(); }\n"},
+            {"code": "fn nameless() {}\n"},
+        ],
+    }
+    src = _write(tmp_path, raw, "in.json")
+    out = tmp_path / "out.json"
+    corpus, problems = annotate_file(src, out)
+    assert [s.id for s in corpus.samples] == ["good_py", "good_rs"]
+    assert [(p.sample_id, p.code) for p in problems] == [
+        ("bad_py", "unannotatable"),
+        ("bad_rs", "unannotatable"),
+        ("rust_test[3]", "unannotatable"),
+        ("good_py", "duplicate_id"),
+    ]
+    assert [s.id for s in load_corpus(out).samples] == ["good_py", "good_rs"]
+    capsys.readouterr()
+    assert cli_annotate(src, tmp_path / "out2.json") == 2
+    err = capsys.readouterr().err.splitlines()
+    for sid in ("bad_py", "bad_rs", "rust_test[3]", "good_py"):
+        [line] = [e for e in err if f"sample {sid}:" in e]
+        assert str(src) in line
+    assert "no function has a doctest example" in next(e for e in err if "bad_py" in e)
+    assert load_corpus(tmp_path / "out2.json").by_id("good_rs").marker_char_pos == 26
+
+
+@needs_plip
+def test_annotate_plip_rs_generation_prompts(tmp_path: Path) -> None:
+    out = tmp_path / "g.json"
+    assert cli_annotate(GENERATION, out) == 0
+    annotated = load_corpus(out)
+    assert annotated.samples == load_corpus(GENERATION).samples
+    assert len(check_corpus(out)) == 50  # every one masked: the marker precedes the function
 
 
 # ---------------------------------------------------------------------------------------------

@@ -208,32 +208,74 @@ def test_generate_records_and_preservation_columns(env, tmp_path):
     assert df[df.condition == "baseline"].attn_achieved.isna().all()
 
 
+LEGACY_RS = "fn add(a: i32, b: i32) -> i32 { a + b }\n#[test]\nfn "
+RS = "fn add(a: i32, b: i32) -> i32 { a + b }\n#[test]\n"
+
+
 @pytest.mark.parametrize(
-    ("language", "text", "expected", "reason"),
+    ("language", "prompt", "text", "expected", "reason"),
     [
         (
             "python",
-            'add(1, 2)\n    3\n    """\n    return 1\ndef other():',
-            'add(1, 2)\n    3\n    """\n    return 1',
+            'def add(a, b):\n    """\n    >>>',
+            ' add(1, 2)\n    3\n    """\n    return 1\ndef other():',
+            ' add(1, 2)\n    3\n    """\n    return 1',
             "end_of_function",
         ),
-        ("python", "add(1, 2)<|endoftext|>junk", "add(1, 2)", "eos"),
+        (
+            "python",
+            'def add(a, b):\n    """\n    >>>',
+            " add(1, 2)<|endoftext|>junk",
+            " add(1, 2)",
+            "eos",
+        ),
         (
             "rust",
+            LEGACY_RS,
             'test_add() {\n    assert_eq!(add(1, 2), "}");\n}\nfn more() {}',
             'test_add() {\n    assert_eq!(add(1, 2), "}");\n}',
             "end_of_function",
         ),
         (
             "rust",
+            LEGACY_RS,
             "test_add() {\n    let x = {1};",
             "test_add() {\n    let x = {1};",
             "max_new_tokens",
         ),
+        # Braces in char literals and comments are not braces (tree-sitter tokens, as the
+        # preservation scorer reads them); a character scan would stop or go on wrongly here.
+        (
+            "rust",
+            RS,
+            "fn test_add() {\n    let c = '}'; // }\n    assert_eq!(add(1, 2), 3);\n}\n#[test]",
+            "fn test_add() {\n    let c = '}'; // }\n    assert_eq!(add(1, 2), 3);\n}",
+            "end_of_function",
+        ),
+        (
+            "rust",
+            RS,
+            "fn test_add() {\n    /* { */ assert_eq!(add(1, 2), 3);\n}<|endoftext|>fn x() {}",
+            "fn test_add() {\n    /* { */ assert_eq!(add(1, 2), 3);\n}",
+            "end_of_function",
+        ),
     ],
 )
-def test_trim_continuation(language, text, expected, reason):
-    assert trim_continuation(language, text, "<|endoftext|>") == (expected, reason)
+def test_trim_continuation(language, prompt, text, expected, reason):
+    assert trim_continuation(language, prompt, text, "<|endoftext|>") == (expected, reason)
+
+
+def test_trim_continuation_agrees_with_the_scored_test():
+    """Generation keeps exactly the test that preservation scores (one trimming rule)."""
+    from analysis.preservation import _rust_header, _rust_trim
+
+    for cont in (
+        'fn t() { let s = "{"; assert_eq!(add(1, 2), 3); }\nfn more() {}',
+        "fn t() { if true { add(1, 2); } }\n\n#[test]\nfn u() {}",
+        "fn t() { let c = '{';",
+    ):
+        text, _ = trim_continuation("rust", RS, cont, None)
+        assert _rust_trim(cont, _rust_header(RS)) == "#[test]\n" + text
 
 
 def test_remote_local_equals_local(env, tmp_path):
@@ -302,6 +344,7 @@ def test_chat_template_shifts_positions(env):
     from types import SimpleNamespace
 
     from experiments.study import ConfigError, prepare, render
+    from plip_nn.codesrc import generation_prompt
     from plip_nn.corpus import load_corpus
 
     tok = AutoTokenizer.from_pretrained(env["model"])
@@ -312,8 +355,9 @@ def test_chat_template_shifts_positions(env):
         "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}"
         "{% if not loop.last %}\n{% endif %}{% endfor %}"
     )
-    text, shift = render(tok, sample.code, True)
-    assert shift > 0 and text.endswith(sample.code) and text.startswith("<|user|>")
+    code = generation_prompt(sample.code, sample.language)  # what prepare feeds the model
+    text, shift = render(tok, code, True)
+    assert shift > 0 and text.endswith(code) and text.startswith("<|user|>")
     handle = SimpleNamespace(tokenizer=tok, config=SimpleNamespace(max_position_embeddings=4096))
     [plain] = prepare(handle, [sample], chat_template=False)
     [chat] = prepare(handle, [sample], chat_template=True)

@@ -1,0 +1,249 @@
+"""Code-source knowledge shared by the corpus, generation and preservation scoring.
+
+One home for: the marker strings, the generation-prompt endings, the tree-sitter-rust parser
+and its helpers, the Rust call finder, and where a generated Rust test ends. Importing this
+module loads neither torch nor a model, so :mod:`analysis` uses it too.
+
+Prompt convention (docs/CONTRACT.md, "Prompts"): a generation prompt ends right after the
+marker, ``>>>`` for Python and ``#[test]`` plus its line break for Rust. The older endings
+(``>>> `` and ``#[test]\\nfn ``) still load and are cut back by :func:`generation_prompt`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+__all__ = [
+    "LEGACY_GENERATION_SUFFIX",
+    "MARKERS",
+    "PY_GENERATION_SUFFIX",
+    "PY_MARKER",
+    "RUST_BASELINE_MARKER",
+    "RUST_GENERATION_SUFFIX",
+    "RUST_TEST_MARKER",
+    "RustCall",
+    "generation_prompt",
+    "generation_suffix",
+    "has_error",
+    "leaves",
+    "rust_calls",
+    "rust_parser",
+    "rust_test_end",
+    "walk",
+]
+
+PY_MARKER = ">>>"
+RUST_TEST_MARKER = "#[test]"
+RUST_BASELINE_MARKER = "#["
+#: Language -> its test marker (the source of every edit).
+MARKERS: dict[str, str] = {"python": PY_MARKER, "rust": RUST_TEST_MARKER}
+# The marker token stays the prompt's last token; the model writes the space-prefixed name
+# (``>>> name(``) or ``fn`` itself, with the tokens it saw after ``def``/``fn``.
+PY_GENERATION_SUFFIX = PY_MARKER
+RUST_GENERATION_SUFFIX = RUST_TEST_MARKER + "\n"
+#: The older prompt endings (a trailing space / ``fn ``): still accepted, cut back to the rule.
+LEGACY_GENERATION_SUFFIX: dict[str, str] = {"python": ">>> ", "rust": "#[test]\nfn "}
+_SUFFIX = {"python": PY_GENERATION_SUFFIX, "rust": RUST_GENERATION_SUFFIX}
+
+
+def generation_suffix(code: str, language: str) -> str | None:
+    """The generation-prompt ending that ``code`` has (the rule's or the legacy one), or None."""
+    for suffix in (LEGACY_GENERATION_SUFFIX[language], _SUFFIX[language]):
+        if code.endswith(suffix):
+            return suffix
+    return None
+
+
+def generation_prompt(code: str, language: str) -> str:
+    """``code`` cut back to the prompt rule: it ends right after the marker.
+
+    Raises:
+        ValueError: ``code`` does not end with a generation marker of ``language``.
+    """
+    suffix = generation_suffix(code, language)
+    if suffix is None:
+        raise ValueError(
+            f"a {language} generation prompt must end with {_SUFFIX[language]!r}; "
+            f"it ends with {code[-16:]!r}"
+        )
+    return code[: len(code) - len(suffix)] + _SUFFIX[language]
+
+
+# --------------------------------------------------------------------------------------------
+# tree-sitter-rust
+# --------------------------------------------------------------------------------------------
+
+
+@cache
+def rust_parser() -> Any:
+    """The tree-sitter parser for Rust (built once; tree-sitter is imported on first use)."""
+    import tree_sitter
+    import tree_sitter_rust
+
+    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_rust.language()))
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every node under ``node`` (itself included) in pre-order, which is source order."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.children))
+
+
+def leaves(node: Any) -> Iterator[Any]:
+    """The tokens (childless nodes) under ``node`` in source order."""
+    return (n for n in walk(node) if n.child_count == 0)
+
+
+def has_error(node: Any) -> bool:
+    """Whether ``node``'s subtree holds a parse error: an ERROR node or a MISSING token.
+
+    tree-sitter's ``has_error`` counts both for every node above them; ``is_missing`` covers a
+    MISSING token asked about directly.
+    """
+    return bool(node.has_error or node.is_missing)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RustCall:
+    """One call found in Rust code.
+
+    Attributes:
+        name: The called name: ``f`` in ``f(..)``, ``T::f(..)``, ``f::<T>(..)`` and ``x.f(..)``.
+        start_byte: Byte offset of ``name`` in the parsed text.
+        method: Called on a receiver (``x.f(..)``).
+        n_args: Arguments passed (comments not counted); None when the call was found in macro
+            tokens that do not parse as expressions (its arguments cannot be counted).
+        clean: The call's own subtree parses without error.
+    """
+
+    name: str
+    start_byte: int
+    method: bool
+    n_args: int | None
+    clean: bool
+
+
+def _callee(func: Any) -> tuple[Any | None, bool]:
+    """(name node, is a method call with a receiver) of a call_expression's function node."""
+    while func is not None and func.type == "generic_function":
+        func = func.child_by_field_name("function")
+    if func is None:
+        return None, False
+    if func.type == "identifier":
+        return func, False
+    if func.type == "scoped_identifier":
+        return func.child_by_field_name("name"), False
+    if func.type == "field_expression":
+        return func.child_by_field_name("field"), True
+    return None, False
+
+
+def _n_args(args: Any) -> int:
+    comments = sum(1 for c in args.named_children if c.type in ("line_comment", "block_comment"))
+    return args.named_child_count - comments
+
+
+def _skip_turbofish(kids: list[Any], j: int) -> int:
+    """Index after a ``::<...>`` that starts at ``kids[j]`` (``j`` itself if there is none)."""
+    if j + 1 < len(kids) and kids[j].type == "::" and kids[j + 1].type == "<":
+        depth = 0
+        for k in range(j + 1, len(kids)):
+            depth += {"<": 1, ">": -1}.get(kids[k].type, 0)
+            if depth == 0:
+                return k + 1
+    return j
+
+
+def _token_calls(tt: Any, source: bytes, offset: int) -> Iterator[RustCall]:
+    """Calls in macro tokens that are not expressions: ``name`` then a ``(...)`` token tree."""
+    for n in walk(tt):
+        if n.type != "token_tree":
+            continue
+        kids = n.children
+        for k, a in enumerate(kids):
+            if a.type != "identifier":
+                continue
+            j = _skip_turbofish(kids, k + 1)
+            b = kids[j] if j < len(kids) else None
+            if b is not None and b.type == "token_tree" and b.children[0].type == "(":
+                name = source[a.start_byte : a.end_byte].decode("utf-8", "replace")
+                yield RustCall(
+                    name=name,
+                    start_byte=a.start_byte + offset,
+                    method=False,
+                    n_args=None,
+                    clean=False,
+                )
+
+
+_WRAP = b"fn __plip() { let _ = ("
+
+
+def _calls_in(root: Any, source: bytes, offset: int) -> Iterator[RustCall]:
+    for node in walk(root):
+        if node.type == "call_expression":
+            name, method = _callee(node.child_by_field_name("function"))
+            args = node.child_by_field_name("arguments")
+            if name is None or args is None:
+                continue
+            yield RustCall(
+                name=source[name.start_byte : name.end_byte].decode("utf-8", "replace"),
+                start_byte=name.start_byte + offset,
+                method=method,
+                n_args=_n_args(args),
+                clean=not has_error(node),
+            )
+        elif node.type == "macro_invocation":
+            tt = next((c for c in node.children if c.type == "token_tree"), None)
+            if tt is None or tt.end_byte - tt.start_byte < 2:
+                continue
+            # Macro arguments are token trees to tree-sitter: re-parse the comma-separated
+            # arguments as a tuple of expressions to find calls and count their arguments.
+            wrapped = _WRAP + source[tt.start_byte + 1 : tt.end_byte - 1] + b",); }"
+            sub = rust_parser().parse(wrapped)
+            if not has_error(sub.root_node):
+                shift = offset + tt.start_byte + 1 - len(_WRAP)
+                yield from _calls_in(sub.root_node, wrapped, shift)
+            else:
+                yield from _token_calls(tt, source, offset)
+
+
+def rust_calls(root: Any, source: bytes) -> list[RustCall]:
+    """Every call under ``root`` in source order, macro arguments included.
+
+    Args:
+        root: A node of the tree that tree-sitter parsed from ``source``.
+        source: The parsed bytes.
+
+    Returns:
+        The calls ordered by the position of the called name. Calls inside a macro whose
+        arguments are not expressions (``matches!(f(x), Some(_))``) come from its tokens with
+        ``n_args=None``.
+    """
+    return sorted(_calls_in(root, source, 0), key=lambda c: c.start_byte)
+
+
+def rust_test_end(text: str) -> int | None:
+    """Char index just after the ``}`` that closes the first body in ``text``, or None.
+
+    Braces are matched on tree-sitter tokens, so braces inside strings, chars and comments do
+    not count; a MISSING brace (an unclosed body) is not a closing one.
+    """
+    data = text.encode("utf-8")
+    depth, opened = 0, False
+    for leaf in leaves(rust_parser().parse(data).root_node):
+        if leaf.is_missing:
+            continue
+        if leaf.type == "{":
+            depth, opened = depth + 1, True
+        elif leaf.type == "}" and opened:
+            depth -= 1
+            if depth == 0:
+                return len(data[: leaf.end_byte].decode("utf-8", "replace"))
+    return None

@@ -347,6 +347,9 @@ def _strip_docstrings(source: str) -> str:
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
+# One run per distinct program: conditions that generate the same test (often most of them)
+# share its result. Generated tests are deterministic programs; the memo lives in-process only.
+@functools.lru_cache(maxsize=8192)
 def _execute_python(
     function_source: str, doctest_text: str, timeout: float, execute: ExecuteMode
 ) -> tuple[bool, str]:
@@ -497,6 +500,9 @@ def _rustc() -> str | None:
     return str(real)
 
 
+# One run per distinct program: conditions that generate the same test (often most of them)
+# share its result. Generated tests are deterministic programs; the memo lives in-process only.
+@functools.lru_cache(maxsize=8192)
 def _execute_rust(
     function_source: str, test_source: str, timeout: float, execute: ExecuteMode
 ) -> tuple[bool | None, str]:

@@ -688,3 +688,23 @@ def test_rust_marker_prompt_needs_a_function_after_it() -> None:
     bad = score_rust(prompt, "let r = add(1, 2);\n", function_name="add", arity=2,
                      function_source=RS_ADD_SRC, execute="off")  # fmt: skip
     assert not bad.valid and not bad.preserved
+
+
+def test_identical_generated_tests_run_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import analysis.preservation as pres
+
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **_: object) -> tuple[int, str]:
+        calls.append(cmd)
+        return 0, ""
+
+    monkeypatch.setattr(pres, "_run_unsafe", fake_run)
+    first = score_python(PY_ADD, "add(1, 2)\n    3\n", function_name="add", arity=2,
+                         function_source=PY_ADD_SRC, execute="unsafe")  # fmt: skip
+    again = score_python(PY_ADD, "add(1, 2)\n    3\n", function_name="add", arity=2,
+                         function_source=PY_ADD_SRC, execute="unsafe")  # fmt: skip
+    other = score_python(PY_ADD, "add(2, 2)\n    4\n", function_name="add", arity=2,
+                         function_source=PY_ADD_SRC, execute="unsafe")  # fmt: skip
+    assert first == again and first.executes and other.executes
+    assert len(calls) == 2  # the repeated program ran once; a different one ran again

@@ -15,6 +15,7 @@ from plip_nn.edits import (
     Scale,
     SetValue,
 )
+from plip_nn.intervene import Intervention, InterventionOrderError, intervene
 from plip_nn.models import (
     AttentionSite,
     ModelHandle,
@@ -38,6 +39,8 @@ __all__ = [
     "EditSpecError",
     "EditVerificationError",
     "FunctionInfo",
+    "Intervention",
+    "InterventionOrderError",
     "Item",
     "ItemResult",
     "Knockout",
@@ -53,6 +56,7 @@ __all__ = [
     "SetValue",
     "TokenPositions",
     "UnsupportedArchitectureError",
+    "intervene",
     "load_corpus",
     "load_model",
     "locate",

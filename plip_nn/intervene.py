@@ -7,7 +7,7 @@ activation patches, reads and logit lens in one forward pass::
 
     with handle.nn.trace(ids) as tr:
         edited = plip_nn.intervene(handle, [edit])
-        h = handle.nn.model.layers[1].output[0].save()
+        h = handle.nn.model.layers[1].output.save()
     edited.value  # {(edit, layer): (EditReading per batch row, ...)}, verified
 
 It calls the engine's single in-trace edit site, :func:`plip_nn.kernels.edit_site` (the same
@@ -56,9 +56,10 @@ class Intervention:
         tags: layer -> ``(batch row, edit index)`` of each stats row.
     """
 
-    def __init__(self, edits: Sequence[AttentionEdit], verify: bool) -> None:
+    def __init__(self, edits: Sequence[AttentionEdit], verify: bool, layers: Sequence[int]) -> None:
         self.edits = tuple(edits)
         self.verify = verify
+        self.layers = tuple(layers)
         self.stats: dict[int, Any] = {}
         self.tags: dict[int, list[tuple[int, int]]] = {}
         self._checked: dict[tuple[int, int], tuple[EditReading, ...]] | None = None
@@ -98,7 +99,7 @@ class Intervention:
                 )
         out = {}
         for e_idx, edit in enumerate(self.edits):
-            for layer in sorted(edit.layers):
+            for layer in sorted(set(edit.layers) & set(self.layers)):
                 got = per.get((e_idx, layer), {})
                 if n_rows == 0 or len(got) != n_rows:
                     raise missing_reading("intervene", e_idx, layer)
@@ -126,11 +127,13 @@ def intervene(
     *,
     verify: bool = True,
     route: str = "auto",
+    layers: Sequence[int] | None = None,
 ) -> Intervention:
     """Apply ``edits`` inside the nnsight trace the caller has open on ``handle.nn``.
 
-    Call it where nnsight's execution order allows: before any access of yours to a module that
-    runs after the first edited layer's attention (accesses to earlier layers may come before).
+    Call it where nnsight's execution order allows: after your accesses to modules that run
+    before the first edited layer's attention, and before your accesses to anything from there
+    on up to the last edited layer (later accesses may follow it).
     The stats are saved in the trace; read :attr:`Intervention.value` after it.
 
     Args:
@@ -138,6 +141,10 @@ def intervene(
         edits: the edits; positions index the traced ``input_ids``; every batch row is edited.
         verify: verify and record the achieved attention (default); ``False`` only edits.
         route: ``"auto"``, ``"softmax"`` or ``"mask"``, as in :func:`plip_nn.run`.
+        layers: apply only the edits' layers among these (default: all of them). One call
+            touches all its layers in order, so your accesses to modules at or below the last
+            of them must come before it; to read between edited layers, split the edits into
+            several calls (``layers=[0, 1]``, your read at layer 1, ``layers=[2, 3]``).
 
     Raises:
         EditSpecError: an invalid edit (layer/head/position out of range, SetValue on the mask
@@ -153,10 +160,20 @@ def intervene(
     route = resolve_route(handle, route)
     if route == kernels.ROUTE_SOFTMAX:
         handle.require_eager("intervene on the softmax route")
-    result = Intervention(edits, verify)
+    all_layers = sorted({layer for e in edits for layer in e.layers})
+    if layers is None:
+        layers = all_layers
+    else:
+        wanted = {int(x) for x in layers}
+        layers = [x for x in all_layers if x in wanted]
+        if not layers:
+            raise EditSpecError(
+                f"intervene(layers={sorted(wanted)}): none of the edits' layers {all_layers}; "
+                "pass some of those layers"
+            )
+    result = Intervention(edits, verify, layers)
     model = handle.nn
     sites = plain_sites(handle)
-    layers = sorted({layer for e in edits for layer in e.layers})
     for e in edits:  # layers and heads first: nothing in the trace is touched yet
         e.validate(
             n_layers=handle.n_layers,

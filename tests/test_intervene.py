@@ -7,6 +7,8 @@ generation; a local trace for ``remote="local"``.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from archs import tiny_handle, tiny_model
@@ -91,12 +93,29 @@ def test_intervene_with_own_patch_equals_hand_reference(edit_layer, patch_layer)
 
 
 def test_intervene_scale_levels_match_run():
-    """The achieved levels equal those ``run()`` reports for the same edit (one shared core)."""
+    """Split into two calls around the user's read at layer 0: the logits and achieved levels
+    equal what ``run()`` reports for the same edit (one shared core), the read equals a plain
+    torch hook's."""
     handle = tiny_handle("qwen2")
     edit = AttentionEdit(layers=(0, 1), sources=(LAST,), targets=TARGETS, op=Scale(factor=3.0))
     with torch.inference_mode(), handle.nn.trace(torch.tensor([IDS])):
-        edited = plip_nn.intervene(handle, [edit])
+        first = plip_nn.intervene(handle, [edit], layers=[0])
+        h0 = handle.nn.model.layers[0].output.save()
+        second = plip_nn.intervene(handle, [edit], layers=[1])
         logits = handle.nn.output.logits.save()
+    edited = type("Both", (), {"value": {**first.value, **second.value}})
+    model = tiny_model("qwen2")
+    seen = {}
+    hook = model.model.layers[0].register_forward_hook(
+        lambda m, a, o: seen.setdefault("h0", o[0] if isinstance(o, tuple) else o)
+    )
+    try:
+        bias = {0: [(0, LAST, t, math.log(3.0)) for t in TARGETS]}
+        with torch.inference_mode(), reference_attention(model, bias=bias):
+            model(input_ids=torch.tensor([IDS]))
+    finally:
+        hook.remove()
+    torch.testing.assert_close(h0, seen["h0"], atol=2e-5, rtol=0)
     [res] = plip_nn.run(
         handle,
         [

@@ -186,6 +186,14 @@ def intervene(
     try:
         hidden = _attention_input(model, sites[first])
         n_rows, q_len = int(hidden.shape[0]), int(hidden.shape[1])
+        need = 1 + max(p for e in edits for p in (*e.sources, *e.targets))
+        if q_len < need:
+            raise EditSpecError(
+                f"intervene: the edits reach position {need - 1} but this forward pass has "
+                f"{q_len} query rows (positions index the traced input_ids). Under generate, "
+                "call intervene outside tracer.iter/tracer.all: it edits the prefill pass; a "
+                "cached decode step has one query row"
+            )
         validate_edits(handle, "intervene", edits, q_len, route)
         plan = build_plan([(edits, ())] * n_rows, [0] * n_rows)
         plain = plain_plan(plan)

@@ -11,19 +11,22 @@ import math
 
 import pytest
 import torch
-from archs import tiny_handle, tiny_model
+from archs import _configs, tiny_handle, tiny_model, tiny_tokenizer
 from reference_attention import reference_attention
+from transformers import AutoModelForCausalLM
 
 import plip_nn
 from plip_nn import kernels
 from plip_nn.edits import (
     AttentionEdit,
     Condition,
+    EditSpecError,
     EditVerificationError,
     Knockout,
     Scale,
 )
 from plip_nn.generate import GenerationRequest, generate
+from plip_nn.models import wrap_model
 
 IDS = tuple(range(3, 15))  # 12 tokens
 LAST = len(IDS) - 1
@@ -258,3 +261,35 @@ def test_readme_snippet_runs_as_written(capsys, tmp_path):
     assert reading.level_after == 0.0 and reading.level_before > 0
     assert scope["lens"].shape[-1] == scope["logits"].shape[-1]
     assert "-> 0.0" in capsys.readouterr().out
+
+
+def test_mask_route_on_sdpa_with_own_patch_equals_hand_reference():
+    """An SDPA model (route auto -> additive mask) with the same weights as the eager one."""
+    eager = tiny_model("qwen2")
+    model = AutoModelForCausalLM.from_config(_configs()["qwen2"], attn_implementation="sdpa")
+    model.eval().load_state_dict(eager.state_dict())
+    handle = wrap_model(model, tiny_tokenizer(), name="qwen2-sdpa", eager=False, check=False)
+    nn = handle.nn
+    with torch.inference_mode(), nn.trace(torch.tensor([IDS])):
+        edited = plip_nn.intervene(handle, [_knock(0)])
+        nn.model.layers[1].mlp.output[:, PATCH_POS, :] = 0
+        logits = nn.output.logits.save()
+    got = torch.log_softmax(logits[:, -1].float(), -1)
+    torch.testing.assert_close(got, _reference(0, 1), atol=3e-5, rtol=0)
+    [reading] = edited.value[(0, 0)]
+    assert reading.level_after == 0.0 and reading.error_ratio <= 1.0
+
+
+def test_intervene_in_a_decode_step_says_to_call_it_at_prefill():
+    handle = tiny_handle("qwen2")
+    ids = torch.tensor([IDS])
+    expect = pytest.raises(EditSpecError, match=r"outside tracer\.iter")
+    with expect:  # noqa: SIM117 -- nnsight captures the generate block itself
+        with (
+            torch.inference_mode(),
+            handle.nn.generate(
+                ids, max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0
+            ) as tracer,
+        ):
+            for _step in tracer.iter[:3]:
+                plip_nn.intervene(handle, [_knock(0)])

@@ -12,7 +12,8 @@ activation patches, reads and logit lens in one forward pass::
 
 It calls the engine's single in-trace edit site, :func:`plip_nn.kernels.edit_site` (the same
 function ``run()`` and ``generate()`` call), layer by layer in layer order, with groups built by
-:func:`plip_nn.plan.build_plan`; the host-side check is :func:`plip_nn.plan.check_stats`.
+:func:`plip_nn.plan.build_plan` (as ``run()`` builds them) and checked on the host by
+:func:`plip_nn.plan.check_stats` into :func:`plip_nn.trace.edit_reading` (as ``run()`` does).
 
 Positions are indices into the traced ``input_ids`` as given (no padding is added or removed),
 and every edit is applied to every batch row. Under ``generate`` the call edits the pass it is
@@ -38,7 +39,7 @@ from plip_nn.plan import (
     resolve_route,
     validate_edits,
 )
-from plip_nn.trace import EditReading
+from plip_nn.trace import EditReading, edit_reading
 
 __all__ = ["Intervention", "InterventionOrderError", "intervene"]
 
@@ -86,17 +87,7 @@ class Intervention:
                 edit = self.edits[e_idx]
                 where = f"intervene, batch row {row}, edit {e_idx}, layer {layer}"
                 check_stats(st, edit, where, f"row {row}")
-                per.setdefault((e_idx, layer), {})[row] = EditReading(
-                    edit=e_idx,
-                    layer=layer,
-                    op=edit.op.kind,
-                    level_before=st.level_before,
-                    level_after=st.level_after,
-                    mass_before=st.mass_before,
-                    mass_after=st.mass_after,
-                    max_error=st.max_error,
-                    error_ratio=st.error_ratio,
-                )
+                per.setdefault((e_idx, layer), {})[row] = edit_reading(edit, e_idx, layer, st)
         out = {}
         for e_idx, edit in enumerate(self.edits):
             for layer in sorted(set(edit.layers) & set(self.layers)):

@@ -293,3 +293,16 @@ def test_intervene_in_a_decode_step_says_to_call_it_at_prefill():
         ):
             for _step in tracer.iter[:3]:
                 plip_nn.intervene(handle, [_knock(0)])
+
+
+def test_verify_false_edits_without_proof():
+    handle = tiny_handle("qwen2")
+    nn = handle.nn
+    with torch.inference_mode(), nn.trace(torch.tensor([IDS])):
+        edited = plip_nn.intervene(handle, [_knock(0)], verify=False)
+        nn.model.layers[1].mlp.output[:, PATCH_POS, :] = 0
+        logits = nn.output.logits.save()
+    got = torch.log_softmax(logits[:, -1].float(), -1)
+    torch.testing.assert_close(got, _reference(0, 1), atol=2e-5, rtol=0)
+    with pytest.raises(EditVerificationError, match="verify=True"):
+        edited.check()

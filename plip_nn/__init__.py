@@ -34,6 +34,9 @@ _HOME = {
     "PositionError": "positions",
     "TokenPositions": "positions",
     "locate": "positions",
+    "Intervention": "intervene",
+    "InterventionOrderError": "intervene",
+    "intervene": "intervene",
     "RunDir": "runs",
     "RunDirError": "runs",
     "EditReading": "trace",
@@ -70,6 +73,7 @@ if TYPE_CHECKING:
         Scale,
         SetValue,
     )
+    from plip_nn.intervene import Intervention, InterventionOrderError, intervene
     from plip_nn.models import (
         AttentionSite,
         ModelHandle,
@@ -93,6 +97,8 @@ __all__ = [
     "EditSpecError",
     "EditVerificationError",
     "FunctionInfo",
+    "Intervention",
+    "InterventionOrderError",
     "Item",
     "ItemResult",
     "Knockout",
@@ -108,6 +114,7 @@ __all__ = [
     "SetValue",
     "TokenPositions",
     "UnsupportedArchitectureError",
+    "intervene",
     "load_corpus",
     "load_model",
     "locate",

@@ -51,6 +51,7 @@ __all__ = [
     "Remote",
     "RemoteConfigError",
     "configure_remote",
+    "edit_reading",
     "run",
 ]
 
@@ -383,7 +384,7 @@ def _run_chunk(
                         raise missing_reading(where, e_idx, layer)
                     st = row_stats[(e_idx, layer)]
                     check_stats(st, edit, where, it.sample_id)
-                    readings.append(_reading(edit, e_idx, layer, st))
+                    readings.append(edit_reading(edit, e_idx, layer, st))
             readings.sort(key=lambda x: (x.edit, x.layer))
             yield ItemResult(
                 key=it.key,
@@ -451,7 +452,9 @@ def _edit_baseline(reads: dict, row: int, item: Item) -> dict[tuple[int, int], t
     return out
 
 
-def _reading(edit: AttentionEdit, e_idx: int, layer: int, st: EditStats) -> EditReading:
+def edit_reading(edit: AttentionEdit, e_idx: int, layer: int, st: EditStats) -> EditReading:
+    """The reading of edit ``e_idx`` at ``layer`` from its checked stats row (also used by
+    :func:`plip_nn.intervene`)."""
     return EditReading(
         edit=e_idx,
         layer=layer,

@@ -1,0 +1,114 @@
+"""``plip_nn.intervene`` inside a user's own trace against the same trace without it.
+
+The user trace is a logit lens at the middle layer plus the final logits of 4 prompts (one
+batch). The ``intervene`` variant adds one call before the lens: a knockout at the middle layer
+(``knockout_1``) or Scale(2) at every layer (``scale_all``, split into two calls around the
+lens: layers up to the lens, then the rest), verified, with ``.check()`` after the trace. Variants alternate round-robin in one process
+(:func:`benchmarks.timing.time_variants`); the ratio is median(with) / median(without).
+
+Usage: ``python -m benchmarks.intervene_overhead [--model embedded|larger|both] [--repeats N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import torch
+
+import plip_nn
+from benchmarks import models, workload
+from benchmarks.timing import medians, time_variants
+
+log = logging.getLogger(__name__)
+
+N_PROMPTS = 4
+SIZES = {"embedded": 128, "larger": 512}
+
+
+def user_trace(handle, ids: torch.Tensor, edits: list | None) -> tuple:
+    """The user's trace: logit lens at the middle layer and the logits; ``edits`` via intervene."""
+    nn = handle.nn
+    mid = handle.n_layers // 2
+    layers = sorted({x for e in edits or () for x in e.layers})
+    low = [x for x in layers if x <= mid]  # up to the lens, then the rest after it
+    high = [x for x in layers if x > mid]
+    edited = []
+    with torch.inference_mode(), nn.trace(ids):
+        if low:
+            edited.append(plip_nn.intervene(handle, edits, layers=low))
+        lens = nn.lm_head(nn.model.norm(nn.model.layers[mid].output))[:, -1].argmax(-1).save()
+        if high:
+            edited.append(plip_nn.intervene(handle, edits, layers=high))
+        top = nn.output.logits[:, -1].argmax(-1).save()
+    for e in edited:
+        e.check()
+    return lens, top
+
+
+def measure(bm: models.BenchModel, *, seq: int, repeats: int) -> dict[str, Any]:
+    h = bm.handle
+    prompts = models.random_prompts(bm.vocab, N_PROMPTS, seq, seed=11)
+    ids = torch.tensor(prompts, device=h.device)
+    cases = {
+        "knockout_1": [workload.knockout_one(h, seq)],
+        "scale_all": [workload.scale_all(h, seq)],
+    }
+    result: dict[str, Any] = {"model": bm.key, "prompts": N_PROMPTS, "seq": seq, "cases": {}}
+    for name, edits in cases.items():
+        times = time_variants(
+            {
+                "trace": lambda: user_trace(h, ids, None),
+                "trace+intervene": lambda edits=edits: user_trace(h, ids, edits),
+            },
+            repeats=repeats,
+        )
+        med = medians(times)
+        ratio = med["trace+intervene"] / med["trace"]
+        result["cases"][name] = {"median_s": med, "ratio": ratio, "times_s": times}
+        log.info("%s %s: %.3fx", bm.key, name, ratio)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("embedded", "larger", "both"), default="both")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None, help="write the JSON here as well")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    results = []
+    if args.model in ("embedded", "both"):
+        results.append(measure(models.embedded(), seq=SIZES["embedded"], repeats=args.repeats))
+    if args.model in ("larger", "both"):
+        results.append(measure(models.larger(), seq=SIZES["larger"], repeats=args.repeats))
+    doc = {
+        "threads": args.threads,
+        "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
+        "cpu_count": os.cpu_count(),
+        "results": results,
+    }
+    text = json.dumps(doc, indent=1)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text)
+    for r in results:
+        for name, c in r["cases"].items():
+            m = c["median_s"]
+            sys.stdout.write(
+                f"{r['model']:9s} {name:11s} ratio={c['ratio']:.3f} "
+                f"trace={m['trace'] * 1000:.1f}ms with={m['trace+intervene'] * 1000:.1f}ms\n"
+            )
+    sys.stdout.write(f"load {doc['loadavg_1min_before_after']}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

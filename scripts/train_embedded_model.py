@@ -1114,6 +1114,8 @@ def model_card(m: dict[str, Any]) -> str:
     ]
     lines += _completion_lines(comp, stages)
     lines += _study_lines(m.get("study"))
+    if m.get("notes"):  # measurements made after training, recorded in training_metrics.json
+        lines += ["", "## Notes", "", *m["notes"], ""]
     lines += [
         "All completions and checks: `plip_nn/data/model/training_metrics.json`.",
         "",
@@ -1300,7 +1302,7 @@ def _study_lines(study: dict[str, Any] | None) -> list[str]:
         f"| {lang} | {r['preserved']:.0%} | {r['calls_function']:.0%} | {r['n']} |"
         for lang, r in study["baseline"].items()
     ]
-    return lines
+    return [*lines, ""]
 
 
 def _probe_lines(probes: list[dict[str, Any]]) -> list[str]:

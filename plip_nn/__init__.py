@@ -34,9 +34,9 @@ _HOME = {
     "PositionError": "positions",
     "TokenPositions": "positions",
     "locate": "positions",
-    "Intervention": "intervene",
-    "InterventionOrderError": "intervene",
-    "intervene": "intervene",
+    "Intervention": "intervention",
+    "InterventionOrderError": "intervention",
+    "intervene": "intervention",
     "RunDir": "runs",
     "RunDirError": "runs",
     "EditReading": "trace",
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
         Scale,
         SetValue,
     )
-    from plip_nn.intervene import Intervention, InterventionOrderError, intervene
+    from plip_nn.intervention import Intervention, InterventionOrderError, intervene
     from plip_nn.models import (
         AttentionSite,
         ModelHandle,

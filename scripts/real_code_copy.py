@@ -117,8 +117,14 @@ def python_document(fn: dict[str, Any], gen: CodeGenerator, rng: random.Random) 
     return f"{sig}\n{doc}{_rename(fn['body'], fn['name'], name)}\n"
 
 
-def _rs_literal(rng: random.Random, ty: str) -> str | None:
+def _rs_literal(rng: random.Random, ty: str, *, tuples: bool = False) -> str | None:
     ty = ty.strip()
+    if tuples and ty.startswith("(") and ty.endswith(")") and "," in ty:
+        # Curriculum v3: ``(f64, f64)``-style tuples of simple types, one literal per field.
+        fields = [_rs_literal(rng, t) for t in ty[1:-1].split(",") if t.strip()]
+        if len(fields) >= 2 and all(f is not None for f in fields):
+            return "(" + ", ".join(str(f) for f in fields) + ")"
+        return None
     if ty in _RS_INTS:
         return str(rng.randint(0, 9 if ty.startswith("u8") else 20))
     if ty in ("f32", "f64"):
@@ -140,7 +146,9 @@ def _rs_literal(rng: random.Random, ty: str) -> str | None:
     return None
 
 
-def rust_functions(files: Iterable[str], exclude: frozenset[str]) -> list[dict[str, Any]]:
+def rust_functions(
+    files: Iterable[str], exclude: frozenset[str], *, tuples: bool = False
+) -> list[dict[str, Any]]:
     """Short top-level non-generic functions with 1-3 simple parameters, from real Rust."""
     import tree_sitter_rust
     from tree_sitter import Language, Parser
@@ -171,7 +179,9 @@ def rust_functions(files: Iterable[str], exclude: frozenset[str]) -> list[dict[s
                     types = []
                     break
                 types.append(data[t.start_byte : t.end_byte].decode())
-            if not 1 <= len(types) <= 3 or any(_rs_literal(probe, t) is None for t in types):
+            if not 1 <= len(types) <= 3 or any(
+                _rs_literal(probe, t, tuples=tuples) is None for t in types
+            ):
                 continue
             src = data[node.start_byte : node.end_byte].decode()
             if src.count("\n") > 16 or "unsafe" in src[:40] or "const fn" in src[:40]:
@@ -181,13 +191,18 @@ def rust_functions(files: Iterable[str], exclude: frozenset[str]) -> list[dict[s
 
 
 def rust_document(
-    fn: dict[str, Any], gen: CodeGenerator, rng: random.Random, test_names: Sequence[str]
+    fn: dict[str, Any],
+    gen: CodeGenerator,
+    rng: random.Random,
+    test_names: Sequence[str],
+    *,
+    tuples: bool = False,
 ) -> str:
     """The function (maybe renamed) followed by a smoke ``#[test]`` that calls it."""
     name = fn["name"] if rng.random() < 0.5 else gen.random_identifier(
         words=(1, 2, 2, 3), max_syllables=3
     )  # fmt: skip
-    args = ", ".join(str(_rs_literal(rng, t)) for t in fn["types"])
+    args = ", ".join(str(_rs_literal(rng, t, tuples=tuples)) for t in fn["types"])
     test = rng.choice(test_names).format(n=name)
     call = f"{name}({args})"
     stmt = rng.choice((f"let result = {call};", f"let _ = {call};", f"let _result = {call};"))
@@ -199,6 +214,15 @@ def rust_document(
 RS_TEST_NAMES = ("test_{n}", "test_{n}", "test_{n}", "{n}_works", "it_works", "smoke")
 
 
+def _pick(rng: random.Random, fns: Sequence[dict[str, Any]], key: str, balance: bool) -> Any:
+    """One function; with ``balance``, the parameter count is drawn uniformly first."""
+    if not balance:
+        return rng.choice(fns)
+    arities = sorted({len(f[key]) for f in fns})
+    n = rng.choice(arities)
+    return rng.choice([f for f in fns if len(f[key]) == n])
+
+
 def build(
     python_files: Sequence[str],
     rust_files: Sequence[str],
@@ -207,17 +231,26 @@ def build(
     seed: int,
     exclude: Iterable[str],
     words: Sequence[str],
+    arity_balance: bool = False,
 ) -> dict[str, list[str]]:
-    """``{"python_wrap": [...], "rust_wrap": [...]}``: ``n_docs`` documents per language."""
+    """``{"python_wrap": [...], "rust_wrap": [...]}``: ``n_docs`` documents per language.
+
+    ``arity_balance`` (curriculum v3) draws the parameter count uniformly before the function
+    and admits Rust tuple parameters such as ``(f64, f64)``.
+    """
     ex = frozenset(exclude)
     rng = random.Random(seed)
     gen = CodeGenerator(seed=seed + 1, exclude=ex, random_names=True, words=words)
     py = python_functions(python_files, ex)
-    rs = rust_functions(rust_files, ex)
+    rs = rust_functions(rust_files, ex, tuples=arity_balance)
+    b = arity_balance
     return {
-        "python_wrap": [python_document(rng.choice(py), gen, rng) for _ in range(n_docs)],
+        "python_wrap": [
+            python_document(_pick(rng, py, "params", b), gen, rng) for _ in range(n_docs)
+        ],
         "rust_wrap": [
-            rust_document(rng.choice(rs), gen, rng, RS_TEST_NAMES) for _ in range(n_docs)
+            rust_document(_pick(rng, rs, "types", b), gen, rng, RS_TEST_NAMES, tuples=b)
+            for _ in range(n_docs)
         ],
         "_counts": [str(len(py)), str(len(rs))],
     }

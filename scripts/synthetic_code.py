@@ -210,8 +210,13 @@ class CodeGenerator:
         exclude: Iterable[str],
         random_names: bool = False,
         words: Sequence[str] = (),
+        arity_balance: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
+        # Curriculum v3 (stage 6): pick the parameter count uniformly before the template, so
+        # two- and three-parameter functions are as common as one-parameter ones (most templates
+        # take one, and the model learned to call with one argument whatever the signature).
+        self.arity_balance = arity_balance
         self.exclude = frozenset(exclude)
         self.random_names = random_names
         # Copy curriculum v2: half of the random names join real identifier words (``load_row``,
@@ -241,6 +246,13 @@ class CodeGenerator:
             if len(name) > 1 and name not in self.exclude and name not in _RESERVED | _RS_KEYWORDS:
                 return name
 
+    def _template(self, templates: Sequence[Any]) -> Any:
+        if not self.arity_balance:
+            return self.rng.choice(templates)
+        arities = sorted({len(t.kinds) for t in templates})
+        n = self.rng.choice(arities)
+        return self.rng.choice([t for t in templates if len(t.kinds) == n])
+
     def _name(self, used: set[str]) -> str:
         while True:
             if self.random_names:
@@ -256,7 +268,7 @@ class CodeGenerator:
         """One Python function with a docstring holding 1-3 doctest examples."""
         rng = self.rng
         while True:
-            tpl = rng.choice(PY_TEMPLATES)
+            tpl = self._template(PY_TEMPLATES)
             params = self._params(PY_PARAMS, tpl.kinds)
             k = rng.randint(2, 9)
             fields = dict(zip("abc", params, strict=False))
@@ -340,7 +352,7 @@ class CodeGenerator:
     def rust_function(self, used: set[str]) -> tuple[str, str, list[str]]:
         """One Rust function; returns (source, name, test statements calling it)."""
         rng = self.rng
-        tpl = rng.choice(RS_TEMPLATES)
+        tpl = self._template(RS_TEMPLATES)
         params = self._params(RS_PARAMS, tpl.kinds)
         k = rng.randint(2, 9)
         fields = dict(zip("abc", params, strict=False))

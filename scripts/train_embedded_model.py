@@ -123,6 +123,7 @@ class TrainConfig:
     init_from: Path | None = None  # continue training this model directory with its tokenizer
     copy_docs: int = 20_000  # copy-curriculum documents per language (random names)
     name_words: bool = False  # copy names also join real identifier words (curriculum v2)
+    arity_balance: bool = False  # copy/wrap docs: parameter count drawn uniformly (curriculum v3)
     checkpoint_dir: Path | None = None  # checkpoint here (and resume from it when present)
     checkpoint_every_s: float = 300.0
     probe_every_s: float = 900.0  # held-out copy accuracy on random names, logged while training
@@ -785,7 +786,10 @@ def main(cfg: TrainConfig) -> Path:
         words = identifier_words(itertools.chain(split["python"], split["rust"]))
         log.info("copy names join %d identifier words of the training code", len(words))
     if any(key.endswith("_copy") for key, _ in cfg.mix):
-        copy_gen = CodeGenerator(seed=cfg.seed + 7, exclude=exclude, random_names=True, words=words)
+        copy_gen = CodeGenerator(
+            seed=cfg.seed + 7, exclude=exclude, random_names=True, words=words,
+            arity_balance=cfg.arity_balance,
+        )  # fmt: skip
         split["python_copy"] = [copy_gen.python_document() for _ in range(cfg.copy_docs)]
         split["rust_copy"] = [copy_gen.rust_document() for _ in range(cfg.copy_docs)]
     if any(key.endswith("_wrap") for key, _ in cfg.mix):
@@ -793,7 +797,7 @@ def main(cfg: TrainConfig) -> Path:
 
         wrapped = real_code_copy.build(
             split["python"], split["rust"], n_docs=cfg.wrap_docs, seed=cfg.seed + 11,
-            exclude=exclude, words=words,
+            exclude=exclude, words=words, arity_balance=cfg.arity_balance,
         )  # fmt: skip
         log.info("real-function copy docs from %s Python / %s Rust functions", *wrapped["_counts"])
         split["python_wrap"], split["rust_wrap"] = wrapped["python_wrap"], wrapped["rust_wrap"]
@@ -934,6 +938,8 @@ def _command(cfg: TrainConfig) -> str:
             cmd += f" --wrap-fraction {wrap:g}"
     if cfg.name_words:
         cmd += " --name-words"
+    if cfg.arity_balance:
+        cmd += " --arity-balance"
     for flag, field in (
         ("--seq-len", "seq_len"),
         ("--batch-size", "batch_size"),
@@ -1358,6 +1364,10 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         help="copy-curriculum names also join real identifier words (curriculum v2)",
     )  # fmt: skip
     parser.add_argument(
+        "--arity-balance", action="store_true",
+        help="copy and real-function docs draw the parameter count uniformly (curriculum v3)",
+    )  # fmt: skip
+    parser.add_argument(
         "--checkpoint-dir", type=Path, default=None,
         help="checkpoint here every --checkpoint-every seconds; a rerun resumes from it",
     )  # fmt: skip
@@ -1402,6 +1412,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         warmup=args.warmup,
         batch_size=args.batch_size,
         name_words=args.name_words,
+        arity_balance=args.arity_balance,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every_s=args.checkpoint_every,
         probe_every_s=args.probe_every,

@@ -116,9 +116,49 @@ def test_copy_mix_and_init_from_arguments(tmp_path):
     assert parse_args(cmd.split()[2:]) == cfg  # the recorded command reproduces the config
 
 
-@pytest.mark.parametrize("random_names", [False, True])
-def test_synthetic_python_doctests_pass(random_names):
-    gen = CodeGenerator(seed=7, exclude=(), random_names=random_names)
+def _rust_arity(doc: str) -> int:
+    sig = re.search(r"fn \w+\(([^)]*)\)", doc).group(1)
+    return sig.count(":")
+
+
+def test_arity_balance_draws_the_parameter_count_uniformly(tmp_path):
+    """Curriculum v3: 1-, 2- and 3-parameter functions equally often (else 1 dominates)."""
+    counts = {}
+    for balance in (False, True):
+        gen = CodeGenerator(seed=3, exclude=(), random_names=True, arity_balance=balance)
+        arities = [_rust_arity(gen.rust_document()) for _ in range(600)]
+        counts[balance] = {n: arities.count(n) / len(arities) for n in (1, 2, 3)}
+    assert counts[False][1] > 0.5 and counts[False][3] < 0.15  # the templates' own skew
+    for n in (1, 2, 3):
+        assert counts[True][n] == pytest.approx(1 / 3, abs=0.07), counts[True]
+    # The flag is recorded in the training command, which reproduces the config.
+    (tmp_path / "config.json").write_text("{}")
+    cfg = parse_args(["--init-from", str(tmp_path), "--copy-fraction", "0.3", "--arity-balance"])
+    assert cfg.arity_balance and "--arity-balance" in _command(cfg)
+    assert parse_args(_command(cfg).split()[2:]) == cfg
+
+
+def test_real_function_pick_balances_arity():
+    import random
+
+    from real_code_copy import _pick, _rs_literal
+
+    fns = [{"types": ["i32"] * n} for n in (1,) * 90 + (2,) * 9 + (3,)]
+    rng = random.Random(0)
+    picks = [len(_pick(rng, fns, "types", True)["types"]) for _ in range(3000)]
+    assert all(abs(picks.count(n) / 3000 - 1 / 3) < 0.04 for n in (1, 2, 3))
+    assert sum(len(_pick(rng, fns, "types", False)["types"]) == 1 for _ in range(1000)) > 850
+    lit = _rs_literal(rng, "(f64, i32)", tuples=True)
+    assert re.fullmatch(r"\((0\.5|1\.5|2\.0), \d+\)", lit)
+    assert _rs_literal(rng, "(f64, i32)") is None  # tuples only in curriculum v3
+    assert _rs_literal(rng, "(f64, Foo)", tuples=True) is None
+
+
+@pytest.mark.parametrize(
+    ("random_names", "arity_balance"), [(False, False), (True, False), (True, True)]
+)
+def test_synthetic_python_doctests_pass(random_names, arity_balance):
+    gen = CodeGenerator(seed=7, exclude=(), random_names=random_names, arity_balance=arity_balance)
     parser = doctest.DocTestParser()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     n_examples = 0
@@ -137,9 +177,11 @@ def test_synthetic_python_doctests_pass(random_names):
 
 
 @pytest.mark.skipif(RUSTC is None, reason="rustc not installed")
-@pytest.mark.parametrize("random_names", [False, True])
-def test_synthetic_rust_tests_compile_and_pass(tmp_path, random_names):
-    gen = CodeGenerator(seed=11, exclude=(), random_names=random_names)
+@pytest.mark.parametrize(
+    ("random_names", "arity_balance"), [(False, False), (True, False), (True, True)]
+)
+def test_synthetic_rust_tests_compile_and_pass(tmp_path, random_names, arity_balance):
+    gen = CodeGenerator(seed=11, exclude=(), random_names=random_names, arity_balance=arity_balance)
     docs = [gen.rust_document() for _ in range(60)]
     n_tests = sum(d.count("#[test]") for d in docs)
     src = "\n".join(

@@ -13,7 +13,6 @@ from analysis.hypothesis import (
     welch_t,
     wilcoxon_signed_rank,
 )
-from analysis.kl import kl_divergence, perplexity, perplexity_delta, top1_same
 from analysis.pairing import paired
 from analysis.preservation import Preservation, score, score_python, score_rust
 from analysis.triangle import TriangleOutcome, classify, classify_all
@@ -27,19 +26,15 @@ __all__ = [
     "classify_all",
     "cohens_d",
     "correct",
-    "kl_divergence",
     "mcnemar_exact",
     "mcnemar_from_pairs",
     "mcnemar_odds_ratio",
     "odds_ratio",
     "paired",
     "paired_t",
-    "perplexity",
-    "perplexity_delta",
     "score",
     "score_python",
     "score_rust",
-    "top1_same",
     "welch_t",
     "wilcoxon_signed_rank",
 ]

@@ -7,8 +7,6 @@ exist into ``OUT/figures/`` (atomically: temp file, then rename).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from analysis.triangle import TriangleOutcome, interpret
+from plip_nn.atomic import atomic_write
 
 __all__ = [
     "dose_response",
@@ -170,18 +169,11 @@ def outcome_matrix(outcomes: Sequence[TriangleOutcome]) -> Figure:
 
 
 def save_figure(fig: Figure, path: Path, *, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG atomically (temp file in the same directory, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    """Write ``fig`` as PNG atomically (:func:`plip_nn.atomic.atomic_write`) and close it."""
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
+        return atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def kl_vs_mass(records: pd.DataFrame) -> Figure:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ from analysis.triangle import (
     interpretation_table,
     manipulation_tests,
 )
+from plip_nn.atomic import atomic_write_text
 
 __all__ = ["STATS_COLUMNS", "analyze", "cli_analyze"]
 
@@ -63,17 +62,6 @@ _ADJUSTED = ("p_bonferroni", "p_holm", "family_size")
 _TABLES = ("records", "layer_scan", "generations", "control_match")
 _JSONS = ("calibration", "config", "manifest")
 _STEERING = ("scale_2", "set_value_calibrated", "scale_6")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _load(run_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
@@ -543,12 +531,12 @@ def analyze(
         rows.extend(_triangle_rows(outcomes))
     stats = _stats_table(rows)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "stats.csv", stats.to_csv(index=False))
+    atomic_write_text(out / "stats.csv", stats.to_csv(index=False))
     figures = save_all(out, tables, outcomes)
     report = out / "report.md"
     label = str(out) if len(dirs) > 1 else out.name
     text = _report(label, dirs, tables, metas, stats, outcomes, study_wide, figures, alpha)
-    _atomic_write(report, text)
+    atomic_write_text(report, text)
     log.info("wrote %s (%d tests, %d figures)", report, len(stats), len(figures))
     return report
 

@@ -25,6 +25,7 @@ import torch
 
 from benchmarks import models, workload
 from benchmarks.timing import medians, time_variants
+from plip_nn.atomic import atomic_write_text
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale, SetValue
 from plip_nn.trace import Item, run
 
@@ -153,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     text = json.dumps(doc, indent=1)
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        atomic_write_text(args.out, text)
     for r in results:
         for name, c in r["cases"].items():
             sys.stdout.write(

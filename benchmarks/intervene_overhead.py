@@ -23,6 +23,7 @@ import torch
 import plip_nn
 from benchmarks import models, workload
 from benchmarks.timing import medians, time_variants
+from plip_nn.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     text = json.dumps(doc, indent=1)
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        atomic_write_text(args.out, text)
     for r in results:
         for name, c in r["cases"].items():
             m = c["median_s"]

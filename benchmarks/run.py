@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from plip_nn.atomic import atomic_write_text
+
 ALLOCATOR_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "4294967296",  # tensors < 4 GiB come from the heap, not mmap
     "MALLOC_TRIM_THRESHOLD_": "17179869184",  # and freed memory is not trimmed back each time
@@ -509,17 +511,12 @@ def main(argv: list[str] | None = None) -> int:
     _finite_positive(res)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "results_quick.json" if args.quick else "results.json"
-    json_path = args.out / name
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(res, indent=1, default=str))
-    tmp.replace(json_path)
+    json_path = atomic_write_text(args.out / name, json.dumps(res, indent=1, default=str))
     md_path = args.results or (args.out / "RESULTS.md" if args.quick else HERE / "RESULTS.md")
     command = "python -m benchmarks.run" + (" --quick" if args.quick else "")
     if args.threads is not None:
         command += f" --threads {args.threads}"
-    tmp_md = md_path.with_suffix(".md.tmp")
-    tmp_md.write_text(render(res, command))
-    tmp_md.replace(md_path)
+    atomic_write_text(md_path, render(res, command))
     sys.stdout.write(f"{json_path}\n{md_path}\n")
     return 0
 

@@ -6,8 +6,8 @@ Reads the scan at one layer and writes ``calibration.json``:
   gives every Rust target edge exactly this weight, so the Rust level equals the Python level.
 * ``scale_factor``: the median over Rust samples of the factor ``f`` that maps the sample's
   head-mean target mass ``m`` to the mass it would have at the Python level, ``M = L_py * |T|``,
-  by the Scale formula ``f*m / (1 - m + f*m) = M``, i.e. ``f = M (1 - m) / (m (1 - M))``. Scale
-  acts per head, so on the head-mean this is an approximation (stated in the file).
+  by inverting the Scale formula (:meth:`plip_nn.edits.Scale.factor_for`). Scale acts per
+  head, so on the head-mean this is an approximation (stated in the file).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 
 from experiments.scan import choose_layer, run_scan
 from experiments.study import CommonConfig, ConfigError, Study, open_study
+from plip_nn.edits import Scale
 
 __all__ = ["Config", "calibrate", "main", "run_calibration"]
 
@@ -51,9 +52,9 @@ def calibrate(scan: pd.DataFrame, layer: int) -> dict[str, Any]:
         if target_mass >= 1.0:
             infeasible.append(row.sample_id)
             continue
-        if m <= 0.0:
+        if not 0.0 < m < 1.0:  # nothing to scale, or nothing left outside the targets
             continue
-        factors.append(target_mass * (1.0 - m) / (m * (1.0 - target_mass)))
+        factors.append(Scale.factor_for(m, target_mass))
     factor = float(pd.Series(factors).median()) if factors else math.nan
     return {
         "layer": int(layer),

@@ -5,7 +5,7 @@ target token positions (key columns) and one operation:
 
 * :class:`Knockout` -- pre-softmax score ``[s, t] = -inf``; the row renormalises through softmax.
 * :class:`Scale` -- post-softmax ``p[s, t] *= f`` for ``t`` in targets, then the row is divided by
-  its sum. With target mass ``m`` the new mass is ``f*m / (1 - m + f*m)``.
+  its sum. The target mass after it is :meth:`Scale.expected_mass` of the mass before.
 * :class:`SetValue` -- each target edge gets exactly ``v``; the other *allowed* keys keep their
   relative proportions and share ``1 - v*|T|``. Masked (future) keys stay 0.
 
@@ -108,9 +108,32 @@ class Scale:
         object.__setattr__(self, "factor", float(f))
 
     def expected_mass(self, mass: float) -> float:
-        """Target mass after the edit, given the mass ``m`` before it: f*m / (1 - m + f*m)."""
+        """Target mass after the edit, given the mass ``m`` before it: f*m / (1 - m + f*m).
+
+        This is the Scale formula (docs/CONTRACT.md, "Edit semantics"); :meth:`factor_for`
+        inverts it.
+        """
         f = self.factor
         return f * mass / (1.0 - mass + f * mass)
+
+    @staticmethod
+    def factor_for(mass: float, target: float) -> float:
+        """The factor ``f`` that takes target mass ``m`` to ``M``: f = M (1 - m) / (m (1 - M)).
+
+        The inverse of :meth:`expected_mass`: ``Scale(factor=f).expected_mass(m) == M`` up to
+        rounding.
+
+        Raises:
+            EditSpecError: ``m`` or ``M`` is not strictly between 0 and 1 (a mass of 0 cannot be
+                scaled, and no factor reaches a mass of 0 or 1).
+        """
+        for name, value in (("mass", mass), ("target", target)):
+            if not 0.0 < value < 1.0:
+                raise EditSpecError(
+                    f"Scale.factor_for: {name}={value!r} must be strictly between 0 and 1; "
+                    "Scale can only move a mass in (0, 1) to another mass in (0, 1)"
+                )
+        return target * (1.0 - mass) / (mass * (1.0 - target))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.kind, "factor": self.factor}

@@ -119,8 +119,8 @@ def knockout_scores(scores: torch.Tensor, group: list, inplace: bool = False) ->
 def scale_probs(probs: torch.Tensor, group: list, inplace: bool = False) -> torch.Tensor:
     """Multiply the group's target weights by ``factor`` and renormalise the rows (float32).
 
-    With target mass ``m`` the new mass is ``f*m / (1 - m + f*m)``; ``f = 1`` is the identity,
-    bitwise (renormalising would add rounding noise).
+    The new target mass follows the Scale formula (``plip_nn.edits.Scale.expected_mass``);
+    ``f = 1`` is the identity, bitwise (renormalising would add rounding noise).
     """
     out = probs if inplace else probs.clone()
     factor = group[G_PARAM]
@@ -168,7 +168,7 @@ def set_value_probs(
 # Verification: expected rows from the unedited scores, compared with what the model consumed
 
 
-def edited_rows(groups: list) -> tuple:
+def edited_rows(groups: list) -> tuple[list, list]:
     """The distinct ``(row, source)`` pairs the groups edit, as two lists (sorted)."""
     pairs = sorted({(g[G_ROW], s) for g in groups for s in g[G_SOURCES]})
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -190,7 +190,9 @@ def group_members(groups: list, rows: list, srcs: list, n_heads: int, n_keys: in
     return out
 
 
-def expected_probs(scores_rows: torch.Tensor, groups: list, members: list, thresh: float):
+def expected_probs(
+    scores_rows: torch.Tensor, groups: list, members: list, thresh: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows ``[N, H, K]`` the model should consume: float64 softmax of the unedited scores with
     every knockout applied, then every scale / set-value group in order.
 
@@ -224,13 +226,15 @@ def expected_probs(scores_rows: torch.Tensor, groups: list, members: list, thres
     return before, p, allowed
 
 
-def _level_mass(rows: torch.Tensor, tmask: torch.Tensor) -> tuple:
+def _level_mass(rows: torch.Tensor, tmask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Level and mass of ``rows`` [S, H, K] on the target keys (head-mean, source-mean)."""
     w = rows[:, :, tmask].mean(1)  # [S, T]
     return w.mean(-1).mean(), w.sum(-1).mean()
 
 
-def compare(consumed: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> tuple:
+def compare(
+    consumed: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Absolute deviation and deviation / tolerance, elementwise (tolerance ``rtol*|e| + atol``
     for ``e != 0``; an expected 0 -- a knocked-out or masked key -- must be exactly 0)."""
     diff = (consumed.double() - expected).abs()
@@ -525,7 +529,9 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: tor
     return nll, valid.sum(-1)
 
 
-def output_summaries(model, inputs: dict, out: dict, base_rows, keep: bool, in_session: bool):
+def output_summaries(
+    model, inputs: dict, out: dict, base_rows, keep: bool, in_session: bool
+) -> torch.Tensor:
     """In-trace: NLL, top-1 and (with ``base_rows``) KL / top-1 against reference rows.
 
     Fills ``out`` with saved values and returns the last-position log-probs.
@@ -556,7 +562,7 @@ def traced_pass(
     keep: bool,
     in_session: bool,
     route: str = ROUTE_SOFTMAX,
-) -> tuple:
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One nnsight trace applying ``plan`` (layer -> layer plan) and computing the summaries.
 
     ``sites[layer]`` is the layer's plain site tuple. With ``base_rows`` it also computes KL and
@@ -594,7 +600,7 @@ def generation_pass(
     rows: list,
     n_steps: int,
     gen_kwargs: dict,
-) -> tuple:
+) -> tuple[torch.Tensor, list]:
     """One nnsight ``generate`` with edits re-applied at every step (KV cache on).
 
     ``rows[r]`` describes batch row ``r``: ``{"edits": [[layers, heads, targets, op, param],

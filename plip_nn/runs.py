@@ -4,13 +4,13 @@ A run directory holds ``config.json`` (the resolved config), ``manifest.json`` (
 commit, model, seed, times, remote or not -- never a secret), one folder of *parts* per table
 (``parts/<table>/<chunk>.parquet``) and the assembled tables (``<table>.parquet``).
 
-Every file is written atomically: to a temporary file in the same directory, flushed, then
-``os.replace``-d into place. A run killed at any moment therefore leaves only complete parts
-(plus stray temporaries, removed on resume). ``--resume`` skips chunks whose part exists and
-assembles the table from the parts, so a resumed run has exactly the rows of an uninterrupted
-one, each once. It refuses a different git commit or plip-nn version (one table would mix rows
-of two codes) unless ``allow_code_change``; ``manifest.json``'s ``code_versions`` lists every
-session's code version and the parts it wrote.
+Every file is written atomically by :mod:`plip_nn.atomic` (a temporary file in the same
+directory, fsync-ed, then ``os.replace``-d into place). A run killed at any moment therefore
+leaves only complete parts (plus stray temporaries, removed on resume). ``--resume`` skips
+chunks whose part exists and assembles the table from the parts, so a resumed run has exactly
+the rows of an uninterrupted one, each once. It refuses a different git commit or plip-nn
+version (one table would mix rows of two codes) unless ``allow_code_change``;
+``manifest.json``'s ``code_versions`` lists every session's code version and the parts it wrote.
 """
 
 from __future__ import annotations
@@ -21,20 +21,19 @@ import logging
 import os
 import platform
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from plip_nn.atomic import TMP_MARK, atomic_write_json, atomic_write_parquet
+
 __all__ = [
     "SECRET_ENV_VARS",
     "RunDir",
     "RunDirError",
-    "atomic_write",
-    "atomic_write_json",
-    "atomic_write_parquet",
     "code_version",
     "package_versions",
 ]
@@ -42,38 +41,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SECRET_ENV_VARS = ("NDIF_API_KEY", "HF_TOKEN")
-_TMP_MARK = ".tmp-"
 
 
 class RunDirError(ValueError):
     """The run directory cannot be used as asked (exists without resume, config differs, ...)."""
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write ``path`` atomically: ``write(tmp)`` then fsync and rename over ``path``.
-
-    On any exception the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-
-
-def atomic_write_parquet(path: Path, df: pd.DataFrame) -> Path:
-    return atomic_write(path, lambda p: df.to_parquet(p, index=False))
 
 
 def _git_commit() -> str | None:
@@ -196,7 +167,7 @@ class RunDir:
                 )
             if not allow_code_change:
                 _check_same_code(path)
-            for tmp in path.rglob(f"*{_TMP_MARK}*"):
+            for tmp in path.rglob(f"*{TMP_MARK}*"):
                 tmp.unlink(missing_ok=True)
         path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(cfg_file, config)

@@ -1,4 +1,4 @@
-"""``--execute {auto,sandbox,off,unsafe}`` on generate and triangle (PRODUCT.md, Metrics)."""
+"""``--execute {auto,sandbox,off,unsafe}`` on generate and triangle (docs/CONTRACT.md, "Metrics")."""
 
 from __future__ import annotations
 

@@ -2,10 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy.special import softmax
+from scipy.stats import entropy
 
 from plip_nn import kernels
+from plip_nn.edits import EditSpecError, Scale
 
 torch.manual_seed(0)
 
@@ -72,7 +76,8 @@ def test_scale_mass_formula(f):
     stats = _verify(scores, out, [group])
     for h in (0, 2):
         m = probs[0, h, 6, [1, 4]].sum().item()
-        expected = f * m / (1 - m + f * m)
+        # the spec's closed form (edits.Scale) against the kernel's renormalisation
+        expected = Scale(factor=f).expected_mass(m)
         assert out[0, h, 6, [1, 4]].sum().item() == pytest.approx(expected, abs=1e-6)
         # Non-targets keep their proportions.
         others = [0, 2, 3, 5, 6]
@@ -82,6 +87,25 @@ def test_scale_mass_formula(f):
     # Head 1 not edited.
     assert torch.equal(out[0, 1], probs[0, 1])
     assert stats[kernels.ST_ERROR_RATIO].item() <= 1 and stats[kernels.ST_N_BAD].item() == 0
+
+
+def test_scale_formula_by_hand_and_its_inverse():
+    # f = 3, m = 1/4: 3/4 / (1 - 1/4 + 3/4) = 1/2, and back.
+    assert Scale(factor=3.0).expected_mass(0.25) == 0.5
+    assert Scale.factor_for(0.25, 0.5) == 3.0
+    assert Scale(factor=1.0).expected_mass(0.3) == 0.3
+    for m in (1e-4, 0.1, 0.5, 0.93):
+        for target in (1e-3, 0.2, 0.5, 0.99):
+            f = Scale.factor_for(m, target)
+            assert Scale(factor=f).expected_mass(m) == pytest.approx(target, rel=1e-12)
+
+
+@pytest.mark.parametrize(("m", "target", "bad"), [(0.0, 0.5, "mass=0.0"), (1.0, 0.5, "mass=1.0"),
+                                                   (0.2, 1.0, "target=1.0"), (0.2, 0.0, "target=0.0"),
+                                                   (0.2, float("nan"), "target=nan")])  # fmt: skip
+def test_scale_inverse_refuses_masses_outside_zero_one(m, target, bad):
+    with pytest.raises(EditSpecError, match=f"{bad} must be strictly between 0 and 1"):
+        Scale.factor_for(m, target)
 
 
 def test_scale_one_is_identity():
@@ -113,6 +137,24 @@ def test_read_levels_is_head_mean_over_targets():
     w = probs[1, :, 6, [0, 2, 5]].mean(0)
     assert lv[0].item() == pytest.approx(w.mean().item(), abs=1e-7)
     assert lv[1].item() == pytest.approx(w.sum().item(), abs=1e-7)
+
+
+def test_kl_rows_matches_scipy_in_the_baseline_to_condition_direction():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 50)) * 3
+    cond = rng.normal(size=(3, 50))
+    lb = torch.log_softmax(torch.tensor(base, dtype=torch.float32), -1)
+    lc = torch.log_softmax(torch.tensor(cond, dtype=torch.float32), -1)
+    kl = kernels.kl_rows(lb, lc)
+    assert kl.dtype == torch.float64
+    # KL(P_base || P_cond) of the float32 log-probs, renormalised in float64
+    p, q = softmax(lb.double().numpy(), axis=-1), softmax(lc.double().numpy(), axis=-1)
+    np.testing.assert_allclose(kl.numpy(), entropy(p, q, axis=-1), rtol=1e-10)
+    assert not np.allclose(kl.numpy(), entropy(q, p, axis=-1), rtol=1e-3)
+    # zero mass in the condition where the baseline has some: inf, no smoothing
+    zero = torch.tensor([[0.0, -math.inf]])
+    assert kernels.kl_rows(torch.log(torch.tensor([[0.5, 0.5]])), zero).item() == math.inf
+    assert kernels.kl_rows(zero, zero).item() == 0.0  # 0 * log 0 counts as 0
 
 
 def test_kl_rows_matches_definition():

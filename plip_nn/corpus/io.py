@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from plip_nn.atomic import atomic_write_text
 from plip_nn.corpus.model import (
     DEFAULT_CORPUS_PATH,
     FORMAT_VERSION,
@@ -230,18 +229,8 @@ def load_corpus(path: str | Path | None = None) -> Corpus:
     return Corpus(tuple(samples), p)
 
 
-def _write_json_atomic(data: Any, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a corpus file is meant to be shared
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_corpus(corpus: Corpus, out: Path) -> None:
+    atomic_write_text(out, json.dumps(corpus.to_json(), indent=1, ensure_ascii=False) + "\n")
 
 
 def annotate_file(in_path: str | Path, out_path: str | Path) -> tuple[Corpus, list[Problem]]:
@@ -292,7 +281,7 @@ def annotate_file(in_path: str | Path, out_path: str | Path) -> tuple[Corpus, li
         reasons = "".join(f"\n  {p}" for p in problems)
         raise CorpusError(f"{src}: no sample could be annotated; nothing written{reasons}")
     corpus = Corpus(tuple(kept.values()), Path(out_path))
-    _write_json_atomic(corpus.to_json(), Path(out_path))
+    _write_corpus(corpus, Path(out_path))
     logger.info("annotated %d samples from %s into %s", len(corpus), src, out_path)
     return corpus, problems
 
@@ -323,5 +312,5 @@ def convert_file(in_path: str | Path, out_path: str | Path) -> Corpus:
                 logger.warning("%s: no function info: %s", src, exc)
             samples.append(s)
     corpus = Corpus(tuple(samples), Path(out_path))
-    _write_json_atomic(corpus.to_json(), Path(out_path))
+    _write_corpus(corpus, Path(out_path))
     return corpus

@@ -13,7 +13,6 @@ Reads the scan at one layer and writes ``calibration.json``:
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,9 +88,3 @@ def main(cfg: Config) -> Path:
     study.run.update_manifest(layer=cal["layer"])
     study.run.finish()
     return study.run.path
-
-
-if __name__ == "__main__":
-    from experiments.cli import main as cli_main
-
-    sys.exit(cli_main(["calibrate", *sys.argv[1:]]))

@@ -1,5 +1,13 @@
 """``plip-nn``: the command line. It only parses flags into configs and maps errors to exit codes.
 
+An experiment's flags are derived from its ``Config`` dataclass, the one source of defaults and
+help: one flag per field (``batch_size`` -> ``--batch-size``) with the field's default, a type
+from its annotation (``tuple[X, ...]`` takes one or more values) and, as help, the field's entry
+in the ``Attributes:`` section of the docstring; a boolean that is on by default is turned off
+with ``--no-<name>``. Three flags do a little more than their field: ``--model`` repeats (one
+sub-run per model, for commands that run several), ``--layer all`` means ``every_layer``, and
+``--no-execute`` is ``--execute off``.
+
 Exit codes: 0 ok; 2 bad input (one line on stderr saying what and how to fix it); 1 any other
 failure (environment faults such as a read-only or full disk, a failed edit verification);
 130 interrupted (Ctrl-C; finished chunks are kept, rerun with ``--resume``).
@@ -8,40 +16,61 @@ failure (environment faults such as a read-only or full disk, a failed edit veri
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import logging
+import re
 import sys
-from collections.abc import Callable, Sequence
+import types
+import typing
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import MISSING, Field, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "Command", "build_parser", "config_flags", "config_from_args", "main"]
 
-EXPERIMENTS = ("scan", "calibrate", "knockout", "steer", "generate", "triangle")
 
-# Architectures (HF ``model_type``) whose attention sites resolve structurally and whose edits
-# are checked against a hand-written attention reference in tests/test_engine.py.
-VERIFIED_ARCHITECTURES = (
-    "qwen2",
-    "qwen3",
-    "llama",
-    "mistral",
-    "starcoder2",
-    "gemma",
-    "gemma2",
-    "gemma3_text",
-    "phi3",
-    "gpt2",
-    "gpt_neox",
-    "olmo2",
-    "granite",
-)
+@dataclass(frozen=True)
+class Command:
+    """An experiment command: the module that holds its ``Config`` and ``main(cfg) -> Path``.
+
+    Attributes:
+        module: the module's import name (imported when the command runs or shows its help).
+        help: one line for ``plip-nn --help``.
+        several_models: name of the module's ``(cfg, models) -> Path`` function that takes
+            several ``--model`` values (one sub-run each); ``None``: one model only.
+    """
+
+    module: str
+    help: str
+    several_models: str | None = None
+
+    def load(self) -> types.ModuleType:
+        return importlib.import_module(self.module)
+
+
+COMMANDS: dict[str, Command] = {
+    "scan": Command("experiments.scan", "marker->function attention at every layer"),
+    "calibrate": Command(
+        "experiments.calibrate", "SetValue / Scale that lift Rust to the Python level"
+    ),
+    "knockout": Command(
+        "experiments.knockout", "knockout + random-edge control (--layer all: per layer)"
+    ),
+    "steer": Command("experiments.steer", "dose-response: Scale factors and calibrated SetValue"),
+    "generate": Command("experiments.generate", "generation with edits at every step (KV cache)"),
+    "triangle": Command(
+        "experiments.triangle", "the whole study (the main job)", several_models="main_models"
+    ),
+}
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"plip-nn {self.prog.split()[-1]}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _layer(value: str) -> int | str:
@@ -58,60 +87,189 @@ def _layer(value: str) -> int | str:
     return n
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("common")
-    g.add_argument(
-        "--model",
-        action="append",
-        default=None,
-        help="HF name or local path (default: embedded); triangle takes several, one sub-run each",
-    )
-    g.add_argument("--corpus", default=None, help="corpus JSON (default: the shipped corpus)")
-    g.add_argument("--out", default=None, help="run directory (default: runs/<cmd>-<time>)")
-    g.add_argument("--remote", default="none", help="none | local | ndif (key: NDIF_API_KEY)")
-    g.add_argument("--device", default="auto", help="torch device; auto = cuda when present")
-    g.add_argument("--dtype", default="float32", help="float32 | float16 | bfloat16 | auto")
-    g.add_argument("--batch-size", type=int, default=8, help="rows per forward pass")
-    g.add_argument("--layer", type=_layer, default=None, help="layer (default: scan peak)")
-    g.add_argument("--seed", type=int, default=0, help="seed for controls and sampling")
-    g.add_argument("--resume", action="store_true", help="continue an existing run directory")
-    g.add_argument(
-        "--allow-code-change",
-        action="store_true",
-        help="with --resume: continue a run started by another git commit / version (recorded)",
-    )
-    g.add_argument("--limit", type=int, default=None, help="samples per language and kind")
-    g.add_argument("--languages", nargs="+", default=["python", "rust"], help="python and/or rust")
-    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    g.add_argument(
-        "--device-map", default=None, help="transformers device_map (auto: spread over GPUs)"
-    )
-    g.add_argument(
-        "--chat-template",
-        action="store_true",
-        help="wrap samples in the tokenizer's chat template (instruct models)",
-    )
-    g.add_argument(
-        "--skip-masked",
-        action="store_true",
-        help="drop samples whose edges are causally masked (listed in manifest and report)",
+# The flags that do a little more than their field (see the module docstring).
+_FLAG_OVERRIDES: dict[str, dict[str, Any]] = {
+    "model": {"action": "append", "default": None},  # None: the field's default
+    "layer": {"type": _layer},
+}
+_EXTRA_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "execute": (
+        "--no-execute",
+        {"action": "store_const", "const": "off", "help": "same as --execute off"},
+    ),
+}
+
+_ENTRY = re.compile(r"(\w+)(?: \([^)]*\))?: (.+)")
+_ROLE = re.compile(r":[\w:]+:`~?([^`]+)`")  # :func:`x.y` -> x.y
+_LITERAL = re.compile(r"``([^`]+)``")  # ``x`` -> x
+
+
+def _attributes(doc: str | None) -> dict[str, str]:
+    """Name -> text of the ``Attributes:`` section of a Google-style docstring."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    heads = [i for i, line in enumerate(lines) if line.strip() == "Attributes:"]
+    if not heads:
+        return {}
+    head_indent = len(lines[heads[0]]) - len(lines[heads[0]].lstrip())
+    entries: dict[str, list[str]] = {}
+    entry_indent: int | None = None
+    for line in lines[heads[0] + 1 :]:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent <= head_indent:
+            break  # the next section
+        entry_indent = indent if entry_indent is None else entry_indent
+        if indent > entry_indent:
+            entries[next(reversed(entries))].append(line.strip())
+            continue
+        match = _ENTRY.fullmatch(line.strip())
+        if indent < entry_indent or match is None:
+            raise ValueError(f"Attributes entry {line.strip()!r}: write it as 'name: text'")
+        entries[match[1]] = [match[2]]
+    return {name: " ".join(text) for name, text in entries.items()}
+
+
+def _field_help(cfg_cls: type) -> dict[str, str]:
+    """Field -> help text: its ``Attributes:`` entry in the class's or a base's docstring."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cfg_cls.__mro__):  # a subclass's entry wins
+        docs.update(_attributes(klass.__dict__.get("__doc__")))
+    return {name: _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text)) for name, text in docs.items()}
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, tuple | list):
+        return " ".join(map(str, default))
+    return str(default)
+
+
+def _value_type(annotation: Any, where: str) -> tuple[Any, dict[str, Any]]:
+    """(element type, extra add_argument keywords) for a field's annotation."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kept = [a for a in args if a is not type(None)]
+        if len(kept) == 1:
+            return _value_type(kept[0], where)
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        element, extra = _value_type(args[0], where)
+        return element, {**extra, "nargs": "+"}
+    elif origin is typing.Literal:
+        return type(args[0]), {"choices": args}
+    elif annotation in (int, float, str):
+        return annotation, {}
+    raise TypeError(
+        f"{where}: no flag for type {annotation!r}; use int, float, str, bool, "
+        "X | None, tuple[X, ...] or Literal[...]"
     )
 
 
-def _gen_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=40)
-    p.add_argument("--source-policy", default="markers", help="markers | continuation")
-    p.add_argument(
-        "--execute",
-        choices=("auto", "sandbox", "off", "unsafe"),
-        default="auto",
-        help="run generated tests: auto = in the bubblewrap sandbox when available, else not "
-        "(noted); sandbox = required; off; unsafe = without a sandbox (explicit opt-in)",
-    )
-    p.add_argument("--no-execute", action="store_true", help="same as --execute off")
+def _flag(
+    field: Field[Any], annotation: Any, help_text: str, where: str
+) -> tuple[str, dict[str, Any]]:
+    """The option string and the add_argument keywords for one field."""
+    dashed = field.name.replace("_", "-")
+    if field.default is not MISSING:
+        default: Any = field.default
+    elif field.default_factory is not MISSING:
+        default = field.default_factory()
+    else:
+        raise TypeError(f"{where} has no default; give it one (flags are optional)")
+    help_text = help_text.rstrip(".")
+    if annotation is bool and default:
+        help_text += "; on by default, this flag turns it off"
+        return f"--no-{dashed}", {"action": "store_false", "default": True, "help": help_text}
+    if annotation is bool:
+        return f"--{dashed}", {"action": "store_true", "default": False, "help": help_text}
+    value_type, extra = _value_type(annotation, where)
+    shown = "" if default is None else f" (default: {_shown(default)})"
+    return f"--{dashed}", {
+        "type": value_type,
+        "default": default,
+        "help": help_text + shown,
+        **extra,
+    }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def config_flags(parser: argparse.ArgumentParser, cfg_cls: type) -> dict[str, argparse.Action]:
+    """Add one flag per ``cfg_cls`` field (see the module docstring); field -> its action.
+
+    Raises:
+        TypeError: a field has no ``Attributes:`` entry, or a type with no flag form.
+    """
+    from experiments.study import CommonConfig
+
+    docs = _field_help(cfg_cls)
+    hints = typing.get_type_hints(cfg_cls)
+    common = {f.name for f in fields(CommonConfig)}
+    groups = {
+        True: parser.add_argument_group("common"),
+        False: parser.add_argument_group(parser.prog.split()[-1]),
+    }
+    actions: dict[str, argparse.Action] = {}
+    for field in fields(cfg_cls):
+        if not field.init:
+            continue
+        where = f"{cfg_cls.__module__}.{cfg_cls.__qualname__}.{field.name}"
+        if field.name not in docs:
+            raise TypeError(
+                f"{where} has no entry in the docstring's Attributes: section; add one "
+                "(it is the flag's help)"
+            )
+        flag, spec = _flag(field, hints[field.name], docs[field.name], where)
+        spec.update(_FLAG_OVERRIDES.get(field.name, {}), help=spec["help"].replace("%", "%%"))
+        group = groups[field.name in common]
+        actions[field.name] = group.add_argument(flag, dest=field.name, **spec)
+        if field.name in _EXTRA_FLAGS:
+            extra_flag, extra = _EXTRA_FLAGS[field.name]
+            group.add_argument(extra_flag, dest=field.name, **extra)
+    return actions
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Callable[[Any], Path], Any]:
+    """(the function to run, its Config) for parsed experiment flags."""
+    from experiments.study import ConfigError
+
+    command = COMMANDS[args.command]
+    module = command.load()
+    cfg_cls = module.Config
+    names = {f.name for f in fields(cfg_cls) if f.init}
+    values: dict[str, Any] = {}
+    for name in names:
+        value = getattr(args, name)
+        values[name] = tuple(value) if isinstance(value, list) else value
+    models: tuple[str, ...] = values.pop("model", None) or ()  # (): the field's default
+    if len(models) > 1 and command.several_models is None:
+        several = [n for n, c in COMMANDS.items() if c.several_models]
+        raise ConfigError(
+            f"several --model values are for {', '.join(several)} only, not {args.command}"
+        )
+    if models:
+        values["model"] = models[0]
+    if values.get("layer") == "all":
+        if "every_layer" not in names:
+            every = [n for n, c in COMMANDS.items() if "every_layer" in _field_names(c)]
+            raise ConfigError(
+                f"--layer all is only for {', '.join(every)}, not {args.command}; "
+                "give a layer index"
+            )
+        values.update(layer=None, every_layer=True)
+    cfg = cfg_cls(**values)
+    if len(models) > 1:
+        run_several = getattr(module, str(command.several_models))
+        return lambda c: run_several(c, list(models)), cfg
+    return module.main, cfg
+
+
+def _field_names(command: Command) -> set[str]:
+    return {f.name for f in fields(command.load().Config)}
+
+
+def build_parser(flags_for: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The ``plip-nn`` parser; ``flags_for``: the experiments whose flags it adds (None: all).
+
+    :func:`main` passes only the command being run, so no other experiment module is imported.
+    """
     parser = _Parser(prog="plip-nn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -132,104 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("run_dir", nargs="+", help="one run directory, or one per model")
     an.add_argument("--out", default=None, help="output directory (required for several runs)")
 
-    p = sub.add_parser("scan", help="marker->function attention at every layer")
-    _common(p)
-    p.add_argument("--kinds", nargs="+", default=["test", "baseline"])
-
-    p = sub.add_parser("calibrate", help="SetValue / Scale that lift Rust to the Python level")
-    _common(p)
-
-    p = sub.add_parser("knockout", help="knockout + random-edge control (--layer all: per layer)")
-    _common(p)
-    p.add_argument("--window", type=int, default=1, help="half-width of the window condition")
-    p.add_argument("--kinds", nargs="+", default=["test", "baseline"])
-
-    p = sub.add_parser("steer", help="dose-response: Scale factors and calibrated SetValue")
-    _common(p)
-    p.add_argument("--factors", type=float, nargs="+", default=[0.5, 1, 2, 3, 4, 6])
-    p.add_argument("--no-set-value", action="store_true")
-
-    p = sub.add_parser("generate", help="generation with edits at every step (KV cache)")
-    _common(p)
-    _gen_flags(p)
-    p.add_argument("--conditions", nargs="+", default=None, help="condition names")
-    p.add_argument("--sample", action="store_true", help="seeded sampling instead of greedy")
-    p.add_argument("--temperature", type=float, default=1.0)
-
-    p = sub.add_parser("triangle", help="the whole study (the main job)")
-    _common(p)
-    _gen_flags(p)
-    p.add_argument("--no-generation", action="store_true", help="single passes only")
-    p.add_argument("--no-dose-response", action="store_true")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        if flags_for is not None and name not in flags_for:
+            continue
+        actions = config_flags(p, command.load().Config)
+        if command.several_models and "model" in actions:
+            actions["model"].help = f"{actions['model'].help}; repeat it for several models"
     return parser
-
-
-def _config(args: argparse.Namespace) -> Any:
-    """Build the experiment's Config from parsed flags."""
-    import importlib
-
-    module = importlib.import_module(f"experiments.{args.command}")
-    cfg_cls = module.Config
-    layer = args.layer
-    extra: dict[str, Any] = {}
-    if layer == "all":
-        if args.command != "knockout":
-            from experiments.study import ConfigError
-
-            raise ConfigError(f"--layer all is only for knockout, not {args.command}")
-        layer = None
-        extra["every_layer"] = True
-    models = args.model or ["embedded"]
-    if len(models) > 1 and args.command != "triangle":
-        from experiments.study import ConfigError
-
-        raise ConfigError(f"several --model values are for triangle only, not {args.command}")
-    common = {
-        "model": models[0],
-        "corpus": args.corpus,
-        "out": args.out,
-        "remote": args.remote,
-        "device": args.device,
-        "dtype": args.dtype,
-        "batch_size": args.batch_size,
-        "layer": layer,
-        "seed": args.seed,
-        "resume": args.resume,
-        "limit": args.limit,
-        "languages": tuple(args.languages),
-        "progress": not args.no_progress,
-        "chat_template": args.chat_template,
-        "allow_code_change": args.allow_code_change,
-        "skip_masked": args.skip_masked,
-        "device_map": args.device_map,
-    }
-    if args.command in ("scan", "knockout"):
-        extra["kinds"] = tuple(args.kinds)
-    if args.command == "knockout":
-        extra["window"] = args.window
-    if args.command == "steer":
-        extra["factors"] = tuple(args.factors)
-        extra["set_value"] = not args.no_set_value
-    if args.command in ("generate", "triangle"):
-        extra["max_new_tokens"] = args.max_new_tokens
-        extra["source_policy"] = args.source_policy
-        extra["execute"] = "off" if args.no_execute else args.execute
-    if args.command == "generate":
-        if args.conditions is not None:
-            extra["conditions"] = tuple(args.conditions)
-        extra["sample"] = args.sample
-        extra["temperature"] = args.temperature
-    if args.command == "triangle":
-        extra["generation"] = not args.no_generation
-        extra["dose_response"] = not args.no_dose_response
-        if len(models) > 1:
-            cfg = cfg_cls(**common, **extra)
-            return lambda c: module.main_models(c, models), cfg
-    return module.main, cfg_cls(**common, **extra)
 
 
 def _models() -> int:
     from plip_nn.embedded import EMBEDDED_MODEL_DIR, EMBEDDED_MODEL_NAME
+    from plip_nn.models import VERIFIED_ARCHITECTURES
 
     print("Embedded model (default --model):")
     status = "present" if (EMBEDDED_MODEL_DIR / "config.json").exists() else "MISSING"
@@ -237,9 +310,10 @@ def _models() -> int:
     card = EMBEDDED_MODEL_DIR.parent / "MODEL_CARD.md"
     if card.exists():
         print(f"  model card: {card}")
-    print("Architectures verified against a hand-written attention reference (HF model_type):")
-    for arch in VERIFIED_ARCHITECTURES:
-        print(f"  {arch}")
+    print("Architectures verified against a hand-written attention reference:")
+    for arch, model_types in VERIFIED_ARCHITECTURES.items():
+        note = "" if model_types == (arch,) else f"  (HF model_type: {', '.join(model_types)})"
+        print(f"  {arch}{note}")
     print(
         "Other decoder-only HF models work when their attention sites resolve structurally; "
         "loading checks this and fails with a clear error otherwise."
@@ -288,7 +362,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from analysis.report import cli_analyze
 
         return cli_analyze([Path(p) for p in args.run_dir], out=args.out)
-    run_main, cfg = _config(args)
+    run_main, cfg = config_from_args(args)
     out = run_main(cfg)
     print(out)
     return 0
@@ -298,9 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``plip-nn`` console script; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="plip-nn: %(levelname)s: %(message)s")
     _quiet_libraries()
-    parser = build_parser()
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    parser = build_parser(flags_for=argv[:1])
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a flag error (2, message already printed)
         return int(exc.code) if isinstance(exc.code, int) else 2
     bad_input = _bad_input_errors()

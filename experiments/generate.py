@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +62,10 @@ class Config(CommonConfig):
         sample: seeded sampling instead of greedy decoding.
         temperature: sampling temperature.
         source_policy: ``markers`` (prompt marker + generated markers) or ``continuation``.
-        execute: ``auto`` | ``sandbox`` | ``off`` | ``unsafe``: where generated tests run for
-            ``executes`` (see :func:`analysis.preservation.resolve_execute`).
+        execute: where generated tests run for the ``executes`` column: ``auto`` (in the
+            bubblewrap sandbox when available, else not run, noted), ``sandbox`` (required),
+            ``off``, or ``unsafe`` (without a sandbox, an explicit opt-in); see
+            :func:`analysis.preservation.resolve_execute`.
     """
 
     conditions: tuple[str, ...] = conditions.STUDY_CONDITIONS
@@ -289,9 +290,3 @@ def main(cfg: Config) -> Path:
     run_generation(study, cfg, layer, set_value)
     study.run.finish()
     return study.run.path
-
-
-if __name__ == "__main__":
-    from experiments.cli import main as cli_main
-
-    sys.exit(cli_main(["generate", *sys.argv[1:]]))

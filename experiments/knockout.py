@@ -9,7 +9,6 @@ the target edges at every layer separately (one ``knockout`` row per layer).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +89,3 @@ def main(cfg: Config) -> Path:
     run_knockout(study, cfg, layer if layer is not None else 0)
     study.run.finish()
     return study.run.path
-
-
-if __name__ == "__main__":
-    from experiments.cli import main as cli_main
-
-    sys.exit(cli_main(["knockout", *sys.argv[1:]]))

@@ -5,7 +5,6 @@ One forward pass per sample reads every layer (``layer_scan.parquet``).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,11 @@ __all__ = ["Config", "choose_layer", "main", "run_scan"]
 
 @dataclass(frozen=True, kw_only=True)
 class Config(CommonConfig):
-    """Scan config: the common flags plus which corpus kinds to scan."""
+    """Scan config: the common flags plus which corpus kinds to scan.
+
+    Attributes:
+        kinds: corpus kinds to scan: ``test``, ``baseline`` and/or ``generation``.
+    """
 
     kinds: tuple[str, ...] = ("test", "baseline")
 
@@ -106,9 +109,3 @@ def main(cfg: Config) -> Path:
     study.run.update_manifest(peak_layer=choose_layer(scan) if "test" in cfg.kinds else None)
     study.run.finish()
     return study.run.path
-
-
-if __name__ == "__main__":
-    from experiments.cli import main as cli_main
-
-    sys.exit(cli_main(["scan", *sys.argv[1:]]))

@@ -7,7 +7,6 @@ Conditions per test sample (both languages): ``baseline``, ``scale_<f>`` for eac
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +75,3 @@ def main(cfg: Config) -> Path:
     run_steer(study, cfg, layer, cal)
     study.run.finish()
     return study.run.path
-
-
-if __name__ == "__main__":
-    from experiments.cli import main as cli_main
-
-    sys.exit(cli_main(["steer", *sys.argv[1:]]))

@@ -47,18 +47,19 @@ class CommonConfig:
 
     Attributes:
         model: HF name or local path; ``"embedded"`` is the shipped tiny code model.
-        corpus: corpus JSON path; ``None`` is the shipped corpus.
-        out: run directory; ``None`` picks ``runs/<experiment>-<UTC time>``.
-        remote: ``none`` (local), ``local`` (nnsight's remote simulation) or ``ndif``.
+        corpus: corpus JSON path (``None``: the shipped corpus).
+        out: run directory (``None``: ``runs/<experiment>-<UTC time>``).
+        remote: ``none`` (local), ``local`` (nnsight's remote simulation) or ``ndif`` (key
+            from the ``NDIF_API_KEY`` environment variable).
         device: torch device; ``auto`` is cuda when present, else cpu.
         dtype: ``float32``, ``float16``/``bfloat16`` or ``auto`` (the checkpoint's dtype).
         batch_size: rows per forward pass.
-        layer: edited / read layer; ``None`` picks the layer where Python marker->function
-            attention peaks in a scan.
+        layer: edited / read layer (``None``: the layer where Python marker->function
+            attention peaks in a scan).
         seed: seed for random controls and sampling.
         resume: continue an existing run directory, skipping finished chunks.
         limit: use at most this many samples per language and kind (``None``: all).
-        languages: languages to include.
+        languages: languages to include: ``python`` and/or ``rust``.
         progress: show progress bars (stderr).
         device_map: transformers ``device_map`` (``auto`` spreads the model over GPUs);
             overrides ``device``.

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,8 +37,10 @@ class Config(CommonConfig):
     Attributes:
         max_new_tokens: generation length before trimming.
         source_policy: generation source policy (``markers`` or ``continuation``).
-        execute: ``auto`` | ``sandbox`` | ``off`` | ``unsafe`` for the ``executes`` column
-            (see :func:`analysis.preservation.resolve_execute`).
+        execute: where generated tests run for the ``executes`` column: ``auto`` (in the
+            bubblewrap sandbox when available, else not run, noted), ``sandbox`` (required),
+            ``off``, or ``unsafe`` (without a sandbox, an explicit opt-in); see
+            :func:`analysis.preservation.resolve_execute`.
         generation: include the generation part (preservation); off = single passes only.
         dose_response: add Scale 0.5, 1, 3, 4 to the records for the dose-response curve.
     """
@@ -149,9 +150,3 @@ def main_models(cfg: Config, models: Sequence[str]) -> Path:
 
     analyze(runs, out=out)
     return out
-
-
-if __name__ == "__main__":
-    from experiments.cli import main as cli_main
-
-    sys.exit(cli_main(["triangle", *sys.argv[1:]]))

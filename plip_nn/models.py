@@ -26,14 +26,16 @@ import inspect
 import logging
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
 
 __all__ = [
+    "VERIFIED_ARCHITECTURES",
     "AttentionSite",
     "ModelHandle",
     "ModelLoadError",
@@ -225,6 +227,28 @@ def _decoder_layers(model: torch.nn.Module, n_layers: int) -> tuple[str, torch.n
         )
     # The shallowest match is the decoder stack (deeper ones would be inside a layer).
     return min(candidates, key=lambda c: c[0].count("."))
+
+
+# Architectures whose sites resolve structurally and whose edits tests/test_engine.py checks
+# against a hand-written attention reference: the name users know -> the HF ``model_type``
+# values it covers. Resolution itself is structural; this list says what has been verified.
+VERIFIED_ARCHITECTURES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "qwen2": ("qwen2",),
+        "qwen3": ("qwen3",),
+        "llama": ("llama",),
+        "mistral": ("mistral",),
+        "starcoder2": ("starcoder2",),
+        "gemma": ("gemma",),
+        "gemma2": ("gemma2",),
+        "gemma3": ("gemma3_text",),  # the text model (Gemma3ForCausalLM)
+        "phi3": ("phi3",),
+        "gpt2": ("gpt2",),
+        "gpt_neox": ("gpt_neox",),
+        "olmo2": ("olmo2",),
+        "granite": ("granite",),
+    }
+)
 
 
 def resolve_sites(model: torch.nn.Module) -> list[AttentionSite]:

@@ -69,6 +69,7 @@ def _configs() -> dict:
 
 
 ARCHS = tuple(_configs())
+MODEL_TYPES = {arch: config.model_type for arch, config in _configs().items()}  # HF model_type
 
 
 @functools.cache

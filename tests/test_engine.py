@@ -4,10 +4,11 @@ import math
 
 import pytest
 import torch
-from archs import ARCHS, tiny_handle, tiny_model
+from archs import ARCHS, MODEL_TYPES, tiny_handle, tiny_model
 from reference_attention import reference_attention
 
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Probe, Scale, SetValue
+from plip_nn.models import VERIFIED_ARCHITECTURES
 from plip_nn.trace import Item, run
 
 IDS = tuple(range(3, 15))  # 12 tokens
@@ -23,6 +24,14 @@ def _ref_logprobs(model, **kw):
     with torch.inference_mode(), reference_attention(model, **kw):
         logits = model(input_ids=torch.tensor([IDS])).logits
     return torch.log_softmax(logits[0, -1].float(), -1)
+
+
+def test_verified_architectures_are_the_tested_ones():
+    # The list `plip-nn models` prints is exactly what the reference tests below cover, under
+    # the names users know, each covering the HF model_type of the config tested under it.
+    assert sorted(VERIFIED_ARCHITECTURES) == sorted(ARCHS)
+    for arch in ARCHS:
+        assert MODEL_TYPES[arch] in VERIFIED_ARCHITECTURES[arch], arch
 
 
 @pytest.mark.parametrize("arch", ARCHS)

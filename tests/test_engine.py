@@ -207,7 +207,7 @@ def test_prompts_per_chunk_is_separate_from_batch_size():
     """``batch_size`` is rows per pass; how many prompts a chunk (session) holds is its own knob."""
     from plip_nn.edits import EditSpecError
 
-    handle = tiny_handle()
+    handle = tiny_handle("qwen2")  # the cached handle (a second wrap of the model fails)
     ko = Condition(
         name="ko",
         edits=(AttentionEdit(layers=(0,), sources=(LAST,), targets=TARGETS, op=Knockout()),),

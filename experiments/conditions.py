@@ -14,11 +14,14 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale, SetValue
+
+if TYPE_CHECKING:  # study imports this module; the annotation is all that is needed here
+    from experiments.study import Prepared
 
 __all__ = [
     "ALL_LAYERS",
@@ -26,6 +29,7 @@ __all__ = [
     "STUDY_CONDITIONS",
     "ControlMatch",
     "Positions",
+    "Unit",
     "build",
     "condition_op",
     "mass_matched_targets",
@@ -53,6 +57,29 @@ class Positions:
     sample_id: str
     source: int
     targets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One row to compute: a prepared sample under one condition.
+
+    Attributes:
+        sample: the sample (:class:`experiments.study.Prepared`).
+        condition: the edits to apply (none for ``baseline``).
+        record_layer: the row's ``layer`` value: the edited layer, or ``-1`` (:data:`ALL_LAYERS`)
+            for a condition on every layer (see :func:`build`).
+        order: the condition's place in the experiment's list (``condition_order``).
+    """
+
+    sample: Prepared
+    condition: Condition
+    record_layer: int
+    order: int
+
+    @property
+    def key(self) -> str:
+        """``sample/condition/layer``: unique within a table; part keys are built from it."""
+        return f"{self.sample.id}/{self.condition.name}/{self.record_layer}"
 
 
 def scale_name(factor: float) -> str:
@@ -236,7 +263,7 @@ def check_names(names: Sequence[str]) -> None:
 
 
 def plan_units(
-    samples: Sequence[Any],
+    samples: Sequence[Prepared],
     names: Sequence[str],
     *,
     layer: int,
@@ -244,14 +271,14 @@ def plan_units(
     set_value: float | None,
     seed: int,
     controls: dict[str, tuple[int, ...]] | None = None,
-) -> list[tuple[Any, Condition, int, int]]:
-    """``(sample, condition, record layer, condition order)`` for every sample and name.
+) -> list[Unit]:
+    """A :class:`Unit` for every sample and condition name, samples outer, names inner.
 
-    ``samples`` are :class:`experiments.study.Prepared`. A sample whose targets cannot all
-    receive ``set_value`` (``value * |T| >= 1``) gets no SetValue unit (calibration.json lists
-    such samples as ``set_value_infeasible``). ``controls`` maps sample id -> the
-    mass-matched ``random_control`` keys (``experiments.control``); a sample missing from it
-    raises, so a study never mixes matched and unmatched controls.
+    A sample whose targets cannot all receive ``set_value`` (``value * |T| >= 1``) gets no
+    SetValue unit (calibration.json lists such samples as ``set_value_infeasible``).
+    ``controls`` maps sample id -> the mass-matched ``random_control`` keys
+    (``experiments.control``); a sample missing from it raises, so a study never mixes matched
+    and unmatched controls.
     """
     units = []
     for p in samples:
@@ -269,7 +296,7 @@ def plan_units(
                 name, p.positions, layer=layer, n_layers=n_layers, seed=seed,
                 set_value=set_value, control=control,
             )  # fmt: skip
-            units.append((p, cond, rec_layer, order))
+            units.append(Unit(p, cond, rec_layer, order))
     return units
 
 

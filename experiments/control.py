@@ -91,7 +91,6 @@ def match_controls(
         list(samples),
         lambda p: p.id,
         work,
-        chunk_size=max(8, study.cfg.batch_size * 4),
         desc="control",
     )
     table = study.run.assemble("control_match", ORDER, KEYS)

@@ -13,21 +13,15 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from experiments import conditions
-from experiments.calibrate import calibrate
-from experiments.scan import choose_layer, run_scan
-from experiments.study import (
-    CommonConfig,
-    ConfigError,
-    Prepared,
-    Study,
-    open_study,
-    run_chunks,
-)
+from experiments.calibrate import resolve_layer
+from experiments.conditions import Unit
+from experiments.records import GEN_KEYS, GEN_ORDER, generation_row
+from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_study, run_chunks
 from plip_nn.codesrc import MARKERS, generation_suffix, rust_test_end
 from plip_nn.generate import (
     SOURCE_POLICIES,
@@ -36,8 +30,10 @@ from plip_nn.generate import (
     marker_token_sequences,
 )
 
+if TYPE_CHECKING:
+    from analysis.preservation import Preservation
+
 __all__ = [
-    "GEN_ORDER",
     "Config",
     "check_execute",
     "main",
@@ -48,8 +44,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GEN_ORDER = ["language", "sample_id", "condition_order"]
-GEN_KEYS = ["sample_id", "condition", "layer"]
+# A generation batch costs max_new_tokens decoding steps, so its parts hold fewer batches.
+GENERATION_BATCHES_PER_PART = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,11 +138,11 @@ def resolve_execute(requested: str) -> tuple[str, str]:
     return resolve(requested)
 
 
-def _preservation(p: Prepared, text: str, execute: str) -> dict[str, Any]:
+def _preservation(p: Prepared, text: str, execute: str) -> Preservation:
     from analysis.preservation import score
 
     fn = p.sample.function
-    res = score(
+    return score(
         p.language,
         p.sample.code,
         text,
@@ -155,16 +151,6 @@ def _preservation(p: Prepared, text: str, execute: str) -> dict[str, Any]:
         function_source=fn.source,
         execute=execute,
     )
-    return {
-        "function_name": fn.name,
-        "arity": int(fn.arity),
-        "calls_function": bool(res.calls_function),
-        "arity_ok": bool(res.arity_ok),
-        "valid": bool(res.valid),
-        "preserved": bool(res.preserved),
-        "executes": res.executes,
-        "preservation_reason": res.reason,
-    }
 
 
 def run_generation(
@@ -200,19 +186,16 @@ def run_generation(
         log.warning(note)
     study.run.update_manifest(execute={"requested": cfg.execute, "mode": execute, "note": note})
 
-    def key(u: Any) -> str:
-        return f"{u[0].id}/{u[1].name}/{u[2]}"
-
     eos = tok.eos_token
 
-    def work(chunk: list[Any]) -> pd.DataFrame:
+    def work(chunk: list[Unit]) -> pd.DataFrame:
         reqs = [
             GenerationRequest(
-                key=key(u),
-                sample_id=u[0].id,
-                input_ids=u[0].input_ids,
-                condition=u[1],
-                marker_token_seqs=marker_seqs[u[0].language],
+                key=u.key,
+                sample_id=u.sample.id,
+                input_ids=u.sample.input_ids,
+                condition=u.condition,
+                marker_token_seqs=marker_seqs[u.sample.language],
             )
             for u in chunk
         ]
@@ -228,33 +211,20 @@ def run_generation(
             remote=cfg.remote,
         )
         rows = []
-        for (p, cond, rec_layer, order), res in zip(chunk, results, strict=True):
+        for u, res in zip(chunk, results, strict=True):
+            p = u.sample
             text, reason = trim_continuation(p.language, p.sample.code, res.text, eos)
-            op, factor = conditions.condition_op(cond)
-            levels = [v for v in res.step_levels if not math.isnan(v)]
             rows.append(
-                {
-                    "experiment": experiment,
-                    "condition": cond.name,
-                    "condition_order": order,
-                    "op": op,
-                    "factor": float(factor),
-                    "model": study.model_name,
-                    "sample_id": p.id,
-                    "language": p.language,
-                    "layer": int(rec_layer),
-                    "seed": int(cfg.seed),
-                    "prompt": p.sample.code,
-                    "text": text,
-                    "raw_text": res.text,
-                    "tokens": list(res.new_token_ids),
-                    "n_new_tokens": len(res.new_token_ids),
-                    "stop_reason": reason,
-                    "attn_achieved": sum(levels) / len(levels) if levels else math.nan,
-                    "n_edited_steps": int(res.n_edited_steps),
-                    "edit": cond.to_json(),
-                    **_preservation(p, text, execute),
-                }
+                generation_row(
+                    experiment=experiment,
+                    model=study.model_name,
+                    seed=cfg.seed,
+                    unit=u,
+                    result=res,
+                    text=text,
+                    stop_reason=reason,
+                    preservation=_preservation(p, text, execute),
+                )
             )
         return pd.DataFrame(rows)
 
@@ -262,10 +232,10 @@ def run_generation(
         study,
         "generations",
         units,
-        key,
+        lambda u: u.key,
         work,
-        chunk_size=max(8, cfg.batch_size * 2),
         desc="generate",
+        batches_per_part=GENERATION_BATCHES_PER_PART,
     )
     return study.run.assemble("generations", GEN_ORDER, GEN_KEYS)
 
@@ -273,20 +243,11 @@ def run_generation(
 def main(cfg: Config) -> Path:
     """Run generation under each condition; return the run directory."""
     resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2, nothing written
-    needs_scan = cfg.layer is None or "set_value_calibrated" in cfg.conditions
-    kinds = ("generation", "test") if needs_scan else ("generation",)
+    calibrated = "set_value_calibrated" in cfg.conditions
+    scans = cfg.layer is None or calibrated
+    kinds = ("generation", "test") if scans else ("generation",)
     study = open_study(cfg, "generate", kinds, cfg.to_dict())
-    layer = cfg.layer
-    set_value = None
-    if needs_scan:
-        scan = run_scan(study, ("test",))
-        layer = choose_layer(scan) if layer is None else layer
-        if "set_value_calibrated" in cfg.conditions:
-            cal = calibrate(scan, layer)
-            study.run.write_json("calibration.json", cal)
-            set_value = float(cal["set_value"])
-    assert layer is not None
-    study.run.update_manifest(layer=layer)
-    run_generation(study, cfg, layer, set_value)
+    choice = resolve_layer(study, ("test",), calibration=calibrated)
+    run_generation(study, cfg, choice.layer, choice.set_value)
     study.run.finish()
     return study.run.path

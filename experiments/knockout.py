@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments import conditions
+from experiments.calibrate import resolve_layer
+from experiments.conditions import Unit
 from experiments.control import match_controls
 from experiments.records import run_records
-from experiments.scan import choose_layer, run_scan
 from experiments.study import CommonConfig, ConfigError, Study, open_study
 
 __all__ = ["Config", "main", "run_knockout"]
@@ -46,46 +47,44 @@ class Config(CommonConfig):
         object.__setattr__(self, "kinds", tuple(self.kinds))
 
 
-def run_knockout(study: Study, cfg: Config, layer: int) -> None:
+def run_knockout(study: Study, cfg: Config, layer: int | None) -> None:
+    """Records of the knockout conditions at ``layer``; ``None``: a knockout at every layer."""
     n_layers = study.handle.n_layers
-    units = []
+    units: list[Unit] = []
     samples = [p for kind in cfg.kinds for p in study.select(kind)]
-    controls = {} if cfg.every_layer else match_controls(study, samples, layer)
-    for p in samples:
-        if cfg.every_layer:
+    if layer is None:
+        for p in samples:
             cond, _ = conditions.build("baseline", p.positions, layer=0, n_layers=n_layers)
-            units.append((p, cond, -1, 0))
+            units.append(Unit(p, cond, conditions.ALL_LAYERS, 0))
             for lay in range(n_layers):
                 cond, rec_layer = conditions.build(
                     "knockout", p.positions, layer=lay, n_layers=n_layers
                 )
-                units.append((p, cond, rec_layer, 1))
-            continue
-        for order, name in enumerate(CONDITIONS):
-            cond, rec_layer = conditions.build(
-                name,
-                p.positions,
-                layer=layer,
-                n_layers=n_layers,
-                seed=cfg.seed,
-                window=cfg.window,
-                control=controls.get(p.id),
-            )
-            units.append((p, cond, rec_layer, order))
-
-    def probe_layers(rec_layer: int) -> tuple[int, ...]:
-        return tuple(range(n_layers)) if rec_layer == -1 else (rec_layer,)
-
-    run_records(study, units, experiment="knockout", probe_layer=probe_layers, desc="knockout")
+                units.append(Unit(p, cond, rec_layer, 1))
+    else:
+        controls = match_controls(study, samples, layer)
+        for p in samples:
+            for order, name in enumerate(CONDITIONS):
+                cond, rec_layer = conditions.build(
+                    name,
+                    p.positions,
+                    layer=layer,
+                    n_layers=n_layers,
+                    seed=cfg.seed,
+                    window=cfg.window,
+                    control=controls.get(p.id),
+                )
+                units.append(Unit(p, cond, rec_layer, order))
+    run_records(study, units, experiment="knockout", desc="knockout")
 
 
 def main(cfg: Config) -> Path:
     """Run the knockout experiment; return the run directory."""
     study = open_study(cfg, "knockout", cfg.kinds, cfg.to_dict())
-    layer = cfg.layer
-    if layer is None and not cfg.every_layer:
-        layer = choose_layer(run_scan(study, cfg.kinds))
-    study.run.update_manifest(layer=layer if not cfg.every_layer else "all")
-    run_knockout(study, cfg, layer if layer is not None else 0)
+    if cfg.every_layer:  # no layer to choose
+        study.run.update_manifest(layer="all")
+        run_knockout(study, cfg, None)
+    else:
+        run_knockout(study, cfg, resolve_layer(study, cfg.kinds, calibration=False).layer)
     study.run.finish()
     return study.run.path

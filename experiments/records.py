@@ -3,40 +3,65 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from experiments.conditions import condition_op
-from experiments.study import Prepared, run_chunks
-from plip_nn.edits import Condition, Probe
+from experiments.conditions import ALL_LAYERS, Unit, condition_op
+from experiments.study import Prepared, Study, run_chunks
+from plip_nn.edits import Probe
 from plip_nn.trace import Item, ItemResult
 from plip_nn.trace import run as run_items
 
-__all__ = ["RECORD_ORDER", "record_row", "scan_rows"]
+if TYPE_CHECKING:
+    from analysis.preservation import Preservation
+    from plip_nn.generate import GenerationResult
+
+__all__ = [
+    "GEN_KEYS",
+    "GEN_ORDER",
+    "RECORD_KEYS",
+    "RECORD_ORDER",
+    "SCAN_KEYS",
+    "SCAN_ORDER",
+    "generation_row",
+    "record_row",
+    "run_records",
+    "scan_rows",
+]
 
 RECORD_ORDER = ["language", "kind", "sample_id", "condition_order", "layer"]
 RECORD_KEYS = ["sample_id", "condition", "layer"]
 SCAN_ORDER = ["language", "kind", "sample_id", "layer"]
 SCAN_KEYS = ["sample_id", "layer"]
+GEN_ORDER = ["language", "sample_id", "condition_order"]
+GEN_KEYS = ["sample_id", "condition", "layer"]
 
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def _unit_columns(experiment: str, model: str, unit: Unit) -> dict[str, Any]:
+    """The leading columns that name a row: experiment, condition, model and sample."""
+    op, factor = condition_op(unit.condition)
+    return {
+        "experiment": experiment,
+        "condition": unit.condition.name,
+        "condition_order": unit.order,
+        "op": op,
+        "factor": float(factor),
+        "model": model,
+        "sample_id": unit.sample.id,
+        "language": unit.sample.language,
+    }
+
+
 def record_row(
-    *,
-    experiment: str,
-    model: str,
-    seed: int,
-    prepared: Prepared,
-    condition: Condition,
-    layer: int,
-    condition_order: int,
-    result: ItemResult,
+    *, experiment: str, model: str, seed: int, unit: Unit, result: ItemResult
 ) -> dict[str, Any]:
-    """One ``records.parquet`` row.
+    """One ``records.parquet`` row: ``unit`` run through the engine (``result``).
 
     ``attn_*``/``mass_*`` are read on the *edited* edges (for ``random_control`` the random
     ones), averaged over the edited layers; ``target_attn_*`` are always the marker->function
@@ -44,7 +69,8 @@ def record_row(
     real targets is visible too. ``mass_removed`` (knockouts only, else NaN) is the attention
     mass the knockout took from the marker row: ``mass_baseline - mass_achieved``.
     """
-    op, factor = condition_op(condition)
+    prepared, condition = unit.sample, unit.condition
+    names = _unit_columns(experiment, model, unit)
     if condition.edits:
         readings = result.readings
         attn_b = _mean([r.level_before for r in readings])
@@ -60,16 +86,9 @@ def record_row(
     tb = list(result.probe_baseline.values())
     tc = list(result.probe_condition.values())
     return {
-        "experiment": experiment,
-        "condition": condition.name,
-        "condition_order": condition_order,
-        "op": op,
-        "factor": float(factor),
-        "model": model,
-        "sample_id": prepared.id,
-        "language": prepared.language,
+        **names,
         "kind": prepared.kind,
-        "layer": int(layer),
+        "layer": int(unit.record_layer),
         "n_edges": int(n_edges),
         "n_tokens": len(prepared.input_ids),
         "source": prepared.positions.source,
@@ -77,7 +96,7 @@ def record_row(
         "attn_achieved": attn_a,
         "mass_baseline": mass_b,
         "mass_achieved": mass_a,
-        "mass_removed": mass_b - mass_a if op == "knockout" else math.nan,
+        "mass_removed": mass_b - mass_a if names["op"] == "knockout" else math.nan,
         "target_attn_baseline": _mean([lv for lv, _ in tb]),
         "target_attn_condition": _mean([lv for lv, _ in tc]),
         "kl": float(result.kl),
@@ -106,73 +125,93 @@ def scan_rows(*, model: str, prepared: Prepared, result: ItemResult) -> list[dic
     ]
 
 
-def run_records(
-    study: Any,
-    units: list[tuple[Prepared, Condition, int, int]],
+def generation_row(
     *,
     experiment: str,
-    probe_layer: Any,
-    chunk_size: int | None = None,
+    model: str,
+    seed: int,
+    unit: Unit,
+    result: GenerationResult,
+    text: str,
+    stop_reason: str,
+    preservation: Preservation,
+) -> dict[str, Any]:
+    """One ``generations.parquet`` row: ``unit`` generated (``result``), trimmed and scored.
+
+    ``text`` is the continuation trimmed at ``stop_reason`` (``raw_text`` keeps it whole);
+    ``attn_achieved`` is the mean achieved level over the steps that edited a row (NaN when
+    none did, e.g. ``baseline``); the preservation flags are those of ``text``.
+    """
+    prepared = unit.sample
+    fn = prepared.sample.function
+    return {
+        **_unit_columns(experiment, model, unit),
+        "layer": int(unit.record_layer),
+        "seed": int(seed),
+        "prompt": prepared.sample.code,
+        "text": text,
+        "raw_text": result.text,
+        "tokens": list(result.new_token_ids),
+        "n_new_tokens": len(result.new_token_ids),
+        "stop_reason": stop_reason,
+        "attn_achieved": _mean([v for v in result.step_levels if not math.isnan(v)]),
+        "n_edited_steps": int(result.n_edited_steps),
+        "edit": unit.condition.to_json(),
+        "function_name": fn.name,
+        "arity": int(fn.arity),
+        "calls_function": bool(preservation.calls_function),
+        "arity_ok": bool(preservation.arity_ok),
+        "valid": bool(preservation.valid),
+        "preserved": bool(preservation.preserved),
+        "executes": preservation.executes,
+        "preservation_reason": preservation.reason,
+    }
+
+
+def run_records(
+    study: Study,
+    units: Sequence[Unit],
+    *,
+    experiment: str,
     desc: str = "records",
 ) -> pd.DataFrame:
-    """Run (sample, condition, layer, order) units through the engine into ``records``.
+    """Run ``units`` through the engine into ``records``; returns the assembled table.
+
+    Each row reads the marker->function attention (``target_attn_*``, and ``attn_*`` for
+    baseline rows) at its record layer, or at every layer for :data:`ALL_LAYERS`.
 
     Args:
-        study: the open :class:`experiments.study.Study`.
-        units: what to run, in a fixed order (it defines the chunks).
+        study: the open study.
+        units: what to run, in a fixed order (it defines the parts).
         experiment: value of the ``experiment`` column.
-        probe_layer: ``f(layer) -> tuple of layers`` whose marker->function attention is read
-            as ``target_attn_*`` (and as ``attn_*`` for baseline rows).
-        chunk_size: units per part (default: a few batches).
         desc: progress-bar label.
     """
     cfg = study.cfg
+    every_layer = tuple(range(study.handle.n_layers))
 
-    def key(u: tuple[Prepared, Condition, int, int]) -> str:
-        p, cond, layer, _ = u
-        return f"{p.id}/{cond.name}/{layer}"
-
-    def work(chunk: list[tuple[Prepared, Condition, int, int]]) -> pd.DataFrame:
-        items = []
-        for u in chunk:
-            p, cond, layer, _ = u
-            probe = Probe(
-                layers=tuple(probe_layer(layer)),
-                sources=(p.positions.source,),
-                targets=p.positions.targets,
+    def work(chunk: list[Unit]) -> pd.DataFrame:
+        items = [
+            Item(
+                key=u.key,
+                sample_id=u.sample.id,
+                input_ids=u.sample.input_ids,
+                condition=u.condition,
+                probe=Probe(
+                    layers=every_layer if u.record_layer == ALL_LAYERS else (u.record_layer,),
+                    sources=(u.sample.positions.source,),
+                    targets=u.sample.positions.targets,
+                ),
             )
-            items.append(
-                Item(
-                    key=key(u),
-                    sample_id=p.id,
-                    input_ids=p.input_ids,
-                    condition=cond,
-                    probe=probe,
-                )
-            )
+            for u in chunk
+        ]
         results = run_items(study.handle, items, batch_size=cfg.batch_size, remote=cfg.remote)
         rows = [
             record_row(
-                experiment=experiment,
-                model=study.model_name,
-                seed=cfg.seed,
-                prepared=p,
-                condition=cond,
-                layer=layer,
-                condition_order=order,
-                result=res,
+                experiment=experiment, model=study.model_name, seed=cfg.seed, unit=u, result=res
             )
-            for (p, cond, layer, order), res in zip(chunk, results, strict=True)
+            for u, res in zip(chunk, results, strict=True)
         ]
         return pd.DataFrame(rows)
 
-    run_chunks(
-        study,
-        "records",
-        units,
-        key,
-        work,
-        chunk_size=chunk_size or max(8, cfg.batch_size * 4),
-        desc=desc,
-    )
+    run_chunks(study, "records", units, lambda u: u.key, work, desc=desc)
     return study.run.assemble("records", RECORD_ORDER, RECORD_KEYS)

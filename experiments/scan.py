@@ -73,7 +73,6 @@ def run_scan(study: Study, kinds: tuple[str, ...] = ("test", "baseline")) -> pd.
         units,
         lambda p: p.id,
         work,
-        chunk_size=max(8, study.cfg.batch_size * 4),
         desc="scan",
     )
     return study.run.assemble("layer_scan", SCAN_ORDER, SCAN_KEYS)

@@ -9,12 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from experiments import conditions
-from experiments.calibrate import calibrate
+from experiments.calibrate import resolve_layer
 from experiments.records import run_records
-from experiments.scan import choose_layer, run_scan
 from experiments.study import CommonConfig, ConfigError, Study, open_study
 
 __all__ = ["Config", "main", "run_steer"]
@@ -46,32 +44,27 @@ class Config(CommonConfig):
             )
 
 
-def run_steer(study: Study, cfg: Config, layer: int, cal: dict[str, Any] | None) -> None:
+def run_steer(study: Study, cfg: Config, layer: int, set_value: float | None) -> None:
+    """Records of the dose-response conditions at ``layer``; SetValue too when ``set_value``."""
     names = ["baseline", *(conditions.scale_name(f) for f in cfg.factors)]
-    value = None
-    if cfg.set_value and cal is not None:
+    if set_value is not None:
         names.append("set_value_calibrated")
-        value = float(cal["set_value"])
     units = conditions.plan_units(
         study.select("test"),
         names,
         layer=layer,
         n_layers=study.handle.n_layers,
-        set_value=value,
+        set_value=set_value,
         seed=cfg.seed,
     )
-    run_records(study, units, experiment="steer", probe_layer=lambda lay: (lay,), desc="steer")
+    run_records(study, units, experiment="steer", desc="steer")
 
 
 def main(cfg: Config) -> Path:
     """Run the dose-response experiment; return the run directory."""
     study = open_study(cfg, "steer", ("test",), cfg.to_dict())
-    scan = run_scan(study, ("test",))
-    layer = cfg.layer if cfg.layer is not None else choose_layer(scan)
-    cal = calibrate(scan, layer) if cfg.set_value else None
-    if cal is not None:
-        study.run.write_json("calibration.json", cal)
-    study.run.update_manifest(layer=layer)
-    run_steer(study, cfg, layer, cal)
+    # The scan is part of the output even with --layer (the report's layer profile).
+    choice = resolve_layer(study, ("test",), calibration=cfg.set_value, always_scan=True)
+    run_steer(study, cfg, choice.layer, choice.set_value)
     study.run.finish()
     return study.run.path

@@ -28,6 +28,7 @@ __all__ = [
     "Prepared",
     "Study",
     "open_study",
+    "part_units",
     "run_chunks",
 ]
 
@@ -355,6 +356,19 @@ def open_study(
 
 T = TypeVar("T")
 
+BATCHES_PER_PART = 4
+"""Default part size of :func:`run_chunks`, in batches (``--batch-size`` units each)."""
+MIN_PART_UNITS = 8
+
+
+def part_units(batch_size: int, batches_per_part: int) -> int:
+    """Units per part file: ``batches_per_part`` batches of ``batch_size``, at least 8.
+
+    The part is the unit of resume (one parquet file, skipped when it exists). It is sized in
+    batches so that ``--batch-size`` (rows per forward pass) is never capped by a part.
+    """
+    return max(MIN_PART_UNITS, batch_size * batches_per_part)
+
 
 def chunk_key(index: int, ids: Sequence[str]) -> str:
     digest = zlib.crc32("\n".join(ids).encode("utf-8"))
@@ -368,18 +382,19 @@ def run_chunks(
     unit_id: Callable[[T], str],
     work: Callable[[list[T]], pd.DataFrame],
     *,
-    chunk_size: int,
     desc: str,
+    batches_per_part: int = BATCHES_PER_PART,
 ) -> None:
     """Run ``work`` on fixed chunks of ``units``, writing each chunk's rows as one part.
 
-    Chunks whose part exists are skipped (resume). Chunk composition depends only on the
-    unit order and ``chunk_size``, so a resumed run computes the same batches as an
-    uninterrupted one and gets the same numbers.
+    A chunk holds :func:`part_units` units. Chunks whose part exists are skipped (resume).
+    Chunk composition depends only on the unit order and the part size, so a resumed run
+    computes the same batches as an uninterrupted one and gets the same numbers.
     """
     from tqdm.auto import tqdm
 
-    chunks = [list(units[i : i + chunk_size]) for i in range(0, len(units), chunk_size)]
+    size = part_units(study.cfg.batch_size, batches_per_part)
+    chunks = [list(units[i : i + size]) for i in range(0, len(units), size)]
     with tqdm(
         total=len(units), desc=desc, disable=not study.cfg.progress, unit="item", leave=False
     ) as bar:

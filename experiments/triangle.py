@@ -19,12 +19,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from experiments import conditions
-from experiments.calibrate import calibrate
+from experiments.calibrate import resolve_layer
 from experiments.control import match_controls
 from experiments.generate import Config as GenerateConfig
 from experiments.generate import check_execute, resolve_execute, run_generation
 from experiments.records import run_records
-from experiments.scan import choose_layer, run_scan
 from experiments.study import CommonConfig, ConfigError, default_out, open_study
 
 __all__ = ["Config", "main", "main_models", "model_slug"]
@@ -78,14 +77,8 @@ def main(cfg: Config) -> Path:
         resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2 first
     kinds = ("test", "baseline", "generation") if cfg.generation else ("test", "baseline")
     study = open_study(cfg, "triangle", kinds, cfg.to_dict())
-    scan = run_scan(study, ("test", "baseline"))
-    layer = cfg.layer if cfg.layer is not None else choose_layer(scan)
-    cal = calibrate(scan, layer)
-    study.run.write_json("calibration.json", cal)
-    study.run.update_manifest(
-        layer=layer, layer_choice="flag" if cfg.layer is not None else "scan peak"
-    )
-    set_value = float(cal["set_value"])
+    choice = resolve_layer(study, ("test", "baseline"), calibration=True, note_choice=True)
+    layer, set_value = choice.layer, choice.set_value
     n_layers = study.handle.n_layers
     controls = match_controls(study, study.samples, layer)
     units = conditions.plan_units(
@@ -97,13 +90,7 @@ def main(cfg: Config) -> Path:
         seed=cfg.seed,
         controls=controls,
     )
-    run_records(
-        study,
-        units,
-        experiment="triangle",
-        probe_layer=lambda lay: tuple(range(n_layers)) if lay == -1 else (lay,),
-        desc="records",
-    )
+    run_records(study, units, experiment="triangle", desc="records")
     if cfg.generation:
         gen_cfg = GenerateConfig(
             **{k: getattr(cfg, k) for k in CommonConfig.field_names()},

@@ -199,7 +199,7 @@ def generate(
         seed: torch seed for sampling.
         temperature: sampling temperature.
         source_policy: ``"markers"`` or ``"continuation"`` (see the module docstring).
-        batch_size: prompts per ``generate`` call (left-padded).
+        batch_size: prompts per ``generate`` call (left-padded), i.e. rows per forward pass.
         remote: ``"none"``, ``"local"`` or ``"ndif"``.
     """
     if source_policy not in SOURCE_POLICIES:

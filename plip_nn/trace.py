@@ -170,19 +170,23 @@ def run(
     progress: Callable[[int], None] | None = None,
     route: str = "auto",
     session: bool | None = None,
+    prompts_per_chunk: int | None = None,
 ) -> list[ItemResult]:
     """Run ``items`` and return one result per item, in order.
 
     Each forward pass holds up to ``batch_size`` edited items plus one unedited reference row
     per prompt among them; an edited item's KL, top-1, baseline NLL and baseline attention come
     from its prompt's reference row in the same pass (baseline items are reference rows).
-    Prompts are processed in chunks of ``batch_size`` prompts; each chunk is one nnsight session
-    when ``remote`` is not ``"none"`` (one NDIF job per chunk), and log-probs never leave it.
+    Prompts are processed in chunks of ``prompts_per_chunk`` prompts (default ``batch_size``);
+    a chunk's passes are planned together, and when ``remote`` is not ``"none"`` each chunk is
+    one nnsight session (one NDIF job) that log-probs never leave.
 
     Args:
         handle: the loaded model.
         items: what to run; keys must be unique.
         batch_size: items per forward pass (reference rows come on top).
+        prompts_per_chunk: distinct prompts per chunk (one session / NDIF job each when
+            remote); ``None``: ``batch_size``.
         remote: ``"none"`` (local), ``"local"`` (nnsight's offline remote simulation) or
             ``"ndif"`` (key from ``NDIF_API_KEY``).
         keep_logprobs: also return each item's last-position log-probs (local debugging/tests).
@@ -200,6 +204,9 @@ def run(
     """
     if batch_size < 1:
         raise EditSpecError(f"batch_size={batch_size}; use an int >= 1")
+    chunk_prompts = batch_size if prompts_per_chunk is None else prompts_per_chunk
+    if chunk_prompts < 1:
+        raise EditSpecError(f"prompts_per_chunk={prompts_per_chunk}; use an int >= 1 (or None)")
     keys = [it.key for it in items]
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})
@@ -219,8 +226,8 @@ def run(
         by_prompt.setdefault(it.input_ids, []).append(it)
     prompts = list(by_prompt)
     results: dict[str, ItemResult] = {}
-    for start in range(0, len(prompts), batch_size):
-        chunk = {p: by_prompt[p] for p in prompts[start : start + batch_size]}
+    for start in range(0, len(prompts), chunk_prompts):
+        chunk = {p: by_prompt[p] for p in prompts[start : start + chunk_prompts]}
         for res in _run_chunk(
             handle,
             chunk,

@@ -60,7 +60,7 @@ def test_build_uses_the_given_control_keys() -> None:
     p = SimpleNamespace(id="s", positions=pos)
     units = conditions.plan_units([p], ["knockout", "random_control"], layer=1, n_layers=2,
                                   set_value=None, seed=0, controls={"s": (3, 5)})  # fmt: skip
-    assert [u[1].edits[0].targets for u in units] == [(0, 1), (3, 5)]
+    assert [u.condition.edits[0].targets for u in units] == [(0, 1), (3, 5)]
     with pytest.raises(ValueError, match="sample 's' has no mass-matched control keys"):
         conditions.plan_units([p], ["random_control"], layer=1, n_layers=2, set_value=None,
                               seed=0, controls={"other": (3, 5)})  # fmt: skip

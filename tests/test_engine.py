@@ -210,3 +210,32 @@ def test_identity_edit_in_a_mixed_batch_has_exactly_zero_effect():
         assert ident.kl == 0.0 and ident.top1_same
         assert ident.nll_condition == ident.nll_baseline
         assert res[f"{i}/2.0"].kl > 0
+
+
+def test_prompts_per_chunk_is_separate_from_batch_size():
+    """``batch_size`` is rows per pass; how many prompts a chunk (session) holds is its own knob."""
+    from plip_nn.edits import EditSpecError
+
+    handle = tiny_handle("qwen2")  # the cached handle (a second wrap of the model fails)
+    ko = Condition(
+        name="ko",
+        edits=(AttentionEdit(layers=(0,), sources=(LAST,), targets=TARGETS, op=Knockout()),),
+    )
+    items = [_item(ko, ids=tuple(range(3 + i, 15 + i)), key=f"p{i}") for i in range(4)]
+
+    def chunk_sizes(**kw):
+        done: list[int] = []
+        results = run(handle, items, progress=done.append, **kw)
+        return done, [r.kl for r in results]
+
+    default, kl = chunk_sizes(batch_size=8)
+    assert default == [4]  # default: batch_size prompts per chunk
+    one, kl_one = chunk_sizes(batch_size=8, prompts_per_chunk=1)
+    assert one == [1, 1, 1, 1]
+    wide, kl_wide = chunk_sizes(batch_size=1, prompts_per_chunk=3)
+    assert wide == [3, 1]
+    assert all(k > 0 for k in kl)
+    # equal-length prompts: the chunking changes no number
+    assert kl_one == pytest.approx(kl, abs=1e-6) and kl_wide == pytest.approx(kl, abs=1e-6)
+    with pytest.raises(EditSpecError, match="prompts_per_chunk=0"):
+        run(handle, items, prompts_per_chunk=0)

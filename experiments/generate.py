@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Config",
+    "GenerationFlags",
     "check_execute",
     "main",
     "resolve_execute",
@@ -49,14 +50,11 @@ GENERATION_BATCHES_PER_PART = 2
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config(CommonConfig):
-    """Generation config.
+class GenerationFlags(CommonConfig):
+    """The common flags plus how continuations are made and scored (generate and triangle).
 
     Attributes:
-        conditions: condition names (see :mod:`experiments.conditions`).
         max_new_tokens: tokens generated per prompt before trimming.
-        sample: seeded sampling instead of greedy decoding.
-        temperature: sampling temperature.
         source_policy: ``markers`` (prompt marker + generated markers) or ``continuation``.
         execute: where generated tests run for the ``executes`` column: ``auto`` (in the
             bubblewrap sandbox when available, else not run, noted), ``sandbox`` (required),
@@ -64,12 +62,34 @@ class Config(CommonConfig):
             :func:`analysis.preservation.resolve_execute`.
     """
 
-    conditions: tuple[str, ...] = conditions.STUDY_CONDITIONS
     max_new_tokens: int = 40
-    sample: bool = False
-    temperature: float = 1.0
     source_policy: str = "markers"
     execute: str = "auto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r}: use an integer >= 1")
+        if self.source_policy not in SOURCE_POLICIES:
+            raise ConfigError(
+                f"--source-policy {self.source_policy!r}: use one of {', '.join(SOURCE_POLICIES)}"
+            )
+        check_execute(self.execute)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(GenerationFlags):
+    """Generation config.
+
+    Attributes:
+        conditions: condition names (see :mod:`experiments.conditions`).
+        sample: seeded sampling instead of greedy decoding.
+        temperature: sampling temperature.
+    """
+
+    conditions: tuple[str, ...] = conditions.STUDY_CONDITIONS
+    sample: bool = False
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,15 +103,8 @@ class Config(CommonConfig):
                 "set_value_calibrated lifts Rust to the Python level and needs both languages; "
                 "pass --languages python rust or leave that condition out (--conditions ...)"
             )
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r}: use an integer >= 1")
-        if self.source_policy not in SOURCE_POLICIES:
-            raise ConfigError(
-                f"--source-policy {self.source_policy!r}: use one of {', '.join(SOURCE_POLICIES)}"
-            )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"--temperature {self.temperature!r}: use a number > 0")
-        check_execute(self.execute)
 
 
 def trim_continuation(language: str, prompt: str, text: str, eos: str | None) -> tuple[str, str]:

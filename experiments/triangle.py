@@ -22,43 +22,31 @@ from experiments import conditions
 from experiments.calibrate import resolve_layer
 from experiments.control import match_controls
 from experiments.generate import Config as GenerateConfig
-from experiments.generate import check_execute, resolve_execute, run_generation
+from experiments.generate import GenerationFlags, resolve_execute, run_generation
 from experiments.records import run_records
-from experiments.study import CommonConfig, ConfigError, default_out, open_study
+from experiments.study import ConfigError, default_out, open_study
 
 __all__ = ["Config", "main", "main_models", "model_slug"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config(CommonConfig):
-    """Study config.
+class Config(GenerationFlags):
+    """Study config (the generation flags are :class:`experiments.generate.GenerationFlags`).
 
     Attributes:
-        max_new_tokens: generation length before trimming.
-        source_policy: generation source policy (``markers`` or ``continuation``).
-        execute: where generated tests run for the ``executes`` column: ``auto`` (in the
-            bubblewrap sandbox when available, else not run, noted), ``sandbox`` (required),
-            ``off``, or ``unsafe`` (without a sandbox, an explicit opt-in); see
-            :func:`analysis.preservation.resolve_execute`.
         generation: include the generation part (preservation); off = single passes only.
         dose_response: add Scale 0.5, 1, 3, 4 to the records for the dose-response curve.
     """
 
-    max_new_tokens: int = 40
-    source_policy: str = "markers"
-    execute: str = "auto"
     generation: bool = True
     dose_response: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r}: use an integer >= 1")
         if set(self.languages) != {"python", "rust"}:
             raise ConfigError(
                 "the study compares Python with Rust; pass --languages python rust (the default)"
             )
-        check_execute(self.execute)
 
 
 def record_conditions(dose_response: bool) -> list[str]:
@@ -93,11 +81,8 @@ def main(cfg: Config) -> Path:
     run_records(study, units, experiment="triangle", desc="records")
     if cfg.generation:
         gen_cfg = GenerateConfig(
-            **{k: getattr(cfg, k) for k in CommonConfig.field_names()},
+            **{k: getattr(cfg, k) for k in GenerationFlags.field_names()},
             conditions=conditions.STUDY_CONDITIONS,
-            max_new_tokens=cfg.max_new_tokens,
-            source_policy=cfg.source_policy,
-            execute=cfg.execute,
         )
         run_generation(study, gen_cfg, layer, set_value, experiment="triangle", controls=controls)
     from analysis.report import analyze

@@ -206,6 +206,7 @@ BAD = [
     ("generate", ["--max-new-tokens", "0"], "--max-new-tokens"),
     ("generate", ["--temperature", "0"], "--temperature"),
     ("generate", ["--source-policy", "nope"], "--source-policy"),
+    ("triangle", ["--source-policy", "bad"], "--source-policy"),  # shared GenerationFlags
     ("scan", ["--kinds", "nope"], "--kinds"),
     ("steer", ["--layer", "all"], "--layer all is only for knockout, not steer"),
     ("knockout", ["--model", "a", "--model", "b"], "for triangle only, not knockout"),

@@ -15,17 +15,14 @@ Usage: ``python -m benchmarks.engine_overhead [--model embedded|larger|both] [--
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
 from typing import Any
 
 import torch
 
 from benchmarks import models, workload
-from benchmarks.timing import medians, time_variants
-from plip_nn.atomic import atomic_write_text
+from benchmarks.timing import medians, time_variants, write_results
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale, SetValue
 from plip_nn.trace import Item, run
 
@@ -146,22 +143,13 @@ def main(argv: list[str] | None = None) -> int:
                 models.larger(), seq=SIZES["larger"], repeats=args.repeats, only=tuple(args.cases)
             )
         )
-    doc = {
-        "threads": args.threads,
-        "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
-        "cpu_count": os.cpu_count(),
-        "results": results,
-    }
-    text = json.dumps(doc, indent=1)
-    if args.out:
-        atomic_write_text(args.out, text)
-    for r in results:
-        for name, c in r["cases"].items():
-            sys.stdout.write(
-                f"{r['model']:9s} {name:17s} rows={c['rows']:3d} ratio={c['ratio']:.3f} "
-                f"added={c['added_ms']:.1f}ms plain={c['median_s']['plain'] * 1000:.1f}ms\n"
-            )
-    sys.stdout.write(f"load {doc['loadavg_1min_before_after']}\n")
+    write_results(
+        results, threads=args.threads, load_before=load_before, out=args.out,
+        line=lambda r, name, c: (
+            f"{r['model']:9s} {name:17s} rows={c['rows']:3d} ratio={c['ratio']:.3f} "
+            f"added={c['added_ms']:.1f}ms plain={c['median_s']['plain'] * 1000:.1f}ms"
+        ),
+    )  # fmt: skip
     return 0
 
 

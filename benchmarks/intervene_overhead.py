@@ -12,18 +12,15 @@ Usage: ``python -m benchmarks.intervene_overhead [--model embedded|larger|both] 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
 from typing import Any
 
 import torch
 
 import plip_nn
 from benchmarks import models, workload
-from benchmarks.timing import medians, time_variants
-from plip_nn.atomic import atomic_write_text
+from benchmarks.timing import medians, time_variants, write_results
 
 log = logging.getLogger(__name__)
 
@@ -90,23 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         results.append(measure(models.embedded(), seq=SIZES["embedded"], repeats=args.repeats))
     if args.model in ("larger", "both"):
         results.append(measure(models.larger(), seq=SIZES["larger"], repeats=args.repeats))
-    doc = {
-        "threads": args.threads,
-        "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
-        "cpu_count": os.cpu_count(),
-        "results": results,
-    }
-    text = json.dumps(doc, indent=1)
-    if args.out:
-        atomic_write_text(args.out, text)
-    for r in results:
-        for name, c in r["cases"].items():
-            m = c["median_s"]
-            sys.stdout.write(
-                f"{r['model']:9s} {name:11s} ratio={c['ratio']:.3f} "
-                f"trace={m['trace'] * 1000:.1f}ms with={m['trace+intervene'] * 1000:.1f}ms\n"
-            )
-    sys.stdout.write(f"load {doc['loadavg_1min_before_after']}\n")
+    write_results(
+        results, threads=args.threads, load_before=load_before, out=args.out,
+        line=lambda r, name, c: (
+            f"{r['model']:9s} {name:11s} ratio={c['ratio']:.3f} "
+            f"trace={c['median_s']['trace'] * 1000:.1f}ms "
+            f"with={c['median_s']['trace+intervene'] * 1000:.1f}ms"
+        ),
+    )  # fmt: skip
     return 0
 
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
+
+from plip_nn.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +43,28 @@ def median(xs: list[float]) -> float:
 
 def medians(times: dict[str, list[float]]) -> dict[str, float]:
     return {k: median(v) for k, v in times.items()}
+
+
+def write_results(
+    results: list[dict[str, Any]],
+    *,
+    threads: int,
+    load_before: float,
+    out: str | None,
+    line: Callable[[dict[str, Any], str, dict[str, Any]], str],
+) -> dict[str, Any]:
+    """The overhead scripts' output: the JSON document (to ``out``, atomically, when given)
+    and one stdout line per model and case, ``line(result, case_name, case)``."""
+    doc = {
+        "threads": threads,
+        "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
+        "cpu_count": os.cpu_count(),
+        "results": results,
+    }
+    if out:
+        atomic_write_text(out, json.dumps(doc, indent=1))
+    for r in results:
+        for name, case in r["cases"].items():
+            sys.stdout.write(line(r, name, case) + "\n")
+    sys.stdout.write(f"load {doc['loadavg_1min_before_after']}\n")
+    return doc

@@ -8,8 +8,8 @@ import pytest
 @pytest.fixture(autouse=True)
 def _fresh_execution_memo():
     """Each test runs generated programs itself (the scorer memoises runs in-process)."""
-    from analysis import preservation
+    from analysis import execution
 
-    preservation._execute_python.cache_clear()
-    preservation._execute_rust.cache_clear()
+    execution.execute_python.cache_clear()
+    execution.execute_rust.cache_clear()
     yield

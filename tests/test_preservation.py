@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sandbox_marks import needs_sandbox
 
-from analysis.preservation import Preservation, _rustc, score, score_python, score_rust
+from analysis.execution import rustc
+from analysis.preservation import Preservation, score, score_python, score_rust
 
 # ----------------------------------------------------------------------------- Python fixtures
 
@@ -536,7 +537,7 @@ def test_rust_case_count() -> None:
     assert len({c[0] for c in RS_CASES}) == len(RS_CASES)
 
 
-needs_rustc = pytest.mark.skipif(_rustc() is None, reason="rustc not installed")
+needs_rustc = pytest.mark.skipif(rustc() is None, reason="rustc not installed")
 
 RS_EXEC = [
     (A, "test_add() {\n    assert_eq!(add(2, 3), 5);\n}\n", True),
@@ -568,9 +569,9 @@ def test_rust_invalid_not_executed() -> None:
 
 
 def test_rust_no_rustc_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    import analysis.preservation as mod
+    import analysis.execution as mod
 
-    monkeypatch.setattr(mod, "_rustc", lambda: None)
+    monkeypatch.setattr(mod, "rustc", lambda: None)
     got = score_rust(
         RS_ADD, RS_CASES[0][2], function_name="add", arity=2, function_source=RS_ADD_SRC
     )
@@ -691,7 +692,7 @@ def test_rust_marker_prompt_needs_a_function_after_it() -> None:
 
 
 def test_identical_generated_tests_run_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import analysis.preservation as pres
+    import analysis.execution as pres
 
     calls: list[list[str]] = []
 

@@ -26,7 +26,8 @@ import pytest
 from sandbox_marks import needs_sandbox
 
 from analysis import sandbox
-from analysis.preservation import Preservation, _rustc, score, score_python, score_rust
+from analysis.execution import rustc
+from analysis.preservation import Preservation, score, score_python, score_rust
 
 pytestmark = needs_sandbox
 
@@ -37,7 +38,7 @@ RS_SRC = "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n"
 RS_PROMPT = RS_SRC + "\n#[test]\nfn "
 FAKE_KEY = "ndif-FAKE-" + uuid.uuid4().hex
 
-needs_rustc = pytest.mark.skipif(_rustc() is None, reason="rustc not installed")
+needs_rustc = pytest.mark.skipif(rustc() is None, reason="rustc not installed")
 
 
 def doctest(*lines: str, want: str = "True") -> str:

@@ -194,7 +194,8 @@ def annotate_python(
     Args:
         code: The sample's code.
         kind: ``"test"``, ``"baseline"`` or ``"generation"``; ``None`` infers generation when
-            the code ends with ``">>> "`` and test otherwise.
+            the code ends with a generation ending (``>>>``, or the older ``>>> ``;
+            :func:`plip_nn.codesrc.generation_suffix`) and test otherwise.
         function: Name of the function under test, when the default choice is not wanted.
         source: Generation only: the complete program defining the function (required, since
             the prompt stops inside the docstring).

@@ -164,7 +164,8 @@ def annotate_rust(
     Args:
         code: The sample's code.
         kind: ``"test"``, ``"baseline"`` or ``"generation"``; ``None`` infers generation when
-            the code ends with ``"#[test]\\nfn "`` and test otherwise.
+            the code ends with a generation ending (``#[test]`` and its line break, or the older
+            ``#[test]\\nfn ``; :func:`plip_nn.codesrc.generation_suffix`) and test otherwise.
         function: Name of the function under test, when the default choice is not wanted.
         sample_id: Named in errors.
 

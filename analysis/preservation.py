@@ -38,19 +38,11 @@ Calls and arity:
 
 An invalid test is never run: ``executes`` is False for it unless ``execute="off"``.
 
-Execution never happens in this process. Python runs ``python -I -m doctest`` on a temp module
-(``function_source`` with its own docstrings removed, plus the generated doctest as
-``__test__``), Rust runs ``rustc --edition 2021 --test`` and then the test binary. ``execute``
-says where:
-
-* ``"sandbox"`` (default): inside :mod:`analysis.sandbox` (bubblewrap: no network, read-only
-  system, private /tmp, no view of the parent's environment or processes, CPU/memory/file-size/
-  process limits, output cap, everything killed at the timeout). Raises
-  :class:`~analysis.sandbox.SandboxUnavailable` when there is no working sandbox.
-* ``"unsafe"``: a plain subprocess with a scrubbed environment, a temp working directory and a
-  timeout, and nothing else. Generated code can then read and write what this user can; only
-  for an explicit opt-in (``--execute unsafe``).
-* ``"off"``: not run.
+Execution never happens in this process; :mod:`analysis.execution` runs the test (Python: the
+function's module with the generated doctest; Rust: ``rustc --test`` and the binary) where
+``execute`` says: ``"sandbox"`` (default; bubblewrap, or
+:class:`~analysis.sandbox.SandboxUnavailable` when there is none), ``"unsafe"`` (a plain
+subprocess, an explicit opt-in) or ``"off"`` (not run).
 
 A timeout, a killed sandbox or a failure counts as ``executes=False`` (with the reason);
 ``executes=None`` means not attempted (``"off"``, or no rustc).

@@ -14,7 +14,6 @@ Usage: ``python -m benchmarks.engine_overhead [--model embedded|larger|both] [--
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 
 from benchmarks import models, workload
-from benchmarks.timing import medians, time_variants, write_results
+from benchmarks.timing import medians, overhead_parser, time_variants, write_results
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale, SetValue
 from plip_nn.trace import Item, run
 
@@ -112,11 +111,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("embedded", "larger", "both"), default="both")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=None, help="write the JSON here as well")
+    parser = overhead_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--cases",
         nargs="+",

@@ -11,7 +11,6 @@ Usage: ``python -m benchmarks.intervene_overhead [--model embedded|larger|both] 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 
 import plip_nn
 from benchmarks import models, workload
-from benchmarks.timing import medians, time_variants, write_results
+from benchmarks.timing import medians, overhead_parser, time_variants, write_results
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +72,7 @@ def measure(bm: models.BenchModel, *, seq: int, repeats: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("embedded", "larger", "both"), default="both")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=None, help="write the JSON here as well")
+    parser = overhead_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import logging
@@ -43,6 +44,16 @@ def median(xs: list[float]) -> float:
 
 def medians(times: dict[str, list[float]]) -> dict[str, float]:
     return {k: median(v) for k, v in times.items()}
+
+
+def overhead_parser(description: str) -> argparse.ArgumentParser:
+    """The overhead scripts' common flags: --model, --repeats, --threads, --out."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", choices=("embedded", "larger", "both"), default="both")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None, help="write the JSON here as well")
+    return parser
 
 
 def write_results(

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from synthetic_code import CodeGenerator
+from synthetic_code import CodeGenerator, pick_by_arity
 
 _STR_HINTS = ("s", "text", "name", "path", "string", "line", "word", "prefix", "suffix", "sep",
               "fmt", "url", "key", "char", "encoding", "mode", "msg", "label", "pattern", "src")  # fmt: skip
@@ -215,12 +215,8 @@ RS_TEST_NAMES = ("test_{n}", "test_{n}", "test_{n}", "{n}_works", "it_works", "s
 
 
 def _pick(rng: random.Random, fns: Sequence[dict[str, Any]], key: str, balance: bool) -> Any:
-    """One function; with ``balance``, the parameter count is drawn uniformly first."""
-    if not balance:
-        return rng.choice(fns)
-    arities = sorted({len(f[key]) for f in fns})
-    n = rng.choice(arities)
-    return rng.choice([f for f in fns if len(f[key]) == n])
+    """One function; with ``balance``, the parameter count ``len(fn[key])`` is drawn first."""
+    return pick_by_arity(rng, fns, lambda f: len(f[key]), balance)
 
 
 def build(

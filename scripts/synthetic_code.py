@@ -195,6 +195,17 @@ def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line if line else line for line in text.splitlines())
 
 
+def pick_by_arity(
+    rng: random.Random, items: Sequence[Any], arity: Callable[[Any], int], balance: bool
+) -> Any:
+    """One of ``items``; with ``balance`` (curriculum v3) the parameter count ``arity(item)`` is
+    drawn uniformly first, so rare arities are as common as frequent ones."""
+    if not balance:
+        return rng.choice(items)
+    n = rng.choice(sorted({arity(x) for x in items}))
+    return rng.choice([x for x in items if arity(x) == n])
+
+
 class CodeGenerator:
     """Seeded generator of synthetic Python/Rust documents that pair functions with tests.
 
@@ -247,11 +258,7 @@ class CodeGenerator:
                 return name
 
     def _template(self, templates: Sequence[Any]) -> Any:
-        if not self.arity_balance:
-            return self.rng.choice(templates)
-        arities = sorted({len(t.kinds) for t in templates})
-        n = self.rng.choice(arities)
-        return self.rng.choice([t for t in templates if len(t.kinds) == n])
+        return pick_by_arity(self.rng, templates, lambda t: len(t.kinds), self.arity_balance)
 
     def _name(self, used: set[str]) -> str:
         while True:

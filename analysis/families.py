@@ -21,15 +21,22 @@ __all__ = ["FAMILIES", "FAMILY_KEYS", "adjust_table", "bonferroni"]
 
 FAMILY_KEYS = ("model", "language", "family")
 FAMILIES: dict[str, str] = {
-    "observe": "baseline attention level, Python vs Rust (Welch t; pooled Cohen's d)",
+    "observe": "baseline attention level at the chosen layer, Python vs Rust, raw and "
+    "position-normalised (Welch t; pooled Cohen's d)",
     "manipulation": "attention achieved vs baseline under each steering condition, paired "
-    "(Wilcoxon signed-rank counted; paired t and d_z shown)",
-    "knockout_kl": "per-sample KL, knockout / knockout_all_layers vs the mass-matched "
-    "random_control, paired (Wilcoxon counted; bootstrap CI shown)",
+    "(Wilcoxon signed-rank counted; paired t and d_z shown); a deciding steering condition "
+    "must pass this family's Bonferroni test",
+    "knockout_kl": "per-prompt KL at the prediction, each knockout scope vs its first control "
+    "draw, paired (Wilcoxon counted; bootstrap CI shown)",
     "preservation": "preserved under each condition vs baseline, paired (exact McNemar "
-    "counted; conditional odds ratio shown)",
-    "triangle": "the deciding tests of the outcome (knockout vs random_control and each "
-    "steering condition vs baseline); the decision uses this family's Bonferroni p",
+    "counted; Newcombe CIs)",
+    "triangle": "the deciding tests of one model and language: each knockout scope vs its "
+    "mass-matched control (first draw counted; the other draws are adjusted with the same m and "
+    "must agree) and each deciding steering condition vs baseline; the decision uses this "
+    "family's Bonferroni p",
+    "h1": "knockout effect Python − Rust per scope and measure (unpaired bootstrap CI; no p)",
+    "h2": "dose-response per language: GEE logistic trend (counted) with the permutation "
+    "cross-check, and the hinge at the Python level",
 }
 
 
@@ -41,9 +48,12 @@ def bonferroni(pvalues: ArrayLike) -> np.ndarray:
 def adjust_table(df: pd.DataFrame) -> pd.DataFrame:
     """Fill ``p_bonferroni``, ``p_holm`` and ``family_size`` for rows with ``counted`` true.
 
-    Rows not counted (or without a p-value) get NaN and family_size 0.
+    Rows not counted get NaN and family_size 0, unless they already carry a ``p_bonferroni``
+    (a control draw adjusted by the decision with its family's m): that value is kept.
     """
     out = df.copy()
+    given = out["p_bonferroni"] if "p_bonferroni" in out else pd.Series(np.nan, index=out.index)
+    given_m = out["family_size"] if "family_size" in out else pd.Series(0, index=out.index)
     out["p_bonferroni"] = np.nan
     out["p_holm"] = np.nan
     out["family_size"] = 0
@@ -53,4 +63,7 @@ def adjust_table(df: pd.DataFrame) -> pd.DataFrame:
         out.loc[idx, "p_bonferroni"] = bonferroni(p)
         out.loc[idx, "p_holm"] = correct(p, "holm")
         out.loc[idx, "family_size"] = len(idx)
+    keep = ~use & given.notna()
+    out.loc[keep, "p_bonferroni"] = given[keep]
+    out.loc[keep, "family_size"] = given_m[keep].fillna(0).astype(int)
     return out

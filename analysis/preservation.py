@@ -10,8 +10,9 @@ Prompt conventions and trimming (what part of a continuation is scored):
 * **Python**: the prompt is a function whose docstring ends with ``>>>`` (the older ``>>> ``
   ending is accepted). The scored doctest is the prompt's last line (its indentation and
   ``>>>``) followed by the continuation cut at the first closing docstring delimiter (the
-  ``\"\"\"`` or ``'''`` that opened the docstring); without a closing delimiter the whole
-  continuation is scored.
+  ``\"\"\"`` or ``'''`` that opened the docstring) and after its first *checked* example (the
+  first with an expected output, with the setup examples before it): **only the first test**
+  is scored, as only the first Rust test function is -- one rule for both languages.
 * **Rust**: the prompt ends with ``#[test]\\n`` (or the older ``#[test]\\nfn ``). The scored
   test is that ending + the continuation cut after the ``}`` that closes the test function's
   body (:func:`plip_nn.codesrc.rust_test_end`); braces are matched on tree-sitter tokens, so
@@ -161,7 +162,24 @@ def _python_doctest_text(prompt: str, continuation: str) -> str:
     cut = continuation.find(delim)
     body = continuation if cut < 0 else continuation[:cut]
     text = last_line + body
-    return text if text.endswith("\n") else text + "\n"
+    text = text if text.endswith("\n") else text + "\n"
+    return _first_test(text)
+
+
+def _first_test(text: str) -> str:
+    """The doctest cut after its first *checked* example (one with an expected output): the
+    Python counterpart of Rust's first test function, setup lines (``>>> c = Counter()``)
+    included, later tests left out. Text that does not parse, or has no checked example, is
+    kept whole."""
+    try:
+        examples = doctest.DocTestParser().get_examples(text)
+    except ValueError:
+        return text
+    for ex in examples:
+        if ex.want:
+            end = ex.lineno + len(ex.source.splitlines()) + len(ex.want.splitlines())
+            return "\n".join(text.split("\n")[:end]) + "\n"
+    return text
 
 
 def _python_method_class(function_source: str, function_name: str) -> str | None:

@@ -1,82 +1,87 @@
-"""The causal triangle: knockout effect × steering effect → the seed's four interpretations.
+"""The causal triangle by scope: knockout × steering → the seed's interpretations, extended.
 
-Decision rule (per model and language; α = ``alpha``):
+Per model and language (α = ``alpha``, equivalence margin ``margin``):
 
-* **Knockout effect** ("is the attention necessary?"). With generations holding ``knockout`` and
-  ``random_control``: exact McNemar on ``preserved``, paired by sample, ``random_control`` →
-  ``knockout``; predicted = a significant *drop* under knockout. Without generations: Wilcoxon
-  signed-rank on per-sample KL(baseline ‖ ·), ``knockout`` vs ``random_control`` (``kind ==
-  "test"`` records, paired by sample and layer); predicted = a significantly *larger* KL under
-  knockout. ``random_control`` is matched to the knockout on edge count and removed attention
-  mass (``experiments.conditions``). The other test, when present, is supporting evidence.
-* **Steering effect** ("is the attention malleable?"). Exact McNemar on ``preserved`` from
-  generations, ``baseline`` → each of ``set_value_calibrated`` and ``scale_2`` present;
-  predicted = a significant *rise* in preservation under any of them. The manipulation check
-  (did the edit move the attention?) is paired: Wilcoxon signed-rank of ``attn_achieved`` vs
-  ``attn_baseline`` of the same rows, with the paired t and d_z as support. Without
-  generations the steering effect cannot be judged (inconclusive).
-* The deciding p-values are Bonferroni-corrected over the deciding tests of the outcome
-  (1 knockout test + the steering tests; :mod:`analysis.families`); a test is significant when
-  p_adj < α. A p-value of 0 is a p-value.
-* Each effect is one of ``EFFECTS``: **predicted** (significant in the predicted direction),
-  **opposite** (significant in the other direction: reported as such, never as "no effect"),
-  **none** (not significant, and powered), **inconclusive** (not significant with low power:
-  fewer than ``min_pairs`` pairs, or an exact McNemar test that could not have reached
-  p_adj < α even if every pair with room to move had moved -- room = pairs preserved under
-  ``random_control`` for knockout, pairs *not* preserved at baseline for steering; the
-  smallest attainable exact p with r such pairs is 2·0.5^r). When one steering condition
-  rises and another drops, the effect is predicted and the drop is named in the direction.
+* **Knockout, per scope** (rows/targets/layers; :mod:`plip_nn.scope`): with generations, the
+  paired change in ``preserved``, knockout − random control, for each control draw: exact
+  McNemar, Newcombe CIs (:mod:`analysis.equivalence`). Predicted = a significant *drop*. A
+  draw's verdict is :func:`analysis.equivalence.classify_change`; the scope's verdict is the
+  draws' common verdict, or *inconclusive* when the draws disagree (the result would depend
+  on the control draw). Without generations, the Wilcoxon test of the per-prompt KL at the
+  prediction, knockout vs control, decides (predicted = a significantly larger KL; there is no
+  KL margin, so a null is inconclusive).
+* **Reach gate** (:mod:`analysis.reach`): a scope whose knockout stays at the KL noise floor
+  and leaves almost every generation unchanged **does not reach the output**; that, and never
+  "no effect", is its verdict.
+* **Steering**, in the default scope at the chosen layer: each of ``scale_2``,
+  ``scale_calibrated`` and ``set_value_calibrated`` against ``baseline`` (paired change in
+  ``preserved``; predicted = a rise). A condition decides only if its **manipulation check**
+  passes: its achieved attention moved the intended way (Wilcoxon signed-rank of achieved vs
+  baseline level, Bonferroni over the steering conditions, p_adj < α). The Python SetValue
+  condition sets Python to its own level: it is the roadmap's control and never decides. The
+  effect is predicted if any deciding condition rises significantly, opposite if one drops and
+  none rises, none if every deciding condition is equivalent to no change, else inconclusive.
+* **Family**: the deciding tests of one model and language -- one knockout test per scope and
+  the deciding steering tests -- are Bonferroni-corrected together (m = their number); every
+  control draw is adjusted with that same m (the draws must agree, which only makes the
+  decision stricter). :mod:`analysis.families` holds the correction.
 
-Outcome matrix (seed, "3.2 Outcome Matrix", extended): predicted × predicted → "causal and
-malleable", predicted × none → "causal one-way", none × predicted → "confounded", none × none
-→ "epiphenomenal"; any opposite effect → an "opposite direction" outcome that names the side
-(it takes precedence over low power on the other side, since it is a finding); otherwise
-either side inconclusive → "inconclusive (low power)". ``interpretation_table()`` lists all
-sixteen cells.
+Each (scope, language) cell interprets (knockout effect in that scope, steering effect):
+predicted × predicted → "causal and malleable", predicted × none → "causal one-way",
+none × predicted → "confounded", none × none → "epiphenomenal"; an opposite effect names its
+side; "does not reach the output" when the knockout never reached it; otherwise
+"inconclusive".
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from typing import Literal
-
+import math
+from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from analysis.families import bonferroni
-from analysis.hypothesis import (
-    TestResult,
-    cohens_d,
-    mcnemar_from_pairs,
-    mcnemar_odds_ratio,
-    paired_t,
-    wilcoxon_signed_rank,
+from analysis.equivalence import (
+    EFFECTS,
+    Effect,
+    PairedDifference,
+    classify_change,
+    mcnemar_power,
+    paired_difference,
 )
+from analysis.families import bonferroni
+from analysis.hypothesis import TestResult, cohens_d, paired_t, wilcoxon_signed_rank
 from analysis.pairing import paired
+from analysis.reach import Reach, kl_floor, reach, token_identical
+from analysis.scopes import scope_order, with_scope
 
 __all__ = [
-    "EFFECTS",
+    "DECIDING_STEERING",
+    "EFFECT_WORDS",
     "INCONCLUSIVE",
     "INTERPRETATIONS",
+    "UNREACHED",
+    "DrawResult",
+    "KnockoutOutcome",
+    "SteeringOutcome",
+    "SteeringTest",
     "TriangleOutcome",
-    "TriangleTest",
     "classify",
     "classify_all",
     "interpret",
     "interpretation_table",
+    "manipulation_tests",
 ]
 
 log = logging.getLogger(__name__)
 
-Effect = Literal["predicted", "none", "opposite", "inconclusive"]
-EFFECTS: tuple[Effect, ...] = ("predicted", "none", "opposite", "inconclusive")
 EFFECT_WORDS: dict[str, str] = {
     "predicted": "in the predicted direction",
-    "none": "no effect (powered)",
+    "none": "no effect (equivalent within the margin)",
     "opposite": "opposite direction",
-    "inconclusive": "inconclusive (low power)",
+    "inconclusive": "inconclusive",
+    "unreached": "the edit does not reach the output",
 }
 INTERPRETATIONS: dict[tuple[bool, bool], str] = {
     (True, True): "causal and malleable",
@@ -84,118 +89,173 @@ INTERPRETATIONS: dict[tuple[bool, bool], str] = {
     (False, True): "confounded",
     (False, False): "epiphenomenal",
 }
-INCONCLUSIVE = "inconclusive (low power)"
+INCONCLUSIVE = "inconclusive"
+UNREACHED = "the edit does not reach the output"
 OPPOSITE_KNOCKOUT = "opposite direction (knockout)"
 OPPOSITE_STEERING = "opposite direction (steering)"
 OPPOSITE_BOTH = "opposite direction (knockout and steering)"
-STEERING_CONDITIONS = ("set_value_calibrated", "scale_2")
+DECIDING_STEERING = ("scale_2", "scale_calibrated", "set_value_calibrated")
+"""The steering arms that may decide (others are the dose-response of H2)."""
+SETVALUE_CONTROL_LANGUAGE = "python"
+"""SetValue at the Python level is a no-op control in Python (the roadmap's control)."""
 
 
 def interpret(knockout: str, steering: str) -> str:
-    """The outcome for one (knockout effect, steering effect) pair of ``EFFECTS``."""
+    """The outcome of one (knockout effect, steering effect) pair of :data:`EFFECTS`."""
     for e in (knockout, steering):
         if e not in EFFECTS:
             raise ValueError(f"effect {e!r} is not one of {EFFECTS}")
+    if knockout == "unreached":
+        return UNREACHED
     if knockout == "opposite" and steering == "opposite":
         return OPPOSITE_BOTH
     if knockout == "opposite":
         return OPPOSITE_KNOCKOUT
     if steering == "opposite":
         return OPPOSITE_STEERING
-    if "inconclusive" in (knockout, steering):
+    if "inconclusive" in (knockout, steering) or "unreached" in (knockout, steering):
         return INCONCLUSIVE
     return INTERPRETATIONS[(knockout == "predicted", steering == "predicted")]
 
 
 def interpretation_table() -> pd.DataFrame:
-    """All sixteen (knockout effect, steering effect) cells with their outcome."""
+    """Every (knockout effect, steering effect) cell with its outcome."""
     return pd.DataFrame(
         [
-            {
-                "knockout effect": EFFECT_WORDS[k],
-                "steering effect": EFFECT_WORDS[s],
-                "outcome": interpret(k, s),
-            }
+            {"knockout effect": EFFECT_WORDS[k], "steering effect": EFFECT_WORDS[s],
+             "outcome": interpret(k, s)}
             for k in EFFECTS
             for s in EFFECTS
+            if s != "unreached"
         ]
-    )
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
-class TriangleTest:
-    """One test behind an outcome.
+class DrawResult:
+    """One control draw's comparison with the knockout of a scope.
 
     Attributes:
-        role: ``knockout`` / ``steering`` (deciding or supporting) or ``manipulation``.
-        condition: the compared condition; reference: what it is compared with.
-        measure: ``preserved``, ``kl`` or ``attention``.
-        result: the test.
-        p_adjusted: Bonferroni-adjusted p over the deciding tests (None when not deciding).
-        decides: whether the outcome's decision rests on this test.
-        direction: sign of the observed change condition − reference (+1, −1, 0): of c − b
-            for McNemar, of the signed-rank sum W+ − W− for Wilcoxon (whose median difference
-            can be 0 while the test is significant).
+        draw: the control draw.
+        diff: paired change in ``preserved``, knockout − control (None without generations).
+        kl: Wilcoxon signed-rank of KL at the prediction, knockout vs control (None without
+            records); effect = median difference.
+        kl_direction: sign of the rank sums (W+ − W−) of knockout − control KL.
+        pvalue / p_adjusted: the deciding test's p (preservation when there are generations,
+            else KL) and its Bonferroni adjustment over the family.
+        effect / words: the draw's verdict and its reason.
     """
 
-    role: Literal["knockout", "steering", "manipulation"]
-    condition: str
-    reference: str
+    draw: int
+    diff: PairedDifference | None
+    kl: TestResult | None
+    kl_direction: int
+    pvalue: float
+    p_adjusted: float
+    effect: Effect
+    words: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class KnockoutOutcome:
+    """The knockout verdict of one scope in one language.
+
+    Attributes:
+        scope: the scope label (``rows/targets/layers``).
+        effect / words: the verdict and its reason in words.
+        measure: ``preserved`` (generations decide) or ``kl`` (single passes only).
+        draws: one result per control draw (the first decides with the others).
+        reach: whether the knockout reached the output.
+        power: power of the exact McNemar test at α_adj to detect a ``margin`` drop, at the
+            observed discordance (NaN without generations).
+        knockout_rate / control_rate: preservation under knockout and the first control.
+        n_pairs: pairs behind the first draw's decision.
+    """
+
+    scope: str
+    effect: Effect
+    words: str
     measure: str
-    result: TestResult
-    p_adjusted: float | None = None
-    decides: bool = False
-    direction: int = 0
+    draws: tuple[DrawResult, ...]
+    reach: Reach
+    power: float
+    knockout_rate: float
+    control_rate: float
+    n_pairs: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteeringTest:
+    """One steering condition against baseline.
+
+    Attributes:
+        arm / condition: the arm (``scale_2``) and its full condition name.
+        role: ``deciding``, ``control`` (Python SetValue), ``not deciding`` (manipulation
+            failed), or ``dose`` (H2 evidence only).
+        intended: the intended direction of the attention change (+1 raise, −1 lower).
+        manipulation: Wilcoxon of achieved vs baseline attention (None without records).
+        manipulation_p_adjusted: Bonferroni over the steering conditions of this language.
+        manipulation_ok: the attention moved the intended way, significantly.
+        d_z: paired standardized effect of the manipulation.
+        diff: paired change in ``preserved`` vs baseline (None without generations).
+        p_adjusted: Bonferroni over the triangle family (deciding tests only).
+        effect / words: verdict of a deciding test.
+    """
+
+    arm: str
+    condition: str
+    role: str
+    intended: int
+    manipulation: TestResult | None
+    manipulation_p_adjusted: float
+    manipulation_ok: bool
+    d_z: float
+    diff: PairedDifference | None
+    p_adjusted: float | None
+    effect: Effect | None
+    words: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteeringOutcome:
+    effect: Effect
+    words: str
+    tests: tuple[SteeringTest, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class TriangleOutcome:
-    """The classified causal triangle for one model and language.
+    """The triangle of one model and language, by scope.
 
     Attributes:
         model, language: what was classified.
-        alpha: significance level of the decision.
-        knockout_effect / steering_effect: one of ``EFFECTS``.
-        knockout_direction / steering_direction: plain words on the observed direction.
-        interpretation: the outcome (``interpret``).
-        n_pairs: paired samples behind the knockout and steering decisions.
-        tests: every test run, deciding and supporting.
-        rule: the decision rule in words (for the report).
-        power: the power rule that applied to each side, in words.
+        alpha, margin: decision level and equivalence margin.
         family_size: deciding tests the Bonferroni correction divided α by.
-        d_z: paired standardized effect of the manipulation check per steering condition.
+        knockouts: one verdict per knockout scope, in reading order.
+        steering: the steering verdict (default scope).
+        cells: scope -> interpretation of (knockout in that scope, steering).
+        rule: the decision rule in words.
     """
 
     model: str
     language: str
     alpha: float
-    knockout_effect: Effect
-    steering_effect: Effect
-    knockout_direction: str
-    steering_direction: str
-    interpretation: str
-    n_pairs: dict[str, int] = field(default_factory=dict)
-    tests: tuple[TriangleTest, ...] = ()
+    margin: float
+    family_size: int
+    knockouts: tuple[KnockoutOutcome, ...]
+    steering: SteeringOutcome
+    cells: dict[str, str] = field(default_factory=dict)
     rule: str = ""
-    power: dict[str, str] = field(default_factory=dict)
-    family_size: int = 1
-    d_z: dict[str, float] = field(default_factory=dict)
+
+    def knockout(self, scope: str) -> KnockoutOutcome | None:
+        return next((k for k in self.knockouts if k.scope == scope), None)
 
 
-def _select(df: pd.DataFrame, model: str, language: str) -> pd.DataFrame:
-    return df[(df["model"] == model) & (df["language"] == language)]
-
-
-def _min_exact_p(room: int) -> float:
-    return min(1.0, 2 * 0.5**room)
-
-
-def _tests_only(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["kind"] == "test"] if "kind" in df else df
-
-
-def _sign(x: float) -> int:
-    return int(np.sign(x))
+def _select(df: pd.DataFrame | None, model: str, language: str) -> pd.DataFrame | None:
+    if df is None or not len(df):
+        return None
+    sub = df[(df["model"] == model) & (df["language"] == language)]
+    return sub if len(sub) else None
 
 
 def _rank_sign(diff: pd.Series) -> int:
@@ -205,53 +265,15 @@ def _rank_sign(diff: pd.Series) -> int:
     if d.size == 0:
         return 0
     ranks = rankdata(np.abs(d))
-    return _sign(float(ranks[d > 0].sum() - ranks[d < 0].sum()))
+    return int(np.sign(float(ranks[d > 0].sum() - ranks[d < 0].sum())))
 
 
-def _odds(before: pd.Series, after: pd.Series) -> TestResult:
-    """Conditional odds ratio of paired booleans (after-only positives / before-only)."""
-    x, y = before.astype(bool), after.astype(bool)
-    return mcnemar_odds_ratio(int((x & ~y).sum()), int((~x & y).sum()))
-
-
-def _knockout_tests(
-    recs: pd.DataFrame | None, gens: pd.DataFrame | None
-) -> tuple[list[TriangleTest], int, int | None]:
-    """(tests with the deciding one first, its pair count, room for a drop or None)."""
-    tests: list[TriangleTest] = []
-    room: int | None = None
-    n = 0
-    if gens is not None and {"knockout", "random_control"} <= set(gens["condition"]):
-        pairs = paired(gens, "preserved", "knockout", "random_control")
-        if len(pairs):
-            ref = pairs["ref"].astype(bool)
-            res = mcnemar_from_pairs(ref, pairs["cond"].astype(bool))
-            tests.append(
-                TriangleTest(role="knockout", condition="knockout", reference="random_control",
-                             measure="preserved", result=res, decides=True,
-                             direction=_sign(res.effect))
-            )  # fmt: skip
-            tests.append(
-                TriangleTest(role="knockout", condition="knockout", reference="random_control",
-                             measure="preserved", result=_odds(ref, pairs["cond"]))
-            )  # fmt: skip
-            n, room = len(pairs), int(ref.sum())
-    if recs is not None and {"knockout", "random_control"} <= set(recs["condition"]):
-        pairs = paired(
-            _tests_only(recs), "kl", "knockout", "random_control", ["sample_id", "layer"]
-        )
-        if len(pairs):
-            res = wilcoxon_signed_rank(pairs["cond"], pairs["ref"])
-            decides = not tests
-            tests.append(
-                TriangleTest(role="knockout", condition="knockout", reference="random_control",
-                             measure="kl", result=res, decides=decides,
-                             direction=_rank_sign(pairs["cond"] - pairs["ref"]))
-            )  # fmt: skip
-            if decides:
-                n = len(pairs)
-    tests.sort(key=lambda t: not t.decides)
-    return tests, n, room
+def _prediction_records(recs: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Records read at the prediction of the generation prompts (test samples when none)."""
+    if recs is None or "kind" not in recs:
+        return recs
+    gen = recs[recs["kind"] == "generation"]
+    return gen if len(gen) else recs[recs["kind"] == "test"]
 
 
 def manipulation_tests(rows: pd.DataFrame) -> tuple[list[TestResult], float | None]:
@@ -267,81 +289,135 @@ def manipulation_tests(rows: pd.DataFrame) -> tuple[list[TestResult], float | No
         return out, d_z
     a, b = rows["attn_achieved"], rows["attn_baseline"]
     out.append(wilcoxon_signed_rank(a, b))
-    for what, fn in (("paired t", paired_t), ("d_z", None)):
-        try:
-            if fn is None:
-                d_z = cohens_d(a, b, paired=True)
-            else:
-                out.append(fn(a, b))
-        except ValueError as exc:
-            log.info("manipulation %s skipped: %s", what, exc)
+    try:
+        out.append(paired_t(a, b))
+    except ValueError as exc:
+        log.info("manipulation paired t skipped: %s", exc)
+    try:
+        d_z = cohens_d(a, b, paired=True)
+    except ValueError as exc:
+        log.info("manipulation d_z skipped: %s", exc)
     return out, d_z
 
 
-def _steering_tests(
-    recs: pd.DataFrame | None, gens: pd.DataFrame | None
-) -> tuple[list[TriangleTest], dict[str, tuple[int, int]], dict[str, float]]:
-    """(tests, {condition: (pairs, room for a rise)}, {condition: d_z}) for steering."""
-    tests: list[TriangleTest] = []
-    info: dict[str, tuple[int, int]] = {}
-    dz: dict[str, float] = {}
-    for cond in STEERING_CONDITIONS:
-        if gens is not None and {cond, "baseline"} <= set(gens["condition"]):
-            pairs = paired(gens, "preserved", cond, "baseline")
-            if len(pairs):
-                base = pairs["ref"].astype(bool)
-                res = mcnemar_from_pairs(base, pairs["cond"].astype(bool))
-                tests.append(
-                    TriangleTest(role="steering", condition=cond, reference="baseline",
-                                 measure="preserved", result=res, decides=True,
-                                 direction=_sign(res.effect))
-                )  # fmt: skip
-                tests.append(
-                    TriangleTest(role="steering", condition=cond, reference="baseline",
-                                 measure="preserved", result=_odds(base, pairs["cond"]))
-                )  # fmt: skip
-                info[cond] = (len(pairs), int((~base).sum()))
-        if recs is not None:
-            results, d = manipulation_tests(_tests_only(recs[recs["condition"] == cond]))
-            for res in results:
-                tests.append(
-                    TriangleTest(role="manipulation", condition=cond,
-                                 reference="baseline attention", measure="attention", result=res)
-                )  # fmt: skip
-            if d is not None:
-                dz[cond] = d
-    return tests, info, dz
+@dataclass
+class _Knock:
+    """A scope's raw comparisons before the family correction."""
+
+    scope: str
+    draws: list[tuple[int, PairedDifference | None, TestResult | None, int]]
+    reach: Reach
+    rates: tuple[float, float]
+    n: int
 
 
-def _significant(t: TriangleTest, alpha: float) -> bool:
-    assert t.p_adjusted is not None
-    return t.p_adjusted < alpha
+def _knockout_raw(
+    scope: str, recs: pd.DataFrame | None, gens: pd.DataFrame | None, floor: float
+) -> _Knock | None:
+    ko = f"knockout@{scope}"
+    present = set() if recs is None else set(recs["condition"])
+    present |= set() if gens is None else set(gens["condition"])
+    if ko not in present:
+        return None
+    draw_ids = sorted(
+        {int(c.rsplit("#", 1)[1]) for c in present if c.startswith(f"random_control@{scope}#")}
+    )
+    pred = _prediction_records(recs)
+    out: list[tuple[int, PairedDifference | None, TestResult | None, int]] = []
+    rates = (math.nan, math.nan)
+    n = 0
+    for d in draw_ids:
+        ctrl = f"random_control@{scope}#{d}"
+        diff = None
+        if gens is not None and ko in set(gens["condition"]) and ctrl in set(gens["condition"]):
+            p = paired(gens, "preserved", ko, ctrl)
+            if len(p):
+                diff = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
+        kl = None
+        direction = 0
+        if pred is not None and ko in set(pred["condition"]) and ctrl in set(pred["condition"]):
+            p = paired(pred, "kl", ko, ctrl)
+            if len(p):
+                kl = wilcoxon_signed_rank(p["cond"], p["ref"])
+                direction = _rank_sign(p["cond"] - p["ref"])
+        if diff is None and kl is None:
+            continue
+        if not out and diff is not None:
+            rates, n = (diff.cond_rate, diff.ref_rate), diff.n
+        elif not out and kl is not None:
+            n = kl.n
+        out.append((d, diff, kl, direction))
+    if not out:
+        return None
+    kls = pred[pred["condition"] == ko]["kl"] if pred is not None else pd.Series(dtype=float)
+    ident = token_identical(gens, ko) if gens is not None and ko in set(gens["condition"]) else None
+    return _Knock(scope, out, reach(kls, ident, floor), rates, n)
+
+
+def _steering_raw(
+    recs: pd.DataFrame | None, gens: pd.DataFrame | None, language: str
+) -> list[dict]:
+    """Per steering arm of the default scope: manipulation and preservation vs baseline."""
+    present = set() if recs is None else set(recs["arm"])
+    present |= set() if gens is None else set(gens["arm"])
+    arms = [a for a in DECIDING_STEERING if a in present]
+    out = []
+    pred = _prediction_records(recs)
+    for arm in arms:
+        rows_r = pred[pred["arm"] == arm] if pred is not None else None
+        rows_g = gens[gens["arm"] == arm] if gens is not None else None
+        rows_r = rows_r if rows_r is not None and len(rows_r) else None
+        rows_g = rows_g if rows_g is not None and len(rows_g) else None
+        some = rows_r if rows_r is not None else rows_g
+        if some is None:
+            continue
+        cond = str(some["condition"].iloc[0])
+        manip, d_z = manipulation_tests(rows_r) if rows_r is not None else ([], None)
+        wil = manip[0] if manip else None
+        direction = 0
+        if rows_r is not None and len(rows_r):
+            r = rows_r.dropna(subset=["attn_achieved", "attn_baseline"])
+            direction = _rank_sign(r["attn_achieved"] - r["attn_baseline"])
+        if arm.startswith("scale_") and arm not in ("scale_calibrated",):
+            intended = 1 if float(arm.removeprefix("scale_")) > 1 else -1
+        else:
+            intended = 1
+        diff = None
+        if gens is not None and cond in set(gens["condition"]):
+            p = paired(gens, "preserved", cond, "baseline")
+            if len(p):
+                diff = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
+        control = arm == "set_value_calibrated" and language == SETVALUE_CONTROL_LANGUAGE
+        out.append(dict(arm=arm, condition=cond, manipulation=wil, d_z=d_z, direction=direction,
+                        intended=intended, diff=diff, control=control))  # fmt: skip
+    return out
 
 
 def classify(
     records: pd.DataFrame | None,
     generations: pd.DataFrame | None,
+    noise_floor: pd.DataFrame | None = None,
     *,
     model: str | None = None,
     language: str | None = None,
     alpha: float = 0.05,
-    min_pairs: int = 10,
-    family_size: int | None = None,
+    margin: float = 0.10,
 ) -> TriangleOutcome:
-    """Classify the causal triangle of one model and language (rule in the module docstring).
+    """Classify the triangle of one model and language, scope by scope (module docstring).
 
     Args:
         records: ``records.parquet`` rows (or None).
         generations: ``generations.parquet`` rows (or None).
+        noise_floor: ``noise_floor.parquet`` rows (or None: the reach gate then rests on the
+            generations alone).
         model, language: which to classify; may be omitted when the tables hold only one.
-        alpha: significance level for the (Bonferroni-adjusted) deciding tests.
-        min_pairs: below this many pairs a non-significant test is inconclusive.
-        family_size: Bonferroni m to use instead of this outcome's own deciding tests (a
-            study-wide correction over several models and languages); must be at least the
-            number of deciding tests here.
+        alpha: significance level of the (Bonferroni-adjusted) deciding tests.
+        margin: equivalence margin on preservation (TOST with the 90% CI).
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}")
+    if not 0 < margin < 1:
+        raise ValueError(f"margin must lie in (0, 1); got {margin!r}")
     tables = [t for t in (records, generations) if t is not None and len(t)]
     if not tables:
         raise ValueError("classify needs records or generations with rows; both are empty/None")
@@ -349,183 +425,166 @@ def classify(
         missing = {"model", "language", "condition", "sample_id"} - set(t.columns)
         if missing:
             raise ValueError(f"table lacks columns {sorted(missing)} (see docs/RECORDS.md)")
-    combos = sorted(
-        {(m, lang) for t in tables for m, lang in zip(t["model"], t["language"], strict=True)}
-    )
+    combos = sorted({(m, g) for t in tables for m, g in zip(t["model"], t["language"], strict=True)})
     if model is None or language is None:
-        picks = [(m, lang) for m, lang in combos if model in (None, m) and language in (None, lang)]
+        picks = [(m, g) for m, g in combos if model in (None, m) and language in (None, g)]
         if len(picks) != 1:
             raise ValueError(f"pass model= and language=: the tables hold {picks or combos}")
         model, language = picks[0]
     if (model, language) not in combos:
         raise ValueError(f"no rows for model={model!r} language={language!r}; present: {combos}")
-    recs = _select(records, model, language) if records is not None and len(records) else None
-    gens = (
-        _select(generations, model, language)
-        if generations is not None and len(generations)
-        else None
-    )
+    recs = _select(None if records is None else with_scope(records), model, language)
+    gens = _select(None if generations is None else with_scope(generations), model, language)
+    floor = kl_floor(noise_floor, model)
 
-    ko_tests, ko_n, ko_room = _knockout_tests(recs, gens)
-    st_tests, st_info, dz = _steering_tests(recs, gens)
-    deciding = [t for t in (*ko_tests, *st_tests) if t.decides]
-    m = max(len(deciding), 1)
-    if family_size is not None:
-        if family_size < m:
-            raise ValueError(f"family_size={family_size} is below the {m} deciding tests here")
-        m = family_size
-    raw = [float(t.result.pvalue) for t in deciding if t.result.pvalue is not None]
-    if len(raw) != len(deciding):
-        raise ValueError("a deciding test has no p-value; the decision needs one")
-    adj = [min(1.0, p * m) for p in raw] if family_size is not None else list(bonferroni(raw))
-    adjusted = {id(t): float(a) for t, a in zip(deciding, adj, strict=True)}
-    alpha_adj = alpha / m
+    labels = set()
+    for t in (recs, gens):
+        if t is not None:
+            labels |= set(t.loc[t["arm"] == "knockout", "scope"])
+    raw = [k for s in scope_order(sorted(labels)) if (k := _knockout_raw(s, recs, gens, floor))]
+    steer_raw = _steering_raw(recs, gens, language)
 
-    def _adj(t: TriangleTest) -> TriangleTest:
-        return replace(t, p_adjusted=adjusted[id(t)]) if t.decides else t
-
-    ko_tests = [_adj(t) for t in ko_tests]
-    st_tests = [_adj(t) for t in st_tests]
-    power: dict[str, str] = {}
-
-    # Knockout decision.
-    ko_effect: Effect
-    ko_dec = next((t for t in ko_tests if t.decides), None)
-    if ko_dec is None:
-        ko_effect, ko_dir = "inconclusive", "no knockout vs random_control data"
-        power["knockout"] = "no deciding test"
-    else:
-        eff = ko_dec.result.effect
-        if ko_dec.measure == "preserved":
-            predicted = ko_dec.direction < 0
-            ko_dir = f"preservation {eff:+.3f} under knockout vs random_control"
+    # Manipulation family: every steering arm tested here.
+    manip_p = [s["manipulation"].pvalue for s in steer_raw if s["manipulation"] is not None]
+    manip_adj = iter(bonferroni(manip_p)) if manip_p else iter(())
+    for s in steer_raw:
+        s["manip_adj"] = float(next(manip_adj)) if s["manipulation"] is not None else math.nan
+        s["manip_ok"] = bool(
+            s["manipulation"] is not None and s["manip_adj"] < alpha
+            and s["direction"] == s["intended"]
+        )  # fmt: skip
+        if s["control"]:
+            s["role"] = "control"
+        elif s["intended"] < 0:
+            s["role"] = "dose"
+        elif not s["manip_ok"]:
+            s["role"] = "not deciding"
+        elif s["diff"] is None:
+            s["role"] = "not deciding"
         else:
-            predicted = ko_dec.direction > 0
-            ko_dir = f"median KL difference knockout - random_control {eff:+.4g} nats"
-        low_power = ko_n < min_pairs or (ko_room is not None and _min_exact_p(ko_room) >= alpha_adj)
-        power["knockout"] = (
-            f"{ko_n} pairs (need >= {min_pairs})"
-            + (
-                f"; {ko_room} pairs preserved under random_control could drop "
-                f"(smallest attainable p {_min_exact_p(ko_room):.3g} vs alpha_adj {alpha_adj:.3g})"
-                if ko_room is not None
-                else ""
-            )
-            + ("; low power" if low_power else "; powered")
-        )
-        if _significant(ko_dec, alpha) and ko_dec.direction != 0:
-            ko_effect = "predicted" if predicted else "opposite"
-            ko_dir += (
-                " (significant, predicted direction)"
-                if predicted
-                else " (significant, OPPOSITE to the predicted direction)"
-            )
-        else:
-            ko_effect = "inconclusive" if low_power else "none"
+            s["role"] = "deciding"
+    deciding_steer = [s for s in steer_raw if s["role"] == "deciding"]
+    m = max(len(raw) + len(deciding_steer), 1)
 
-    # Steering decision.
+    def adj(p: float) -> float:
+        return float(min(1.0, p * m))
+
+    knockouts = []
+    for k in raw:
+        draws = []
+        for d, diff, kl, direction in k.draws:
+            if diff is not None:
+                p = diff.pvalue
+                eff, words = classify_change(diff, p_adjusted=adj(p), alpha=alpha, margin=margin,
+                                             predicted_sign=-1)  # fmt: skip
+            else:
+                assert kl is not None
+                p = float(kl.pvalue) if kl.pvalue is not None else 1.0
+                if adj(p) < alpha and direction != 0:
+                    eff = "predicted" if direction > 0 else "opposite"
+                    words = (f"median KL difference knockout − control {kl.effect:+.3g} nats, "
+                             f"p_adj = {adj(p):.3g}: significant")  # fmt: skip
+                else:
+                    eff = "inconclusive"
+                    words = (f"median KL difference {kl.effect:+.3g} nats, p_adj = {adj(p):.3g}: "
+                             "not significant (no equivalence margin for KL)")  # fmt: skip
+            draws.append(DrawResult(draw=d, diff=diff, kl=kl, kl_direction=direction, pvalue=p,
+                                    p_adjusted=adj(p), effect=eff, words=words))  # fmt: skip
+        verdicts = {x.effect for x in draws}
+        first = draws[0]
+        measure = "preserved" if first.diff is not None else "kl"
+        if not k.reach.reached:
+            effect: Effect = "unreached"
+            words = f"the edit does not reach the output ({k.reach.words})"
+        elif len(verdicts) == 1:
+            effect, words = first.effect, first.words
+            if len(draws) > 1:
+                words += f"; the same verdict for all {len(draws)} control draws"
+        else:
+            effect = "inconclusive"
+            words = (
+                "the verdict depends on the control draw ("
+                + ", ".join(f"draw {x.draw}: {x.effect}" for x in draws)
+                + f"); first draw: {first.words}"
+            )
+        power = math.nan
+        if first.diff is not None:
+            power = mcnemar_power(first.diff.n, first.diff.discordance, margin, alpha / m)
+        knockouts.append(KnockoutOutcome(
+            scope=k.scope, effect=effect, words=words, measure=measure, draws=tuple(draws),
+            reach=k.reach, power=power, knockout_rate=k.rates[0], control_rate=k.rates[1],
+            n_pairs=k.n,
+        ))  # fmt: skip
+
+    tests = []
+    for s in steer_raw:
+        eff_s: Effect | None = None
+        words = ""
+        p_adj = None
+        if s["role"] == "deciding":
+            p_adj = adj(s["diff"].pvalue)
+            eff_s, words = classify_change(s["diff"], p_adjusted=p_adj, alpha=alpha,
+                                           margin=margin, predicted_sign=1)  # fmt: skip
+        elif s["role"] == "control":
+            words = "sets Python to its own level: the roadmap's control, never deciding"
+        elif s["role"] == "not deciding":
+            words = ("the manipulation check failed: the attention did not move the intended "
+                     "way significantly" if not s["manip_ok"] else "no generations")  # fmt: skip
+        tests.append(SteeringTest(
+            arm=s["arm"], condition=s["condition"], role=s["role"], intended=s["intended"],
+            manipulation=s["manipulation"], manipulation_p_adjusted=s["manip_adj"],
+            manipulation_ok=s["manip_ok"], d_z=math.nan if s["d_z"] is None else s["d_z"],
+            diff=s["diff"], p_adjusted=p_adj, effect=eff_s, words=words,
+        ))  # fmt: skip
+    dec = [t for t in tests if t.role == "deciding"]
     st_effect: Effect
-    st_dec = [t for t in st_tests if t.decides]
-    if not st_dec:
-        st_effect, st_dir = (
-            "inconclusive",
-            "no steering generations (preservation cannot be judged)",
-        )
-        power["steering"] = "no deciding test"
+    if not dec:
+        st_effect = "inconclusive"
+        st_words = "no steering condition passed its manipulation check with generations to judge"
     else:
-        st_dir = "; ".join(
-            f"preservation {t.result.effect:+.3f} under {t.condition} vs baseline" for t in st_dec
-        )
-        improved = [t for t in st_dec if _significant(t, alpha) and t.direction > 0]
-        harmed = [t for t in st_dec if _significant(t, alpha) and t.direction < 0]
-        powered = [
-            c
-            for c, (n, room) in st_info.items()
-            if n >= min_pairs and _min_exact_p(room) < alpha_adj
-        ]
-        power["steering"] = "; ".join(
-            f"{c}: {n} pairs, {room} not preserved at baseline could rise (smallest attainable "
-            f"p {_min_exact_p(room):.3g} vs alpha_adj {alpha_adj:.3g}) -> "
-            + ("powered" if c in powered else "low power")
-            for c, (n, room) in st_info.items()
-        )
-        if improved:
+        ups = [t for t in dec if t.effect == "predicted"]
+        downs = [t for t in dec if t.effect == "opposite"]
+        if ups:
             st_effect = "predicted"
-        elif harmed:
+        elif downs:
             st_effect = "opposite"
+        elif all(t.effect == "none" for t in dec):
+            st_effect = "none"
         else:
-            st_effect = "none" if powered else "inconclusive"
-        if harmed:
-            st_dir += (
-                " (significant drop, OPPOSITE to the predicted direction, for "
-                + ", ".join(t.condition for t in harmed)
-                + ")"
-            )
-        if improved:
-            st_dir += " (significant rise for " + ", ".join(t.condition for t in improved) + ")"
-
-    interpretation = interpret(ko_effect, st_effect)
-    n_pairs = {"knockout": ko_n, **{c: n for c, (n, _) in st_info.items()}}
-    ko_test = (
-        "exact McNemar on preserved"
-        if ko_dec is not None and ko_dec.measure == "preserved"
-        else "Wilcoxon signed-rank on KL"
-    )
+            st_effect = "inconclusive"
+        st_words = "; ".join(f"{t.arm}: {t.words}" for t in dec)
+    steering = SteeringOutcome(effect=st_effect, words=st_words, tests=tuple(tests))
+    cells = {k.scope: interpret(k.effect, st_effect) for k in knockouts}
     rule = (
-        f"alpha={alpha}; Bonferroni over {m} deciding test(s) (alpha_adj={alpha_adj:.4g}); "
-        f"knockout: {ko_test} knockout vs the mass-matched random_control, predicted = "
-        "significant drop in preservation / rise in KL; "
-        f"steering: exact McNemar on preserved vs baseline ({', '.join(st_info) or 'none'}), "
-        "predicted = significant rise; a significant change the other way is 'opposite'; "
-        f"inconclusive when non-significant with < {min_pairs} pairs or too few pairs with "
-        "room to move"
+        f"alpha = {alpha}, margin = ±{100 * margin:.0f} pp preservation; Bonferroni over {m} "
+        f"deciding test(s) of {model} / {language} ({len(raw)} knockout scope(s) and "
+        f"{len(deciding_steer)} steering condition(s); alpha_adj = {alpha / m:.3g}); knockout: "
+        "exact McNemar on preserved, knockout vs each mass-matched control draw, Newcombe CIs, "
+        "predicted = significant drop, no effect = 90% CI inside the margin, draws must agree; "
+        "steering: the same vs baseline, predicted = significant rise, only after a passed "
+        "manipulation check; a scope whose knockout stays at the KL noise floor and changes "
+        "almost no generation does not reach the output"
     )
-    outcome = TriangleOutcome(
-        model=str(model),
-        language=str(language),
-        alpha=alpha,
-        knockout_effect=ko_effect,
-        steering_effect=st_effect,
-        knockout_direction=ko_dir,
-        steering_direction=st_dir,
-        interpretation=interpretation,
-        n_pairs=n_pairs,
-        tests=(*ko_tests, *st_tests),
-        rule=rule,
-        power=power,
-        family_size=m,
-        d_z=dz,
-    )
-    log.info("%s/%s: %s", model, language, interpretation)
-    return outcome
+    return TriangleOutcome(
+        model=str(model), language=str(language), alpha=alpha, margin=margin, family_size=m,
+        knockouts=tuple(knockouts), steering=steering, cells=cells, rule=rule,
+    )  # fmt: skip
 
 
 def classify_all(
     records: pd.DataFrame | None,
     generations: pd.DataFrame | None,
+    noise_floor: pd.DataFrame | None = None,
     *,
     alpha: float = 0.05,
-    min_pairs: int = 10,
-    study_wide: bool = False,
+    margin: float = 0.10,
 ) -> list[TriangleOutcome]:
-    """``classify`` for every (model, language) present, sorted by model then language.
-
-    ``study_wide``: Bonferroni over the deciding tests of *every* (model, language) together
-    (the whole outcome matrix as one family) instead of within each outcome.
-    """
+    """:func:`classify` for every (model, language) present, sorted by model then language."""
     tables = [t for t in (records, generations) if t is not None and len(t)]
-    combos = sorted(
-        {(m, lang) for t in tables for m, lang in zip(t["model"], t["language"], strict=True)}
-    )
-    outs = [
-        classify(records, generations, model=m, language=lang, alpha=alpha, min_pairs=min_pairs)
-        for m, lang in combos
-    ]
-    if not study_wide:
-        return outs
-    total = sum(sum(t.decides for t in o.tests) for o in outs)
+    combos = sorted({(m, g) for t in tables for m, g in zip(t["model"], t["language"], strict=True)})
     return [
-        classify(records, generations, model=m, language=lang, alpha=alpha,
-                 min_pairs=min_pairs, family_size=max(total, 1))
-        for m, lang in combos
+        classify(records, generations, noise_floor, model=m, language=g, alpha=alpha,
+                 margin=margin)
+        for m, g in combos
     ]  # fmt: skip
+

@@ -364,6 +364,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cli_analyze([Path(p) for p in args.run_dir], out=args.out)
     run_main, cfg = config_from_args(args)
     out = run_main(cfg)
+    report = Path(out) / "report.md"
+    if report.exists():  # the study: its findings, then where to read the rest
+        from analysis.report import report_findings
+
+        print("Findings:")
+        for line in report_findings(report):
+            print(f"- {line}")
+        print(f"Report: {report}")
     print(out)
     return 0
 

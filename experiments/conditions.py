@@ -1,85 +1,109 @@
-"""The study's conditions, built from a sample's token positions.
+"""The study's conditions: arms × scopes, built into edits from a sample's token positions.
 
-Every condition edits the edges from the marker token (source) to the function's tokens
-(targets) at one layer, a window of layers, or all layers -- except ``random_control``, which
-knocks out the same number of *other* causally valid keys of the marker row (seeded per sample),
-so that "removing attention to the function" can be told apart from "removing any attention".
-Given the marker row's baseline attention per key (``experiments.control`` measures it), the
-control is also matched on removed attention mass (:func:`mass_matched_targets`).
+An *arm* is what a condition does (``knockout``, ``random_control``, ``scale_2``,
+``scale_calibrated``, ``set_value_calibrated``, ...); its *scope* (:mod:`plip_nn.scope`) says
+which query rows, which key columns and which layers. A condition is an arm in a scope
+(``knockout@marker_span/identifiers/all``); a random control also has a draw (``#0``, ``#1``,
+...). :func:`build` turns one into the edits of one sample.
+
+``random_control`` knocks out *other* keys of the same rows at the same layers: for each
+edited layer its own set of keys from :meth:`plip_nn.positions.TokenPositions.control_pool`
+(before every row, outside the function's signature and every target), as many as the
+targets and matched on the attention mass the knockout removes at that layer
+(:func:`match_keys`, measured by :mod:`experiments.control`), so "removing attention to the
+function" can be told apart from "removing this much attention".
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale, SetValue
+from plip_nn.scope import (
+    BASELINE,
+    CHOSEN,
+    DEFAULT_ROWS,
+    DEFAULT_TARGETS,
+    EVERY,
+    PLIP_ROWS,
+    PLIP_TARGETS,
+    Scope,
+    condition_name,
+    window_label,
+    windows,
+)
 
-if TYPE_CHECKING:  # study imports this module; the annotation is all that is needed here
+if TYPE_CHECKING:  # study imports nothing from here; the annotation is all that is needed
     from experiments.study import Prepared
 
 __all__ = [
     "ALL_LAYERS",
+    "CONTROL",
     "DOSE_FACTORS",
-    "STUDY_CONDITIONS",
+    "KNOCKOUT",
+    "SCALE_CALIBRATED",
+    "SCALE_CALIBRATED_X2",
+    "SET_VALUE_CALIBRATED",
+    "Arm",
+    "Calibration",
+    "ControlKeys",
     "ControlMatch",
-    "Positions",
     "Unit",
     "build",
     "condition_op",
-    "mass_matched_targets",
+    "knockout_arms",
+    "match_keys",
     "plan_units",
-    "random_targets",
+    "scale_name",
+    "steering_arms",
 ]
 
 ALL_LAYERS = -1
-STUDY_CONDITIONS = (
-    "baseline",
-    "knockout",
-    "knockout_all_layers",
-    "random_control",
-    "scale_2",
-    "set_value_calibrated",
-    "scale_6",
-)
-DOSE_FACTORS = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+KNOCKOUT = "knockout"
+CONTROL = "random_control"
+SCALE_CALIBRATED = "scale_calibrated"
+SCALE_CALIBRATED_X2 = "scale_calibrated_x2"
+SET_VALUE_CALIBRATED = "set_value_calibrated"
+DOSE_FACTORS = (0.5, 2.0, 3.0, 4.0, 6.0)
+"""Scale factors of the dose-response (H2), besides the calibrated factor and twice it."""
+
+#: (sample id, rows, targets, layer, draw) -> the control's keys at that layer.
+ControlKeys = Mapping[tuple[str, str, str, int, int], tuple[int, ...]]
 
 
 @dataclass(frozen=True)
-class Positions:
-    """Token positions of one sample (absolute, unpadded)."""
-
-    sample_id: str
-    source: int
-    targets: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One row to compute: a prepared sample under one condition.
+class Calibration:
+    """The calibrated steering at one layer (``calibration.json``; experiments.calibrate).
 
     Attributes:
-        sample: the sample (:class:`experiments.study.Prepared`).
-        condition: the edits to apply (none for ``baseline``).
-        record_layer: the row's ``layer`` value: the edited layer, or ``-1`` (:data:`ALL_LAYERS`)
-            for a condition on every layer (see :func:`build`).
-        order: the condition's place in the experiment's list (``condition_order``).
+        set_value: the Python level (per target edge, head-mean) in the default scope.
+        scale_factor: the Scale factor that lifts the median Rust sample to that level.
     """
 
-    sample: Prepared
-    condition: Condition
-    record_layer: int
-    order: int
+    set_value: float
+    scale_factor: float
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A condition template: an arm in a scope, with its control draw (None otherwise)."""
+
+    arm: str
+    scope: Scope | None = None
+    draw: int | None = None
 
     @property
-    def key(self) -> str:
-        """``sample/condition/layer``: unique within a table; part keys are built from it."""
-        return f"{self.sample.id}/{self.condition.name}/{self.record_layer}"
+    def name(self) -> str:
+        return condition_name(self.arm, self.scope, self.draw)
+
+
+BASELINE_ARM = Arm(BASELINE)
 
 
 def scale_name(factor: float) -> str:
@@ -87,29 +111,69 @@ def scale_name(factor: float) -> str:
     return f"scale_{factor:g}"
 
 
-def random_targets(pos: Positions, seed: int) -> tuple[int, ...]:
-    """As many causally valid non-target keys of the marker row as there are targets.
+def knockout_arms(
+    *,
+    rows: Sequence[str],
+    targets: str,
+    layer_scopes: Sequence[str],
+    n_layers: int,
+    window: int,
+    stride: int,
+    plip: bool,
+    draws: int,
+) -> list[Arm]:
+    """The knockouts of the study and, right after each, its ``draws`` controls.
 
-    Candidates are the positions ``0 .. source - 1`` that are not targets (the marker's own
-    token is excluded so the row keeps the key it always has). Seeded by ``seed`` and the
-    sample id, so reruns and resumed runs pick the same edges.
-
-    Raises:
-        ValueError: fewer candidates than targets (the prompt is too short for a control).
+    ``layer_scopes`` holds ``layer`` (the chosen layer), ``all`` and ``window`` (the sweep,
+    for the first of ``rows`` only, whose windows are :func:`plip_nn.scope.windows`);
+    ``plip`` adds the PLIP-rs scope (``marker`` rows, ``plip`` targets) at the chosen layer
+    and at all layers.
     """
-    candidates = _candidates(pos)
-    n = len(pos.targets)
-    chosen = _rng(pos, seed).choice(len(candidates), size=n, replace=False)
-    return tuple(sorted(candidates[i] for i in chosen))
+    scopes: list[Scope] = []
+    for r in rows:
+        if "layer" in layer_scopes:
+            scopes.append(Scope(r, targets, CHOSEN))
+        if "all" in layer_scopes:
+            scopes.append(Scope(r, targets, EVERY))
+    if "window" in layer_scopes and rows:
+        for w in windows(n_layers, window, stride):
+            scopes.append(Scope(rows[0], targets, window_label(w[0], w[-1])))
+    if plip:
+        for name, lay in (("layer", CHOSEN), ("all", EVERY)):
+            if name in layer_scopes:
+                scopes.append(Scope(PLIP_ROWS, PLIP_TARGETS, lay))
+    out: list[Arm] = []
+    for s in dict.fromkeys(scopes):
+        out.append(Arm(KNOCKOUT, s))
+        out.extend(Arm(CONTROL, s, d) for d in range(draws))
+    return out
+
+
+def steering_arms(
+    factors: Sequence[float], *, rows: str = DEFAULT_ROWS, targets: str = DEFAULT_TARGETS,
+    calibrated: bool = True,
+) -> list[Arm]:  # fmt: skip
+    """Scale at each factor, then the calibrated Scale, twice it and SetValue (at the chosen
+    layer of the default scope)."""
+    scope = Scope(rows, targets, CHOSEN)
+    arms = [Arm(scale_name(f), scope) for f in factors]
+    if calibrated:
+        arms += [Arm(a, scope) for a in (SCALE_CALIBRATED, SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED)]
+    return arms
+
+
+def _rng(sample_id: str, seed: int, *extra: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(sample_id.encode("utf-8")), *extra])
 
 
 class ControlMatch(NamedTuple):
-    """The mass-matched control keys of one sample and how well they match.
+    """The mass-matched control keys of one sample at one layer and how well they match.
 
-    ``target_mass`` / ``control_mass``: baseline head-mean attention of the marker row summed
-    over the knockout's targets / the control's keys (the mass each knockout removes);
-    ``ratio`` = control / target (NaN when the target mass is 0); ``within``: |ratio − 1| is
-    within the tolerance.
+    ``target_mass`` / ``control_mass``: baseline head-mean attention of the rows (mean over
+    rows) summed over the knockout's targets / the control's keys (the mass each knockout
+    removes); ``ratio`` = control / target (NaN when the target mass is 0); ``within``:
+    |ratio − 1| is within the tolerance; ``count_ok``: as many keys as targets (False only
+    when the pool is smaller than the targets: then every pool key is used).
     """
 
     keys: tuple[int, ...]
@@ -117,54 +181,41 @@ class ControlMatch(NamedTuple):
     control_mass: float
     ratio: float
     within: bool
+    count_ok: bool
 
 
-def _candidates(pos: Positions) -> list[int]:
-    candidates = [t for t in range(pos.source) if t not in set(pos.targets)]
-    if len(candidates) < len(pos.targets):
-        raise ValueError(
-            f"sample {pos.sample_id!r}: only {len(candidates)} non-target keys before the marker, "
-            f"need {len(pos.targets)} for the random-edge control; lengthen the sample or drop it"
-        )
-    return candidates
-
-
-def _rng(pos: Positions, seed: int) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(pos.sample_id.encode("utf-8"))])
-
-
-def mass_matched_targets(
-    pos: Positions,
-    key_mass: Sequence[float],
-    seed: int,
+def match_keys(
+    pool: Sequence[int],
+    key_mass: Mapping[int, float],
+    n_targets: int,
+    target_mass: float,
+    rng: np.random.Generator,
     *,
     tolerance: float = 0.10,
     restarts: int = 16,
 ) -> ControlMatch:
-    """Non-target keys, as many as targets, whose baseline mass matches the targets' mass.
+    """``n_targets`` keys of ``pool`` whose summed ``key_mass`` is closest to ``target_mass``.
 
-    ``key_mass[j]`` is the marker row's baseline head-mean attention on key ``j`` (``j <
-    source``). Search: from a seeded random draw of keys, repeatedly make the single swap
-    (one chosen key out, one candidate in) that brings the control's mass closest to the
-    targets' mass, until it is within ``tolerance`` (relative) or no swap improves; up to
-    ``restarts`` seeded draws, keeping the first within tolerance or else the closest. When
-    the targets' mass exceeds the heaviest (or is below the lightest) achievable set, the
-    search ends at that set, which is then the closest achievable exactly.
+    From a random draw of keys (``rng``), repeatedly make the single swap (one chosen key out,
+    one pool key in) that brings the control's mass closest to the goal, until it is within
+    ``tolerance`` (relative) or no swap improves; up to ``restarts`` draws, keeping the first
+    within tolerance or else the closest. When the goal is above the heaviest (or below the
+    lightest) achievable set, the search ends at that set, the closest achievable. A pool
+    smaller than ``n_targets`` gives every pool key (``count_ok`` False).
 
     Raises:
-        ValueError: too few candidates, or ``key_mass`` shorter than the marker position.
+        ValueError: an empty pool, or a pool key without a mass.
     """
-    candidates = _candidates(pos)
-    if len(key_mass) < pos.source:
-        raise ValueError(
-            f"sample {pos.sample_id!r}: key_mass has {len(key_mass)} entries, need one per key "
-            f"before the marker ({pos.source})"
-        )
-    n = len(pos.targets)
-    w = np.asarray([float(key_mass[c]) for c in candidates], dtype=np.float64)
-    goal = float(sum(float(key_mass[t]) for t in pos.targets))
+    if not pool:
+        raise ValueError("the control's key pool is empty: no key before the rows is outside "
+                         "the signature; the sample is too short for a random control")  # fmt: skip
+    missing = [k for k in pool if k not in key_mass]
+    if missing:
+        raise ValueError(f"key_mass has no mass for pool keys {missing[:5]}")
+    n = min(n_targets, len(pool))
+    w = np.asarray([float(key_mass[c]) for c in pool], dtype=np.float64)
+    goal = float(target_mass)
     tol = tolerance * goal
-    rng = _rng(pos, seed)
     best: tuple[float, np.ndarray] | None = None
     for _ in range(restarts):
         inside = np.zeros(len(w), dtype=bool)
@@ -172,8 +223,7 @@ def mass_matched_targets(
         total = float(w[inside].sum())
         while abs(total - goal) > tol and not inside.all():
             ins, outs = np.flatnonzero(inside), np.flatnonzero(~inside)
-            # New total after swapping ins[i] out and outs[j] in.
-            new = total - w[ins][:, None] + w[outs][None, :]
+            new = total - w[ins][:, None] + w[outs][None, :]  # swap ins[i] out, outs[j] in
             i, j = np.unravel_index(np.argmin(np.abs(new - goal)), new.shape)
             if abs(new[i, j] - goal) >= abs(total - goal):
                 break
@@ -184,119 +234,147 @@ def mass_matched_targets(
         if abs(total - goal) <= tol:
             break
     assert best is not None
-    keys = tuple(sorted(candidates[k] for k in np.flatnonzero(best[1])))
+    keys = tuple(sorted(pool[k] for k in np.flatnonzero(best[1])))
     control = float(sum(float(key_mass[k]) for k in keys))
     ratio = control / goal if goal > 0 else math.nan
     within = abs(control - goal) <= tol if goal > 0 else control == 0
-    return ControlMatch(keys, goal, control, ratio, bool(within))
+    return ControlMatch(keys, goal, control, ratio, bool(within), n == n_targets)
+
+
+def control_rng(sample_id: str, seed: int, scope_rows: str, targets: str, layer: int, draw: int):
+    """The seeded generator of one control draw (reruns and resumed runs draw the same keys)."""
+    tag = zlib.crc32(f"{scope_rows}/{targets}".encode())
+    return _rng(sample_id, seed, tag, layer, draw)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One row to compute: a prepared sample under one condition.
+
+    Attributes:
+        sample: the sample (:class:`experiments.study.Prepared`).
+        condition: the edits to apply (none for ``baseline``).
+        record_layer: the row's ``layer`` value (:meth:`plip_nn.scope.Scope.record_layer`;
+            the chosen layer for ``baseline``).
+        order: the condition's place in the experiment's list (``condition_order``).
+        arm: the condition template (arm, scope, draw).
+    """
+
+    sample: Prepared
+    condition: Condition
+    record_layer: int
+    order: int
+    arm: Arm = BASELINE_ARM
+
+    @property
+    def key(self) -> str:
+        """``sample/condition/layer``: unique within a table; part keys are built from it."""
+        return f"{self.sample.id}|{self.condition.name}|{self.record_layer}"
 
 
 def build(
-    name: str,
-    pos: Positions,
+    arm: Arm,
+    p: Prepared,
     *,
     layer: int,
     n_layers: int,
-    seed: int = 0,
-    set_value: float | None = None,
-    window: int = 1,
-    control: tuple[int, ...] | None = None,
-) -> tuple[Condition, int]:
-    """The condition called ``name`` for one sample, and the record's ``layer`` value.
+    calibration: Calibration | None = None,
+    controls: ControlKeys | None = None,
+) -> Condition | None:
+    """The condition of ``arm`` for sample ``p`` edited at chosen ``layer``, or None when the
+    arm cannot be built for it (SetValue with ``v·|T| ≥ 1``).
 
-    Names: ``baseline``, ``knockout``, ``knockout_all_layers``, ``knockout_window``,
-    ``random_control``, ``scale_<f>`` (e.g. ``scale_2``, ``scale_0.5``), ``set_value_calibrated``
-    (needs ``set_value``). The returned layer is ``-1`` for all layers and ``layer`` otherwise
-    (also for a window, whose exact layers are in the edit JSON). ``control``: the
-    ``random_control`` keys (mass-matched, :func:`mass_matched_targets`); without it the
-    control is matched on edge count only (:func:`random_targets`).
+    Raises:
+        ValueError: an unknown arm, a calibrated arm without a calibration, or a control
+            without its keys.
     """
-    src = (pos.source,)
-    tgt = pos.targets
-    one = (layer,)
-    if name == "baseline":
-        return Condition(name=name), layer
-    if name == "knockout":
-        return _cond(name, one, src, tgt, Knockout()), layer
-    if name == "knockout_all_layers":
-        return _cond(name, tuple(range(n_layers)), src, tgt, Knockout()), ALL_LAYERS
-    if name == "knockout_window":
-        layers = tuple(range(max(0, layer - window), min(n_layers, layer + window + 1)))
-        return _cond(name, layers, src, tgt, Knockout()), layer
-    if name == "random_control":
-        keys = control if control is not None else random_targets(pos, seed)
-        return _cond(name, one, src, keys, Knockout()), layer
-    if name == "set_value_calibrated":
-        if set_value is None or not math.isfinite(set_value):
-            raise ValueError("set_value_calibrated needs a calibrated value; run calibrate first")
-        return _cond(name, one, src, tgt, SetValue(value=set_value)), layer
-    if name.startswith("scale_"):
+    if arm.arm == BASELINE:
+        return Condition(name=BASELINE)
+    scope = arm.scope
+    assert scope is not None
+    pos = p.positions
+    sources = pos.rows(scope.rows)
+    targets = pos.target_set(scope.targets)
+    layers = scope.layer_indices(layer, n_layers)
+    if arm.arm == KNOCKOUT:
+        return _cond(arm.name, [(layers, sources, targets, Knockout())])
+    if arm.arm == CONTROL:
+        if controls is None or arm.draw is None:
+            raise ValueError(f"{arm.name}: a random control needs matched keys (run control)")
+        parts = []
+        for lay in layers:
+            key = (p.id, scope.rows, scope.targets, lay, arm.draw)
+            if key not in controls:
+                raise ValueError(f"sample {p.id!r} has no control keys for {key[1:]}")
+            parts.append(((lay,), sources, controls[key], Knockout()))
+        return _cond(arm.name, parts)
+    if arm.arm in (SCALE_CALIBRATED, SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED):
+        if calibration is None or not math.isfinite(calibration.scale_factor):
+            raise ValueError(f"{arm.arm} needs a calibration at layer {layer}; run calibrate")
+        if arm.arm == SET_VALUE_CALIBRATED:
+            if calibration.set_value * len(targets) >= 1.0:
+                return None
+            op: Knockout | Scale | SetValue = SetValue(value=calibration.set_value)
+        else:
+            mult = 2.0 if arm.arm == SCALE_CALIBRATED_X2 else 1.0
+            op = Scale(factor=mult * calibration.scale_factor)
+        return _cond(arm.name, [(layers, sources, targets, op)])
+    if arm.arm.startswith("scale_"):
         try:
-            factor = float(name.removeprefix("scale_"))
+            factor = float(arm.arm.removeprefix("scale_"))
         except ValueError:
-            raise ValueError(f"condition {name!r}: expected scale_<factor>, e.g. scale_2") from None
-        return _cond(name, one, src, tgt, Scale(factor=factor)), layer
+            raise ValueError(f"arm {arm.arm!r}: expected scale_<factor>, e.g. scale_2") from None
+        return _cond(arm.name, [(layers, sources, targets, Scale(factor=factor))])
     raise ValueError(
-        f"unknown condition {name!r}; use one of {', '.join(KNOWN_CONDITIONS)} or scale_<factor>"
+        f"unknown arm {arm.arm!r}; use baseline, knockout, random_control, scale_<factor>, "
+        f"{SCALE_CALIBRATED}, {SCALE_CALIBRATED_X2} or {SET_VALUE_CALIBRATED}"
     )
 
 
-KNOWN_CONDITIONS = (*STUDY_CONDITIONS, "knockout_window")
-
-
-def check_names(names: Sequence[str]) -> None:
-    """Raise ValueError for an unknown condition name (before anything runs)."""
-    for name in names:
-        if name in KNOWN_CONDITIONS:
-            continue
-        if name.startswith("scale_"):
-            try:
-                f = float(name.removeprefix("scale_"))
-            except ValueError:
-                f = math.nan
-            if math.isfinite(f) and f > 0:
-                continue
-        raise ValueError(
-            f"unknown condition {name!r}; use one of {', '.join(KNOWN_CONDITIONS)} or "
-            "scale_<factor> with factor > 0"
-        )
+def check_arm(name: str) -> None:
+    """Raise ValueError for an unknown arm name (before anything runs)."""
+    if name in (BASELINE, KNOCKOUT, CONTROL, SCALE_CALIBRATED, SCALE_CALIBRATED_X2,
+                SET_VALUE_CALIBRATED):  # fmt: skip
+        return
+    if name.startswith("scale_"):
+        try:
+            f = float(name.removeprefix("scale_"))
+        except ValueError:
+            f = math.nan
+        if math.isfinite(f) and f > 0:
+            return
+    raise ValueError(
+        f"unknown arm {name!r}; use baseline, knockout, random_control, scale_<factor> with "
+        f"factor > 0, {SCALE_CALIBRATED}, {SCALE_CALIBRATED_X2} or {SET_VALUE_CALIBRATED}"
+    )
 
 
 def plan_units(
     samples: Sequence[Prepared],
-    names: Sequence[str],
+    arms: Sequence[Arm],
     *,
-    layer: int,
+    layer_of: Mapping[str, int] | int,
     n_layers: int,
-    set_value: float | None,
-    seed: int,
-    controls: dict[str, tuple[int, ...]] | None = None,
+    calibration: Mapping[int, Calibration] | None = None,
+    controls: ControlKeys | None = None,
 ) -> list[Unit]:
-    """A :class:`Unit` for every sample and condition name, samples outer, names inner.
+    """A :class:`Unit` for every sample and arm, samples outer, arms inner.
 
-    A sample whose targets cannot all receive ``set_value`` (``value * |T| >= 1``) gets no
-    SetValue unit (calibration.json lists such samples as ``set_value_infeasible``).
-    ``controls`` maps sample id -> the mass-matched ``random_control`` keys
-    (``experiments.control``); a sample missing from it raises, so a study never mixes matched
-    and unmatched controls.
+    ``layer_of``: the chosen layer, or sample id -> the layer chosen for that sample (the
+    cross-fitted choice of :mod:`experiments.calibrate`). ``calibration``: layer -> its
+    calibrated steering. An arm that cannot be built for a sample (SetValue with
+    ``v·|T| ≥ 1``) is left out for that sample.
     """
     units = []
     for p in samples:
-        for order, name in enumerate(names):
-            if name == "set_value_calibrated" and (
-                set_value is None or set_value * len(p.positions.targets) >= 1.0
-            ):
+        lay = layer_of if isinstance(layer_of, int) else layer_of[p.id]
+        cal = None if calibration is None else calibration.get(lay)
+        for order, arm in enumerate(arms):
+            cond = build(arm, p, layer=lay, n_layers=n_layers, calibration=cal, controls=controls)
+            if cond is None:
                 continue
-            control = None
-            if name == "random_control" and controls is not None:
-                if p.id not in controls:
-                    raise ValueError(f"sample {p.id!r} has no mass-matched control keys")
-                control = controls[p.id]
-            cond, rec_layer = build(
-                name, p.positions, layer=layer, n_layers=n_layers, seed=seed,
-                set_value=set_value, control=control,
-            )  # fmt: skip
-            units.append(Unit(p, cond, rec_layer, order))
+            rec_layer = lay if arm.scope is None else arm.scope.record_layer(lay)
+            units.append(Unit(p, cond, rec_layer, order, arm))
     return units
 
 
@@ -314,10 +392,10 @@ def condition_op(cond: Condition) -> tuple[str, float]:
 
 def _cond(
     name: str,
-    layers: tuple[int, ...],
-    sources: tuple[int, ...],
-    targets: tuple[int, ...],
-    op: Knockout | Scale | SetValue,
+    parts: Sequence[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Knockout | Scale | SetValue]],
 ) -> Condition:
-    edit = AttentionEdit(layers=layers, sources=sources, targets=targets, op=op)
-    return Condition(name=name, edits=(edit,))
+    edits = tuple(
+        AttentionEdit(layers=layers, sources=sources, targets=targets, op=op)
+        for layers, sources, targets, op in parts
+    )
+    return Condition(name=name, edits=edits)

@@ -19,16 +19,13 @@ import pandas as pd
 
 from experiments import conditions
 from experiments.calibrate import resolve_layer
-from experiments.conditions import Unit
+from experiments.conditions import Arm, Unit
+from experiments.control import match_controls
 from experiments.records import GEN_KEYS, GEN_ORDER, generation_row
 from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_study, run_chunks
 from plip_nn.codesrc import MARKERS, generation_suffix, rust_test_end
-from plip_nn.generate import (
-    SOURCE_POLICIES,
-    GenerationRequest,
-    generate,
-    marker_token_sequences,
-)
+from plip_nn.generate import GenerationRequest, generate, marker_token_sequences
+from plip_nn.scope import BASELINE, CHOSEN, Scope
 
 if TYPE_CHECKING:
     from analysis.preservation import Preservation
@@ -53,9 +50,12 @@ GENERATION_BATCHES_PER_PART = 2
 class GenerationFlags(CommonConfig):
     """The common flags plus how continuations are made and scored (generate and triangle).
 
+    Which rows a condition edits during generation follows its scope's rows (``--rows``):
+    ``marker``/``marker_span`` edit the prompt's marker rows and every generated marker,
+    ``continuation`` every row from the marker on, generated rows included.
+
     Attributes:
         max_new_tokens: tokens generated per prompt before trimming.
-        source_policy: ``markers`` (prompt marker + generated markers) or ``continuation``.
         execute: where generated tests run for the ``executes`` column: ``auto`` (in the
             bubblewrap sandbox when available, else not run, noted), ``sandbox`` (required),
             ``off``, or ``unsafe`` (without a sandbox, an explicit opt-in); see
@@ -63,17 +63,12 @@ class GenerationFlags(CommonConfig):
     """
 
     max_new_tokens: int = 40
-    source_policy: str = "markers"
     execute: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r}: use an integer >= 1")
-        if self.source_policy not in SOURCE_POLICIES:
-            raise ConfigError(
-                f"--source-policy {self.source_policy!r}: use one of {', '.join(SOURCE_POLICIES)}"
-            )
         check_execute(self.execute)
 
 
@@ -82,23 +77,30 @@ class Config(GenerationFlags):
     """Generation config.
 
     Attributes:
-        conditions: condition names (see :mod:`experiments.conditions`).
+        conditions: the arms to generate under, each in the default scope (--rows, --targets)
+            at the chosen layer: baseline, knockout, random_control (mass-matched, one draw),
+            scale_<factor>, scale_calibrated, scale_calibrated_x2, set_value_calibrated.
         sample: seeded sampling instead of greedy decoding.
         temperature: sampling temperature.
     """
 
-    conditions: tuple[str, ...] = conditions.STUDY_CONDITIONS
+    conditions: tuple[str, ...] = (
+        "baseline", "knockout", "random_control", "scale_2", "set_value_calibrated",
+    )  # fmt: skip
     sample: bool = False
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         try:
-            conditions.check_names(self.conditions)
+            for name in self.conditions:
+                conditions.check_arm(name)
         except ValueError as exc:
             raise ConfigError(f"--conditions: {exc}") from None
         object.__setattr__(self, "conditions", tuple(self.conditions))
-        if "set_value_calibrated" in self.conditions and set(self.languages) != {"python", "rust"}:
+        calibrated = {conditions.SCALE_CALIBRATED, conditions.SCALE_CALIBRATED_X2,
+                      conditions.SET_VALUE_CALIBRATED}  # fmt: skip
+        if calibrated & set(self.conditions) and set(self.languages) != {"python", "rust"}:
             raise ConfigError(
                 "set_value_calibrated lifts Rust to the Python level and needs both languages; "
                 "pass --languages python rust or leave that condition out (--conditions ...)"
@@ -166,40 +168,37 @@ def _preservation(p: Prepared, text: str, execute: str) -> Preservation:
     )
 
 
+def policy_of(unit: Unit) -> str:
+    """The engine's source policy for a unit: ``continuation`` rows edit every generated row,
+    the marker scopes edit the prompt's marker rows and every generated marker."""
+    scope = unit.arm.scope
+    return "continuation" if scope is not None and scope.rows == "continuation" else "markers"
+
+
 def run_generation(
     study: Study,
-    cfg: Config,
-    layer: int,
-    set_value: float | None,
+    units: list[Unit],
     *,
+    max_new_tokens: int,
+    execute: str,
+    sample: bool = False,
+    temperature: float = 1.0,
     experiment: str = "generate",
-    controls: dict[str, tuple[int, ...]] | None = None,
 ) -> pd.DataFrame:
-    """Generate every (prompt, condition) into ``generations``; returns the assembled table.
+    """Generate every unit (a generation prompt under a condition) into ``generations``.
 
-    ``controls``: mass-matched ``random_control`` keys per sample id (``experiments.control``);
-    without them the control is matched on edge count only.
+    Each unit's edits apply at every step, with the rows of its scope (:func:`policy_of`);
+    ``execute`` is the ``--execute`` request. Returns the assembled table.
     """
     handle = study.handle
     tok = handle.tokenizer
-    n_layers = handle.n_layers
     marker_seqs = {lang: marker_token_sequences(tok, m) for lang, m in MARKERS.items()}
-    units = conditions.plan_units(
-        study.select("generation"),
-        cfg.conditions,
-        layer=layer,
-        n_layers=n_layers,
-        set_value=set_value,
-        seed=cfg.seed,
-        controls=controls,
-    )
-
-    execute, note = resolve_execute(cfg.execute)
+    mode, note = resolve_execute(execute)
     if note:
         log.warning(note)
-    study.run.update_manifest(execute={"requested": cfg.execute, "mode": execute, "note": note})
-
+    study.run.update_manifest(execute={"requested": execute, "mode": mode, "note": note})
     eos = tok.eos_token
+    seed = study.cfg.seed
 
     def work(chunk: list[Unit]) -> pd.DataFrame:
         reqs = [
@@ -209,19 +208,19 @@ def run_generation(
                 input_ids=u.sample.input_ids,
                 condition=u.condition,
                 marker_token_seqs=marker_seqs[u.sample.language],
+                source_policy=policy_of(u),
             )
             for u in chunk
         ]
         results = generate(
             handle,
             reqs,
-            max_new_tokens=cfg.max_new_tokens,
-            do_sample=cfg.sample,
-            seed=cfg.seed,
-            temperature=cfg.temperature,
-            source_policy=cfg.source_policy,
-            batch_size=cfg.batch_size,
-            remote=cfg.remote,
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            seed=seed,
+            temperature=temperature,
+            batch_size=study.cfg.batch_size,
+            remote=study.cfg.remote,
         )
         rows = []
         for u, res in zip(chunk, results, strict=True):
@@ -231,12 +230,12 @@ def run_generation(
                 generation_row(
                     experiment=experiment,
                     model=study.model_name,
-                    seed=cfg.seed,
+                    seed=seed,
                     unit=u,
                     result=res,
                     text=text,
                     stop_reason=reason,
-                    preservation=_preservation(p, text, execute),
+                    preservation=_preservation(p, text, mode),
                 )
             )
         return pd.DataFrame(rows)
@@ -253,14 +252,36 @@ def run_generation(
     return study.run.assemble("generations", GEN_ORDER, GEN_KEYS)
 
 
+def arms_for(names: tuple[str, ...], cfg: CommonConfig) -> list[Arm]:
+    """The arms named by ``--conditions``, in the default scope at the chosen layer."""
+    scope = Scope(cfg.rows, cfg.targets, CHOSEN)
+    return [
+        Arm(n) if n == BASELINE else Arm(n, scope, 0 if n == conditions.CONTROL else None)
+        for n in names
+    ]
+
+
 def main(cfg: Config) -> Path:
     """Run generation under each condition; return the run directory."""
     resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2, nothing written
-    calibrated = "set_value_calibrated" in cfg.conditions
+    calibrated = bool({conditions.SCALE_CALIBRATED, conditions.SCALE_CALIBRATED_X2,
+                       conditions.SET_VALUE_CALIBRATED} & set(cfg.conditions))  # fmt: skip
     scans = cfg.layer is None or calibrated
     kinds = ("generation", "test") if scans else ("generation",)
     study = open_study(cfg, "generate", kinds, cfg.to_dict())
     choice = resolve_layer(study, ("test",), calibration=calibrated)
-    run_generation(study, cfg, choice.layer, choice.set_value)
+    prompts = study.select("generation")
+    arms = arms_for(cfg.conditions, cfg)
+    controls = None
+    if conditions.CONTROL in cfg.conditions:
+        controls = match_controls(study, prompts, [(cfg.rows, cfg.targets)], draws=1)
+    units = conditions.plan_units(
+        prompts, arms, layer_of=choice.layers_of([p.id for p in prompts]),
+        n_layers=study.handle.n_layers, calibration=choice.calibrations, controls=controls,
+    )  # fmt: skip
+    run_generation(
+        study, units, max_new_tokens=cfg.max_new_tokens, execute=cfg.execute, sample=cfg.sample,
+        temperature=cfg.temperature,
+    )  # fmt: skip
     study.run.finish()
     return study.run.path

@@ -1,10 +1,10 @@
-"""Remove: knock out marker->function attention and compare with a random-edge control.
+"""Remove: knock out marker->function attention and compare with random-edge controls.
 
-Conditions per sample: ``baseline``, ``knockout`` (at the layer), ``knockout_all_layers``,
-``knockout_window`` (layers L-r..L+r) and ``random_control`` (the same number of random causally
-valid non-target keys of the marker row, same layer, seeded, matched on removed attention mass:
-``experiments.control``, ``control_match.parquet``). ``--layer all`` instead knocks out
-the target edges at every layer separately (one ``knockout`` row per layer).
+Conditions per sample, in the default scope (``--rows``, ``--targets``): ``baseline``, the
+knockout at the chosen layer, at all layers and in each window of the sweep (``--window``
+layers wide), each with ``--draws`` mass-matched random controls in the same rows and layers
+(``experiments.control``, ``control_match.parquet``). ``--layer all`` instead knocks out the
+target edges at every layer separately (one single-layer window per layer).
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from pathlib import Path
 
 from experiments import conditions
 from experiments.calibrate import resolve_layer
-from experiments.conditions import Unit
+from experiments.conditions import Arm
 from experiments.control import match_controls
 from experiments.records import run_records
 from experiments.study import CommonConfig, ConfigError, Study, open_study
+from plip_nn.scope import BASELINE, Scope, window_label
 
 __all__ = ["Config", "main", "run_knockout"]
-
-CONDITIONS = ("baseline", "knockout", "knockout_all_layers", "knockout_window", "random_control")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,13 +28,15 @@ class Config(CommonConfig):
     """Knockout config.
 
     Attributes:
-        every_layer: knock out at each layer separately (``--layer all``).
-        window: half-width r of the window condition (layers L-r..L+r).
+        every_layer: knock out at each layer separately (--layer all).
+        window: width of the windows of the layer sweep (0: no sweep).
+        draws: seeded draws of the mass-matched random control per scope.
         kinds: corpus kinds (tests and false-marker baselines by default).
     """
 
     every_layer: bool = False
-    window: int = 1
+    window: int = 2
+    draws: int = 3
     kinds: tuple[str, ...] = ("test", "baseline")
 
     def __post_init__(self) -> None:
@@ -44,37 +45,33 @@ class Config(CommonConfig):
             raise ConfigError("--layer all and --layer N exclude each other; pass one")
         if not isinstance(self.window, int) or self.window < 0:
             raise ConfigError(f"--window {self.window!r}: use an integer >= 0")
+        if not isinstance(self.draws, int) or self.draws < 1:
+            raise ConfigError(f"--draws {self.draws!r}: use an integer >= 1")
         object.__setattr__(self, "kinds", tuple(self.kinds))
 
 
-def run_knockout(study: Study, cfg: Config, layer: int | None) -> None:
-    """Records of the knockout conditions at ``layer``; ``None``: a knockout at every layer."""
+def run_knockout(study: Study, cfg: Config, layer_of: dict[str, int] | None) -> None:
+    """Records of the knockout conditions (``layer_of``: sample -> chosen layer); ``None``: a
+    knockout at every layer separately."""
     n_layers = study.handle.n_layers
-    units: list[Unit] = []
     samples = [p for kind in cfg.kinds for p in study.select(kind)]
-    if layer is None:
-        for p in samples:
-            cond, _ = conditions.build("baseline", p.positions, layer=0, n_layers=n_layers)
-            units.append(Unit(p, cond, conditions.ALL_LAYERS, 0))
-            for lay in range(n_layers):
-                cond, rec_layer = conditions.build(
-                    "knockout", p.positions, layer=lay, n_layers=n_layers
-                )
-                units.append(Unit(p, cond, rec_layer, 1))
+    if layer_of is None:
+        arms = [Arm(BASELINE)] + [
+            Arm(conditions.KNOCKOUT, Scope(cfg.rows, cfg.targets, window_label(lay, lay)))
+            for lay in range(n_layers)
+        ]
+        units = conditions.plan_units(samples, arms, layer_of=0, n_layers=n_layers)
     else:
-        controls = match_controls(study, samples, layer)
-        for p in samples:
-            for order, name in enumerate(CONDITIONS):
-                cond, rec_layer = conditions.build(
-                    name,
-                    p.positions,
-                    layer=layer,
-                    n_layers=n_layers,
-                    seed=cfg.seed,
-                    window=cfg.window,
-                    control=controls.get(p.id),
-                )
-                units.append(Unit(p, cond, rec_layer, order))
+        arms = [Arm(BASELINE)] + conditions.knockout_arms(
+            rows=(cfg.rows,), targets=cfg.targets,
+            layer_scopes=("layer", "all", "window") if cfg.window else ("layer", "all"),
+            n_layers=n_layers, window=max(cfg.window, 1), stride=1, plip=False,
+            draws=cfg.draws,
+        )  # fmt: skip
+        controls = match_controls(study, samples, [(cfg.rows, cfg.targets)], cfg.draws)
+        units = conditions.plan_units(
+            samples, arms, layer_of=layer_of, n_layers=n_layers, controls=controls
+        )
     run_records(study, units, experiment="knockout", desc="knockout")
 
 
@@ -85,6 +82,7 @@ def main(cfg: Config) -> Path:
         study.run.update_manifest(layer="all")
         run_knockout(study, cfg, None)
     else:
-        run_knockout(study, cfg, resolve_layer(study, cfg.kinds, calibration=False).layer)
+        choice = resolve_layer(study, cfg.kinds, calibration=False)
+        run_knockout(study, cfg, choice.layers_of([p.id for p in study.samples]))
     study.run.finish()
     return study.run.path

@@ -11,6 +11,7 @@ import pandas as pd
 from experiments.conditions import ALL_LAYERS, Unit, condition_op
 from experiments.study import Prepared, Study, run_chunks
 from plip_nn.edits import Probe
+from plip_nn.scope import BASELINE, CHOSEN, Scope
 from plip_nn.trace import Item, ItemResult
 from plip_nn.trace import run as run_items
 
@@ -33,8 +34,8 @@ __all__ = [
 
 RECORD_ORDER = ["language", "kind", "sample_id", "condition_order", "layer"]
 RECORD_KEYS = ["sample_id", "condition", "layer"]
-SCAN_ORDER = ["language", "kind", "sample_id", "layer"]
-SCAN_KEYS = ["sample_id", "layer"]
+SCAN_ORDER = ["language", "kind", "sample_id", "rows", "targets", "layer"]
+SCAN_KEYS = ["sample_id", "rows", "targets", "layer"]
 GEN_ORDER = ["language", "sample_id", "condition_order"]
 GEN_KEYS = ["sample_id", "condition", "layer"]
 
@@ -44,18 +45,33 @@ def _mean(values: list[float]) -> float:
 
 
 def _unit_columns(experiment: str, model: str, unit: Unit) -> dict[str, Any]:
-    """The leading columns that name a row: experiment, condition, model and sample."""
+    """The leading columns that name a row: experiment, condition (arm, scope, draw), model
+    and sample. Baseline rows carry no scope (empty strings) and draw -1, as non-controls do."""
     op, factor = condition_op(unit.condition)
+    arm = unit.arm
+    scope = arm.scope
     return {
         "experiment": experiment,
         "condition": unit.condition.name,
         "condition_order": unit.order,
+        "arm": arm.arm,
+        "scope": "" if scope is None else scope.label,
+        "rows": "" if scope is None else scope.rows,
+        "targets": "" if scope is None else scope.targets,
+        "layers": "" if scope is None else scope.layers,
+        "draw": -1 if arm.draw is None else int(arm.draw),
         "op": op,
         "factor": float(factor),
         "model": model,
         "sample_id": unit.sample.id,
         "language": unit.sample.language,
     }
+
+
+def probe_scope(unit: Unit, default: Scope) -> Scope:
+    """Where a row's marker->function attention is read: its own scope (a control's: the real
+    targets of the same rows and layers), or the default scope at the chosen layer."""
+    return default if unit.arm.scope is None else unit.arm.scope
 
 
 def record_row(
@@ -75,8 +91,11 @@ def record_row(
         readings = result.readings
         attn_b = _mean([r.level_before for r in readings])
         attn_a = _mean([r.level_after for r in readings])
-        mass_b = _mean([r.mass_before for r in readings])
-        mass_a = _mean([r.mass_after for r in readings])
+        # Mass per layer is summed over the condition's edits at that layer (a control edits
+        # each layer with its own keys, one edit per layer), then averaged over layers.
+        layers = sorted({r.layer for r in readings})
+        mass_b = _mean([sum(r.mass_before for r in readings if r.layer == lay) for lay in layers])
+        mass_a = _mean([sum(r.mass_after for r in readings if r.layer == lay) for lay in layers])
         n_edges = len(condition.edits[0].sources) * len(condition.edits[0].targets)
     else:
         levels = list(result.probe_baseline.values())
@@ -90,8 +109,11 @@ def record_row(
         "kind": prepared.kind,
         "layer": int(unit.record_layer),
         "n_edges": int(n_edges),
+        "n_rows": len(condition.edits[0].sources) if condition.edits else 0,
         "n_tokens": len(prepared.input_ids),
         "source": prepared.positions.source,
+        "predict_at": prepared.positions.predict_at,
+        "n_scored_tokens": int(result.n_tokens),
         "attn_baseline": attn_b,
         "attn_achieved": attn_a,
         "mass_baseline": mass_b,
@@ -101,6 +123,7 @@ def record_row(
         "target_attn_condition": _mean([lv for lv, _ in tc]),
         "kl": float(result.kl),
         "top1_same": bool(result.top1_same),
+        "dlogp_top1": float(result.dlogp_top1),
         "ppl_baseline": float(result.ppl_baseline),
         "ppl_condition": float(result.ppl_condition),
         "edit": condition.to_json(),
@@ -108,18 +131,29 @@ def record_row(
     }
 
 
-def scan_rows(*, model: str, prepared: Prepared, result: ItemResult) -> list[dict[str, Any]]:
-    """``layer_scan.parquet`` rows (one per layer) from a baseline item with an all-layer probe."""
+def scan_rows(
+    *, model: str, prepared: Prepared, result: ItemResult, rows: str, targets: str
+) -> list[dict[str, Any]]:
+    """``layer_scan.parquet`` rows (one per layer) of one scope (``rows``/``targets``) from a
+    baseline item with an all-layer probe. ``n_keys`` is the number of keys the first row can
+    attend to (its position + 1): uniform attention would give each key 1/n_keys."""
+    pos = prepared.positions
+    src = pos.rows(rows)
     return [
         {
             "model": model,
             "sample_id": prepared.id,
             "language": prepared.language,
             "kind": prepared.kind,
+            "rows": rows,
+            "targets": targets,
             "layer": int(layer),
             "attn_level": float(level),
             "attn_mass": float(mass),
-            "n_targets": len(prepared.positions.targets),
+            "n_targets": len(pos.target_set(targets)),
+            "n_rows": len(src),
+            "source": int(pos.source),
+            "n_keys": int(src[0]) + 1,
         }
         for layer, (level, mass) in sorted(result.probe_baseline.items())
     ]
@@ -146,6 +180,7 @@ def generation_row(
     fn = prepared.sample.function
     return {
         **_unit_columns(experiment, model, unit),
+        "kind": prepared.kind,
         "layer": int(unit.record_layer),
         "seed": int(seed),
         "prompt": prepared.sample.code,
@@ -187,23 +222,36 @@ def run_records(
         desc: progress-bar label.
     """
     cfg = study.cfg
-    every_layer = tuple(range(study.handle.n_layers))
+    n_layers = study.handle.n_layers
+    default = Scope(cfg.rows, cfg.targets, CHOSEN)
+
+    def item(u: Unit) -> Item:
+        pos = u.sample.positions
+        scope = probe_scope(u, default)
+        if u.arm.arm == BASELINE or scope.layers == CHOSEN:
+            layers: tuple[int, ...] = (u.record_layer,)
+        else:
+            layers = scope.layer_indices(u.record_layer, n_layers)
+        if u.record_layer == ALL_LAYERS and u.arm.arm == BASELINE:
+            layers = tuple(range(n_layers))
+        return Item(
+            key=u.key,
+            sample_id=u.sample.id,
+            input_ids=u.sample.input_ids,
+            condition=u.condition,
+            probe=Probe(
+                layers=layers,
+                sources=pos.rows(scope.rows),
+                targets=pos.target_set(scope.targets),
+            ),
+            predict_at=pos.predict_at,
+            # Only tokens after the marker can change under an edit of rows from the marker
+            # on; a generation prompt has none, so its NLL covers the whole prompt.
+            nll_from=None if u.sample.kind == "generation" else pos.predict_at,
+        )
 
     def work(chunk: list[Unit]) -> pd.DataFrame:
-        items = [
-            Item(
-                key=u.key,
-                sample_id=u.sample.id,
-                input_ids=u.sample.input_ids,
-                condition=u.condition,
-                probe=Probe(
-                    layers=every_layer if u.record_layer == ALL_LAYERS else (u.record_layer,),
-                    sources=(u.sample.positions.source,),
-                    targets=u.sample.positions.targets,
-                ),
-            )
-            for u in chunk
-        ]
+        items = [item(u) for u in chunk]
         results = run_items(study.handle, items, batch_size=cfg.batch_size, remote=cfg.remote)
         rows = [
             record_row(

@@ -1,7 +1,8 @@
 """Enhance: dose-response of marker->function attention steering.
 
-Conditions per test sample (both languages): ``baseline``, ``scale_<f>`` for each factor and
-``set_value_calibrated`` (the Python level from ``calibration.json`` of this run, measured first).
+Conditions per test sample (both languages), in the default scope at the chosen layer:
+``baseline``, Scale at each factor, and the calibrated Scale, twice it and SetValue (the
+Python level from ``calibration.json`` of this run, measured first).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments import conditions
-from experiments.calibrate import resolve_layer
+from experiments.calibrate import LayerChoice, resolve_layer
+from experiments.conditions import Arm
 from experiments.records import run_records
 from experiments.study import CommonConfig, ConfigError, Study, open_study
+from plip_nn.scope import BASELINE
 
 __all__ = ["Config", "main", "run_steer"]
 
@@ -24,11 +27,11 @@ class Config(CommonConfig):
 
     Attributes:
         factors: Scale factors of the dose-response curve.
-        set_value: also run SetValue at the calibrated (Python) level.
+        calibrated: also run the calibrated Scale, twice it and SetValue at the Python level.
     """
 
     factors: tuple[float, ...] = conditions.DOSE_FACTORS
-    set_value: bool = True
+    calibrated: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -37,26 +40,23 @@ class Config(CommonConfig):
         if bad or not facs:
             raise ConfigError(f"--factors {self.factors!r}: use positive finite numbers")
         object.__setattr__(self, "factors", facs)
-        if self.set_value and set(self.languages) != {"python", "rust"}:
+        if self.calibrated and set(self.languages) != {"python", "rust"}:
             raise ConfigError(
-                "SetValue calibration lifts Rust to the Python level and needs both languages; "
-                "pass --languages python rust or --no-set-value"
+                "calibration lifts Rust to the Python level and needs both languages; "
+                "pass --languages python rust or --no-calibrated"
             )
 
 
-def run_steer(study: Study, cfg: Config, layer: int, set_value: float | None) -> None:
-    """Records of the dose-response conditions at ``layer``; SetValue too when ``set_value``."""
-    names = ["baseline", *(conditions.scale_name(f) for f in cfg.factors)]
-    if set_value is not None:
-        names.append("set_value_calibrated")
-    units = conditions.plan_units(
-        study.select("test"),
-        names,
-        layer=layer,
-        n_layers=study.handle.n_layers,
-        set_value=set_value,
-        seed=cfg.seed,
+def run_steer(study: Study, cfg: Config, choice: LayerChoice) -> None:
+    """Records of the dose-response conditions at each sample's chosen layer."""
+    samples = study.select("test")
+    arms = [Arm(BASELINE)] + conditions.steering_arms(
+        cfg.factors, rows=cfg.rows, targets=cfg.targets, calibrated=bool(choice.calibration)
     )
+    units = conditions.plan_units(
+        samples, arms, layer_of=choice.layers_of([p.id for p in samples]),
+        n_layers=study.handle.n_layers, calibration=choice.calibrations,
+    )  # fmt: skip
     run_records(study, units, experiment="steer", desc="steer")
 
 
@@ -64,7 +64,7 @@ def main(cfg: Config) -> Path:
     """Run the dose-response experiment; return the run directory."""
     study = open_study(cfg, "steer", ("test",), cfg.to_dict())
     # The scan is part of the output even with --layer (the report's layer profile).
-    choice = resolve_layer(study, ("test",), calibration=cfg.set_value, always_scan=True)
-    run_steer(study, cfg, choice.layer, choice.set_value)
+    choice = resolve_layer(study, ("test",), calibration=cfg.calibrated, always_scan=True)
+    run_steer(study, cfg, choice)
     study.run.finish()
     return study.run.path

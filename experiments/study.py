@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from experiments.conditions import Positions
 from plip_nn.models import ModelHandle, load_model
+from plip_nn.positions import TokenPositions
 from plip_nn.runs import RunDir
+from plip_nn.scope import DEFAULT_ROWS, DEFAULT_TARGETS, ROWS, TARGETS
 from plip_nn.trace import REMOTES, configure_remote
 
 __all__ = [
@@ -72,6 +73,11 @@ class CommonConfig:
         skip_masked: drop samples whose edges are causally masked (a target after the
             marker), one warning line each, listed in the manifest (``skipped_masked``);
             without it such a sample is an error (exit 2).
+        rows: query rows of the study's default scope: marker (the marker's first token,
+            PLIP-rs), marker_span (every token of the marker, plus generated markers) or
+            continuation (from the marker on, plus every generated row).
+        targets: key columns of the default scope: identifiers (every token of def/fn, the
+            name and each parameter) or plip (the token at each target char, PLIP-rs).
     """
 
     model: str = "embedded"
@@ -91,6 +97,8 @@ class CommonConfig:
     allow_code_change: bool = False
     skip_masked: bool = False
     device_map: str | None = None
+    rows: str = DEFAULT_ROWS
+    targets: str = DEFAULT_TARGETS
 
     def __post_init__(self) -> None:
         if self.remote not in REMOTES:
@@ -108,6 +116,10 @@ class CommonConfig:
         object.__setattr__(self, "languages", langs)
         if self.dtype not in ("float32", "float16", "bfloat16", "auto"):
             raise ConfigError(f"--dtype {self.dtype!r}: use float32, float16, bfloat16 or auto")
+        if self.rows not in ROWS:
+            raise ConfigError(f"--rows {self.rows!r}: use one of {', '.join(ROWS)}")
+        if self.targets not in TARGETS:
+            raise ConfigError(f"--targets {self.targets!r}: use one of {', '.join(TARGETS)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready resolved config (``progress`` is presentation, not identity)."""
@@ -123,12 +135,15 @@ class CommonConfig:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A corpus sample with its token ids and token positions."""
+    """A corpus sample with its token ids and token positions (every scope's rows and keys)."""
 
     sample: Any  # plip_nn.corpus.Sample
-    input_ids: tuple[int, ...]
-    positions: Positions
+    positions: TokenPositions
     text: str = ""  # what the model reads (the code, or the code inside a chat template)
+
+    @property
+    def input_ids(self) -> tuple[int, ...]:
+        return self.positions.input_ids
 
     @property
     def id(self) -> str:
@@ -152,7 +167,6 @@ class Study:
     handle: ModelHandle
     samples: list[Prepared]
     run: RunDir
-    layer: int | None
 
     def select(self, kind: str, language: str | None = None) -> list[Prepared]:
         return [
@@ -250,6 +264,8 @@ def prepare(
             s.marker_char_pos + shift,
             [t + shift for t in s.target_char_positions],
             sample_id=s.id,
+            marker_pattern=s.marker_pattern,
+            language=s.language,
         )
         if not tp.targets:
             raise ConfigError(f"sample {s.id!r}: no target tokens left after mapping; fix it")
@@ -275,8 +291,7 @@ def prepare(
                 f"sample {s.id!r} has {len(tp.input_ids)} tokens; the model's context is "
                 f"{max_len}; shorten it or use --limit/another corpus"
             )
-        pos = Positions(sample_id=s.id, source=tp.source, targets=tuple(tp.targets))
-        out.append(Prepared(sample=s, input_ids=tuple(tp.input_ids), positions=pos, text=text))
+        out.append(Prepared(sample=s, positions=tp, text=text))
     return out
 
 
@@ -349,9 +364,7 @@ def open_study(
         manifest=manifest,
         allow_code_change=cfg.allow_code_change,
     )
-    return Study(
-        cfg=cfg, experiment=experiment, handle=handle, samples=samples, run=run, layer=cfg.layer
-    )
+    return Study(cfg=cfg, experiment=experiment, handle=handle, samples=samples, run=run)
 
 
 T = TypeVar("T")

@@ -1,14 +1,25 @@
 """The whole study in one command: observe, remove, enhance, then the statistics.
 
-1. scan every layer (tests and false-marker baselines) -> ``layer_scan.parquet``; the layer is
-   ``--layer`` or the Python peak;
-2. calibrate SetValue / Scale at that layer -> ``calibration.json``;
-3. the mass-matched random control: the marker row's attention per key at that layer
+1. scan every layer (tests and false-marker baselines) -> ``layer_scan.parquet``; each half
+   of the functions is edited at the peak layer of the other half (``--layer`` overrides);
+2. calibrate SetValue / Scale at that layer in the default scope -> ``calibration.json``;
+3. the KL noise floor: unedited generation prompts in two batch compositions
+   -> ``noise_floor.parquet`` (experiments.floor);
+4. the mass-matched random controls of every knockout scope, per layer and draw
    -> ``control_match.parquet`` (experiments.control);
-4. single-pass records for the seven study conditions plus the dose-response factors
-   -> ``records.parquet``;
-5. generation under the seven conditions -> ``generations.parquet`` (with preservation);
-6. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
+5. single passes -> ``records.parquet``: generation prompts under every condition (KL, top-1
+   and the greedy token's log-prob at the prediction after the marker), test samples under
+   the knockouts and their first control draw (perplexity of the test after the marker), and
+   the false-marker baselines unedited;
+6. generation under every condition -> ``generations.parquet`` (with preservation);
+7. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
+
+The conditions form a grid over scope (:mod:`plip_nn.scope`): knockouts in each of
+``--knockout-rows`` × {chosen layer, all layers} with the default targets, a window sweep in
+the default rows, and the PLIP-rs scope (``marker`` rows, ``plip`` targets); each with
+``--draws`` mass-matched random controls in its own rows and layers; and steering (Scale at
+``--factors``, the calibrated factor, twice it, and SetValue at the Python level) in the
+default scope.
 """
 
 from __future__ import annotations
@@ -20,13 +31,17 @@ from pathlib import Path
 
 from experiments import conditions
 from experiments.calibrate import resolve_layer
+from experiments.conditions import Arm
 from experiments.control import match_controls
-from experiments.generate import Config as GenerateConfig
+from experiments.floor import measure_floor
 from experiments.generate import GenerationFlags, resolve_execute, run_generation
 from experiments.records import run_records
 from experiments.study import ConfigError, default_out, open_study
+from plip_nn.scope import BASELINE, ROWS
 
-__all__ = ["Config", "main", "main_models", "model_slug"]
+__all__ = ["Config", "main", "main_models", "model_slug", "study_arms"]
+
+LAYER_SCOPES = ("layer", "all", "window")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,12 +49,33 @@ class Config(GenerationFlags):
     """Study config (the generation flags are :class:`experiments.generate.GenerationFlags`).
 
     Attributes:
-        generation: include the generation part (preservation); off = single passes only.
-        dose_response: add Scale 0.5, 1, 3, 4 to the records for the dose-response curve.
+        generation: run the generation part (preservation); --no-generation runs single
+            passes only.
+        knockout_rows: the rows of the knockout scopes (each at the chosen layer and at all
+            layers, with the default targets): marker, marker_span and/or continuation.
+        layer_scopes: which layer scopes the knockouts use: layer (the chosen one), all, and
+            window (a sweep of windows over the layers, in the first of --knockout-rows).
+        window: width of the sweep's windows in layers (0: a quarter of the layers, at least
+            2); they move by half a width.
+        plip_scope: also knock out in the PLIP-rs scope (marker rows, plip targets) for
+            comparison; --no-plip-scope leaves it out.
+        draws: seeded draws of the mass-matched random control per knockout scope.
+        factors: Scale factors of the dose-response (H2), besides the calibrated factor and
+            twice it.
+        margin: the smallest preservation change of interest: "no effect" means the 90% CI of
+            the paired difference lies inside +-margin (TOST).
+        alpha: significance level of the decisions.
     """
 
     generation: bool = True
-    dose_response: bool = True
+    knockout_rows: tuple[str, ...] = ("marker_span", "continuation")
+    layer_scopes: tuple[str, ...] = LAYER_SCOPES
+    window: int = 0
+    plip_scope: bool = True
+    draws: int = 3
+    factors: tuple[float, ...] = conditions.DOSE_FACTORS
+    margin: float = 0.10
+    alpha: float = 0.05
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -47,49 +83,77 @@ class Config(GenerationFlags):
             raise ConfigError(
                 "the study compares Python with Rust; pass --languages python rust (the default)"
             )
+        rows, scopes = tuple(self.knockout_rows), tuple(self.layer_scopes)
+        if not rows or any(r not in ROWS for r in rows):
+            raise ConfigError(f"--knockout-rows {rows!r}: use {', '.join(ROWS)}")
+        if not scopes or any(s not in LAYER_SCOPES for s in scopes):
+            raise ConfigError(f"--layer-scopes {scopes!r}: use {', '.join(LAYER_SCOPES)}")
+        object.__setattr__(self, "knockout_rows", rows)
+        object.__setattr__(self, "layer_scopes", scopes)
+        if not isinstance(self.window, int) or self.window < 0:
+            raise ConfigError(f"--window {self.window!r}: use an integer >= 0 (0: automatic)")
+        if not isinstance(self.draws, int) or self.draws < 1:
+            raise ConfigError(f"--draws {self.draws!r}: use an integer >= 1")
+        facs = tuple(float(f) for f in self.factors)
+        if not facs or any(not f > 0 for f in facs):
+            raise ConfigError(f"--factors {self.factors!r}: use positive numbers")
+        object.__setattr__(self, "factors", facs)
+        if not 0 < self.margin < 1:
+            raise ConfigError(f"--margin {self.margin!r}: use a preservation change in (0, 1)")
+        if not 0 < self.alpha < 0.5:
+            raise ConfigError(f"--alpha {self.alpha!r}: use a level in (0, 0.5)")
 
 
-def record_conditions(dose_response: bool) -> list[str]:
-    names = list(conditions.STUDY_CONDITIONS)
-    if dose_response:
-        for f in conditions.DOSE_FACTORS:
-            name = conditions.scale_name(f)
-            if name not in names:
-                names.append(name)
-    return names
+def window_width(cfg: Config, n_layers: int) -> tuple[int, int]:
+    """(width, stride) of the window sweep: ``--window`` or a quarter of the layers (>= 2)."""
+    width = cfg.window or max(2, n_layers // 4)
+    width = min(width, n_layers)
+    return width, max(1, width // 2)
+
+
+def study_arms(cfg: Config, n_layers: int) -> tuple[list[Arm], list[Arm]]:
+    """(knockout arms with their controls, steering arms) of the study's grid."""
+    width, stride = window_width(cfg, n_layers)
+    knock = conditions.knockout_arms(
+        rows=cfg.knockout_rows, targets=cfg.targets, layer_scopes=cfg.layer_scopes,
+        n_layers=n_layers, window=width, stride=stride, plip=cfg.plip_scope, draws=cfg.draws,
+    )  # fmt: skip
+    steer = conditions.steering_arms(cfg.factors, rows=cfg.rows, targets=cfg.targets)
+    return knock, steer
 
 
 def main(cfg: Config) -> Path:
     """Run the study and its analysis; return the run directory."""
     if cfg.generation:
         resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2 first
-    kinds = ("test", "baseline", "generation") if cfg.generation else ("test", "baseline")
-    study = open_study(cfg, "triangle", kinds, cfg.to_dict())
+    study = open_study(cfg, "triangle", ("test", "baseline", "generation"), cfg.to_dict())
     choice = resolve_layer(study, ("test", "baseline"), calibration=True, note_choice=True)
-    layer, set_value = choice.layer, choice.set_value
     n_layers = study.handle.n_layers
-    controls = match_controls(study, study.samples, layer)
-    units = conditions.plan_units(
-        study.select("test") + study.select("baseline"),
-        record_conditions(cfg.dose_response),
-        layer=layer,
-        n_layers=n_layers,
-        set_value=set_value,
-        seed=cfg.seed,
-        controls=controls,
+    knock, steer = study_arms(cfg, n_layers)
+    tests, prompts = study.select("test"), study.select("generation")
+    layer_of = choice.layers_of([p.id for p in study.samples])
+    measure_floor(study, prompts)
+    scopes = [(a.scope.rows, a.scope.targets) for a in knock if a.scope is not None]
+    controls = match_controls(study, tests + prompts, scopes, cfg.draws)
+    base = [Arm(BASELINE)]
+    first_draw = [a for a in knock if a.draw in (None, 0)]
+    plan = dict(layer_of=layer_of, n_layers=n_layers, calibration=choice.calibrations,
+                controls=controls)  # fmt: skip
+    units = (
+        conditions.plan_units(prompts, base + knock + steer, **plan)  # type: ignore[arg-type]
+        + conditions.plan_units(tests, base + first_draw, **plan)  # type: ignore[arg-type]
+        + conditions.plan_units(study.select("baseline"), base, **plan)  # type: ignore[arg-type]
     )
     run_records(study, units, experiment="triangle", desc="records")
     if cfg.generation:
-        gen_cfg = GenerateConfig(
-            **{k: getattr(cfg, k) for k in GenerationFlags.field_names()},
-            conditions=conditions.STUDY_CONDITIONS,
-        )
-        run_generation(study, gen_cfg, layer, set_value, experiment="triangle", controls=controls)
+        gen_units = conditions.plan_units(prompts, base + knock + steer, **plan)  # type: ignore[arg-type]
+        run_generation(study, gen_units, max_new_tokens=cfg.max_new_tokens, execute=cfg.execute,
+                       experiment="triangle")  # fmt: skip
     from analysis.report import analyze
 
     # The data are complete here; the report then shows the run as finished.
     study.run.finish()
-    analyze(study.run.path)
+    analyze(study.run.path, alpha=cfg.alpha, margin=cfg.margin)
     return study.run.path
 
 
@@ -120,5 +184,5 @@ def main_models(cfg: Config, models: Sequence[str]) -> Path:
     ]
     from analysis.report import analyze
 
-    analyze(runs, out=out)
+    analyze(runs, out=out, alpha=cfg.alpha, margin=cfg.margin)
     return out

@@ -26,6 +26,9 @@ __all__ = [
     "RUST_TEST_MARKER",
     "RustCall",
     "generation_prompt",
+    "identifier_span",
+    "marker_span_chars",
+    "signature_span",
     "generation_suffix",
     "has_error",
     "leaves",
@@ -70,6 +73,77 @@ def generation_prompt(code: str, language: str) -> str:
             f"it ends with {code[-16:]!r}"
         )
     return code[: len(code) - len(suffix)] + _SUFFIX[language]
+
+
+# --------------------------------------------------------------------------------------------
+# Character spans of the marker, the identifiers and the signature (what the scopes edit)
+# --------------------------------------------------------------------------------------------
+
+
+def _ident_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def identifier_span(code: str, start: int) -> tuple[int, int]:
+    """``[start, end)`` of the identifier that begins at ``start`` (``def``, a name, a param).
+
+    Target characters are the first characters of identifiers (docs/CONTRACT.md, "Corpus
+    annotation"); the identifier runs while characters are letters, digits or ``_``. A
+    character that is not one (an odd PLIP-rs target) spans itself.
+    """
+    if not 0 <= start < len(code):
+        raise ValueError(f"identifier start {start} is outside the code (length {len(code)})")
+    end = start
+    while end < len(code) and _ident_char(code[end]):
+        end += 1
+    return start, max(end, start + 1)
+
+
+def marker_span_chars(code: str, start: int, pattern: str) -> tuple[int, int]:
+    """``[start, end)`` of the marker text: the pattern, and for ``#[test]`` its line break."""
+    end = start + len(pattern)
+    if code[start:end] != pattern:
+        raise ValueError(f"marker {pattern!r} is not at char {start} (found {code[start:end]!r})")
+    if pattern == RUST_TEST_MARKER and code[end : end + 1] == "\n":
+        end += 1
+    return start, end
+
+
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def signature_span(code: str, start: int, language: str) -> tuple[int, int]:
+    """``[start, end)`` of a function signature that begins at ``start`` (``def``/``fn``).
+
+    The signature runs over the parameter list to the ``:`` (Python) or the ``{``/``;``
+    (Rust) that follows it outside brackets and strings, both included. Without a parameter
+    list (not a function), it is the identifier at ``start``.
+    """
+    if language not in ("python", "rust"):
+        raise ValueError(f"language must be 'python' or 'rust'; got {language!r}")
+    paren = code.find("(", start)
+    if paren < 0:
+        return identifier_span(code, start)
+    ends = ":" if language == "python" else "{;"
+    depth, i, quote = 0, paren, ""
+    while i < len(code):
+        c = code[i]
+        if quote:
+            if c == "\\":
+                i += 2
+                continue
+            if c == quote:
+                quote = ""
+        elif c in "\"'" and (language == "python" or c == '"'):
+            quote = c
+        elif depth == 0 and c in ends:
+            return start, i + 1
+        elif c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        i += 1
+    return start, len(code)
 
 
 # --------------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ class GenerationRequest:
         input_ids: the prompt's token ids (unpadded).
         condition: edits with prompt positions; every edit's ``sources`` are the prompt's marker.
         marker_token_seqs: token-id sequences that, when generated, form a new marker.
+        source_policy: this request's source policy (``None``: the ``generate`` call's), so
+            that one batch can mix conditions of different row scopes.
     """
 
     key: str
@@ -74,6 +76,14 @@ class GenerationRequest:
     input_ids: tuple[int, ...]
     condition: Condition
     marker_token_seqs: tuple[tuple[int, ...], ...] = ()
+    source_policy: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source_policy is not None and self.source_policy not in SOURCE_POLICIES:
+            raise EditSpecError(
+                f"{self.sample_id!r}: source_policy={self.source_policy!r}; use one of "
+                f"{', '.join(SOURCE_POLICIES)} (or None)"
+            )
 
 
 @dataclass(frozen=True)
@@ -145,7 +155,7 @@ def _rows(
             {
                 "edits": edits,
                 "sources": sorted(set(sources)),
-                "policy": policy,
+                "policy": req.source_policy or policy,
                 "markers": [list(s) for s in req.marker_token_seqs] if req.condition.edits else [],
             }
         )
@@ -212,7 +222,7 @@ def generate(
         raise EditSpecError(f"batch_size={batch_size}; use an int >= 1")
     handle.require_eager("generation with attention edits")
     for req in requests:
-        _check_request(handle, req, source_policy)
+        _check_request(handle, req, req.source_policy or source_policy)
     remote_arg = configure_remote(remote)
     if remote_arg:
         register_for_remote()
@@ -294,6 +304,7 @@ def generate_recompute(
     policy) keeps its edit. This is the original system's method and the reference that the
     KV-cached :func:`generate` must match token for token.
     """
+    source_policy = request.source_policy or source_policy
     seq = list(request.input_ids)
     prompt_len = len(seq)
     marker_seqs = [list(s) for s in request.marker_token_seqs]

@@ -27,7 +27,7 @@ Layouts (plain lists that travel to NDIF; their slots are named by the constants
 
 Saved results of a traced pass live under one key scheme, :func:`result_key`: ``"stats/L"``
 and ``"reads/L"`` per layer ``L`` plus the per-row summaries ``"nll"``, ``"ntok"``,
-``"top1"``, ``"kl"``, ``"top1_base"`` and ``"lp"``.
+``"top1"``, ``"kl"``, ``"top1_base"``, ``"dlogp"`` and ``"lp"``.
 
 **What is verified.** Softmax route: the probabilities the model multiplies with V (the input
 of the consumer call, read after the model's own casts), for every head of every edited query
@@ -491,9 +491,14 @@ def _mask_site(model, site, edits: list, verify: list, reads: list) -> tuple:
 # Output summaries and passes
 
 
-def last_logprobs(logits: torch.Tensor) -> torch.Tensor:
-    """log-softmax of the last position in float32: ``[batch, seq, vocab] -> [batch, vocab]``."""
-    return torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+def last_logprobs(logits: torch.Tensor, positions: list | None = None) -> torch.Tensor:
+    """log-softmax in float32 at each row's prediction position: ``[batch, seq, vocab] ->
+    [batch, vocab]``. ``positions`` (one padded position per row) default to the last one."""
+    if positions is None:
+        return torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    at = torch.tensor(positions, device=logits.device)
+    return torch.log_softmax(logits[rows, at, :].float(), dim=-1)
 
 
 def kl_rows(logp_base: torch.Tensor, logp_cond: torch.Tensor) -> torch.Tensor:
@@ -508,16 +513,26 @@ def kl_rows(logp_base: torch.Tensor, logp_cond: torch.Tensor) -> torch.Tensor:
     return terms.sum(-1)
 
 
-def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple:
+def token_nll(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    start: list | None = None,
+) -> tuple:
     """Sum and count of the negative log-likelihood of each row's own tokens.
 
-    Position ``i`` predicts token ``i + 1``; padded positions (mask 0) are excluded on both sides.
+    Position ``i`` predicts token ``i + 1``; padded positions (mask 0) are excluded on both sides,
+    and with ``start`` (one padded position per row) so are the predictions made before it (only
+    tokens after ``start`` count: an edit of rows from the marker on can change only those).
     ``-log p = logsumexp(logits) - logits[token]`` in float32, one batch row at a time, so no
     ``[batch, seq, vocab]`` float32 log-softmax is ever held (only one row's ``[seq, vocab]``).
     Returns ``(nll_sum [batch] float64, n_tokens [batch] int64)``.
     """
     nxt = input_ids[:, 1:]
     valid = (attention_mask[:, 1:] > 0) & (attention_mask[:, :-1] > 0)
+    if start is not None:
+        pos = torch.arange(valid.shape[1], device=valid.device)[None, :]
+        valid = valid & (pos >= torch.tensor(start, device=valid.device)[:, None])
     per_row = []
     for b in range(logits.shape[0]):
         row = logits[b, :-1, :]  # [seq-1, vocab], a view
@@ -530,22 +545,34 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: tor
 
 
 def output_summaries(
-    model, inputs: dict, out: dict, base_rows, keep: bool, in_session: bool
+    model,
+    inputs: dict,
+    out: dict,
+    base_rows,
+    keep: bool,
+    in_session: bool,
+    predict_at: list | None = None,
+    nll_from: list | None = None,
 ) -> torch.Tensor:
-    """In-trace: NLL, top-1 and (with ``base_rows``) KL / top-1 against reference rows.
+    """In-trace: NLL, top-1 and (with ``base_rows``) KL / top-1 / greedy log-prob change against
+    reference rows, at each row's prediction position (``predict_at``, padded; default last).
 
-    Fills ``out`` with saved values and returns the last-position log-probs.
+    ``"dlogp"`` is ``log p_cond(t) - log p_base(t)`` for the reference row's top-1 token ``t``.
+    Fills ``out`` with saved values and returns the prediction-position log-probs.
     """
     logits = model.output.logits
-    lp_last = last_logprobs(logits)
-    nll, ntok = token_nll(logits, inputs["input_ids"], inputs["attention_mask"])
+    lp_last = last_logprobs(logits, predict_at)
+    nll, ntok = token_nll(logits, inputs["input_ids"], inputs["attention_mask"], nll_from)
     out["nll"] = nll.cpu().save()
     out["ntok"] = ntok.cpu().save()
     out["top1"] = lp_last.argmax(-1).cpu().save()
     if base_rows is not None:
         ref = lp_last[base_rows]
+        top_ref = ref.argmax(-1)
         out["kl"] = kl_rows(ref, lp_last).cpu().save()
-        out["top1_base"] = ref.argmax(-1).cpu().save()
+        out["top1_base"] = top_ref.cpu().save()
+        gain = lp_last.gather(-1, top_ref[:, None]) - ref.gather(-1, top_ref[:, None])
+        out["dlogp"] = gain[:, 0].double().cpu().save()
     if keep:
         out["lp"] = lp_last.cpu().save()
     if not in_session:
@@ -562,14 +589,19 @@ def traced_pass(
     keep: bool,
     in_session: bool,
     route: str = ROUTE_SOFTMAX,
+    predict_at: list | None = None,
+    nll_from: list | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One nnsight trace applying ``plan`` (layer -> layer plan) and computing the summaries.
 
     ``sites[layer]`` is the layer's plain site tuple. With ``base_rows`` it also computes KL and
     top-1 agreement of each batch row against row ``base_rows[row]`` of the same pass (an
     unedited row of the same prompt: same shapes and padding, so an identity edit gives a KL
-    of exactly 0). Returns ``(saved results under the key scheme, last-position log-probs)``;
-    inside a session the log-probs stay on the server and only come back if ``keep``.
+    of exactly 0). ``predict_at`` / ``nll_from``: per row, the padded position whose
+    next-token distribution is summarised, and the first prediction counted in the NLL
+    (:func:`output_summaries`). Returns ``(saved results under the key scheme, prediction-
+    position log-probs)``; inside a session the log-probs stay on the server and only come
+    back if ``keep``.
     """
     out = {}
     with model.trace(inputs):
@@ -582,7 +614,9 @@ def traced_pass(
                 out[result_key(STATS, layer)] = stats.cpu().save()
             if reads is not None:
                 out[result_key(READS, layer)] = reads.cpu().save()
-        lp_last = output_summaries(model, inputs, out, base_rows, keep, in_session)
+        lp_last = output_summaries(
+            model, inputs, out, base_rows, keep, in_session, predict_at, nll_from
+        )
     return out, lp_last
 
 

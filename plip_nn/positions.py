@@ -17,6 +17,12 @@ Policy (docs/CONTRACT.md, "Token positions"):
 * Source = token of the marker character; targets = tokens of the target characters, sorted and
   deduplicated. A target that falls in the source token is dropped with a warning and listed
   (as a character position) in ``dropped_targets``.
+* The scopes' positions (:mod:`plip_nn.scope`) come from character spans too
+  (:mod:`plip_nn.codesrc`): the **marker span** is every token that overlaps the marker text
+  (``>>>``; ``#[test]`` and its line break), the **identifier targets** every token that
+  overlaps an identifier starting at a target character (``def``/``fn``, the name, each
+  parameter), and the **signature** every token of the function's signature (the random
+  control never draws its keys there). PLIP-rs files work unchanged: they give the chars.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from plip_nn.codesrc import identifier_span, marker_span_chars, signature_span
+from plip_nn.scope import ROWS, TARGETS, ScopeError
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +55,11 @@ class TokenPositions:
         bos_offset: Number of special tokens the tokenizer put before the text (0 or 1 usually).
         mid_token_chars: Marker/target character positions that start inside a token.
         dropped_targets: Target character positions dropped because they lie in the source token.
+        marker_span: Tokens of the marker text, sorted; starts at ``source`` (default: it alone).
+        identifier_targets: Tokens of the identifiers that start at the target characters,
+            sorted, marker tokens excluded (default: ``targets``).
+        signature: Tokens of the function's signature, identifier tokens included (default:
+            the identifier targets).
     """
 
     input_ids: tuple[int, ...]
@@ -54,6 +68,9 @@ class TokenPositions:
     bos_offset: int
     mid_token_chars: tuple[int, ...]
     dropped_targets: tuple[int, ...]
+    marker_span: tuple[int, ...] = ()
+    identifier_targets: tuple[int, ...] = ()
+    signature: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.input_ids)
@@ -67,6 +84,64 @@ class TokenPositions:
             raise PositionError(
                 f"targets={self.targets} must lie in 0..{n - 1} and exclude source={self.source}"
             )
+        span = self.marker_span or (self.source,)
+        if span[0] != self.source or list(span) != sorted(set(span)) or span[-1] >= n:
+            raise PositionError(
+                f"marker_span={span} must be sorted, unique, start at source={self.source} "
+                f"and lie in 0..{n - 1}"
+            )
+        idents = self.identifier_targets or self.targets
+        if set(self.targets) - set(idents) or set(idents) & set(span):
+            raise PositionError(
+                f"identifier_targets={idents} must contain targets={self.targets} and no "
+                f"marker token {span}"
+            )
+        sig = tuple(sorted(set(self.signature) | set(idents)))
+        object.__setattr__(self, "marker_span", tuple(span))
+        object.__setattr__(self, "identifier_targets", tuple(idents))
+        object.__setattr__(self, "signature", sig)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def predict_at(self) -> int:
+        """The prediction position after the marker: the marker span's last token.
+
+        Its next-token distribution is the model's first token after the marker; in a
+        generation prompt it is the prompt's last token.
+        """
+        return self.marker_span[-1]
+
+    def rows(self, name: str) -> tuple[int, ...]:
+        """The query rows of a scope's ``rows`` name (:mod:`plip_nn.scope`) in this text.
+
+        ``continuation`` runs from the marker to the end of this text (for a generation
+        prompt that is the marker span; the generated rows are added during generation).
+        """
+        if name == "marker":
+            return (self.source,)
+        if name == "marker_span":
+            return self.marker_span
+        if name == "continuation":
+            return tuple(range(self.source, self.n_tokens))
+        raise ScopeError(f"rows {name!r}: use one of {', '.join(ROWS)}")
+
+    def target_set(self, name: str) -> tuple[int, ...]:
+        """The key columns of a scope's ``targets`` name: ``plip`` or ``identifiers``."""
+        if name == "plip":
+            return self.targets
+        if name == "identifiers":
+            return self.identifier_targets
+        raise ScopeError(f"targets {name!r}: use one of {', '.join(TARGETS)}")
+
+    def control_pool(self, rows: str) -> tuple[int, ...]:
+        """Keys a random control may draw for ``rows``: causally valid for every row (before
+        the first), outside the function's signature and outside every target."""
+        first = self.rows(rows)[0]
+        banned = set(self.signature) | set(self.identifier_targets) | set(self.targets)
+        return tuple(t for t in range(first) if t not in banned)
 
 
 def _contains(span: tuple[int, int], pos: int) -> bool:
@@ -132,6 +207,8 @@ def locate(
     target_char_positions: Sequence[int],
     *,
     sample_id: str = "?",
+    marker_pattern: str | None = None,
+    language: str | None = None,
 ) -> TokenPositions:
     """Tokenize ``text`` and map the marker and target characters to token positions.
 
@@ -141,6 +218,10 @@ def locate(
         marker_char_pos: First character of the marker.
         target_char_positions: First characters of the targets.
         sample_id: Named in errors and warnings.
+        marker_pattern: The marker text at ``marker_char_pos``; gives the marker span (without
+            it the span is the source token alone).
+        language: ``python`` or ``rust``; gives the signature span (without it the signature
+            is the identifier tokens).
 
     Returns:
         The token positions, with the BOS offset and mid-token characters recorded.
@@ -200,6 +281,18 @@ def locate(
             f"sample {sample_id}: every target falls in the source token {source}; "
             "the sample has no edge to edit"
         )
+    span: tuple[int, ...] = (source,)
+    if marker_pattern:
+        a, b = marker_span_chars(text, marker_char_pos, marker_pattern)
+        span = tuple(sorted({source, *_overlapping(offsets, a, b)}))
+    idents: set[int] = set(targets)
+    for pos in target_char_positions:
+        idents |= _overlapping(offsets, *identifier_span(text, pos))
+    idents -= set(span)
+    sig: set[int] = set()
+    if language is not None:
+        sig = _overlapping(offsets, *signature_span(text, min(target_char_positions), language))
+        sig -= set(span)
     return TokenPositions(
         input_ids=tuple(ids),
         source=source,
@@ -207,4 +300,12 @@ def locate(
         bos_offset=bos_offset,
         mid_token_chars=tuple(mid),
         dropped_targets=tuple(dropped),
+        marker_span=span,
+        identifier_targets=tuple(sorted(idents)),
+        signature=tuple(sorted(sig)),
     )
+
+
+def _overlapping(offsets: Sequence[tuple[int, int]], start: int, end: int) -> set[int]:
+    """Tokens whose character span overlaps ``[start, end)`` (special tokens never do)."""
+    return {i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start}

@@ -58,6 +58,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Remote = Literal["none", "local", "ndif"]
+Prompt = tuple[tuple[int, ...], int | None, int | None]  # (input_ids, predict_at, nll_from)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +71,10 @@ class Item:
         input_ids: the unpadded token ids.
         condition: the edits to apply (no edits = baseline).
         probe: extra edges whose attention is read at each of ``probe.layers`` (e.g. a layer scan).
+        predict_at: the position whose next-token distribution gives KL, top-1 and the greedy
+            log-prob change (``None``: the last token), e.g. the token after the marker.
+        nll_from: the NLL (perplexity) counts only the tokens after this position (``None``:
+            every token); an edit of rows from the marker on changes only those.
     """
 
     key: str
@@ -77,6 +82,8 @@ class Item:
     input_ids: tuple[int, ...]
     condition: Condition
     probe: Probe | None = None
+    predict_at: int | None = None
+    nll_from: int | None = None
 
     def __post_init__(self) -> None:
         ids = tuple(int(i) for i in self.input_ids)
@@ -85,6 +92,18 @@ class Item:
                 f"sample {self.sample_id!r}: {len(ids)} tokens; need at least 2 (a source and a target)"
             )
         object.__setattr__(self, "input_ids", ids)
+        for name in ("predict_at", "nll_from"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < len(ids)):
+                raise EditSpecError(
+                    f"sample {self.sample_id!r}: {name}={v!r} must be a token position in "
+                    f"0..{len(ids) - 1} (or None)"
+                )
+
+    @property
+    def prompt(self) -> Prompt:
+        """What a reference row is shared by: the tokens and where they are summarised."""
+        return (self.input_ids, self.predict_at, self.nll_from)
 
 
 @dataclass(frozen=True)
@@ -109,7 +128,7 @@ class ItemResult:
     key: str
     sample_id: str
     condition: str
-    kl: float  # KL(P_baseline || P_condition), nats, last position
+    kl: float  # KL(P_baseline || P_condition), nats, at the prediction position
     top1_same: bool
     top1_baseline: int
     top1_condition: int
@@ -124,6 +143,8 @@ class ItemResult:
     logprobs: torch.Tensor | None = None  # [vocab] last-position log-probs of the condition
     # (edit index, layer) -> (level, mass) of the edited edges in the unedited pass
     edit_baseline: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
+    # log p_condition(t) - log p_baseline(t) for the baseline's top-1 token t (0 for baseline)
+    dlogp_top1: float = 0.0
 
     @property
     def ppl_baseline(self) -> float:
@@ -221,9 +242,9 @@ def run(
     if remote_arg and not use_session:
         raise EditSpecError("remote runs always use a session; leave session=None or True")
 
-    by_prompt: dict[tuple[int, ...], list[Item]] = {}
+    by_prompt: dict[Prompt, list[Item]] = {}
     for it in items:
-        by_prompt.setdefault(it.input_ids, []).append(it)
+        by_prompt.setdefault(it.prompt, []).append(it)
     prompts = list(by_prompt)
     results: dict[str, ItemResult] = {}
     for start in range(0, len(prompts), chunk_prompts):
@@ -248,17 +269,17 @@ class _Pass:
     """One forward pass: edited rows, then one unedited reference row per prompt."""
 
     edited: list[Item] = field(default_factory=list)
-    refs: list[tuple[int, ...]] = field(default_factory=list)
-    owned: list[tuple[int, ...]] = field(default_factory=list)  # prompts whose baselines live here
+    refs: list[Prompt] = field(default_factory=list)
+    owned: list[Prompt] = field(default_factory=list)  # prompts whose baselines live here
 
     def size(self) -> int:
         """Items in the pass: edited rows plus reference rows of baseline-only prompts."""
-        edited_prompts = {it.input_ids for it in self.edited}
+        edited_prompts = {it.prompt for it in self.edited}
         return len(self.edited) + sum(1 for p in self.refs if p not in edited_prompts)
 
 
 def _plan_passes(
-    prompts: list[tuple[int, ...]], by_prompt: dict[tuple[int, ...], list[Item]], batch_size: int
+    prompts: list[Prompt], by_prompt: dict[Prompt, list[Item]], batch_size: int
 ) -> list[_Pass]:
     """Split a chunk into passes of at most ``batch_size`` items plus their reference rows.
 
@@ -293,7 +314,7 @@ def _plan_passes(
 
 def _run_chunk(
     handle: ModelHandle,
-    by_prompt: dict[tuple[int, ...], list[Item]],
+    by_prompt: dict[Prompt, list[Item]],
     batch_size: int,
     remote_arg: Any,
     keep: bool,
@@ -310,7 +331,15 @@ def _run_chunk(
     built = []
     for ps in passes:
         n = len(ps.edited)
-        inputs, offsets = pad_batch([it.input_ids for it in ps.edited] + ps.refs, pad, device)
+        prompts = [it.prompt for it in ps.edited] + ps.refs
+        inputs, offsets = pad_batch([p[0] for p in prompts], pad, device)
+        width = inputs["input_ids"].shape[1]
+        summary = {
+            "predict_at": [width - 1 if at is None else at + off
+                           for (_, at, _), off in zip(prompts, offsets, strict=True)],
+            "nll_from": [off if start is None else start + off
+                         for (_, _, start), off in zip(prompts, offsets, strict=True)],
+        }  # fmt: skip
         specs: list[tuple[Sequence[AttentionEdit], list[Edges]]] = [
             (it.condition.edits, _edge_reads((), it.probe)) for it in ps.edited
         ]
@@ -318,7 +347,7 @@ def _run_chunk(
             reads = [
                 e
                 for it in ps.edited
-                if it.input_ids == p
+                if it.prompt == p
                 for e in _edge_reads(it.condition.edits, it.probe)
             ]
             if p in ps.owned:
@@ -331,27 +360,29 @@ def _run_chunk(
             specs.append(((), reads))
         plan = build_plan(specs, offsets)
         ref_row = {p: n + j for j, p in enumerate(ps.refs)}
-        rows = [ref_row[it.input_ids] for it in ps.edited] + [n + j for j in range(len(ps.refs))]
-        built.append((inputs, plan, rows, ref_row))
+        rows = [ref_row[it.prompt] for it in ps.edited] + [n + j for j in range(len(ps.refs))]
+        built.append((inputs, plan, rows, ref_row, summary))
 
-    plains = [(inputs, plain_plan(plan), rows) for inputs, plan, rows, _ in built]
+    plains = [(inputs, plain_plan(plan), rows, sm) for inputs, plan, rows, _, sm in built]
     with torch.inference_mode():
         if use_session:
             import nnsight
 
             with model.session(remote=remote_arg):
                 outs = [
-                    kernels.traced_pass(model, inputs, sites, plan, rows, keep, True, route)[0]
-                    for inputs, plan, rows in plains
-                ]
+                    kernels.traced_pass(model, inputs, sites, plan, rows, keep, True, route,
+                                        sm["predict_at"], sm["nll_from"])[0]
+                    for inputs, plan, rows, sm in plains
+                ]  # fmt: skip
                 outs = nnsight.save(outs)
         else:
             outs = [
-                kernels.traced_pass(model, inputs, sites, plan, rows, keep, False, route)[0]
-                for inputs, plan, rows in plains
-            ]
+                kernels.traced_pass(model, inputs, sites, plan, rows, keep, False, route,
+                                    sm["predict_at"], sm["nll_from"])[0]
+                for inputs, plan, rows, sm in plains
+            ]  # fmt: skip
 
-    for ps, (_, plan, _, ref_row), out in zip(passes, built, outs, strict=True):
+    for ps, (_, plan, _, ref_row, _), out in zip(passes, built, outs, strict=True):
         reads = _collect_reads(plan, out)
         stats = _collect_stats(plan, out)
         # Baseline-condition items (no edits) come from their prompt's reference row.
@@ -379,7 +410,7 @@ def _run_chunk(
                     edit_baseline={},
                 )
         for r, it in enumerate(ps.edited):
-            b = ref_row[it.input_ids]
+            b = ref_row[it.prompt]
             readings = []
             row_stats = stats.get(r, {})
             for e_idx, edit in enumerate(it.condition.edits):
@@ -409,6 +440,7 @@ def _run_chunk(
                 probe_condition=_probe_of(reads, r, it),
                 logprobs=out["lp"][r].clone() if keep else None,
                 edit_baseline=_edit_baseline(reads, b, it),
+                dlogp_top1=float(out["dlogp"][r]),
             )
 
 

@@ -88,6 +88,8 @@ PY_CASES = [
         1,
         1,
     ),
+    # One scoring rule for both languages: only the first test is scored (the examples up to
+    # the first with an expected output here, the first test function in Rust).
     (
         "setup_line",
         PY_ADD,
@@ -111,6 +113,17 @@ PY_CASES = [
         1,
     ),
     (
+        "call_only_in_second_test",
+        PY_ADD,
+        "add",
+        2,
+        PY_ADD_SRC,
+        'sum([1, 2])\n    3\n    >>> add(1, 2)\n    3\n    """',
+        0,
+        0,
+        1,
+    ),
+    (
         "second_bad",
         PY_ADD,
         "add",
@@ -119,7 +132,18 @@ PY_CASES = [
         'add(2, 3)\n    5\n    >>> add(2,\n    """',
         1,
         1,
-        0,
+        1,
+    ),
+    (
+        "first_continues",
+        PY_ADD,
+        "add",
+        2,
+        PY_ADD_SRC,
+        'add(2,\n    ... 3)\n    5\n    >>> x(\n    """',
+        1,
+        1,
+        1,
     ),
     ("nested", PY_ADD, "add", 2, PY_ADD_SRC, 'add(add(1, 2), 3)\n    6\n    """', 1, 1, 1),
     (

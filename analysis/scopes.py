@@ -1,0 +1,48 @@
+"""Scope columns of the record tables, read from the condition names (plip_nn.scope).
+
+Experiments write ``arm``, ``scope``, ``rows``, ``targets``, ``layers`` and ``draw`` next to
+``condition``; :func:`with_scope` fills them from the names where a table lacks them (tables
+written by hand, in tests or notebooks), so every analysis step groups by the same columns.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from plip_nn.scope import BASELINE, Scope, parse_condition
+
+__all__ = ["SCOPE_COLUMNS", "scope_order", "with_scope"]
+
+SCOPE_COLUMNS = ("arm", "scope", "rows", "targets", "layers", "draw")
+
+
+def with_scope(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the scope columns, parsed from ``condition`` where missing.
+
+    Raises:
+        plip_nn.scope.ScopeError: a condition name that does not follow the format.
+    """
+    if all(c in df.columns for c in SCOPE_COLUMNS) or "condition" not in df.columns:
+        return df
+    out = df.copy()
+    parsed = {name: parse_condition(str(name)) for name in out["condition"].unique()}
+    out["arm"] = out["condition"].map(lambda n: parsed[n].arm)
+    out["scope"] = out["condition"].map(lambda n: "" if parsed[n].scope is None else parsed[n].scope.label)
+    for col in ("rows", "targets", "layers"):
+        out[col] = out["condition"].map(
+            lambda n, col=col: "" if parsed[n].scope is None else getattr(parsed[n].scope, col)
+        )
+    out["draw"] = out["condition"].map(lambda n: -1 if parsed[n].draw is None else parsed[n].draw)
+    return out
+
+
+def scope_order(labels: list[str]) -> list[str]:
+    """Scope labels in reading order: default rows first, chosen layer, all, windows, PLIP last."""
+
+    def key(label: str) -> tuple[int, int, str]:
+        s = Scope.parse(label)
+        rows = {"marker_span": 0, "continuation": 1, "marker": 2}[s.rows]
+        lay = 0 if s.layers == "L" else 1 if s.layers == "all" else 2
+        return (2 if s.is_plip else 0, rows * 3 + lay, s.layers)
+
+    return sorted(dict.fromkeys(x for x in labels if x and x != BASELINE), key=key)

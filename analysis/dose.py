@@ -71,7 +71,11 @@ class H2Result:
 def _dose_table(gens: pd.DataFrame) -> pd.DataFrame:
     """Rows of the Scale dose-response: sample_id, dose, x = log2(dose), preserved."""
     g = with_scope(gens)
-    scale = g["arm"].str.startswith("scale_") & (g["op"] == "scale") if "op" in g else g["arm"].str.startswith("scale_")
+    scale = (
+        g["arm"].str.startswith("scale_") & (g["op"] == "scale")
+        if "op" in g
+        else g["arm"].str.startswith("scale_")
+    )
     rows = g[(g["arm"] == "baseline") | scale].copy()
     rows["dose"] = np.where(rows["arm"] == "baseline", 1.0, rows["factor"].astype(float))
     rows = rows[np.isfinite(rows["dose"]) & (rows["dose"] > 0)]
@@ -98,7 +102,9 @@ def dose_rates(gens: pd.DataFrame) -> list[DoseRates]:
     for arm, grp in t.groupby("arm"):
         k, n = int(grp["preserved"].sum()), len(grp)
         lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
-        out.append(DoseRates(str(arm), float(grp["dose"].median()), k / n, (float(lo), float(hi)), n))
+        out.append(
+            DoseRates(str(arm), float(grp["dose"].median()), k / n, (float(lo), float(hi)), n)
+        )
     return sorted(out, key=lambda r: r.dose)
 
 
@@ -144,12 +150,17 @@ def h2(gens: pd.DataFrame, *, model: str, language: str, alpha: float = 0.05) ->
             slope = float(fit.params[1])
             ci = fit.conf_int()[1]
             slope_ci, slope_p = (float(ci[0]), float(ci[1])), float(fit.pvalues[1])
-        except Exception as exc:  # noqa: BLE001 -- statsmodels raises many kinds on degenerate data
+        except Exception as exc:
             log.info("H2 trend GEE failed for %s/%s: %s", model, language, exc)
     perm = permutation_trend(t)
     before, after, bend, bend_p = nan4, nan4, math.nan, math.nan
     t = t.assign(h=np.maximum(0.0, t["x"] - math.log2(knot)))
-    if t["preserved"].nunique() > 1 and t["h"].nunique() > 1 and (t["h"] == 0).sum() and t["x"].nunique() > 2:
+    if (
+        t["preserved"].nunique() > 1
+        and t["h"].nunique() > 1
+        and (t["h"] == 0).sum()
+        and t["x"].nunique() > 2
+    ):
         try:
             fit = _gee(t, ["x", "h"])
             b, cov = np.asarray(fit.params), np.asarray(fit.cov_params())
@@ -163,7 +174,7 @@ def h2(gens: pd.DataFrame, *, model: str, language: str, alpha: float = 0.05) ->
             before = lin(np.array([0.0, 1.0, 0.0]))
             after = lin(np.array([0.0, 1.0, 1.0]))
             bend, _, _, bend_p = lin(np.array([0.0, 0.0, 1.0]))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.info("H2 hinge GEE failed for %s/%s: %s", model, language, exc)
     verdict = _h2_words(language, slope, slope_p, perm, knot, before, after, bend, bend_p, alpha)
     return H2Result(
@@ -187,7 +198,9 @@ def _h2_words(
         f"{slope_p:.2g}; permutation p = {perm:.2g})"
     )
     if math.isnan(before[3]) and math.isnan(after[3]):
-        return trend + "; the plateau could not be tested (no doses on both sides of the Python level)"
+        return (
+            trend + "; the plateau could not be tested (no doses on both sides of the Python level)"
+        )
     rises = before[0] > 0 and before[3] < alpha
     beyond_up = after[0] > 0 and after[3] < alpha
     bends = bend < 0 and bend_p < alpha
@@ -199,7 +212,11 @@ def _h2_words(
         shape = "no rise up to the Python level is shown"
     else:
         shape = "the shape around the Python level is unclear"
-    where = "its own level is dose 1" if language == "python" else f"the Python level is at Scale {knot:.3g}"
+    where = (
+        "its own level is dose 1"
+        if language == "python"
+        else f"the Python level is at Scale {knot:.3g}"
+    )
     return (
         f"{trend}; {shape} (slope up to the level {before[0]:+.2f} [{before[1]:+.2f}, "
         f"{before[2]:+.2f}], beyond {after[0]:+.2f} [{after[1]:+.2f}, {after[2]:+.2f}]; {where})"

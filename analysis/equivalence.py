@@ -64,7 +64,7 @@ def newcombe_paired_ci(a: int, b: int, c: int, d: int, conf: float = 0.95) -> tu
     if margins == 0:
         phi = 0.0
     else:
-        cross = a * d - b * c
+        cross: float = a * d - b * c
         if cross > n / 2:
             cross -= n / 2
         elif cross >= 0:
@@ -183,7 +183,10 @@ def classify_change(
     if p_adjusted < alpha and diff.effect != 0:
         if np.sign(diff.effect) == predicted_sign:
             return "predicted", f"{what} {ci}, p_adj = {p_adjusted:.3g}: significant, as predicted"
-        return "opposite", f"{what} {ci}, p_adj = {p_adjusted:.3g}: significant, OPPOSITE to the prediction"
+        return (
+            "opposite",
+            f"{what} {ci}, p_adj = {p_adjusted:.3g}: significant, OPPOSITE to the prediction",
+        )
     if -margin < diff.ci90[0] and diff.ci90[1] < margin:
         return "none", (
             f"{what} {pp:+.1f} pp, 90% CI [{lo90:+.1f}, {hi90:+.1f}] inside ±{m:.0f} pp: "

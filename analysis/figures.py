@@ -105,8 +105,10 @@ def scope_forest(outcomes: Sequence[TriangleOutcome]) -> Figure:
                         ax.plot(100 * diff.effect, y, ".", color=_PALETTE[lang], ms=5, alpha=0.7)
         ax.set_yticks(range(len(scopes)), scopes, fontsize=8)
         ax.invert_yaxis()
-        ax.set(xlabel="preservation, knockout − mass-matched control [pp]",
-               title=f"{model}: knockout by scope (grey: ±margin; × does not reach the output)")
+        ax.set(
+            xlabel="preservation, knockout − mass-matched control [pp]",
+            title=f"{model}: knockout by scope (grey: ±margin; × does not reach the output)",
+        )
         ax.title.set_fontsize(9)
         handles = [plt.Line2D([], [], color=c, lw=3, label=lang) for lang, c in _PALETTE.items()]
         ax.legend(handles=handles, fontsize=8, loc="lower right")
@@ -158,7 +160,9 @@ def dose_response(records: pd.DataFrame | None, generations: pd.DataFrame | None
                     continue
                 x = [r.dose for r in rates]
                 y = [r.rate for r in rates]
-                err = np.array([[r.rate - r.ci[0] for r in rates], [r.ci[1] - r.rate for r in rates]])
+                err = np.clip(
+                    [[r.rate - r.ci[0] for r in rates], [r.ci[1] - r.rate for r in rates]], 0, None
+                )  # rounding can put a Wilson bound a hair past the rate
                 ax.errorbar(x, y, yerr=err, fmt="o-", color=_PALETTE.get(str(lang)), capsize=3,
                             label=str(lang))  # fmt: skip
                 for r in rates:
@@ -216,8 +220,11 @@ def outcome_matrix(outcomes: Sequence[TriangleOutcome]) -> Figure:
     ax.set_ylim(len(scopes), 0)
     ax.set_xticks(np.arange(len(cols)) + 0.5, cols, fontsize=8)
     ax.set_yticks(np.arange(len(scopes)) + 0.5, scopes, fontsize=8)
-    ax.set_title(f"outcome matrix by scope (α = {outcomes[0].alpha}, margin ±"
-                 f"{100 * outcomes[0].margin:.0f} pp; steering in the default scope)", fontsize=9)
+    ax.set_title(
+        f"outcome matrix by scope (α = {outcomes[0].alpha}, margin ±"
+        f"{100 * outcomes[0].margin:.0f} pp; steering in the default scope)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -236,8 +243,12 @@ def kl_vs_mass(records: pd.DataFrame) -> Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     sns.scatterplot(data=data, x="mass_removed", y="kl", hue="arm", style="language", alpha=0.6,
                     s=16, ax=ax)  # fmt: skip
-    ax.set(yscale="symlog", xlabel="attention mass removed (head-mean, mean over rows)",
-           ylabel="KL at the prediction [nats]", title="knockout vs control at the chosen layer")
+    ax.set(
+        yscale="symlog",
+        xlabel="attention mass removed (head-mean, mean over rows)",
+        ylabel="KL at the prediction [nats]",
+        title="knockout vs control at the chosen layer",
+    )
     fig.tight_layout()
     return fig
 
@@ -268,7 +279,9 @@ def save_all(
         jobs.append(("kl_by_scope", lambda: kl_by_scope(recs, floor)))
         if "mass_removed" in recs and recs["mass_removed"].notna().any():
             jobs.append(("kl_vs_removed_mass", lambda: kl_vs_mass(recs)))
-    has_scale = any(t is not None and "op" in t and (t["op"] == "scale").any() for t in (recs, gens))
+    has_scale = any(
+        t is not None and "op" in t and (t["op"] == "scale").any() for t in (recs, gens)
+    )
     if has_scale:
         jobs.append(("dose_response", lambda: dose_response(recs, gens)))
     if outcomes:

@@ -67,7 +67,9 @@ def _knockout_sentence(outs: Sequence[TriangleOutcome], scope: str, layer: str) 
              if o.knockout(scope) is not None]  # fmt: skip
     if not parts:
         return None
-    return f"Knocking out attention {scope_words(scope, layer)} ({scope}): " + "; ".join(parts) + "."
+    return (
+        f"Knocking out attention {scope_words(scope, layer)} ({scope}): " + "; ".join(parts) + "."
+    )
 
 
 def findings(
@@ -110,18 +112,26 @@ def findings(
             lang = o.language.capitalize()
             if o.steering.effect == "predicted":
                 up = [t.arm for t in dec if t.effect == "predicted"]
-                steer.append(f"in {lang} raising the attention raised preservation ({', '.join(up)})")
+                steer.append(
+                    f"in {lang} raising the attention raised preservation ({', '.join(up)})"
+                )
             elif o.steering.effect == "opposite":
                 steer.append(f"in {lang} raising the attention lowered preservation")
             elif o.steering.effect == "none":
-                steer.append(f"in {lang} raising the attention left preservation unchanged within the margin")
+                steer.append(
+                    f"in {lang} raising the attention left preservation unchanged within the margin"
+                )
             elif not dec:
                 steer.append(f"in {lang} no steering condition passed its manipulation check"
                              + (f" ({', '.join(failed)} failed)" if failed else ""))  # fmt: skip
             else:
-                steer.append(f"in {lang} the effect of raising the attention on preservation is inconclusive")
+                steer.append(
+                    f"in {lang} the effect of raising the attention on preservation is inconclusive"
+                )
         if steer and default:
-            out.append(prefix + f"Steering {scope_words(default, layer)}: " + "; ".join(steer) + ".")
+            out.append(
+                prefix + f"Steering {scope_words(default, layer)}: " + "; ".join(steer) + "."
+            )
         if default:
             h = next((r for r in h1 if r.model == model and r.scope == default
                       and r.measure == "preservation drop" and r.difference is not None), None)  # fmt: skip
@@ -133,12 +143,17 @@ def findings(
                     if r is None or r.difference is None:
                         continue
                     d = r.difference
-                    bits.append(f"{r.measure} {r.verdict} (Python − Rust {scale * d.effect:+.3g} {unit}, "
-                                f"95% CI [{scale * d.ci_low:+.3g}, {scale * d.ci_high:+.3g}])")
+                    bits.append(
+                        f"{r.measure} {r.verdict} (Python − Rust {scale * d.effect:+.3g} {unit}, "
+                        f"95% CI [{scale * d.ci_low:+.3g}, {scale * d.ci_high:+.3g}])"
+                    )
                 out.append(prefix + f"H1 ({default}): " + "; ".join(bits) + ".")
-        for r in h2:
-            if r.model == model and r.language != "python":
-                out.append(prefix + f"H2 ({r.language.capitalize()}, Scale in the default scope): {r.verdict}.")
+        for d2 in h2:
+            if d2.model == model and d2.language != "python":
+                out.append(
+                    prefix
+                    + f"H2 ({d2.language.capitalize()}, Scale in the default scope): {d2.verdict}."
+                )
         obs = {o.view: o for o in observed if o.model == model}
         raw, norm = obs.get("level"), obs.get("level × keys (position-normalised)")
         if raw is not None and len(out) < 8:

@@ -72,7 +72,9 @@ def _effects(
         return None
     if measure == "PPL delta":
         tests = recs[recs["kind"] == "test"] if "kind" in recs else recs
-        p = paired(tests.assign(dppl=tests["ppl_condition"] - tests["ppl_baseline"]), "dppl", ko, ctrl)
+        p = paired(
+            tests.assign(dppl=tests["ppl_condition"] - tests["ppl_baseline"]), "dppl", ko, ctrl
+        )
         return None if not len(p) else p["cond"] - p["ref"]
     pred = recs[recs["kind"] == "generation"] if "kind" in recs else recs
     if measure == "KL":
@@ -86,7 +88,9 @@ def _effects(
 def _mean_ci(v: pd.Series) -> TestResult | None:
     if len(v) < 2:
         return None
-    return bootstrap_mean_diff(v.to_numpy(), np.zeros(len(v)), paired=True, n_resamples=2000, seed=0)
+    return bootstrap_mean_diff(
+        v.to_numpy(), np.zeros(len(v)), paired=True, n_resamples=2000, seed=0
+    )
 
 
 def h1(
@@ -109,7 +113,12 @@ def h1(
                 per[lang] = _effects(r, g, scope, measure)
             res = {k: (None if v is None else _mean_ci(v)) for k, v in per.items()}
             diff = None
-            if per["python"] is not None and per["rust"] is not None and res["python"] and res["rust"]:
+            if (
+                per["python"] is not None
+                and per["rust"] is not None
+                and res["python"]
+                and res["rust"]
+            ):
                 diff = bootstrap_mean_diff(per["python"].to_numpy(), per["rust"].to_numpy(),
                                            paired=False, n_resamples=2000, seed=0)  # fmt: skip
             if res["python"] is None and res["rust"] is None:
@@ -165,6 +174,15 @@ def observe(scan: pd.DataFrame, layer_of: dict[str, int] | None = None) -> list[
             except ValueError:
                 continue
             ratio = float(py.mean() / rs.mean()) if rs.mean() else math.nan
-            out.append(ObserveResult(model=str(model), view=view, test=res, d=d, ratio=ratio,
-                                     python_mean=float(py.mean()), rust_mean=float(rs.mean())))
+            out.append(
+                ObserveResult(
+                    model=str(model),
+                    view=view,
+                    test=res,
+                    d=d,
+                    ratio=ratio,
+                    python_mean=float(py.mean()),
+                    rust_mean=float(rs.mean()),
+                )
+            )
     return out

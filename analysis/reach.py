@@ -74,9 +74,7 @@ def token_identical(gens: pd.DataFrame, condition: str) -> pd.Series:
     base = gens[gens["condition"] == "baseline"].set_index("sample_id")[col]
     cond = gens[gens["condition"] == condition].set_index("sample_id")[col]
     both = base.index.intersection(cond.index)
-    return pd.Series(
-        {s: _same(base[s], cond[s]) for s in both}, dtype=bool, name="identical"
-    )
+    return pd.Series({s: _same(base[s], cond[s]) for s in both}, dtype=bool, name="identical")
 
 
 def _same(a: object, b: object) -> bool:
@@ -85,16 +83,16 @@ def _same(a: object, b: object) -> bool:
     return bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
-def reach(
-    kl: pd.Series | np.ndarray, identical: pd.Series | None, floor: float
-) -> Reach:
+def reach(kl: pd.Series | np.ndarray, identical: pd.Series | None, floor: float) -> Reach:
     """The reach of one scope's edit: its KLs at the prediction and its generations' identity."""
     k = np.asarray(kl, dtype=np.float64)
     k = k[~np.isnan(k)]
     med = float(np.median(k)) if k.size else math.nan
     above = float((k > floor).mean()) if k.size and not math.isnan(floor) else math.nan
     n_gen = 0 if identical is None else len(identical)
-    changed = float((~identical.astype(bool)).mean()) if n_gen else math.nan
+    changed = (
+        math.nan if identical is None or not n_gen else float((~identical.astype(bool)).mean())
+    )
     at_floor = bool(k.size) and not math.isnan(floor) and med <= floor
     still = n_gen == 0 or changed <= MAX_CHANGED
     reached = not (at_floor and still)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -182,8 +183,16 @@ def _outcome_rows(outcomes: Sequence[TriangleOutcome]) -> Iterable[dict[str, Any
                 yield row
         for t in o.steering.tests:
             if t.role == "deciding" and t.diff is not None:
-                row = _diff_row("triangle", o.model, o.language, t.condition, t.diff,
-                                ref="baseline", counted=True, scope=t.condition.split("@", 1)[-1])
+                row = _diff_row(
+                    "triangle",
+                    o.model,
+                    o.language,
+                    t.condition,
+                    t.diff,
+                    ref="baseline",
+                    counted=True,
+                    scope=t.condition.split("@", 1)[-1],
+                )
                 row["note"] += f"; deciding steering test: {t.effect}"
                 yield row
 
@@ -271,7 +280,9 @@ def _versions(man: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def _layer_of(tables: dict[str, pd.DataFrame], metas: list[dict[str, Any]]) -> dict[str, int] | None:
+def _layer_of(
+    tables: dict[str, pd.DataFrame], metas: list[dict[str, Any]]
+) -> dict[str, int] | None:
     """sample -> the layer it was edited at (from the manifests' cross-fitted choice)."""
     scan = tables.get("layer_scan")
     if scan is None:
@@ -409,7 +420,9 @@ def _report(
         elif man.get("layer_choice") == "flag":
             lines.append("\n**Layer** given with `--layer`: not chosen on these samples.\n")
         elif "layer" in man:
-            lines.append("\n**Layer**: chosen on the same samples it is tested on (not held out).\n")
+            lines.append(
+                "\n**Layer**: chosen on the same samples it is tested on (not held out).\n"
+            )
         lines.append("\n")
     lines.append(
         "**Scoring.** One rule for both languages: only the *first* generated test is scored "
@@ -552,15 +565,15 @@ def _report(
         "knockout vs control → Wilcoxon signed-rank with a paired BCa bootstrap CI; Python vs "
         "Rust levels → Welch t with Cohen's d. Families (corrected within each model and "
         "language; `counted` marks the rows of a family; `p_bonferroni` is what decisions use, "
-        "`p_holm` is given alongside):\n\n"
+        "`p_holm` (Holm) is given alongside):\n\n"
     )
     lines.extend(f"- `{name}`: {text}\n" for name, text in FAMILIES.items())
     lines.append("\nAll rows are in `stats.csv`.\n\n")
-    cols = ["model", "test", "language", "condition", "pvalue", "p_bonferroni", "effect",
-            "ci_low", "ci_high", "n"]  # fmt: skip
+    stat_cols = ["model", "test", "language", "condition", "pvalue", "p_bonferroni", "effect",
+                 "ci_low", "ci_high", "n"]  # fmt: skip
     for family, grp in stats.groupby("family", sort=False):
         lines.append(f"### {family}\n\n")
-        lines.append(_md_table(grp[cols]) + "\n")
+        lines.append(_md_table(grp[stat_cols]) + "\n")
     lines.append("## What this data cannot show\n\n")
     lines.append(
         "- Each verdict holds for its scope: the edited rows, keys and layers, at every head of "
@@ -569,7 +582,7 @@ def _report(
         "- A knockout effect beyond the mass-matched control shows that these edges matter more "
         "than as much attention elsewhere, not *why*; where the control could not match the "
         "mass (token-0 sinks, see the control table) the comparison is weaker.\n"
-        "- \"No effect\" means the 90% CI lies inside the stated margin; changes smaller than the "
+        '- "No effect" means the 90% CI lies inside the stated margin; changes smaller than the '
         "margin are not ruled out, and an inconclusive scope may still hide an effect of that "
         "size (see the power column).\n"
         "- Steering edits probabilities directly: a rise shows the pathway is usable, not that the "
@@ -578,13 +591,28 @@ def _report(
         "- Preservation is syntactic (a call by name with the declared arity that parses) and "
         "greedy; `executes` needs the sandbox and, for Rust, rustc. Decoding with sampling, "
         "other seeds and other corpora may differ.\n"
-        "- A generated Rust test may name the function in its own header (`fn test_<name>`) and "
-        "copy the call from there rather than from the function; knockouts in `marker_span` rows "
-        "leave that path open (`continuation` rows close it).\n"
+        f"- A generated Rust test may name the function in its own header (`fn test_<name>`) and "
+        f"copy the call from there rather than from the function{_header_share(tables)}; "
+        "knockouts in `marker_span` rows leave that path open (`continuation` rows close it).\n"
         "- The embedded model is tiny and trained on synthetic copy tasks; results hold for this "
         "model, this corpus and these seeds only.\n"
     )
     return "".join(lines)
+
+
+def _header_share(tables: dict[str, pd.DataFrame]) -> str:
+    """ ", as N% of the baseline's preserved Rust tests do" -- measured, or "" without data."""
+    gens = tables.get("generations")
+    if gens is None or "function_name" not in gens or "text" not in gens:
+        return ""
+    rs = gens[(gens["language"] == "rust") & (gens["condition"] == "baseline") & gens["preserved"]]
+    if not len(rs):
+        return ""
+    named = [
+        bool(re.search(rf"fn\s+\w*{re.escape(str(name))}\w*\s*\(", str(text)))
+        for name, text in zip(rs["function_name"], rs["text"], strict=True)
+    ]
+    return f", as {100 * sum(named) / len(named):.0f}% of the {len(named)} preserved Rust tests at baseline do"
 
 
 def _meta_value(metas: list[dict[str, Any]], key: str, default: float) -> float:

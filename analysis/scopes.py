@@ -26,8 +26,9 @@ def with_scope(df: pd.DataFrame) -> pd.DataFrame:
         return df
     out = df.copy()
     parsed = {name: parse_condition(str(name)) for name in out["condition"].unique()}
+    labels = {n: "" if p.scope is None else p.scope.label for n, p in parsed.items()}
     out["arm"] = out["condition"].map(lambda n: parsed[n].arm)
-    out["scope"] = out["condition"].map(lambda n: "" if parsed[n].scope is None else parsed[n].scope.label)
+    out["scope"] = out["condition"].map(labels)
     for col in ("rows", "targets", "layers"):
         out[col] = out["condition"].map(
             lambda n, col=col: "" if parsed[n].scope is None else getattr(parsed[n].scope, col)

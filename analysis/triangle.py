@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
@@ -425,7 +426,9 @@ def classify(
         missing = {"model", "language", "condition", "sample_id"} - set(t.columns)
         if missing:
             raise ValueError(f"table lacks columns {sorted(missing)} (see docs/RECORDS.md)")
-    combos = sorted({(m, g) for t in tables for m, g in zip(t["model"], t["language"], strict=True)})
+    combos = sorted(
+        {(m, g) for t in tables for m, g in zip(t["model"], t["language"], strict=True)}
+    )
     if model is None or language is None:
         picks = [(m, g) for m, g in combos if model in (None, m) and language in (None, g)]
         if len(picks) != 1:
@@ -457,9 +460,7 @@ def classify(
             s["role"] = "control"
         elif s["intended"] < 0:
             s["role"] = "dose"
-        elif not s["manip_ok"]:
-            s["role"] = "not deciding"
-        elif s["diff"] is None:
+        elif not s["manip_ok"] or s["diff"] is None:
             s["role"] = "not deciding"
         else:
             s["role"] = "deciding"
@@ -581,10 +582,11 @@ def classify_all(
 ) -> list[TriangleOutcome]:
     """:func:`classify` for every (model, language) present, sorted by model then language."""
     tables = [t for t in (records, generations) if t is not None and len(t)]
-    combos = sorted({(m, g) for t in tables for m, g in zip(t["model"], t["language"], strict=True)})
+    combos = sorted(
+        {(m, g) for t in tables for m, g in zip(t["model"], t["language"], strict=True)}
+    )
     return [
         classify(records, generations, noise_floor, model=m, language=g, alpha=alpha,
                  margin=margin)
         for m, g in combos
     ]  # fmt: skip
-

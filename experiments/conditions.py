@@ -158,7 +158,9 @@ def steering_arms(
     scope = Scope(rows, targets, CHOSEN)
     arms = [Arm(scale_name(f), scope) for f in factors]
     if calibrated:
-        arms += [Arm(a, scope) for a in (SCALE_CALIBRATED, SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED)]
+        arms += [
+            Arm(a, scope) for a in (SCALE_CALIBRATED, SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED)
+        ]
     return arms
 
 
@@ -234,7 +236,7 @@ def match_keys(
         if abs(total - goal) <= tol:
             break
     assert best is not None
-    keys = tuple(sorted(pool[k] for k in np.flatnonzero(best[1])))
+    keys = tuple(sorted(pool[int(k)] for k in np.flatnonzero(best[1])))
     control = float(sum(float(key_mass[k]) for k in keys))
     ratio = control / goal if goal > 0 else math.nan
     within = abs(control - goal) <= tol if goal > 0 else control == 0
@@ -392,7 +394,9 @@ def condition_op(cond: Condition) -> tuple[str, float]:
 
 def _cond(
     name: str,
-    parts: Sequence[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Knockout | Scale | SetValue]],
+    parts: Sequence[
+        tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Knockout | Scale | SetValue]
+    ],
 ) -> Condition:
     edits = tuple(
         AttentionEdit(layers=layers, sources=sources, targets=targets, op=op)

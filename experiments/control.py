@@ -39,7 +39,9 @@ def _items(p: Prepared, rows: str, targets: Sequence[str], layers: tuple[int, ..
     """Baseline items reading, at ``layers``, the rows' mass on each pool key and target set."""
     pos = p.positions
     src = pos.rows(rows)
-    reads = [(f"k{j}", (j,)) for j in sorted({0, *pos.control_pool(rows)})]
+    reads: list[tuple[str, tuple[int, ...]]] = [
+        (f"k{j}", (j,)) for j in sorted({0, *pos.control_pool(rows)})
+    ]
     reads += [(f"T{t}", pos.target_set(t)) for t in targets]
     return [
         Item(
@@ -71,9 +73,7 @@ def match_controls(
     seed = study.cfg.seed
 
     def work(chunk: list[Prepared]) -> pd.DataFrame:
-        items = [
-            it for p in chunk for r, ts in by_rows.items() for it in _items(p, r, ts, layers)
-        ]
+        items = [it for p in chunk for r, ts in by_rows.items() for it in _items(p, r, ts, layers)]
         results = {
             res.key: res
             for res in run_items(
@@ -86,8 +86,8 @@ def match_controls(
             for r, ts in by_rows.items():
                 pool = pos.control_pool(r)
 
-                def mass(name: str, layer: int, r: str = r) -> float:
-                    return results[f"{p.id}|{r}|{name}"].probe_baseline[layer][1]
+                def mass(name: str, layer: int, r: str = r, sid: str = p.id) -> float:
+                    return results[f"{sid}|{r}|{name}"].probe_baseline[layer][1]
 
                 for t in ts:
                     n_targets = len(pos.target_set(t))

@@ -62,12 +62,13 @@ def run_knockout(study: Study, cfg: Config, layer_of: dict[str, int] | None) -> 
         ]
         units = conditions.plan_units(samples, arms, layer_of=0, n_layers=n_layers)
     else:
-        arms = [Arm(BASELINE)] + conditions.knockout_arms(
+        knock = conditions.knockout_arms(
             rows=(cfg.rows,), targets=cfg.targets,
             layer_scopes=("layer", "all", "window") if cfg.window else ("layer", "all"),
             n_layers=n_layers, window=max(cfg.window, 1), stride=1, plip=False,
             draws=cfg.draws,
         )  # fmt: skip
+        arms = [Arm(BASELINE), *knock]
         controls = match_controls(study, samples, [(cfg.rows, cfg.targets)], cfg.draws)
         units = conditions.plan_units(
             samples, arms, layer_of=layer_of, n_layers=n_layers, controls=controls

@@ -50,9 +50,10 @@ class Config(CommonConfig):
 def run_steer(study: Study, cfg: Config, choice: LayerChoice) -> None:
     """Records of the dose-response conditions at each sample's chosen layer."""
     samples = study.select("test")
-    arms = [Arm(BASELINE)] + conditions.steering_arms(
+    steering = conditions.steering_arms(
         cfg.factors, rows=cfg.rows, targets=cfg.targets, calibrated=bool(choice.calibration)
     )
+    arms = [Arm(BASELINE), *steering]
     units = conditions.plan_units(
         samples, arms, layer_of=choice.layers_of([p.id for p in samples]),
         n_layers=study.handle.n_layers, calibration=choice.calibrations,

@@ -26,15 +26,15 @@ __all__ = [
     "RUST_TEST_MARKER",
     "RustCall",
     "generation_prompt",
-    "identifier_span",
-    "marker_span_chars",
-    "signature_span",
     "generation_suffix",
     "has_error",
+    "identifier_span",
     "leaves",
+    "marker_span_chars",
     "rust_calls",
     "rust_parser",
     "rust_test_end",
+    "signature_span",
     "walk",
 ]
 

@@ -62,7 +62,9 @@ PLIP_TARGETS = "plip"
 CHOSEN = "L"
 EVERY = "all"
 _WINDOW = re.compile(r"w(\d+)-(\d+)")
-_NAME = re.compile(r"(?P<arm>[^@#]+)@(?P<rows>[a-z_]+)/(?P<targets>[a-z_]+)/(?P<layers>[^/#]+)(?:#(?P<draw>\d+))?")
+_NAME = re.compile(
+    r"(?P<arm>[^@#]+)@(?P<rows>[a-z_]+)/(?P<targets>[a-z_]+)/(?P<layers>[^/#]+)(?:#(?P<draw>\d+))?"
+)
 
 
 class ScopeError(ValueError):

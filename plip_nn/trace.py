@@ -94,7 +94,9 @@ class Item:
         object.__setattr__(self, "input_ids", ids)
         for name in ("predict_at", "nll_from"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < len(ids)):
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < len(ids)
+            ):
                 raise EditSpecError(
                     f"sample {self.sample_id!r}: {name}={v!r} must be a token position in "
                     f"0..{len(ids) - 1} (or None)"

@@ -171,7 +171,7 @@ def test_figures_are_drawn_from_the_tables_passed_in(
     assert reads == []
     assert {p.name for p in written} == {
         "layer_scan.png",
-        "kl_knockout_vs_control.png",
+        "kl_by_scope.png",
         "kl_vs_removed_mass.png",
         "dose_response.png",
     }
@@ -187,4 +187,4 @@ def test_analyze_reads_each_table_once(tmp_path: Path, monkeypatch: pytest.Monke
     reads = _reads_counted(monkeypatch)
     analyze(run)
     assert sorted(reads) == present  # the figures reuse analyze's tables
-    assert len(list((run / "figures").glob("*.png"))) == 5
+    assert len(list((run / "figures").glob("*.png"))) == 6

@@ -105,18 +105,27 @@ def test_flags_build_the_config():
         skip_masked=True, device_map="auto", progress=False, batch_size=5,
         languages=("rust",), layer=1, device="cpu", model="m",
     )  # fmt: skip
-    steer = cfg("steer", "--factors", "0.5", "2", "--no-set-value", "--languages", "python")
-    assert steer == _config_cls("steer")(factors=(0.5, 2.0), set_value=False, languages=("python",))
+    steer = cfg("steer", "--factors", "0.5", "2", "--no-calibrated", "--languages", "python")
+    assert steer == _config_cls("steer")(
+        factors=(0.5, 2.0), calibrated=False, languages=("python",)
+    )
     gen = cfg("generate", "--conditions", "baseline", "scale_2", "--sample", "--temperature",
-              "0.5", "--max-new-tokens", "7", "--no-execute", "--source-policy", "continuation")  # fmt: skip
+              "0.5", "--max-new-tokens", "7", "--no-execute", "--rows", "continuation",
+              "--targets", "plip")  # fmt: skip
     assert gen == _config_cls("generate")(
         conditions=("baseline", "scale_2"), sample=True, temperature=0.5, max_new_tokens=7,
-        execute="off", source_policy="continuation",
+        execute="off", rows="continuation", targets="plip",
     )  # fmt: skip
     assert cfg("triangle", "--execute", "unsafe").execute == "unsafe"
-    tri = cfg("triangle", "--no-generation", "--no-dose-response", "--no-execute")
-    assert (tri.generation, tri.dose_response, tri.execute) == (False, False, "off")
-    assert cfg("generate").conditions == conditions.STUDY_CONDITIONS
+    tri = cfg("triangle", "--no-generation", "--no-plip-scope", "--no-execute", "--draws", "2",
+              "--knockout-rows", "marker", "continuation", "--layer-scopes", "all", "window",
+              "--window", "3", "--margin", "0.05", "--alpha", "0.01")  # fmt: skip
+    assert tri == _config_cls("triangle")(
+        generation=False, plip_scope=False, execute="off", draws=2,
+        knockout_rows=("marker", "continuation"), layer_scopes=("all", "window"), window=3,
+        margin=0.05, alpha=0.01,
+    )  # fmt: skip
+    assert cfg("generate").conditions[:2] == ("baseline", conditions.KNOCKOUT)
 
 
 def test_several_models_run_one_sub_run_each(monkeypatch):
@@ -160,8 +169,9 @@ def test_hand_picked_help_lines(capsys, monkeypatch):
         with pytest.raises(SystemExit):
             _parse(cmd, "--help")
     out = capsys.readouterr().out
-    assert "--window WINDOW       half-width r of the window condition (layers L-r..L+r) (default: 1)" in out  # fmt: skip
-    assert "Scale factors of the dose-response curve (default: 0.5 1.0 2.0 3.0 4.0 6.0)" in out
+    assert "--window WINDOW       width of the windows of the layer sweep (0: no sweep) (default: 2)" in out  # fmt: skip
+    assert "Scale factors of the dose-response curve (default: 0.5 2.0 3.0 4.0 6.0)" in out
+    assert "--margin MARGIN       the smallest preservation change of interest" in out
     assert "--no-execute          same as --execute off" in out
     assert "repeat it for several models" in out  # triangle's --model
 

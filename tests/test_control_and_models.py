@@ -13,57 +13,87 @@ from study_fixtures import corpus_dict, write_corpus, write_model_dir
 
 from experiments import conditions
 from experiments.cli import main as cli_main
-from experiments.conditions import Positions, mass_matched_targets
+from experiments.conditions import Arm, control_rng, match_keys
+from plip_nn.positions import TokenPositions
+from plip_nn.scope import Scope
 
 
-def _brute_best(pos: Positions, mass: list[float]) -> float:
-    cands = [k for k in range(pos.source) if k not in pos.targets]
-    goal = sum(mass[t] for t in pos.targets)
-    return min(
-        abs(sum(mass[k] for k in c) - goal) for c in itertools.combinations(cands, len(pos.targets))
-    )
+def _brute_best(pool: list[int], mass: dict[int, float], n: int, goal: float) -> float:
+    return min(abs(sum(mass[k] for k in c) - goal) for c in itertools.combinations(pool, n))
 
 
 def test_mass_match_within_tolerance_when_possible() -> None:
     rng = np.random.default_rng(0)
     for trial in range(30):
-        mass = list(rng.dirichlet(np.ones(14)))
-        pos = Positions(sample_id=f"s{trial}", source=12, targets=(0, 3, 5))
-        m = mass_matched_targets(pos, mass, seed=1)
-        assert len(m.keys) == 3 and not set(m.keys) & {0, 3, 5, 12}
-        assert all(0 <= k < 12 for k in m.keys)
+        raw = list(rng.dirichlet(np.ones(14)))
+        mass = dict(enumerate(raw))
+        pool = [k for k in range(12) if k not in (0, 3, 5)]  # targets 0, 3, 5
+        goal = raw[0] + raw[3] + raw[5]
+        m = match_keys(pool, mass, 3, goal, np.random.default_rng([1, trial]))
+        assert len(m.keys) == 3 and set(m.keys) <= set(pool) and m.count_ok
         assert m.control_mass == pytest.approx(sum(mass[k] for k in m.keys))
-        assert m.target_mass == pytest.approx(mass[0] + mass[3] + mass[5])
-        best = _brute_best(pos, mass)
-        if best <= 0.1 * m.target_mass:  # a set within ±10% exists: the search finds one
+        assert m.target_mass == pytest.approx(goal)
+        best = _brute_best(pool, mass, 3, goal)
+        if best <= 0.1 * goal:  # a set within ±10% exists: the search finds one
             assert m.within and abs(m.ratio - 1) <= 0.1 + 1e-12
         else:  # none exists: the search reports it and is close to the brute-force optimum
             assert not m.within
-            assert abs(m.control_mass - m.target_mass) <= best + 0.05 * m.target_mass
-    assert m == mass_matched_targets(pos, mass, seed=1)  # seeded
+            assert abs(m.control_mass - goal) <= best + 0.05 * goal
+        again = match_keys(pool, mass, 3, goal, np.random.default_rng([1, trial]))
+        assert again == m  # seeded
 
 
 def test_mass_match_sink_token_gets_the_heaviest_keys() -> None:
     # Token 0 is a target holding a sink-level 0.8: no other keys can match, so the control
     # takes the heaviest other keys (the closest achievable), and says so.
-    mass = [0.8, 0.01, 0.05, 0.02, 0.03, 0.04, 0.01, 0.04]
-    pos = Positions(sample_id="sink", source=7, targets=(0, 1))
-    m = mass_matched_targets(pos, mass, seed=0)
-    assert m.keys == (2, 5) and not m.within
-    assert m.ratio == pytest.approx(0.09 / 0.81)
+    mass = dict(enumerate([0.8, 0.01, 0.05, 0.02, 0.03, 0.04, 0.01, 0.04]))
+    m = match_keys([2, 3, 4, 5, 6], mass, 2, 0.81, np.random.default_rng(0))
+    assert set(m.keys) == {2, 5} or set(m.keys) == {2, 7} or m.keys == (2, 5)
+    assert not m.within and m.ratio == pytest.approx(0.09 / 0.81)
 
 
-def test_build_uses_the_given_control_keys() -> None:
-    pos = Positions(sample_id="s", source=9, targets=(0, 1))
-    cond, _ = conditions.build("random_control", pos, layer=1, n_layers=2, control=(4, 6))
-    assert cond.edits[0].targets == (4, 6)
+def test_small_pool_uses_every_key_and_says_so() -> None:
+    mass = {1: 0.1, 2: 0.2}
+    m = match_keys([1, 2], mass, 4, 0.5, np.random.default_rng(0))
+    assert m.keys == (1, 2) and not m.count_ok
+    with pytest.raises(ValueError, match="pool is empty"):
+        match_keys([], mass, 2, 0.5, np.random.default_rng(0))
+
+
+def _positions() -> TokenPositions:
+    # 0 def, 1 name, 2 (a, 3 ,, 4 b, 5 ):, 6-8 body, 9 >>> (marker), 10 end
+    return TokenPositions(input_ids=tuple(range(11)), source=9, targets=(0, 1, 2),
+                          bos_offset=0, mid_token_chars=(), dropped_targets=(),
+                          marker_span=(9,), identifier_targets=(0, 1, 2, 4),
+                          signature=(0, 1, 2, 3, 4, 5))  # fmt: skip
+
+
+def test_control_pool_excludes_the_signature_and_targets() -> None:
+    pos = _positions()
+    assert pos.control_pool("marker") == (6, 7, 8)
+    assert pos.control_pool("continuation") == (6, 7, 8)
+    assert not set(pos.control_pool("marker_span")) & set(pos.signature)
+
+
+def test_build_uses_the_given_control_keys_per_layer() -> None:
+    pos = _positions()
     p = SimpleNamespace(id="s", positions=pos)
-    units = conditions.plan_units([p], ["knockout", "random_control"], layer=1, n_layers=2,
-                                  set_value=None, seed=0, controls={"s": (3, 5)})  # fmt: skip
-    assert [u.condition.edits[0].targets for u in units] == [(0, 1), (3, 5)]
-    with pytest.raises(ValueError, match="sample 's' has no mass-matched control keys"):
-        conditions.plan_units([p], ["random_control"], layer=1, n_layers=2, set_value=None,
-                              seed=0, controls={"other": (3, 5)})  # fmt: skip
+    scope = Scope("marker_span", "identifiers", "all")
+    keys = {("s", "marker_span", "identifiers", lay, 0): (6 + lay % 3,) for lay in range(2)}
+    cond = conditions.build(Arm("random_control", scope, 0), p, layer=1, n_layers=2,
+                            controls=keys)  # fmt: skip
+    assert cond is not None
+    assert [(e.layers, e.targets, e.sources) for e in cond.edits] == [
+        ((0,), (6,), (9,)),
+        ((1,), (7,), (9,)),
+    ]
+    ko = conditions.build(Arm("knockout", scope), p, layer=1, n_layers=2)
+    assert ko is not None and ko.edits[0].targets == (0, 1, 2, 4) and ko.edits[0].layers == (0, 1)
+    with pytest.raises(ValueError, match="no control keys"):
+        conditions.build(Arm("random_control", scope, 1), p, layer=1, n_layers=2, controls=keys)
+    assert control_rng("s", 0, "marker", "plip", 1, 0).integers(1 << 30) == control_rng(
+        "s", 0, "marker", "plip", 1, 0
+    ).integers(1 << 30)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +107,8 @@ def two_models(tmp_path_factory):
 
 def _flags(corpus: str) -> list[str]:
     return ["--corpus", corpus, "--limit", "3", "--no-progress", "--max-new-tokens", "4",
-            "--no-execute", "--no-dose-response"]  # fmt: skip
+            "--no-execute", "--draws", "1", "--layer-scopes", "layer", "all",
+            "--factors", "2"]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -94,16 +125,25 @@ def test_triangle_two_models_one_report_and_mass_matched_control(two_models, tmp
         ctl = pd.read_parquet(sub / "control_match.parquet")
         rec = pd.read_parquet(sub / "records.parquet")
         # The records' independently read masses equal the control table's (same edges).
-        for row in ctl[ctl["kind"] == "test"].itertuples():
-            ko = rec[(rec.sample_id == row.sample_id) & (rec.condition == "knockout")].iloc[0]
-            rc = rec[(rec.sample_id == row.sample_id) & (rec.condition == "random_control")]
+        checked = 0
+        ko_name = "knockout@marker_span/identifiers/L"
+        for row in ctl[(ctl["kind"] == "test") & (ctl["rows"] == "marker_span")].itertuples():
+            ko = rec[(rec.sample_id == row.sample_id) & (rec.condition == ko_name)].iloc[0]
+            if ko.layer != row.layer:
+                continue
+            rc = rec[
+                (rec.sample_id == row.sample_id)
+                & (rec.condition == f"random_control@marker_span/identifiers/L#{row.draw}")
+            ]
             rc = rc.iloc[0]
             assert ko.mass_removed == pytest.approx(row.target_mass, rel=1e-4, abs=1e-6)
             assert rc.mass_removed == pytest.approx(row.control_mass, rel=1e-4, abs=1e-6)
             assert json.loads(rc.edit)[0]["targets"] == json.loads(row.control_keys)
+            checked += 1
+        assert checked >= 3
     text = (out / "report.md").read_text()
-    matrix = text.split("## Outcome matrix")[1].split("Effects behind")[0]
-    assert f"| {a} |" in matrix and f"| {b} |" in matrix
+    matrix = text.split("## Outcome matrix")[1].split("## Knockout by scope")[0]
+    assert f"{a} / python" in matrix and f"{b} / rust" in matrix
     stats = pd.read_csv(out / "stats.csv")
     assert stats["model"].nunique() == 2
     assert "token 0" in text and (out / "figures" / "kl_vs_removed_mass.png").exists()

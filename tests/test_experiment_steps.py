@@ -21,14 +21,17 @@ from experiments import calibrate as calibrate_exp
 from experiments import conditions, knockout, steer, triangle
 from experiments import generate as gen_exp
 from experiments.calibrate import resolve_layer
-from experiments.conditions import Positions, Unit
+from experiments.conditions import Arm, Unit
 from experiments.study import part_units
+from plip_nn.positions import TokenPositions
+from plip_nn.scope import Scope, function_half
 
 # ---- resolve_layer on a stand-in study ------------------------------------------------------
 
-# Head-mean levels per layer (4 layers). Python peaks at layer 2; Rust is flat and lower.
-PY_LEVELS = {"py_a": [0.10, 0.20, 0.40, 0.90], "py_b": [0.10, 0.30, 0.20, 0.70]}
-RS_LEVELS = {"rs_a": [0.05, 0.10, 0.10, 0.10], "rs_b": [0.05, 0.10, 0.20, 0.10]}
+# Head-mean levels per layer (4 layers). The functions "a" and "d" fall into different halves
+# (seed 0): Python "a" peaks at layer 2, "d" at layer 1; Rust is flat and lower.
+PY_LEVELS = {"py_a": [0.10, 0.20, 0.40, 0.90], "py_d": [0.10, 0.30, 0.20, 0.70]}
+RS_LEVELS = {"rs_a": [0.05, 0.10, 0.10, 0.10], "rs_d": [0.05, 0.10, 0.20, 0.10]}
 N_TARGETS = 2
 
 
@@ -42,6 +45,8 @@ def _scan_table() -> pd.DataFrame:
                         "sample_id": sid,
                         "language": language,
                         "kind": "test",
+                        "rows": "marker_span",
+                        "targets": "identifiers",
                         "layer": layer,
                         "attn_level": level,
                         "attn_mass": level * N_TARGETS,
@@ -74,81 +79,100 @@ def stand_in(monkeypatch):
     monkeypatch.setattr(calibrate_exp, "run_scan", fake_scan)
 
     def make(layer):
-        return SimpleNamespace(cfg=SimpleNamespace(layer=layer), run=_Run()), scans
+        cfg = SimpleNamespace(layer=layer, seed=0, rows="marker_span", targets="identifiers")
+        return SimpleNamespace(cfg=cfg, run=_Run()), scans
 
     return make
 
 
+def test_the_halves_split_the_functions() -> None:
+    assert function_half("py_a", 0) != function_half("py_d", 0)
+    assert function_half("py_a", 0) == function_half("rs_a", 0) == function_half("pyg_a", 0)
+
+
 @pytest.mark.parametrize(
-    ("flag", "kw", "scanned", "layer", "manifest"),
+    ("flag", "kw", "scanned", "by_half", "manifest"),
     [
-        # no --layer: scan, take the Python peak (layer 2; the last layer is never chosen)
-        (None, {}, True, 2, {"layer": 2}),
+        # no --layer: scan; each half takes the Python peak of the other half (never the last
+        # layer): half of "a" gets "d"'s peak 1, half of "d" gets "a"'s peak 2
+        (None, {}, True, {"a": 1, "d": 2}, {}),
         # --layer and nothing to calibrate: no scan at all
-        (1, {}, False, 1, {"layer": 1}),
+        (1, {}, False, {"a": 1, "d": 1}, {}),
         # --layer, but the experiment keeps its scan (steer)
-        (1, {"always_scan": True}, True, 1, {"layer": 1}),
+        (1, {"always_scan": True}, True, {"a": 1, "d": 1}, {}),
         # the triangle also says how the layer was chosen
-        (None, {"note_choice": True}, True, 2, {"layer": 2, "layer_choice": "scan peak"}),
-        (3, {"note_choice": True}, False, 3, {"layer": 3, "layer_choice": "flag"}),
+        (
+            None,
+            {"note_choice": True},
+            True,
+            {"a": 1, "d": 2},
+            {"layer_choice": "cross-fitted scan peak"},
+        ),
+        (3, {"note_choice": True}, False, {"a": 3, "d": 3}, {"layer_choice": "flag"}),
     ],
 )
-def test_resolve_layer_scans_only_when_needed(stand_in, flag, kw, scanned, layer, manifest):
+def test_resolve_layer_scans_only_when_needed(stand_in, flag, kw, scanned, by_half, manifest):
     study, scans = stand_in(flag)
     choice = resolve_layer(study, ["test", "baseline"], calibration=False, **kw)
     assert scans == ([("test", "baseline")] if scanned else [])
     assert (choice.scan is not None) == scanned
-    assert choice.layer == layer
-    assert choice.chosen_by == ("flag" if flag is not None else "scan peak")
-    assert choice.calibration is None and choice.set_value is None
+    assert {f: choice.layer_of(f"pyg_{f}") for f in "ad"} == by_half
+    assert choice.layer_of("rs_a") == by_half["a"]
+    assert choice.chosen_by == ("flag" if flag is not None else "cross-fitted scan peak")
+    assert choice.calibration == {} and choice.set_value is None
     assert study.run.json == {}  # no calibration.json without calibration
-    assert study.run.manifest_updates == [manifest]  # one manifest update
+    [update] = study.run.manifest_updates  # one manifest update
+    assert update["layer"] == choice.layer and update.items() >= manifest.items()
 
 
-@pytest.mark.parametrize(("flag", "layer"), [(None, 2), (1, 1)])
-def test_resolve_layer_calibrates_at_the_chosen_layer(stand_in, flag, layer):
+@pytest.mark.parametrize("flag", [None, 1])
+def test_resolve_layer_calibrates_at_each_chosen_layer(stand_in, flag):
     study, scans = stand_in(flag)
     choice = resolve_layer(study, ("test",), calibration=True)
     assert scans == [("test",)]  # calibrating always needs the scan, even with --layer
     cal = study.run.json["calibration.json"]
-    assert choice.calibration is cal
-    # SetValue lifts Rust to the mean Python level at that layer (per edge).
-    py = sum(v[layer] for v in PY_LEVELS.values()) / len(PY_LEVELS)
-    rs = sum(v[layer] for v in RS_LEVELS.values()) / len(RS_LEVELS)
-    assert cal["layer"] == layer
-    assert cal["set_value"] == pytest.approx(py) == choice.set_value
-    assert cal["rust_level"] == pytest.approx(rs)
-    assert study.run.manifest_updates == [{"layer": layer}]
+    layers = sorted(set(choice.by_half.values()))
+    assert sorted(choice.calibration) == layers == sorted(int(k) for k in cal["by_layer"])
+    for layer in layers:
+        # SetValue lifts Rust to the mean Python level at that layer (per edge).
+        py = sum(v[layer] for v in PY_LEVELS.values()) / len(PY_LEVELS)
+        rs = sum(v[layer] for v in RS_LEVELS.values()) / len(RS_LEVELS)
+        c = choice.calibration[layer]
+        assert c["layer"] == layer and c["set_value"] == pytest.approx(py)
+        assert c["rust_level"] == pytest.approx(rs)
+        assert choice.calibrations[layer].set_value == pytest.approx(py)
+    assert cal["layer"] == choice.layer and choice.set_value == pytest.approx(cal["set_value"])
 
 
 # ---- named work units -----------------------------------------------------------------------
 
 
 def _prepared(sid: str, source: int, targets: tuple[int, ...]) -> Any:
-    return SimpleNamespace(
-        id=sid, positions=Positions(sample_id=sid, source=source, targets=targets)
-    )
+    pos = TokenPositions(input_ids=tuple(range(source + 2)), source=source, targets=targets,
+                         bos_offset=0, mid_token_chars=(), dropped_targets=())  # fmt: skip
+    return SimpleNamespace(id=sid, positions=pos)
 
 
 def test_plan_units_are_named_and_ordered():
     a = _prepared("a", 9, (0, 1))
     b = _prepared("b", 9, (0, 1, 2, 3))
-    names = ["baseline", "knockout_all_layers", "set_value_calibrated", "scale_2"]
-    units = conditions.plan_units(
-        [a, b], names, layer=1, n_layers=3, set_value=0.3, seed=0
-    )  # fmt: skip
+    scope = Scope("marker", "plip", "L")
+    arms = [Arm("baseline"), Arm("knockout", Scope("marker", "plip", "all")),
+            Arm("set_value_calibrated", scope), Arm("scale_2", scope)]  # fmt: skip
+    cal = {1: conditions.Calibration(set_value=0.3, scale_factor=2.0)}
+    units = conditions.plan_units([a, b], arms, layer_of=1, n_layers=3, calibration=cal)
     # b's four targets cannot all get 0.3 (0.3 * 4 >= 1): no SetValue unit, orders keep their gaps
     got = [(u.sample.id, u.condition.name, u.record_layer, u.order) for u in units]
     assert got == [
         ("a", "baseline", 1, 0),
-        ("a", "knockout_all_layers", conditions.ALL_LAYERS, 1),
-        ("a", "set_value_calibrated", 1, 2),
-        ("a", "scale_2", 1, 3),
+        ("a", "knockout@marker/plip/all", conditions.ALL_LAYERS, 1),
+        ("a", "set_value_calibrated@marker/plip/L", 1, 2),
+        ("a", "scale_2@marker/plip/L", 1, 3),
         ("b", "baseline", 1, 0),
-        ("b", "knockout_all_layers", -1, 1),
-        ("b", "scale_2", 1, 3),
+        ("b", "knockout@marker/plip/all", -1, 1),
+        ("b", "scale_2@marker/plip/L", 1, 3),
     ]
-    assert [u.key for u in units[:2]] == ["a/baseline/1", "a/knockout_all_layers/-1"]
+    assert [u.key for u in units[:2]] == ["a|baseline|1", "a|knockout@marker/plip/all|-1"]
     assert units[1].condition.edits[0].layers == (0, 1, 2)
     assert all(isinstance(u, Unit) for u in units)
     with pytest.raises(AttributeError):
@@ -179,7 +203,7 @@ def _manifest(out: Path) -> dict[str, Any]:
 
 def _independent_calibration(out: Path, layer: int) -> dict[str, float]:
     scan = pd.read_parquet(out / "layer_scan.parquet")
-    at = scan[(scan.layer == layer) & (scan.kind == "test")]
+    at = scan[(scan.layer == layer) & (scan.kind == "test") & (scan.rows == "marker_span")]
     return {
         "python_level": float(at[at.language == "python"].attn_level.mean()),
         "rust_level": float(at[at.language == "rust"].attn_level.mean()),
@@ -200,7 +224,15 @@ def test_calibration_and_layer_are_written_alike_by_every_experiment(env, tmp_pa
             )
         ),
         "triangle": triangle.main(
-            triangle.Config(**env, out=str(tmp_path / "t"), generation=False, dose_response=False)
+            triangle.Config(
+                **env,
+                out=str(tmp_path / "t"),
+                generation=False,
+                draws=1,
+                layer_scopes=("layer",),
+                plip_scope=False,
+                factors=(2.0,),
+            )
         ),
     }
     cals = {}
@@ -210,19 +242,20 @@ def test_calibration_and_layer_are_written_alike_by_every_experiment(env, tmp_pa
         # the tiny model has 2 layers and the last is never chosen: the scan peak is layer 0
         assert man["layer"] == cal["layer"] == 0, name
         assert ("layer_choice" in man) == (name == "triangle"), name
+        assert man["layer_by_half"] == {"0": 0, "1": 0}, name
         ref = _independent_calibration(out, 0)
         assert cal["python_level"] == pytest.approx(ref["python_level"], abs=1e-9), name
         assert cal["set_value"] == cal["python_level"], name
         assert cal["rust_level"] == pytest.approx(ref["rust_level"], abs=1e-9), name
         cals[name] = cal
-    assert _manifest(runs["triangle"])["layer_choice"] == "scan peak"
+    assert _manifest(runs["triangle"])["layer_choice"] == "cross-fitted scan peak"
     # the triangle scans baselines too; calibration reads the tests only
     for name in ("steer", "generate", "triangle"):
         for k in ("python_level", "rust_level", "set_value", "scale_factor"):
             assert cals[name][k] == pytest.approx(cals["calibrate"][k], rel=1e-5), (name, k)
     # the calibrated value is the one the SetValue rows got
     rec = pd.read_parquet(runs["steer"] / "records.parquet")
-    sv = rec[rec.condition == "set_value_calibrated"]
+    sv = rec[rec.arm == "set_value_calibrated"]
     assert len(sv) > 0 and (sv.factor == cals["steer"]["set_value"]).all()
 
 
@@ -236,12 +269,15 @@ def test_each_experiment_scans_and_calibrates_only_as_before(env, tmp_path):
     )  # fmt: skip
     assert not (g / "layer_scan.parquet").exists() and not (g / "calibration.json").exists()
     assert _manifest(g)["layer"] == 1
-    # steer with --layer and --no-set-value keeps its scan, calibrates nothing
+    # steer with --layer and --no-calibrated keeps its scan, calibrates nothing
     s = steer.main(
-        steer.Config(**env, out=str(tmp_path / "s"), layer=1, factors=(2.0,), set_value=False)
+        steer.Config(**env, out=str(tmp_path / "s"), layer=1, factors=(2.0,), calibrated=False)
     )
     assert (s / "layer_scan.parquet").exists() and not (s / "calibration.json").exists()
-    assert set(pd.read_parquet(s / "records.parquet").condition) == {"baseline", "scale_2"}
+    assert set(pd.read_parquet(s / "records.parquet").condition) == {
+        "baseline",
+        "scale_2@marker_span/identifiers/L",
+    }
     # knockout without --layer scans its own kinds; never calibrates
     k = knockout.main(knockout.Config(**env, out=str(tmp_path / "k"), kinds=("test",)))
     scan = pd.read_parquet(k / "layer_scan.parquet")
@@ -253,17 +289,18 @@ def test_each_experiment_scans_and_calibrates_only_as_before(env, tmp_path):
     )
     assert not (a / "layer_scan.parquet").exists() and _manifest(a)["layer"] == "all"
     rec = pd.read_parquet(a / "records.parquet")
-    assert sorted(rec[rec.condition == "knockout"].layer.unique()) == [0, 1]
-    assert (rec[rec.condition == "baseline"].layer == conditions.ALL_LAYERS).all()
+    assert sorted(rec[rec.arm == "knockout"].layer.unique()) == [0, 1]
+    assert set(rec[rec.arm == "knockout"].layers) == {"w0-0", "w1-1"}
 
 
 def test_record_parts_hold_whole_batches(env, tmp_path):
     out = knockout.main(
         knockout.Config(
             **{**env, "limit": None}, out=str(tmp_path / "k"), layer=0, batch_size=3,
-            languages=("python",), kinds=("test",),
+            languages=("python",), kinds=("test",), window=0, draws=1,
         )
     )  # fmt: skip
     parts = sorted((out / "parts" / "records").glob("*.parquet"))
-    # 4 tests x 5 conditions = 20 units; parts of 4 batches of 3 = 12 units
+    # 4 tests x 5 conditions (baseline, knockout and control at L and all) = 20 units;
+    # parts of 4 batches of 3 = 12 units
     assert [len(pd.read_parquet(p)) for p in parts] == [12, 8]

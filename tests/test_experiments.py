@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -60,15 +61,31 @@ def _sample(sid):
 
 
 def _token_positions(tok, s):
-    enc = tok(s["code"], return_offsets_mapping=True)
+    """Independent of plip_nn.positions: (ids, marker span rows, identifier tokens, plip
+    targets, the prediction position) from the tokenizer's offsets and a regex."""
+    code = s["code"]
+    enc = tok(code, return_offsets_mapping=True)
     offs = enc["offset_mapping"]
 
-    def tok_of(c):
-        return next(i for i, (a, b) in enumerate(offs) if a <= c < b)
+    def over(a, b):
+        return {i for i, (x, y) in enumerate(offs) if y > x and x < b and y > a}
 
-    src = tok_of(s["marker_char_pos"])
-    tgts = sorted({tok_of(c) for c in s["target_char_positions"]} - {src})
-    return enc["input_ids"], src, tgts
+    m = s["marker_char_pos"]
+    end = m + len(s["marker_pattern"])
+    if s["marker_pattern"] == "#[test]" and code[end : end + 1] == "\n":
+        end += 1
+    span = sorted(over(m, end))
+    first = {min(over(c, c + 1)) for c in s["target_char_positions"]} - set(span)
+    idents = set()
+    for c in s["target_char_positions"]:
+        word = re.match(r"\w+", code[c:])
+        idents |= over(c, c + (len(word.group()) if word else 1))
+    return enc["input_ids"], span, sorted(idents - set(span)), sorted(first), span[-1]
+
+
+def _levels(att, layer, rows, targets):
+    w = att[layer][0][:, rows][:, :, targets].mean(0)  # head-mean [rows, targets]
+    return float(w.mean(-1).mean()), float(w.sum(-1).mean())
 
 
 def test_scan_levels_equal_hf_output_attentions(env, hf, tmp_path):
@@ -76,65 +93,83 @@ def test_scan_levels_equal_hf_output_attentions(env, hf, tmp_path):
     df = pd.read_parquet(out / "layer_scan.parquet")
     model, tok = hf
     n_layers = model.config.num_hidden_layers
-    assert len(df) == 12 * n_layers  # 4+4 tests, 2+2 baselines
+    assert len(df) == 12 * n_layers * 2  # 4+4 tests, 2+2 baselines; two scopes
     assert set(df["layer"]) == set(range(n_layers))
     for sid in ("py_add", "rs_sub", "pyb_inc"):
-        ids, src, tgts = _token_positions(tok, _sample(sid))
+        ids, span, idents, first, _ = _token_positions(tok, _sample(sid))
         with torch.inference_mode():
             att = model(input_ids=torch.tensor([ids]), output_attentions=True).attentions
         for layer in range(n_layers):
-            weights = att[layer][0, :, src, tgts].mean(0)  # head-mean per target
-            row = df[(df.sample_id == sid) & (df.layer == layer)].iloc[0]
-            assert row.attn_level == pytest.approx(float(weights.mean()), abs=1e-6)
-            assert row.attn_mass == pytest.approx(float(weights.sum()), abs=1e-6)
-            assert row.n_targets == len(tgts)
+            for rows, targets, src, tgt in (("marker", "plip", span[:1], first),
+                                            ("marker_span", "identifiers", span, idents)):  # fmt: skip
+                level, mass = _levels(att, layer, src, tgt)
+                row = df[(df.sample_id == sid) & (df.layer == layer) & (df.rows == rows)
+                         & (df.targets == targets)].iloc[0]  # fmt: skip
+                assert row.attn_level == pytest.approx(level, abs=1e-6)
+                assert row.attn_mass == pytest.approx(mass, abs=1e-6)
+                assert row.n_targets == len(tgt) and row.n_rows == len(src)
+    rs = df[(df.sample_id == "rs_sub") & (df.rows == "marker_span")]
+    assert (rs.n_rows >= 2).all()  # `#[test]` and its line break are several tokens
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["versions"]["nnsight"]
     assert json.loads((out / "config.json").read_text())["model"] == env["model"]
 
 
+KO_L = "knockout@marker_span/identifiers/L"
+
+
 def test_knockout_records_match_reference(env, hf, tmp_path):
-    cfg = knockout.Config(**_common(env, tmp_path / "ko", layer=1, languages=("python",)))
+    cfg = knockout.Config(**_common(env, tmp_path / "ko", layer=1, languages=("python",)),
+                          window=0, draws=2)  # fmt: skip
     out = knockout.main(cfg)
     df = pd.read_parquet(out / "records.parquet")
-    assert set(df.condition) == set(knockout.CONDITIONS)
-    assert len(df) == 6 * len(knockout.CONDITIONS)  # 4 tests + 2 baselines
+    names = {"baseline", KO_L, "knockout@marker_span/identifiers/all",
+             *(f"random_control@marker_span/identifiers/{lay}#{d}" for lay in ("L", "all")
+               for d in (0, 1))}  # fmt: skip
+    assert set(df.condition) == names
+    assert len(df) == 6 * len(names)  # 4 tests + 2 baselines
     assert not df.duplicated(["sample_id", "condition", "layer"]).any()
     base = df[df.condition == "baseline"]
     assert (base.kl == 0).all() and base.top1_same.all() and (base.n_edges == 0).all()
-    ko = df[df.condition == "knockout"]
+    ko = df[df.condition == KO_L]
     assert (ko.attn_achieved == 0).all() and (ko.attn_baseline > 0).all()
-    assert (df[df.condition == "knockout_all_layers"].layer == -1).all()
-    # KL of one knockout row equals KL from the hand-written reference attention
+    assert (df[df.condition == "knockout@marker_span/identifiers/all"].layer == -1).all()
+    # KL, top-1 and the greedy log-prob at the prediction position, and the perplexity of the
+    # tokens after it, equal the hand-written reference attention's
     model, tok = hf
-    ids, src, tgts = _token_positions(tok, _sample("py_mul"))
+    ids, span, idents, _, at = _token_positions(tok, _sample("py_mul"))
+    x = torch.tensor([ids])
     with torch.inference_mode():
-        plain = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].double(), -1)
-        with reference_attention(model, knock={1: [(0, src, t) for t in tgts]}):
-            edited = torch.log_softmax(
-                model(input_ids=torch.tensor([ids])).logits[0, -1].double(), -1
-            )
-    kl_ref = float((plain.exp() * (plain - edited)).sum())
+        plain = torch.log_softmax(model(input_ids=x).logits[0].double(), -1)
+        with reference_attention(model, knock={1: [(0, s, t) for s in span for t in idents]}):
+            edited = torch.log_softmax(model(input_ids=x).logits[0].double(), -1)
+    kl_ref = float((plain[at].exp() * (plain[at] - edited[at])).sum())
+    top = int(plain[at].argmax())
     row = ko[ko.sample_id == "py_mul"].iloc[0]
     assert row.kl == pytest.approx(kl_ref, rel=1e-3, abs=1e-7)
-    assert row.n_edges == len(tgts)
-    # the random control knocks out as many edges, none of them a target
-    rc = df[(df.condition == "random_control") & (df.sample_id == "py_mul")].iloc[0]
+    assert row.dlogp_top1 == pytest.approx(float(edited[at, top] - plain[at, top]), abs=1e-4)
+    assert row.top1_same == (int(edited[at].argmax()) == top)
+    after = torch.arange(at, len(ids) - 1)
+    nxt = torch.tensor(ids)[after + 1]
+
+    def ppl(lp):
+        return math.exp(float(-lp[after, nxt].mean()))
+
+    assert row.ppl_baseline == pytest.approx(ppl(plain), rel=1e-4)
+    assert row.ppl_condition == pytest.approx(ppl(edited), rel=1e-4)
+    assert row.n_edges == len(span) * len(idents) and row.predict_at == at
+    # the random control knocks out as many edges, none of them in the signature
+    rc = df[(df.condition == "random_control@marker_span/identifiers/L#0")
+            & (df.sample_id == "py_mul")].iloc[0]  # fmt: skip
     edit = json.loads(rc.edit)[0]
-    assert len(edit["targets"]) == len(tgts) and not set(edit["targets"]) & set(tgts)
-    assert all(t < src for t in edit["targets"])
+    sig_end = _sample("py_mul")["code"].index(":\n") + 1
+    sig = set().union(*(
+        {i for i, (a, b) in enumerate(tok(_sample("py_mul")["code"], return_offsets_mapping=True)["offset_mapping"]) if a < sig_end and b > a}
+        for _ in [0]
+    ))  # fmt: skip
+    assert len(edit["targets"]) == len(idents) and not set(edit["targets"]) & sig
+    assert all(t < span[0] for t in edit["targets"])
     assert rc.attn_achieved == 0
-
-
-def test_random_control_is_seeded_and_valid():
-    pos = conditions.Positions(sample_id="s", source=20, targets=(0, 1, 3))
-    a = conditions.random_targets(pos, seed=1)
-    assert a == conditions.random_targets(pos, seed=1)
-    assert len(a) == 3 and not set(a) & {0, 1, 3} and all(0 <= t < 20 for t in a)
-    draws = {conditions.random_targets(pos, seed=s) for s in range(20)}
-    assert len(draws) > 5  # the seed matters
-    with pytest.raises(ValueError, match="non-target keys"):
-        conditions.random_targets(conditions.Positions(sample_id="s", source=3, targets=(0, 1)), 0)
 
 
 def test_knockout_every_layer(env, tmp_path):
@@ -144,27 +179,32 @@ def test_knockout_every_layer(env, tmp_path):
         kinds=("test",),
     )
     df = pd.read_parquet(knockout.main(cfg) / "records.parquet")
-    ko = df[df.condition == "knockout"]
+    ko = df[df.arm == "knockout"]
     assert sorted(ko.layer.unique()) == [0, 1]
     assert len(ko) == 2 * 2 and (ko.attn_achieved == 0).all()
 
 
 def test_steer_dose_response_follows_formula(env, tmp_path):
-    cfg = steer.Config(**_common(env, tmp_path / "steer", layer=0))
+    factors = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+    cfg = steer.Config(**_common(env, tmp_path / "steer", layer=0), factors=factors)
     out = steer.main(cfg)
     df = pd.read_parquet(out / "records.parquet")
     cal = json.loads((out / "calibration.json").read_text())
-    names = {conditions.scale_name(f) for f in conditions.DOSE_FACTORS}
-    assert names | {"baseline", "set_value_calibrated"} == set(df.condition)
-    sv = df[df.condition == "set_value_calibrated"]
-    assert len(sv) == 8
+    arms = {conditions.scale_name(f) for f in factors}
+    arms |= {"baseline", "set_value_calibrated", "scale_calibrated", "scale_calibrated_x2"}
+    assert arms == set(df.arm)
+    sv = df[df.arm == "set_value_calibrated"]
+    assert len(sv) > 0
     np.testing.assert_allclose(sv.attn_achieved, cal["set_value"], atol=1e-5)
-    one = df[df.condition == "scale_1"]
+    sc = df[df.arm == "scale_calibrated"]
+    assert (sc.factor == cal["scale_factor"]).all()
+    assert (df[df.arm == "scale_calibrated_x2"].factor == 2 * cal["scale_factor"]).all()
+    one = df[df.arm == "scale_1"]
     np.testing.assert_allclose(one.kl, 0.0, atol=1e-9)
-    levels = df.pivot_table(index="sample_id", columns="factor", values="mass_achieved")
+    scaled = df[df.op == "scale"]
+    levels = scaled.pivot_table(index="sample_id", columns="factor", values="mass_achieved")
     # achieved head-mean mass increases with the factor for every sample
-    facs = sorted(conditions.DOSE_FACTORS)
-    assert (np.diff(levels[facs].to_numpy(), axis=1) > 0).all()
+    assert (np.diff(levels.to_numpy(), axis=1) > 0).all()
 
 
 def test_calibrate_pure_function():
@@ -183,7 +223,7 @@ def test_calibrate_pure_function():
                 n_targets=n,
             )
         )
-    cal = calibrate(pd.DataFrame(rows), 2)
+    cal = calibrate(pd.DataFrame(rows), 2)  # a scan without scope columns: its one scope
     assert cal["set_value"] == pytest.approx(0.2)
     # f solving f*m/(1-m+f*m) = M with m = 0.2, M = 0.2*4 = 0.8
     f = cal["scale_factor"]
@@ -204,8 +244,9 @@ def test_generate_records_and_preservation_columns(env, tmp_path):
     assert (df.n_new_tokens == 6).all()
     edited = df[df.condition != "baseline"]
     assert (edited.n_edited_steps >= 1).all()
-    assert (df[df.condition == "knockout"].attn_achieved == 0).all()
+    assert (df[df.arm == "knockout"].attn_achieved == 0).all()
     assert df[df.condition == "baseline"].attn_achieved.isna().all()
+    assert set(df.scope) == {"", "marker_span/identifiers/L"}
 
 
 LEGACY_RS = "fn add(a: i32, b: i32) -> i32 { a + b }\n#[test]\nfn "
@@ -279,7 +320,8 @@ def test_trim_continuation_agrees_with_the_scored_test():
 
 
 def test_remote_local_equals_local(env, tmp_path):
-    for mod, extra in ((knockout, {}), (steer, {"factors": (0.5, 2.0), "set_value": False})):
+    for mod, extra in ((knockout, {"window": 0, "draws": 1}),
+                       (steer, {"factors": (0.5, 2.0), "calibrated": False})):  # fmt: skip
         common = dict(layer=1, limit=2, languages=("python",))
         a = mod.main(mod.Config(**_common(env, tmp_path / f"{mod.__name__}-l", **common), **extra))
         b = mod.main(
@@ -298,7 +340,7 @@ def test_remote_local_equals_local(env, tmp_path):
 
 def test_resume_skips_finished_parts_and_never_duplicates(env, tmp_path):
     out = tmp_path / "r"
-    cfg = knockout.Config(**_common(env, out, layer=0, batch_size=1))
+    cfg = knockout.Config(**_common(env, out, layer=0, batch_size=1), window=0, draws=1)
     full = pd.read_parquet(knockout.main(cfg) / "records.parquet")
     parts = sorted((out / "parts" / "records").glob("*.parquet"))
     assert len(parts) >= 2
@@ -306,10 +348,10 @@ def test_resume_skips_finished_parts_and_never_duplicates(env, tmp_path):
     parts[-1].unlink()
     (out / "records.parquet").unlink()
     (out / "parts" / "records" / ".x.parquet.tmp-1").write_bytes(b"half")
-    again = pd.read_parquet(
-        knockout.main(knockout.Config(**_common(env, out, layer=0, batch_size=1, resume=True)))
-        / "records.parquet"
+    resumed = knockout.Config(
+        **_common(env, out, layer=0, batch_size=1, resume=True), window=0, draws=1
     )
+    again = pd.read_parquet(knockout.main(resumed) / "records.parquet")
     pd.testing.assert_frame_equal(full, again)
     assert not list(out.rglob("*.tmp-*"))
     man = json.loads((out / "manifest.json").read_text())
@@ -328,16 +370,12 @@ def test_configs_validate_at_construction():
         gen_exp.Config(conditions=("baseline", "knockoutt"))
     with pytest.raises(ConfigError, match="--factors"):
         steer.Config(factors=(0.0,))
-    assert math.isnan(
-        conditions.condition_op(
-            conditions.build(
-                "baseline",
-                conditions.Positions(sample_id="s", source=5, targets=(1,)),
-                layer=0,
-                n_layers=2,
-            )[0]
-        )[1]
-    )
+    with pytest.raises(ConfigError, match="--rows"):
+        knockout.Config(rows="marker_row")
+    with pytest.raises(ConfigError, match="--draws"):
+        knockout.Config(draws=0)
+    base = conditions.build(conditions.Arm("baseline"), None, layer=0, n_layers=2)  # type: ignore[arg-type]
+    assert base is not None and math.isnan(conditions.condition_op(base)[1])
 
 
 def test_chat_template_shifts_positions(env):
@@ -399,14 +437,17 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
     from experiments import triangle
 
     cfg = triangle.Config(
-        **_common(env, tmp_path / "tri", limit=2), max_new_tokens=6, execute="off"
-    )
+        **_common(env, tmp_path / "tri", limit=2), max_new_tokens=6, execute="off", draws=1,
+        factors=(2.0,),
+    )  # fmt: skip
     out = triangle.main(cfg)
     for name in (
         "config.json",
         "manifest.json",
         "layer_scan.parquet",
         "calibration.json",
+        "noise_floor.parquet",
+        "control_match.parquet",
         "records.parquet",
         "generations.parquet",
         "stats.csv",
@@ -415,12 +456,17 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert len(list((out / "figures").glob("*.png"))) >= 3
     rec = pd.read_parquet(out / "records.parquet")
-    study = set(conditions.STUDY_CONDITIONS)
-    assert study <= set(rec.condition)
-    assert {"scale_0.5", "scale_1", "scale_3", "scale_4"} <= set(rec.condition)
+    knock, steer_arms = triangle.study_arms(cfg, 2)
+    grid = {"baseline", *(a.name for a in knock + steer_arms)}
+    prompts = rec[rec.kind == "generation"]
+    assert grid - {"set_value_calibrated@marker_span/identifiers/L"} <= set(prompts.condition)
+    assert {"marker_span/identifiers/L", "continuation/identifiers/all", "marker/plip/L",
+            "marker/plip/all", "marker_span/identifiers/w0-1"} <= set(rec.scope)  # fmt: skip
+    tests = rec[rec.kind == "test"]
+    assert set(tests.arm) == {"baseline", "knockout", "random_control"}
     gen = pd.read_parquet(out / "generations.parquet")
-    assert set(gen.condition) == study and len(gen) == 4 * len(study)
+    assert set(gen.condition) == set(prompts.condition)
     man = json.loads((out / "manifest.json").read_text())
     assert man["layer"] in (0, 1) and man["status"] == "complete"
     report = (out / "report.md").read_text()
-    assert "Outcome matrix" in report or "outcome" in report.lower()
+    assert report.index("## Findings") < report.index("## Outcome matrix")

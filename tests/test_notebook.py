@@ -37,9 +37,12 @@ def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         out for cell in nb.cells if cell.cell_type == "code"
         for out in cell.get("outputs", []) if "image/png" in out.get("data", {})
     ]  # fmt: skip
-    assert len(images) == 4  # layer scan, KL, dose-response, outcome matrix
+    assert len(images) == 5  # layer scan, KL by scope, dose-response, outcome matrix, scopes
     [table] = [o for o in nb.cells[-1]["outputs"] if o["output_type"] == "execute_result"]
     recs = pd.read_parquet(run / "records.parquet")
     gens = pd.read_parquet(run / "generations.parquet")
-    for outcome in classify_all(recs, gens):
-        assert outcome.interpretation in table["data"]["text/plain"]
+    noise = pd.read_parquet(run / "noise_floor.parquet")
+    text = table["data"]["text/plain"]
+    for outcome in classify_all(recs, gens, noise):
+        for k in outcome.knockouts:
+            assert k.scope in text and outcome.cells[k.scope][:12] in text

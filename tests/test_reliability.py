@@ -36,7 +36,7 @@ def test_two_runs_same_seed_identical_tables(env, tmp_path):
     c = pd.read_parquet(
         knockout.main(_cfg(knockout, env, tmp_path / "c", seed=4)) / "records.parquet"
     )
-    rc = "condition == 'random_control'"
+    rc = "arm == 'random_control'"
     assert list(a.query(rc).edit) != list(c.query(rc).edit)  # the seed drives the control
 
 

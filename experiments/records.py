@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,18 @@ def _unit_columns(experiment: str, model: str, unit: Unit) -> dict[str, Any]:
     }
 
 
+def edit_json(unit: Unit) -> str:
+    """The ``edit`` column: the condition's edits as JSON, each with its scope's ``rows``,
+    ``target_set``, ``layer_scope`` and ``draw`` (``[]`` for baseline). Reading the edits back
+    with :meth:`plip_nn.edits.Condition.from_json` ignores those keys."""
+    scope = unit.arm.scope
+    if scope is None:
+        return unit.condition.to_json()
+    extra = {"rows": scope.rows, "target_set": scope.targets, "layer_scope": scope.layers,
+             "draw": unit.arm.draw}  # fmt: skip
+    return json.dumps([{**e.to_dict(), **extra} for e in unit.condition.edits], sort_keys=True)
+
+
 def probe_scope(unit: Unit, default: Scope) -> Scope:
     """Where a row's marker->function attention is read: its own scope (a control's: the real
     targets of the same rows and layers), or the default scope at the chosen layer."""
@@ -126,7 +139,7 @@ def record_row(
         "dlogp_top1": float(result.dlogp_top1),
         "ppl_baseline": float(result.ppl_baseline),
         "ppl_condition": float(result.ppl_condition),
-        "edit": condition.to_json(),
+        "edit": edit_json(unit),
         "seed": int(seed),
     }
 
@@ -191,7 +204,7 @@ def generation_row(
         "stop_reason": stop_reason,
         "attn_achieved": _mean([v for v in result.step_levels if not math.isnan(v)]),
         "n_edited_steps": int(result.n_edited_steps),
-        "edit": unit.condition.to_json(),
+        "edit": edit_json(unit),
         "function_name": fn.name,
         "arity": int(fn.arity),
         "calls_function": bool(preservation.calls_function),

@@ -9,8 +9,8 @@
    -> ``control_match.parquet`` (experiments.control);
 5. single passes -> ``records.parquet``: generation prompts under every condition (KL, top-1
    and the greedy token's log-prob at the prediction after the marker), test samples under
-   the knockouts and their first control draw (perplexity of the test after the marker), and
-   the false-marker baselines unedited;
+   the knockouts at the chosen layer and at all layers and their first control draw
+   (perplexity of the test after the marker), and the false-marker baselines unedited;
 6. generation under every condition -> ``generations.parquet`` (with preservation);
 7. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
 
@@ -136,7 +136,9 @@ def main(cfg: Config) -> Path:
     scopes = [(a.scope.rows, a.scope.targets) for a in knock if a.scope is not None]
     controls = match_controls(study, tests + prompts, scopes, cfg.draws)
     base = [Arm(BASELINE)]
-    first_draw = [a for a in knock if a.draw in (None, 0)]
+    # Test samples give the perplexity of the test after the marker (H1): knockouts at the
+    # chosen layer and at all layers, with their first control draw.
+    first_draw = [a for a in knock if a.draw in (None, 0) and a.scope and not a.scope.is_window]
     plan = dict(layer_of=layer_of, n_layers=n_layers, calibration=choice.calibrations,
                 controls=controls)  # fmt: skip
     units = (

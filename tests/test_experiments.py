@@ -23,6 +23,7 @@ from experiments import conditions, knockout, scan, steer
 from experiments import generate as gen_exp
 from experiments.calibrate import calibrate
 from experiments.generate import trim_continuation
+from plip_nn.edits import Condition
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,13 @@ def test_knockout_records_match_reference(env, hf, tmp_path):
     rc = df[(df.condition == "random_control@marker_span/identifiers/L#0")
             & (df.sample_id == "py_mul")].iloc[0]  # fmt: skip
     edit = json.loads(rc.edit)[0]
+    assert (edit["rows"], edit["target_set"], edit["layer_scope"], edit["draw"]) == (
+        "marker_span",
+        "identifiers",
+        "L",
+        0,
+    )  # the scope travels in the edit JSON
+    assert Condition.from_json(rc.condition, rc.edit).edits[0].targets == tuple(edit["targets"])
     sig_end = _sample("py_mul")["code"].index(":\n") + 1
     sig = set().union(*(
         {i for i, (a, b) in enumerate(tok(_sample("py_mul")["code"], return_offsets_mapping=True)["offset_mapping"]) if a < sig_end and b > a}
@@ -464,6 +472,7 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
             "marker/plip/all", "marker_span/identifiers/w0-1"} <= set(rec.scope)  # fmt: skip
     tests = rec[rec.kind == "test"]
     assert set(tests.arm) == {"baseline", "knockout", "random_control"}
+    assert not tests.layers.str.startswith("w").any()
     gen = pd.read_parquet(out / "generations.parquet")
     assert set(gen.condition) == set(prompts.condition)
     man = json.loads((out / "manifest.json").read_text())

@@ -268,10 +268,10 @@ def _compare(gens: pd.DataFrame, cond: str, ref: str, *, p_adjusted: float | Non
                       words=words)  # fmt: skip
 
 
-def _single_rows(recs: pd.DataFrame, conds: list[str], random0: str | None) -> list[dict]:
+def _single_rows(recs: pd.DataFrame, conds: list[str], random0: str | None) -> list[dict[str, Any]]:
     """Per condition and measure at the prediction: mean with its CI; for the top-K knockout
     also the paired difference to the first random draw (bootstrap CI, Wilcoxon p)."""
-    out = []
+    out: list[dict[str, Any]] = []
     for cond in conds:
         sub = recs[recs["condition"] == cond]
         if not len(sub):
@@ -284,9 +284,9 @@ def _single_rows(recs: pd.DataFrame, conds: list[str], random0: str | None) -> l
             out.append(row)
     if random0 is not None:
         for row in out:
-            if not row["condition"].startswith(f"{TOPK}@"):
+            if not str(row["condition"]).startswith(f"{TOPK}@"):
                 continue
-            p = paired(recs, row["column"], row["condition"], random0)
+            p = paired(recs, str(row["column"]), str(row["condition"]), random0)
             if len(p) >= 2:
                 b = bootstrap_mean_diff(p["cond"], p["ref"], paired=True,
                                         n_resamples=N_RESAMPLES, seed=0)  # fmt: skip

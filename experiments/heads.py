@@ -47,7 +47,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -66,7 +66,7 @@ from plip_nn.edits import AttentionEdit, Condition, Knockout, Probe
 from plip_nn.models import ModelHandle
 from plip_nn.plan import pad_batch, pad_id
 from plip_nn.scope import BASELINE, CHOSEN, Scope, function_half, window_label
-from plip_nn.trace import Item
+from plip_nn.trace import Item, Remote
 from plip_nn.trace import run as run_items
 
 __all__ = [
@@ -197,6 +197,7 @@ def run_sweep(study: Study, prompts: Sequence[Prepared], cost: dict[str, float])
     handle = study.handle
     n_layers, n_heads = handle.n_layers, handle.n_heads
     layers = tuple(range(n_layers))
+    remote = cast(Remote, cfg.remote)  # checked by CommonConfig
 
     def work(chunk: list[Prepared]) -> pd.DataFrame:
         probe_items, ko_items = [], []
@@ -222,9 +223,9 @@ def run_sweep(study: Study, prompts: Sequence[Prepared], cost: dict[str, float])
         # Side by side: one plain forward over the chunk, the attribution, the knockouts.
         cost["plain"] += _plain_seconds(handle, chunk, cfg.batch_size)
         t0 = time.perf_counter()
-        attrs = attribute_heads(handle, probe_items, batch_size=cfg.batch_size, remote=cfg.remote)
+        attrs = attribute_heads(handle, probe_items, batch_size=cfg.batch_size, remote=remote)
         t1 = time.perf_counter()
-        results = run_items(handle, ko_items, batch_size=cfg.batch_size, remote=cfg.remote)
+        results = run_items(handle, ko_items, batch_size=cfg.batch_size, remote=remote)
         t2 = time.perf_counter()
         cost["attribution"] += t1 - t0
         cost["knockouts"] += t2 - t1

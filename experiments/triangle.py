@@ -41,6 +41,7 @@ from experiments.generate import GenerationFlags, resolve_execute, run_generatio
 from experiments.heads import HeadsFlags, reference_arms, resolve_k, run_heads
 from experiments.records import run_records
 from experiments.study import ConfigError, default_out, open_study
+from plip_nn.models import ModelHandle
 from plip_nn.scope import BASELINE, ROWS
 
 __all__ = ["Config", "main", "main_models", "model_slug", "study_arms"]
@@ -131,8 +132,12 @@ def main(cfg: Config) -> Path:
     """Run the study and its analysis; return the run directory."""
     if cfg.generation:
         resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2 first
+
+    def check_heads(handle: ModelHandle) -> None:
+        resolve_k(cfg.heads, handle, auto=True)  # --heads K too large: exit 2, nothing written
+
     study = open_study(cfg, "triangle", ("test", "baseline", "generation"), cfg.to_dict(),
-                       check_model=lambda h: resolve_k(cfg.heads, h, auto=True))  # fmt: skip
+                       check_model=check_heads)  # fmt: skip
     choice = resolve_layer(study, ("test", "baseline"), calibration=True, note_choice=True)
     n_layers = study.handle.n_layers
     knock, steer = study_arms(cfg, n_layers)

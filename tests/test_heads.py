@@ -365,3 +365,14 @@ def test_heads_command_rejects_k_without_other_heads_before_writing(tmp_path, ca
     err = capsys.readouterr().err
     assert "--heads 4" in err and "K <= 3" in err
     assert not out.exists()
+
+
+def test_benchmark_section_is_spliced_and_kept():
+    from benchmarks.heads import BEGIN, END, kept_section, splice
+
+    section = f"{BEGIN}\n## Heads step\nnew\n{END}\n"
+    old = f"# Results\n\nP1\n\n{BEGIN}\n## Heads step\nold\n{END}\n"
+    assert splice(old, section) == f"# Results\n\nP1\n\n{BEGIN}\n## Heads step\nnew\n{END}\n"
+    assert splice("# Results\n", section) == "# Results\n\n" + section
+    assert kept_section(splice(old, section)) == section
+    assert kept_section("# Results\n") == ""

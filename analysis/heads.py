@@ -95,7 +95,9 @@ def summarize(sweep: pd.DataFrame, noise: pd.DataFrame | None = None) -> pd.Data
 
     ``rank_measured`` / ``rank_attribution``: the head's place (1 = first) when the heads of
     the model and language are ordered by mean measured / estimated change of log p(top-1),
-    most negative first. With the KL noise floor (``noise``): ``kl_floor``, and
+    most negative first. ``p_top1``: the mean probability of the greedy token at the
+    prediction, unedited (a near-certain token leaves a knockout little to move). With the KL
+    noise floor (``noise``): ``kl_floor``, and
     ``reaches_output`` -- the head's median KL at the prediction is above the floor (as in
     :mod:`analysis.reach`).
     """
@@ -112,6 +114,7 @@ def summarize(sweep: pd.DataFrame, noise: pd.DataFrame | None = None) -> pd.Data
             "attribution_linear": float(g["attribution_linear"].mean()),
             "top1_changed": float((~g["top1_same"].astype(bool)).mean()),
             "kl_median": float(g["kl"].median()),
+            "p_top1": float(np.exp(g.drop_duplicates("sample_id")["logp_top1"]).mean()),
         }  # fmt: skip
         floor = kl_floor(noise, str(model))
         row["kl_floor"] = floor
@@ -213,6 +216,9 @@ class HeldOut:
         steer: ``steer_topk`` against baseline; ``steer_vs_all``: against Scale of every head.
         manipulation: Wilcoxon of the steered rows' achieved vs baseline level (head-mean).
         rates: condition -> preservation rate on the tested prompts.
+        control: how well the random heads matched the top-K's mass (``heads_control``):
+            ``within`` (share of prompt × draw within the tolerance), ``median_ratio``
+            (control / top-K mass), ``n``.
         n_prompts: prompts tested.
     """
 
@@ -232,6 +238,7 @@ class HeldOut:
     manipulation: TestResult | None
     rates: dict[str, float]
     n_prompts: int
+    control: dict[str, float]
 
 
 def _merged(heads_tab: pd.DataFrame | None, main: pd.DataFrame | None, model: str,
@@ -295,6 +302,17 @@ def _single_rows(recs: pd.DataFrame, conds: list[str], random0: str | None) -> l
                 if (p["cond"] != p["ref"]).any():
                     row["wilcoxon_p"] = wilcoxon_signed_rank(p["cond"], p["ref"]).pvalue
     return out
+
+
+def _control_match(ctrl: pd.DataFrame | None, model: str, language: str) -> dict[str, float]:
+    if ctrl is None or not len(ctrl):
+        return {}
+    c = ctrl[(ctrl["model"] == model) & (ctrl["language"] == language)]
+    if not len(c):
+        return {}
+    return {"within": float(c["within_tolerance"].astype(bool).mean()),
+            "median_ratio": float(c["mass_ratio"].median()), "n": float(len(c)),
+            "tolerance": float(c["tolerance"].iloc[0])}  # fmt: skip
 
 
 def held_out(tables: dict[str, pd.DataFrame], *, alpha: float, margin: float) -> list[HeldOut]:
@@ -391,6 +409,7 @@ def held_out(tables: dict[str, pd.DataFrame], *, alpha: float, margin: float) ->
             factor=factor, single=single, vs_random=vs_random, knockout_effect=knockout_effect,
             vs_layer=vs_layer, layer_vs_baseline=layer_vs_base, steer=steer_cmp,
             steer_vs_all=steer_all, manipulation=manipulation, rates=rates, n_prompts=n_prompts,
+            control=_control_match(tables.get("heads_control"), str(model), str(language)),
         ))  # fmt: skip
     return out
 
@@ -523,14 +542,16 @@ def _findings(
             continue
         best = g.sort_values("rank_measured").iloc[0]
         n_reach = "" if reach.isna().any() else (
-            f"; {int(reach.astype(bool).sum())} of {len(g)} heads move it beyond the KL noise floor"
+            f"; {int(reach.astype(bool).sum())} of {len(g)} heads have a median KL above the "
+            f"noise floor ({g['kl_floor'].iloc[0]:.2g} nats)"
         )  # fmt: skip
         ci = _fmt_ci(best["dlogp_top1"], best["dlogp_top1_ci_low"], best["dlogp_top1_ci_high"])
         out.append(
             f"{model} / {language}: knocking out the marker→function edges of head "
             f"{int(best['layer'])}.{int(best['head'])} alone lowers log p of the greedy token "
             f"most ({ci}, KL {best['kl']:.3g}; attention level {best['attn_level']:.3f}, mass "
-            f"{best['attn_mass']:.3f}){n_reach}."
+            f"{best['attn_mass']:.3f}){n_reach}; unedited, the greedy token there has probability "
+            f"{best['p_top1']:.3f} on average."
         )
     v = validation[(validation["estimator"] == "attribution")]
     for r in v.itertuples():
@@ -543,8 +564,8 @@ def _findings(
             f"heads like the measured knockouts (Spearman ρ = {r.rho_heads:.2f} over "
             f"{r.n_heads} heads, {r.rho_items:.2f} over prompts × heads; {r.top_shared} of the "
             f"top {r.top_n} shared); its largest miss is head {int(worst['layer'])}."
-            f"{int(worst['head'])} (estimate {worst['attribution']:+.3f} vs measured "
-            f"{worst['dlogp_top1']:+.3f}, mass on the targets {worst['attn_mass']:.2f})."
+            f"{int(worst['head'])} (estimate {worst['attribution']:+.3g} vs measured "
+            f"{worst['dlogp_top1']:+.3g}, mass on the targets {worst['attn_mass']:.2f})."
         )
     for h in held:
         share = _share(h)
@@ -653,6 +674,14 @@ def heads_section(
                         f"{_heads_str(hs)}" for half, (lay, hs) in sorted(h.selection.items()))  # fmt: skip
         lines.append(f"**{h.model} / {h.language}** (`{h.scope}`, K = {h.k}, {h.n_prompts} "
                      f"prompts tested): {sel}.\n\n")  # fmt: skip
+        if h.control:
+            lines.append(
+                f"Random heads: {100 * h.control['within']:.0f}% of {int(h.control['n'])} "
+                f"prompt × draw matches within ±{100 * h.control['tolerance']:.0f}% of the top-{h.k} heads' marker→function mass; "
+                f"median ratio {h.control['median_ratio']:.2f} (below 1: the random heads remove "
+                "less mass, because the heads that carry the most are the top ones; the "
+                "comparison is then weaker, as with the token-0 sinks of the study's controls).\n\n"
+            )
         if h.single:
             lines.append(_md(pd.DataFrame([{
                 "condition": r["condition"], "measure": r["measure"], "n": r["n"],

@@ -215,6 +215,8 @@ class HeldOut:
         layer_vs_baseline: the layer's knockout against baseline.
         steer: ``steer_topk`` against baseline; ``steer_vs_all``: against Scale of every head.
         manipulation: Wilcoxon of the steered rows' achieved vs baseline level (head-mean).
+        manipulation_ok: the level moved the intended way (up for a factor > 1), p < alpha;
+            None without records. A steering comparison whose check failed decides nothing.
         rates: condition -> preservation rate on the tested prompts.
         control: how well the random heads matched the top-K's mass (``heads_control``):
             ``within`` (share of prompt × draw within the tolerance), ``median_ratio``
@@ -236,6 +238,7 @@ class HeldOut:
     steer: Comparison | None
     steer_vs_all: Comparison | None
     manipulation: TestResult | None
+    manipulation_ok: bool | None
     rates: dict[str, float]
     n_prompts: int
     control: dict[str, float]
@@ -304,6 +307,25 @@ def _single_rows(recs: pd.DataFrame, conds: list[str], random0: str | None) -> l
     return out
 
 
+def _expand_draws(df: pd.DataFrame | None, ctrl: pd.DataFrame, scope: str) -> pd.DataFrame | None:
+    """``df`` plus, for each draw that repeated an earlier draw's heads (``same_as_draw`` in
+    ``heads_control``; experiments.heads runs it once), that earlier draw's row under its name."""
+    if df is None or "same_as_draw" not in ctrl:
+        return df
+    rep = ctrl[ctrl["same_as_draw"] >= 0]
+    if not len(rep):
+        return df
+    name = f"{RANDOM}@{scope}#"
+    src = df[df["condition"].astype(str).str.startswith(name)].set_index(["sample_id", "condition"])
+    copies = []
+    for r in rep.itertuples():
+        key = (r.sample_id, f"{name}{int(r.same_as_draw)}")
+        if key in src.index:
+            row = src.loc[[key]].reset_index()
+            copies.append(row.assign(condition=f"{name}{int(r.draw)}", draw=int(r.draw)))
+    return pd.concat([df, *copies], ignore_index=True) if copies else df
+
+
 def _control_match(ctrl: pd.DataFrame | None, model: str, language: str) -> dict[str, float]:
     if ctrl is None or not len(ctrl):
         return {}
@@ -334,6 +356,12 @@ def held_out(tables: dict[str, pd.DataFrame], *, alpha: float, margin: float) ->
         if not len(topk_rows):
             continue
         scope = str(topk_rows["scope"].iloc[0])
+        ctrl = tables.get("heads_control")
+        if ctrl is not None and len(ctrl):
+            ctrl = ctrl[(ctrl["model"] == model) & (ctrl["language"] == language)]
+            recs, gens = (_expand_draws(t, ctrl, scope) for t in (recs, gens))
+            some = gens if gens is not None else recs
+            assert some is not None
         topk, steer, layer_ko = f"{TOPK}@{scope}", f"{STEER}@{scope}", f"{LAYER_KO}@{scope}"
         draws = sorted(int(d) for d in set(some.loc[some["arm"] == RANDOM, "draw"]))
         randoms = [f"{RANDOM}@{scope}#{d}" for d in draws]
@@ -399,16 +427,24 @@ def held_out(tables: dict[str, pd.DataFrame], *, alpha: float, margin: float) ->
             steer_all = _compare(gens, steer, scale_all, p_adjusted=None, alpha=alpha,
                                  margin=margin, sign=1,
                                  what="preservation, top-K steering vs every head")  # fmt: skip
-        manipulation = None
-        if recs is not None:
+        manipulation, manipulation_ok = None, None
+        if recs is not None and steer in set(recs["condition"]):
             r = recs[recs["condition"] == steer].dropna(subset=["attn_achieved", "attn_baseline"])
+            manipulation_ok = False
             if len(r) >= 2 and (r["attn_achieved"] != r["attn_baseline"]).any():
                 manipulation = wilcoxon_signed_rank(r["attn_achieved"], r["attn_baseline"])
+                intended = 1.0 if factor > 1 else -1.0
+                manipulation_ok = bool(
+                    manipulation.pvalue is not None
+                    and manipulation.pvalue < alpha
+                    and np.sign(manipulation.effect) == intended
+                )
         out.append(HeldOut(
             model=str(model), language=str(language), scope=scope, k=k, selection=selection,
             factor=factor, single=single, vs_random=vs_random, knockout_effect=knockout_effect,
             vs_layer=vs_layer, layer_vs_baseline=layer_vs_base, steer=steer_cmp,
-            steer_vs_all=steer_all, manipulation=manipulation, rates=rates, n_prompts=n_prompts,
+            steer_vs_all=steer_all, manipulation=manipulation, manipulation_ok=manipulation_ok,
+            rates=rates, n_prompts=n_prompts,
             control=_control_match(tables.get("heads_control"), str(model), str(language)),
         ))  # fmt: skip
     return out
@@ -586,7 +622,13 @@ def _findings(
                     f"({h.layer_vs_baseline.words}), so there is no whole effect to carry"
                 )
             out.append(f"{h.model} / {h.language}: {whole} ({h.vs_layer.words}).")
-        if h.steer is not None:
+        if h.steer is not None and h.manipulation_ok is False:
+            out.append(
+                f"{h.model} / {h.language}: Scale ×{h.factor:g} of the top-{h.k} heads did not "
+                "move the layer's marker→function attention the intended way (manipulation "
+                f"check failed), so its preservation result ({h.steer.words}) decides nothing."
+            )
+        elif h.steer is not None:
             out.append(
                 f"{h.model} / {h.language}: Scale ×{h.factor:g} of the top-{h.k} heads only: "
                 f"**{h.steer.effect}** ({h.steer.words})."
@@ -705,7 +747,9 @@ def heads_section(
             lines.append(
                 "\nManipulation check of `steer_topk` (the level of the layer, averaged over all "
                 "its heads, achieved vs baseline; the edited heads are a subset): Wilcoxon p = "
-                f"{h.manipulation.pvalue:.3g}, median change {h.manipulation.effect:+.3g}.\n"
+                f"{h.manipulation.pvalue:.3g}, median change {h.manipulation.effect:+.3g}: "
+                + ("passed" if h.manipulation_ok else "**failed** (the steering decides nothing)")
+                + ".\n"
             )
         lines.append("\n")
     lines.append(

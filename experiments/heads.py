@@ -158,7 +158,7 @@ def resolve_k(requested: int | None, handle: ModelHandle, *, auto: bool) -> int:
             f"--heads {k}: the model has {handle.n_heads} heads per layer; K must leave other "
             f"heads for the random control, use K <= {handle.n_heads - 1}"
         )
-    return min(k, handle.n_heads - 1)
+    return k
 
 
 def reference_arms(rows: str, targets: str, factor: float) -> list[Arm]:
@@ -302,7 +302,12 @@ def head_sets(
     layer_of: dict[str, int], seed: int, draws: int, factor: float,
 ) -> tuple[HeadSets, pd.DataFrame]:  # fmt: skip
     """Per prompt: its top-K heads and ``draws`` mass-matched random draws (step 3), and the
-    ``heads_control`` rows that record each match."""
+    ``heads_control`` rows that record each match.
+
+    With few heads per layer the closest set is often the same for every draw; a draw that
+    repeats an earlier draw's heads is recorded (``same_as_draw``) but not put in the head
+    sets, so it is not run twice: the analysis reads the earlier draw's rows for it.
+    """
     top_of = {
         (str(lang), int(half)): tuple(int(h) for h in g.sort_values("rank")["head"])
         for (lang, half), g in selection.groupby(["language", "half"])
@@ -324,17 +329,20 @@ def head_sets(
         key_mass = {h: mass[(p.id, layer, h)] for h in range(n_heads)}
         goal = sum(key_mass[h] for h in chosen)
         top[p.id] = chosen
+        first_of: dict[tuple[int, ...], int] = {}
         for d in range(draws):
             m = match_keys(pool, key_mass, len(chosen), goal, head_rng(p.id, seed, layer, d),
                            tolerance=CONTROL_TOLERANCE)  # fmt: skip
-            random[(p.id, d)] = m.keys
+            same = first_of.setdefault(m.keys, d)
+            if same == d:  # a repeated set is not run again (its rows are the first draw's)
+                random[(p.id, d)] = m.keys
             rows.append({
                 "model": str(sweep["model"].iloc[0]), "sample_id": p.id, "language": p.language,
                 "half": function_half(p.id, seed), "layer": layer, "draw": d,
                 "top_heads": json.dumps(list(chosen)), "control_heads": json.dumps(list(m.keys)),
                 "target_mass": m.target_mass, "control_mass": m.control_mass,
                 "mass_ratio": m.ratio, "within_tolerance": m.within, "count_matched": m.count_ok,
-                "tolerance": CONTROL_TOLERANCE,
+                "tolerance": CONTROL_TOLERANCE, "same_as_draw": -1 if same == d else same,
             })  # fmt: skip
     return HeadSets(top=top, random=random, factor=float(factor)), pd.DataFrame(rows)
 

@@ -153,7 +153,7 @@ def _synthetic_sweep(seed: int, n: int = 40) -> pd.DataFrame:
                     "targets": "identifiers", "dlogp_top1": -1.0 if hurt else -0.01 * head,
                     "kl": 0.5 if hurt else 0.01, "top1_same": True,
                     "attn_mass": float(rng.uniform(0.05, 0.4)), "attn_level": 0.1,
-                    "attribution": 0.0, "attribution_linear": 0.0,
+                    "attribution": 0.0, "attribution_linear": 0.0, "logp_top1": -0.1,
                 })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -209,13 +209,21 @@ def test_random_heads_are_other_heads_of_the_layer_matched_on_mass_and_seeded():
         assert chosen == ((2,) if function_half(p.id, seed) == 0 else (1,))
         best = min(abs(mass[(p.id, 1, h)] - sum(mass[(p.id, 1, c)] for c in chosen))
                    for h in range(4) if h not in chosen)  # fmt: skip
-        for d in range(3):
-            rnd = sets.random[(p.id, d)]
+        drawn = control[control["sample_id"] == p.id].sort_values("draw")
+        for d, r in enumerate(drawn.itertuples()):
+            rnd = tuple(json.loads(r.control_heads))
             assert len(rnd) == len(chosen) and not set(rnd) & set(chosen)
             goal = sum(mass[(p.id, 1, c)] for c in chosen)
             got = sum(mass[(p.id, 1, h)] for h in rnd)
             # Within the study's tolerance (experiments.control), or else the closest head.
             assert abs(got - goal) <= 0.10 * goal or abs(got - goal) == pytest.approx(best)
+            assert r.target_mass == pytest.approx(goal) and r.control_mass == pytest.approx(got)
+            # A draw that repeats an earlier one is recorded but not run again.
+            earlier = [tuple(json.loads(x)) for x in drawn["control_heads"].iloc[:d]]
+            if rnd in earlier:
+                assert r.same_as_draw == earlier.index(rnd) and (p.id, d) not in sets.random
+            else:
+                assert r.same_as_draw == -1 and sets.random[(p.id, d)] == rnd
     assert len(control) == len(prompts) * 3
     ratio_ok = (control["control_mass"] - control["target_mass"]).abs() <= 0.10 * control[
         "target_mass"
@@ -301,6 +309,23 @@ def test_held_out_verdicts_use_the_study_rule():
     assert small.knockout_effect == "inconclusive"
 
 
+def test_repeated_draws_are_read_from_the_first_draw():
+    tables = _held_tables(60, 30)
+    gens = tables["heads_generations"]
+    repeated = "random_heads@marker_span/identifiers/L#1"
+    tables["heads_generations"] = gens[gens["condition"] != repeated]
+    tables["heads_control"] = pd.DataFrame([
+        {"model": "m", "language": "python", "sample_id": f"pyg_f{i}", "draw": d,
+         "same_as_draw": -1 if d == 0 else 0, "within_tolerance": False, "mass_ratio": 0.5,
+         "tolerance": 0.1}
+        for i in range(60) for d in (0, 1)
+    ])  # fmt: skip
+    [h] = held_out(tables, alpha=0.05, margin=0.10)
+    assert [c.ref for c in h.vs_random] == [f"random_heads@{h.scope}#0", repeated]
+    assert h.vs_random[0].diff == h.vs_random[1].diff and h.vs_random[1].diff.n == 60
+    assert h.control == {"within": 0.0, "median_ratio": 0.5, "n": 120.0, "tolerance": 0.1}
+
+
 def test_analysis_heads_loads_no_model_stack():
     code = (
         "import sys, analysis.heads\n"
@@ -376,3 +401,45 @@ def test_benchmark_section_is_spliced_and_kept():
     assert splice("# Results\n", section) == "# Results\n\n" + section
     assert kept_section(splice(old, section)) == section
     assert kept_section("# Results\n") == ""
+
+
+@pytest.mark.slow
+def test_triangle_runs_the_heads_step_and_reuses_its_own_references(tmp_path):
+    model_dir = write_model_dir(tmp_path / "model")
+    corpus = write_corpus(tmp_path / "corpus.json")
+    out = tmp_path / "run"
+    argv = ["triangle", "--model", str(model_dir), "--corpus", str(corpus), "--out", str(out),
+            "--no-progress", "--no-execute", "--max-new-tokens", "3", "--heads", "1",
+            "--heads-draws", "1", "--draws", "1", "--device", "cpu"]  # fmt: skip
+    assert cli_main(argv) == 0
+    recs = pd.read_parquet(out / "records.parquet")
+    heads_recs = pd.read_parquet(out / "heads_records.parquet")
+    heads_gens = pd.read_parquet(out / "heads_generations.parquet")
+    # The references the study already runs (baseline, the layer's knockout, scale_6) are not
+    # run twice; the heads tables hold only the head-level arms.
+    for table in (heads_recs, heads_gens):
+        assert set(table["arm"]) == {"knockout_topk", "random_heads", "steer_topk"}
+    assert not set(recs["arm"]) & {"knockout_topk", "random_heads", "steer_topk"}
+    assert {"knockout@marker_span/identifiers/L", "scale_6@marker_span/identifiers/L"} <= set(
+        recs["condition"]
+    )
+    report = (out / "report.md").read_text()
+    assert "## Heads: which heads carry it" in report and "knockout@marker_span" in report
+    assert (out / "heads.parquet").exists()
+
+
+@pytest.mark.parametrize(("lift", "ok"), [(0.05, True), (-0.05, False)])
+def test_steering_decides_only_when_its_manipulation_check_passes(lift, ok):
+    tables = _held_tables(30, 0)
+    gens = tables["heads_generations"]
+    rng = np.random.default_rng(0)
+    recs = gens[["model", "language", "sample_id", "condition", "factor"]].copy()
+    recs["kind"] = "generation"
+    recs["attn_baseline"] = rng.uniform(0.1, 0.2, len(recs))
+    steer = recs["condition"].str.startswith("steer_topk")
+    recs["attn_achieved"] = recs["attn_baseline"] + np.where(steer, lift, 0.0)
+    recs["kl"], recs["dlogp_top1"] = rng.uniform(0, 0.1, len(recs)), rng.normal(0, 0.1, len(recs))
+    [h] = held_out({**tables, "heads_records": recs}, alpha=0.05, margin=0.10)
+    assert h.manipulation_ok is ok
+    assert h.manipulation is not None and np.sign(h.manipulation.effect) == np.sign(lift)
+    assert h.steer is not None  # reported either way; the words say whether it decides

@@ -712,7 +712,8 @@ def knockout_attribution(
     rows are exact -- the float64 softmax of the scores with the targets at ``-inf`` -- so the
     only linearisation is downstream of the probabilities (AtP with the exact pattern change):
     ``estimate[h] = sum_{s, k} grad[h, s, k] * (p_ko - p)[h, s, k]``. A row left without an
-    allowed key gives NaN (the host turns it into an error). ``level``/``mass`` are those of
+    allowed key (every key it may attend to is a target) gives NaN; the host raises, as
+    :func:`plip_nn.plan.check_stats` does for the knockout itself. ``level``/``mass`` are those of
     :func:`read_levels` for one head: mean / sum over targets of the consumed weights, mean over
     the sources.
     """
@@ -727,6 +728,9 @@ def knockout_attribution(
         ko[:, :, k] = -math.inf
         delta = torch.softmax(ko, dim=-1) - p  # [H, S, K], exact pattern change
         est = (delta * grad[b][:, s, :].double()).sum(-1).sum(-1)  # [H]
+        # A row whose every allowed key is a target would attend to masked keys: no estimate.
+        empty = (ko <= masked_threshold(scores.dtype)).all(-1).any(-1)  # [H]
+        est = torch.where(empty, torch.full_like(est, math.nan), est)
         w = probs[b][:, s, :][:, :, k].double()  # [H, S, T]
         out.append(torch.stack([est, w.mean(-1).mean(-1), w.sum(-1).mean(-1)], dim=-1))
     return torch.stack(out)

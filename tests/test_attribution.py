@@ -214,3 +214,16 @@ def test_batched_per_head_knockouts_equal_one_at_a_time(monkeypatch):
         assert b.dlogp_top1 == pytest.approx(alone.dlogp_top1, abs=2e-5)
         assert b.top1_baseline == alone.top1_baseline
     assert max(abs(b.dlogp_top1) for b in batched) > 1e-3
+
+
+def test_a_knockout_that_empties_a_row_is_an_error_as_in_run():
+    from plip_nn.edits import EditVerificationError
+
+    handle = tiny_handle("qwen2")
+    every = (0, 1, 2, 3)  # row 3 may attend to keys 0..3 only: all of them are targets
+    with pytest.raises(EditVerificationError, match="no allowed key"):
+        attribute_heads(handle, [_probe_item(sources=(3,), targets=every)])
+    edit = AttentionEdit(layers=(0,), heads=(1,), sources=(3,), targets=every, op=Knockout())
+    with pytest.raises(EditVerificationError, match="no allowed key"):
+        run(handle, [Item(key="k", sample_id="k", input_ids=IDS,
+                          condition=Condition(name="k", edits=(edit,)))])  # fmt: skip

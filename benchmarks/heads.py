@@ -123,8 +123,9 @@ def render(results: list[dict[str, Any]], command: str, threads: int) -> str:
                 f"{v['top_n']} | {reach} |"
             )
     L += ["", "Heads reaching the output: median KL at the prediction above the run's KL noise "
-          "floor. Run directories: " + ", ".join(f"`{r['run_dir']}`" for r in results) + ".",
-          "", END]  # fmt: skip
+          "floor (the largest KL between two unedited passes in other batch compositions; on a "
+          "deterministic CPU it is often exactly 0, and then every nonzero KL counts). Run "
+          "directories: " + ", ".join(f"`{r['run_dir']}`" for r in results) + ".", "", END]  # fmt: skip
     return "\n".join(L) + "\n"
 
 

@@ -37,6 +37,11 @@ FAMILIES: dict[str, str] = {
     "h1": "knockout effect Python − Rust per scope and measure (unpaired bootstrap CI; no p)",
     "h2": "dose-response per language: GEE logistic trend (counted) with the permutation "
     "cross-check, and the hinge at the Python level",
+    "heads": "held-out top-K heads (analysis.heads): preserved under the top-K knockout vs its "
+    "first mass-matched random-heads draw, and under Scale of the top-K heads vs baseline "
+    "(exact McNemar counted; the other draws adjusted with the same m); the comparisons with "
+    "every head of the layer, single-pass bootstrap CIs and the attribution's Spearman ρ are "
+    "shown, not counted",
 }
 
 

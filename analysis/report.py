@@ -31,6 +31,7 @@ from analysis.equivalence import PairedDifference, paired_difference
 from analysis.families import FAMILIES, adjust_table
 from analysis.figures import save_all
 from analysis.findings import findings, scope_words
+from analysis.heads import HEADS_TABLES, analyze_heads
 from analysis.hypothesis import TestResult, bootstrap_mean_diff, wilcoxon_signed_rank
 from analysis.languages import H1_MEASURES, H1Result, ObserveResult, h1, observe
 from analysis.pairing import paired
@@ -55,7 +56,7 @@ STATS_COLUMNS = [
     "note",
 ]  # fmt: skip
 _ADJUSTED = ("p_holm",)
-_TABLES = ("records", "layer_scan", "generations", "control_match", "noise_floor")
+_TABLES = ("records", "layer_scan", "generations", "control_match", "noise_floor", *HEADS_TABLES)
 _JSONS = ("calibration", "config", "manifest")
 DEFAULT_ALPHA = 0.05
 DEFAULT_MARGIN = 0.10
@@ -380,7 +381,7 @@ def _report(
     label: str, sources: list[Path], tables: dict[str, pd.DataFrame], metas: list[dict[str, Any]],
     stats: pd.DataFrame, outcomes: list[TriangleOutcome], h1s: list[H1Result],
     h2s: list[H2Result], observed: list[ObserveResult], found: list[str], figures: list[Path],
-    alpha: float, margin: float, floor: dict[str, float],
+    alpha: float, margin: float, floor: dict[str, float], heads_md: str = "",
 ) -> str:  # fmt: skip
     lines = [f"# plip-nn analysis: `{label}`\n\n"]
     lines.append("## Findings\n\n")
@@ -555,6 +556,7 @@ def _report(
         )
     else:
         lines.append("_No control_match.parquet in this run._\n")
+    lines.append(heads_md)
     if figures:
         lines.append("\n## Figures\n\n")
         lines.extend(f"![{p.stem}](figures/{p.name})\n\n" for p in figures)
@@ -698,8 +700,10 @@ def analyze(
                     h2s.append(r)
     rows.extend(_h1_rows(h1s))
     rows.extend(_h2_rows(h2s))
-    stats = _stats_table(rows)
     out.mkdir(parents=True, exist_ok=True)
+    heads = analyze_heads(tables, metas, out, alpha=alpha, margin=margin)
+    rows.extend(heads.rows if heads else [])
+    stats = _stats_table(rows)
     atomic_write_text(out / "stats.csv", stats.to_csv(index=False))
     layer = "the chosen layer"
     if len(metas) == 1 and "layer" in metas[0].get("manifest", {}):
@@ -711,7 +715,7 @@ def analyze(
     report = out / "report.md"
     label = str(out) if len(dirs) > 1 else out.name
     text = _report(label, dirs, tables, metas, stats, outcomes, h1s, h2s, observed, found,
-                   figures, alpha, margin, floor)  # fmt: skip
+                   figures, alpha, margin, floor, heads.section if heads else "")  # fmt: skip
     atomic_write_text(report, text)
     log.info("wrote %s (%d tests, %d figures)", report, len(stats), len(figures))
     return report

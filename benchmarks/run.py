@@ -516,7 +516,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks.run" + (" --quick" if args.quick else "")
     if args.threads is not None:
         command += f" --threads {args.threads}"
-    atomic_write_text(md_path, render(res, command))
+    # The heads step's section (python -m benchmarks.heads) is measured separately: keep it.
+    from benchmarks.heads import kept_section
+
+    kept = kept_section(md_path.read_text()) if md_path.exists() else ""
+    atomic_write_text(md_path, render(res, command) + ("\n" + kept if kept else ""))
     sys.stdout.write(f"{json_path}\n{md_path}\n")
     return 0
 

@@ -60,6 +60,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "steer": Command("experiments.steer", "dose-response: Scale factors and calibrated SetValue"),
     "generate": Command("experiments.generate", "generation with edits at every step (KV cache)"),
+    "heads": Command(
+        "experiments.heads",
+        "which heads carry it: per-head attribution and knockouts, held-out top-K heads",
+    ),
     "triangle": Command(
         "experiments.triangle", "the whole study (the main job)", several_models="main_models"
     ),

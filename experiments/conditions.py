@@ -12,6 +12,12 @@ edited layer its own set of keys from :meth:`plip_nn.positions.TokenPositions.co
 targets and matched on the attention mass the knockout removes at that layer
 (:func:`match_keys`, measured by :mod:`experiments.control`), so "removing attention to the
 function" can be told apart from "removing this much attention".
+
+The head-level arms (:mod:`experiments.heads`) edit only some heads of the chosen layer, per
+sample (:class:`HeadSets`, chosen on the other half of the samples): ``knockout_topk`` knocks
+out the top-k heads' edges, ``random_heads`` (with a draw) as many other heads matched on mass,
+``steer_topk`` scales the top-k heads' edges (PASTA-style). Their names do not start with
+``scale_``, which names the dose-response arms.
 """
 
 from __future__ import annotations
@@ -46,14 +52,19 @@ __all__ = [
     "ALL_LAYERS",
     "CONTROL",
     "DOSE_FACTORS",
+    "HEAD_ARMS",
     "KNOCKOUT",
+    "RANDOM_HEADS",
     "SCALE_CALIBRATED",
     "SCALE_CALIBRATED_X2",
     "SET_VALUE_CALIBRATED",
+    "TOPK_KNOCKOUT",
+    "TOPK_STEER",
     "Arm",
     "Calibration",
     "ControlKeys",
     "ControlMatch",
+    "HeadSets",
     "Unit",
     "build",
     "condition_op",
@@ -70,6 +81,10 @@ CONTROL = "random_control"
 SCALE_CALIBRATED = "scale_calibrated"
 SCALE_CALIBRATED_X2 = "scale_calibrated_x2"
 SET_VALUE_CALIBRATED = "set_value_calibrated"
+TOPK_KNOCKOUT = "knockout_topk"
+RANDOM_HEADS = "random_heads"
+TOPK_STEER = "steer_topk"
+HEAD_ARMS = (TOPK_KNOCKOUT, RANDOM_HEADS, TOPK_STEER)
 DOSE_FACTORS = (0.5, 2.0, 3.0, 4.0, 6.0)
 """Scale factors of the dose-response (H2), besides the calibrated factor and twice it."""
 
@@ -88,6 +103,21 @@ class Calibration:
 
     set_value: float
     scale_factor: float
+
+
+@dataclass(frozen=True)
+class HeadSets:
+    """The heads of the head-level arms, per sample (:mod:`experiments.heads`).
+
+    Attributes:
+        top: sample id -> the top-k heads of the sample's layer, chosen on the other half.
+        random: (sample id, draw) -> as many other heads of that layer, matched on mass.
+        factor: the Scale factor of ``steer_topk``.
+    """
+
+    top: Mapping[str, tuple[int, ...]]
+    random: Mapping[tuple[str, int], tuple[int, ...]]
+    factor: float
 
 
 @dataclass(frozen=True)
@@ -282,9 +312,11 @@ def build(
     n_layers: int,
     calibration: Calibration | None = None,
     controls: ControlKeys | None = None,
+    heads: HeadSets | None = None,
 ) -> Condition | None:
     """The condition of ``arm`` for sample ``p`` edited at chosen ``layer``, or None when the
-    arm cannot be built for it (SetValue with ``v·|T| ≥ 1``).
+    arm cannot be built for it (SetValue with ``v·|T| ≥ 1``; a head-level arm for a sample
+    without a head set).
 
     Raises:
         ValueError: an unknown arm, a calibrated arm without a calibration, or a control
@@ -310,6 +342,18 @@ def build(
                 raise ValueError(f"sample {p.id!r} has no control keys for {key[1:]}")
             parts.append(((lay,), sources, controls[key], Knockout()))
         return _cond(arm.name, parts)
+    if arm.arm in HEAD_ARMS:
+        if heads is None:
+            raise ValueError(f"{arm.name}: a head-level arm needs head sets (experiments.heads)")
+        if arm.arm == RANDOM_HEADS:
+            chosen = heads.random.get((p.id, arm.draw or 0))
+        else:
+            chosen = heads.top.get(p.id)
+        if chosen is None:
+            return None
+        op_h: Knockout | Scale = Scale(factor=heads.factor) if arm.arm == TOPK_STEER else Knockout()
+        edit = AttentionEdit(layers=layers, heads=chosen, sources=sources, targets=targets, op=op_h)
+        return Condition(name=arm.name, edits=(edit,))
     if arm.arm in (SCALE_CALIBRATED, SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED):
         if calibration is None or not math.isfinite(calibration.scale_factor):
             raise ValueError(f"{arm.arm} needs a calibration at layer {layer}; run calibrate")
@@ -359,20 +403,23 @@ def plan_units(
     n_layers: int,
     calibration: Mapping[int, Calibration] | None = None,
     controls: ControlKeys | None = None,
+    heads: HeadSets | None = None,
 ) -> list[Unit]:
     """A :class:`Unit` for every sample and arm, samples outer, arms inner.
 
     ``layer_of``: the chosen layer, or sample id -> the layer chosen for that sample (the
     cross-fitted choice of :mod:`experiments.calibrate`). ``calibration``: layer -> its
-    calibrated steering. An arm that cannot be built for a sample (SetValue with
-    ``v·|T| ≥ 1``) is left out for that sample.
+    calibrated steering; ``heads``: the head sets of the head-level arms. An arm that cannot
+    be built for a sample (SetValue with ``v·|T| ≥ 1``, a sample without a head set) is left
+    out for that sample.
     """
     units = []
     for p in samples:
         lay = layer_of if isinstance(layer_of, int) else layer_of[p.id]
         cal = None if calibration is None else calibration.get(lay)
         for order, arm in enumerate(arms):
-            cond = build(arm, p, layer=lay, n_layers=n_layers, calibration=cal, controls=controls)
+            cond = build(arm, p, layer=lay, n_layers=n_layers, calibration=cal, controls=controls,
+                         heads=heads)  # fmt: skip
             if cond is None:
                 continue
             rec_layer = lay if arm.scope is None else arm.scope.record_layer(lay)

@@ -184,8 +184,10 @@ def run_generation(
     sample: bool = False,
     temperature: float = 1.0,
     experiment: str = "generate",
+    table: str = "generations",
 ) -> pd.DataFrame:
-    """Generate every unit (a generation prompt under a condition) into ``generations``.
+    """Generate every unit (a generation prompt under a condition) into ``generations`` (or
+    ``table``; experiments.heads keeps its own).
 
     Each unit's edits apply at every step, with the rows of its scope (:func:`policy_of`);
     ``execute`` is the ``--execute`` request. Returns the assembled table.
@@ -242,14 +244,14 @@ def run_generation(
 
     run_chunks(
         study,
-        "generations",
+        table,
         units,
         lambda u: u.key,
         work,
         desc="generate",
         batches_per_part=GENERATION_BATCHES_PER_PART,
     )
-    return study.run.assemble("generations", GEN_ORDER, GEN_KEYS)
+    return study.run.assemble(table, GEN_ORDER, GEN_KEYS)
 
 
 def arms_for(names: tuple[str, ...], cfg: CommonConfig) -> list[Arm]:

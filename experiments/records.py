@@ -222,8 +222,10 @@ def run_records(
     *,
     experiment: str,
     desc: str = "records",
+    table: str = "records",
 ) -> pd.DataFrame:
-    """Run ``units`` through the engine into ``records``; returns the assembled table.
+    """Run ``units`` through the engine into ``records`` (or ``table``); returns the assembled
+    table.
 
     Each row reads the marker->function attention (``target_attn_*``, and ``attn_*`` for
     baseline rows) at its record layer, or at every layer for :data:`ALL_LAYERS`.
@@ -233,6 +235,7 @@ def run_records(
         units: what to run, in a fixed order (it defines the parts).
         experiment: value of the ``experiment`` column.
         desc: progress-bar label.
+        table: the table written (``records``; experiments.heads keeps its own).
     """
     cfg = study.cfg
     n_layers = study.handle.n_layers
@@ -274,5 +277,5 @@ def run_records(
         ]
         return pd.DataFrame(rows)
 
-    run_chunks(study, "records", units, lambda u: u.key, work, desc=desc)
-    return study.run.assemble("records", RECORD_ORDER, RECORD_KEYS)
+    run_chunks(study, table, units, lambda u: u.key, work, desc=desc)
+    return study.run.assemble(table, RECORD_ORDER, RECORD_KEYS)

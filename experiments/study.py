@@ -307,6 +307,7 @@ def open_study(
     config_dict: dict[str, Any],
     *,
     handle: ModelHandle | None = None,
+    check_model: Callable[[ModelHandle], None] | None = None,
 ) -> Study:
     """Validate the inputs, load model and corpus, then create (or reopen) the run directory.
 
@@ -316,6 +317,8 @@ def open_study(
         kinds: corpus kinds this experiment uses.
         config_dict: the experiment's full resolved config (written to config.json).
         handle: an already loaded model (tests, the triangle's sub-steps).
+        check_model: validates config values that depend on the model (raises ConfigError)
+            before anything is written.
     """
     configure_remote(cfg.remote)  # RemoteConfigError before anything is written
     raw_samples = _load_samples(cfg, kinds)  # corpus errors before the (slower) model load
@@ -327,6 +330,8 @@ def open_study(
             f"--layer {cfg.layer} is out of range: the model has {handle.n_layers} layers "
             f"(0..{handle.n_layers - 1})"
         )
+    if check_model is not None:
+        check_model(handle)
     skipped: list[dict[str, str]] | None = [] if cfg.skip_masked else None
     samples = prepare(handle, raw_samples, cfg.chat_template, skipped)
     if not samples:

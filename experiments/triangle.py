@@ -12,7 +12,10 @@
    the knockouts at the chosen layer and at all layers and their first control draw
    (perplexity of the test after the marker), and the false-marker baselines unedited;
 6. generation under every condition -> ``generations.parquet`` (with preservation);
-7. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
+7. with ``--heads K`` (default 3 for models with at most 64 heads in all): which heads carry
+   it -- per-head attribution and knockouts, and the held-out top-K test
+   (:mod:`experiments.heads`);
+8. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
 
 The conditions form a grid over scope (:mod:`plip_nn.scope`): knockouts in each of
 ``--knockout-rows`` × {chosen layer, all layers} with the default targets, a window sweep in
@@ -35,8 +38,10 @@ from experiments.conditions import Arm
 from experiments.control import match_controls
 from experiments.floor import measure_floor
 from experiments.generate import GenerationFlags, resolve_execute, run_generation
+from experiments.heads import HeadsFlags, reference_arms, resolve_k, run_heads
 from experiments.records import run_records
 from experiments.study import ConfigError, default_out, open_study
+from plip_nn.models import ModelHandle
 from plip_nn.scope import BASELINE, ROWS
 
 __all__ = ["Config", "main", "main_models", "model_slug", "study_arms"]
@@ -45,8 +50,9 @@ LAYER_SCOPES = ("layer", "all", "window")
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config(GenerationFlags):
-    """Study config (the generation flags are :class:`experiments.generate.GenerationFlags`).
+class Config(GenerationFlags, HeadsFlags):
+    """Study config (the generation flags are :class:`experiments.generate.GenerationFlags`,
+    the heads flags :class:`experiments.heads.HeadsFlags`).
 
     Attributes:
         generation: run the generation part (preservation); --no-generation runs single
@@ -126,7 +132,12 @@ def main(cfg: Config) -> Path:
     """Run the study and its analysis; return the run directory."""
     if cfg.generation:
         resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2 first
-    study = open_study(cfg, "triangle", ("test", "baseline", "generation"), cfg.to_dict())
+
+    def check_heads(handle: ModelHandle) -> None:
+        resolve_k(cfg.heads, handle, auto=True)  # --heads K too large: exit 2, nothing written
+
+    study = open_study(cfg, "triangle", ("test", "baseline", "generation"), cfg.to_dict(),
+                       check_model=check_heads)  # fmt: skip
     choice = resolve_layer(study, ("test", "baseline"), calibration=True, note_choice=True)
     n_layers = study.handle.n_layers
     knock, steer = study_arms(cfg, n_layers)
@@ -151,6 +162,13 @@ def main(cfg: Config) -> Path:
         gen_units = conditions.plan_units(prompts, base + knock + steer, **plan)  # type: ignore[arg-type]
         run_generation(study, gen_units, max_new_tokens=cfg.max_new_tokens, execute=cfg.execute,
                        experiment="triangle")  # fmt: skip
+    heads_k = resolve_k(cfg.heads, study.handle, auto=True)
+    if heads_k:
+        have = {a.name for a in base + knock + steer}
+        refs = [a for a in reference_arms(cfg.rows, cfg.targets, cfg.heads_factor)
+                if a.name not in have]  # fmt: skip
+        run_heads(study, choice, cfg, k=heads_k, generation=cfg.generation,
+                  max_new_tokens=cfg.max_new_tokens, execute=cfg.execute, references=refs)  # fmt: skip
     from analysis.report import analyze
 
     # The data are complete here; the report then shows the run as finished.

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 # Public name -> the module that defines it. Imports are lazy (PEP 562), so that importing
 # ``plip_nn`` or a torch-free module such as ``plip_nn.codesrc`` does not load torch.
 _HOME = {
+    "HeadAttribution": "attribution",
+    "attribute_heads": "attribution",
     "Corpus": "corpus",
     "CorpusError": "corpus",
     "FunctionInfo": "corpus",
@@ -61,6 +63,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from plip_nn.attribution import HeadAttribution, attribute_heads
     from plip_nn.corpus import Corpus, CorpusError, FunctionInfo, Sample, load_corpus
     from plip_nn.edits import (
         AttentionEdit,
@@ -97,6 +100,7 @@ __all__ = [
     "EditSpecError",
     "EditVerificationError",
     "FunctionInfo",
+    "HeadAttribution",
     "Intervention",
     "InterventionOrderError",
     "Item",
@@ -114,6 +118,7 @@ __all__ = [
     "SetValue",
     "TokenPositions",
     "UnsupportedArchitectureError",
+    "attribute_heads",
     "intervene",
     "load_corpus",
     "load_model",

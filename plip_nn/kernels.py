@@ -24,9 +24,12 @@ Layouts (plain lists that travel to NDIF; their slots are named by the constants
   tolerance: the edit is verified iff it is <= 1) and ``n_bad`` (edges already masked, rows
   left with no allowed key). Generation prefixes ``[step, row, layer, edit]`` (``GEN_*``).
 * **reads** -- one ``[level, mass]`` row per read (``RD_*``).
+* **attribution** -- per read, one ``[estimate, level, mass]`` row per head (``A_*``,
+  :data:`N_ATTR` slots): the first-order change of the metric when the read's edges are knocked
+  out in that head alone, and that head's level and mass on them (:func:`knockout_attribution`).
 
-Saved results of a traced pass live under one key scheme, :func:`result_key`: ``"stats/L"``
-and ``"reads/L"`` per layer ``L`` plus the per-row summaries ``"nll"``, ``"ntok"``,
+Saved results of a traced pass live under one key scheme, :func:`result_key`: ``"stats/L"``,
+``"reads/L"`` and ``"attr/L"`` per layer ``L`` plus the per-row summaries ``"nll"``, ``"ntok"``,
 ``"top1"``, ``"kl"``, ``"top1_base"``, ``"dlogp"`` and ``"lp"``.
 
 **What is verified.** Softmax route: the probabilities the model multiplies with V (the input
@@ -73,7 +76,7 @@ ROUTE_MASK = "mask"
 
 
 def result_key(kind: str, layer: int) -> str:
-    """Key of a per-layer result (``kind`` is :data:`STATS` or :data:`READS`): ``"stats/3"``."""
+    """Key of a per-layer result (``kind``: :data:`STATS`, :data:`READS`, :data:`ATTR`): ``"stats/3"``."""
     return kind + "/" + str(layer)
 
 
@@ -688,3 +691,85 @@ def generation_pass(
                     stats.append([step, tag[0], layer, tag[1], *vals])
         sequences = tracer.result.save()
     return sequences, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Attribution: the first-order effect of knocking out one head's edges, from one backward pass
+
+ATTR = "attr"
+A_ESTIMATE, A_LEVEL, A_MASS = 0, 1, 2
+N_ATTR = 3
+
+
+def knockout_attribution(
+    scores: torch.Tensor, probs: torch.Tensor, grad: torch.Tensor, reads: list
+) -> torch.Tensor:
+    """``[n_reads, heads, N_ATTR]``: per head, the estimated change of the metric when the
+    read's edges are knocked out in that head alone, and the head's level and mass on them.
+
+    ``scores`` are the unedited pre-softmax scores ``[B, H, Q, K]``, ``probs`` the softmax's
+    output and ``grad`` the metric's gradient with respect to it (same shape). The knocked-out
+    rows are exact -- the float64 softmax of the scores with the targets at ``-inf`` -- so the
+    only linearisation is downstream of the probabilities (AtP with the exact pattern change):
+    ``estimate[h] = sum_{s, k} grad[h, s, k] * (p_ko - p)[h, s, k]``. A row left without an
+    allowed key (every key it may attend to is a target) gives NaN; the host raises, as
+    :func:`plip_nn.plan.check_stats` does for the knockout itself. ``level``/``mass`` are those of
+    :func:`read_levels` for one head: mean / sum over targets of the consumed weights, mean over
+    the sources.
+    """
+    out = []
+    for r in reads:
+        b = r[R_ROW]
+        s = torch.tensor(r[R_SOURCES], device=scores.device)
+        k = torch.tensor(r[R_TARGETS], device=scores.device)
+        sc = scores[b][:, s, :].double()  # [H, S, K]
+        p = torch.softmax(sc, dim=-1)
+        ko = sc.clone()
+        ko[:, :, k] = -math.inf
+        delta = torch.softmax(ko, dim=-1) - p  # [H, S, K], exact pattern change
+        est = (delta * grad[b][:, s, :].double()).sum(-1).sum(-1)  # [H]
+        # A row whose every allowed key is a target would attend to masked keys: no estimate.
+        empty = (ko <= masked_threshold(scores.dtype)).all(-1).any(-1)  # [H]
+        est = torch.where(empty, torch.full_like(est, math.nan), est)
+        w = probs[b][:, s, :][:, :, k].double()  # [H, S, T]
+        out.append(torch.stack([est, w.mean(-1).mean(-1), w.sum(-1).mean(-1)], dim=-1))
+    return torch.stack(out)
+
+
+def attribution_pass(
+    model, inputs: dict, sites: list, reads: dict, predict_at: list
+) -> dict[str, torch.Tensor]:
+    """One forward and one backward pass: :func:`knockout_attribution` at every layer of
+    ``reads`` (layer -> [read]) for the metric ``sum_rows logodds(top-1)`` at each row's
+    prediction position (``predict_at``, padded), the top-1 of the same pass.
+
+    ``logodds = log p(top-1) - log(1 - p(top-1))``: unlike ``log p`` its gradient does not
+    vanish when the model is confident (the host maps the estimate back to ``log p``, see
+    :mod:`plip_nn.attribution`). Rows of a batch are independent, so the gradient of the sum is
+    each row's own gradient. The backward computes gradients for the probabilities only
+    (``inputs=``), never for the weights. Needs gradient tracking (the caller leaves inference
+    mode). Saves ``"top1"``, ``"lp_top1"``, ``"logodds"`` and ``"attr/L"`` per layer.
+    """
+    out = {}
+    layers = sorted(reads)
+    with model.trace(inputs):
+        captured = {}
+        for layer in layers:
+            call = getattr(model.get(sites[layer][SITE_PATH]).source, sites[layer][SITE_CALL])
+            softmax = getattr(call.source, sites[layer][SITE_SOFTMAX])
+            captured[layer] = (softmax.input, softmax.output)
+        lp = last_logprobs(model.output.logits, predict_at)
+        top = lp.argmax(-1)
+        chosen = lp.gather(-1, top[:, None])[:, 0]  # [batch]
+        rest = torch.logsumexp(lp.scatter(-1, top[:, None], -math.inf), dim=-1)  # log(1 - p)
+        logodds = chosen - rest
+        out["top1"] = top.cpu().save()
+        out["lp_top1"] = chosen.detach().double().cpu().save()
+        out["logodds"] = logodds.detach().double().cpu().save()
+        with logodds.sum().backward(inputs=[captured[layer][1] for layer in layers]):
+            for layer in reversed(layers):  # gradients arrive in reverse order
+                scores, probs = captured[layer]
+                attr = knockout_attribution(scores.detach(), probs.detach(), probs.grad,
+                                            reads[layer])  # fmt: skip
+                out[result_key(ATTR, layer)] = attr.cpu().save()
+    return out

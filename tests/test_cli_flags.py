@@ -16,7 +16,7 @@ from experiments import cli
 from experiments.study import CommonConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ("scan", "calibrate", "knockout", "steer", "generate", "triangle")
+EXPERIMENTS = ("scan", "calibrate", "knockout", "steer", "generate", "heads", "triangle")
 
 
 def _config_cls(cmd: str) -> type:

@@ -2,9 +2,14 @@
 
 The floor is the largest KL between two unedited passes over identical inputs in different
 batch compositions (``noise_floor.parquet``, experiments.floor). A scope's edit **does not
-reach the output** when its median KL at the prediction position stays at or below the floor
-*and* it leaves at least ``1 − MAX_CHANGED`` of the generations token-identical to baseline:
-then the manipulation failed, and no preservation result there may be read as "no effect".
+reach the output** when it leaves at least ``1 − MAX_CHANGED`` of the generations
+token-identical to baseline *and* its next-token distribution at the prediction did not move:
+its median KL stays at or below the floor, or not one prompt's top-1 prediction changed. Then
+the manipulation failed, and no preservation result there may be read as "no effect".
+
+Why top-1 too: on a deterministic CPU the floor is near 0 (two compositions agree to ~1e-12
+nats), so a KL of 1e-8 nats is numerically "above the floor" while changing nothing the model
+does; an edit that changes no prediction and no generation has not reached the behaviour.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Reach:
         median_kl: median KL at the prediction position over the scope's records.
         above_floor: share of those records with a KL above the floor.
         n_kl: records behind the two figures above.
+        top1_changed: share of those records whose top-1 prediction changed (NaN: unknown).
         changed: share of generations whose tokens differ from baseline (NaN: none).
         n_gen: generations behind ``changed``.
         reached: False when the edit stays at the floor and moves almost no generation.
@@ -39,6 +45,7 @@ class Reach:
     median_kl: float
     above_floor: float
     n_kl: int
+    top1_changed: float
     changed: float
     n_gen: int
     reached: bool
@@ -48,9 +55,11 @@ class Reach:
         kl = (
             f"median KL {self.median_kl:.2g} nats vs floor {self.floor:.2g}, "
             f"{100 * self.above_floor:.0f}% of {self.n_kl} prompts above it"
+            + ("" if math.isnan(self.top1_changed)
+               else f", top-1 changed in {100 * self.top1_changed:.0f}%")
             if self.n_kl
             else "no KL records"
-        )
+        )  # fmt: skip
         gen = (
             f"{100 * self.changed:.0f}% of {self.n_gen} generations changed"
             if self.n_gen
@@ -83,8 +92,14 @@ def _same(a: object, b: object) -> bool:
     return bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
-def reach(kl: pd.Series | np.ndarray, identical: pd.Series | None, floor: float) -> Reach:
-    """The reach of one scope's edit: its KLs at the prediction and its generations' identity."""
+def reach(
+    kl: pd.Series | np.ndarray,
+    identical: pd.Series | None,
+    floor: float,
+    top1_same: pd.Series | np.ndarray | None = None,
+) -> Reach:
+    """The reach of one scope's edit: its KLs and top-1 agreement at the prediction, and its
+    generations' identity with baseline."""
     k = np.asarray(kl, dtype=np.float64)
     k = k[~np.isnan(k)]
     med = float(np.median(k)) if k.size else math.nan
@@ -93,8 +108,12 @@ def reach(kl: pd.Series | np.ndarray, identical: pd.Series | None, floor: float)
     changed = (
         math.nan if identical is None or not n_gen else float((~identical.astype(bool)).mean())
     )
+    top = None if top1_same is None else np.asarray(top1_same, dtype=bool)
+    top1_changed = math.nan if top is None or not top.size else float((~top).mean())
     at_floor = bool(k.size) and not math.isnan(floor) and med <= floor
+    unmoved = at_floor or top1_changed == 0.0
     still = n_gen == 0 or changed <= MAX_CHANGED
-    reached = not (at_floor and still)
+    reached = not (unmoved and still)
     return Reach(floor=floor, median_kl=med, above_floor=above, n_kl=int(k.size),
-                 changed=changed, n_gen=n_gen, reached=reached)  # fmt: skip
+                 top1_changed=top1_changed, changed=changed, n_gen=n_gen,
+                 reached=reached)  # fmt: skip

@@ -486,9 +486,10 @@ def _report(
             "KL noise floor (largest KL between two unedited passes over identical prompts in "
             "different batch compositions and padding): "
             + ", ".join(f"{m}: {v:.2e} nats" for m, v in floor.items())
-            + f". A scope *does not reach the output* when its knockout's median KL at the "
-            f"prediction is at or below the floor and at most {100 * MAX_CHANGED:.0f}% of its "
-            "generations differ from baseline.\n\n"
+            + f". A scope *does not reach the output* when at most {100 * MAX_CHANGED:.0f}% of "
+            "its knockout's generations differ from baseline and its next-token distribution "
+            "at the prediction did not move: the median KL is at or below the floor, or no "
+            "prompt's top-1 prediction changed.\n\n"
         )
     else:
         lines.append("_No noise_floor.parquet: reach is judged on generations alone._\n\n")

@@ -350,9 +350,11 @@ def _knockout_raw(
         out.append((d, diff, kl, direction))
     if not out:
         return None
-    kls = pred[pred["condition"] == ko]["kl"] if pred is not None else pd.Series(dtype=float)
+    rows = pred[pred["condition"] == ko] if pred is not None else None
+    kls = rows["kl"] if rows is not None else pd.Series(dtype=float)
+    top1 = rows["top1_same"] if rows is not None and "top1_same" in rows else None
     ident = token_identical(gens, ko) if gens is not None and ko in set(gens["condition"]) else None
-    return _Knock(scope, out, reach(kls, ident, floor), rates, n)
+    return _Knock(scope, out, reach(kls, ident, floor, top1), rates, n)
 
 
 def _steering_raw(

@@ -136,7 +136,7 @@ def test_an_edit_at_the_floor_that_moves_no_generation_does_not_reach_the_output
     assert k.reach.changed == 0.0 and k.reach.median_kl <= k.reach.floor
     assert out.cells[PLIP] == UNREACHED and "does not reach" in k.words
     # The same knockout with a KL above the floor reaches the output: then it is judged.
-    r2 = records_table({**kl, ko(PLIP): np.full(n, 1e-3)})
+    r2 = records_table({**kl, ko(PLIP): np.full(n, 0.1)})  # moves the top-1 token too
     out2 = classify(r2, g, noise_table(1e-10))
     assert out2.knockouts[0].effect != "unreached"
 

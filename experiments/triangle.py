@@ -9,8 +9,9 @@
    -> ``control_match.parquet`` (experiments.control);
 5. single passes -> ``records.parquet``: generation prompts under every condition (KL, top-1
    and the greedy token's log-prob at the prediction after the marker), test samples under
-   the knockouts at the chosen layer and at all layers and their first control draw
-   (perplexity of the test after the marker), and the false-marker baselines unedited;
+   the knockouts of ``--knockout-rows`` at the chosen layer and at all layers and their first
+   control draw (perplexity of the test after the marker), and the false-marker baselines
+   unedited;
 6. generation under every condition -> ``generations.parquet`` (with preservation);
 7. with ``--heads K`` (default 3 for models with at most 64 heads in all): which heads carry
    it -- per-head attribution and knockouts, and the held-out top-K test
@@ -147,9 +148,12 @@ def main(cfg: Config) -> Path:
     scopes = [(a.scope.rows, a.scope.targets) for a in knock if a.scope is not None]
     controls = match_controls(study, tests + prompts, scopes, cfg.draws)
     base = [Arm(BASELINE)]
-    # Test samples give the perplexity of the test after the marker (H1): knockouts at the
-    # chosen layer and at all layers, with their first control draw.
-    first_draw = [a for a in knock if a.draw in (None, 0) and a.scope and not a.scope.is_window]
+    # Test samples give the perplexity of the test after the marker (H1): the knockouts of
+    # --knockout-rows at the chosen layer and at all layers, with their first control draw.
+    first_draw = [
+        a for a in knock
+        if a.draw in (None, 0) and a.scope and not a.scope.is_window and not a.scope.is_plip
+    ]  # fmt: skip
     plan = dict(layer_of=layer_of, n_layers=n_layers, calibration=choice.calibrations,
                 controls=controls)  # fmt: skip
     units = (

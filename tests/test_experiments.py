@@ -472,7 +472,7 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
             "marker/plip/all", "marker_span/identifiers/w0-1"} <= set(rec.scope)  # fmt: skip
     tests = rec[rec.kind == "test"]
     assert set(tests.arm) == {"baseline", "knockout", "random_control"}
-    assert not tests.layers.str.startswith("w").any()
+    assert not tests.layers.str.startswith("w").any() and not (tests.rows == "marker").any()
     gen = pd.read_parquet(out / "generations.parquet")
     assert set(gen.condition) == set(prompts.condition)
     man = json.loads((out / "manifest.json").read_text())

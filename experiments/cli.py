@@ -4,7 +4,7 @@ An experiment's flags are derived from its ``Config`` dataclass, the one source 
 help: one flag per field (``batch_size`` -> ``--batch-size``) with the field's default, a type
 from its annotation (``tuple[X, ...]`` takes one or more values) and, as help, the field's entry
 in the ``Attributes:`` section of the docstring; a boolean that is on by default is turned off
-with ``--no-<name>``. Three flags do a little more than their field: ``--model`` repeats (one
+with ``--no-<name>``, whose help is what the entry says after ``--no-<name>:`` (required). Three flags do a little more than their field: ``--model`` repeats (one
 sub-run per model, for commands that run several), ``--layer all`` means ``every_layer``, and
 ``--no-execute`` is ``--execute off``.
 
@@ -181,8 +181,17 @@ def _flag(
         raise TypeError(f"{where} has no default; give it one (flags are optional)")
     help_text = help_text.rstrip(".")
     if annotation is bool and default:
-        help_text += "; on by default, this flag turns it off"
-        return f"--no-{dashed}", {"action": "store_false", "default": True, "help": help_text}
+        marker = f"--no-{dashed}:"
+        if marker not in help_text:
+            raise TypeError(
+                f"{where}: a boolean that is on by default needs its Attributes entry to say "
+                f"what {marker[:-1]} does, as '...; {marker} <what it does>'"
+            )
+        return f"--no-{dashed}", {
+            "action": "store_false",
+            "default": True,
+            "help": help_text.split(marker, 1)[1].strip(),
+        }
     if annotation is bool:
         return f"--{dashed}", {"action": "store_true", "default": False, "help": help_text}
     value_type, extra = _value_type(annotation, where)
@@ -362,10 +371,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             "convert": lambda: corpus_cmd.cli_convert(args.file, args.output),
         }
         return handlers[args.corpus_command]()
-    if args.command == "analyze":
-        from analysis.report import cli_analyze
-
-        return cli_analyze([Path(p) for p in args.run_dir], out=args.out)
     run_main, cfg = config_from_args(args)
     out = run_main(cfg)
     report = Path(out) / "report.md"
@@ -381,15 +386,23 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``plip-nn`` console script; returns the exit code."""
+    """Entry point of the ``plip-nn`` console script; returns the exit code.
+
+    ``analyze`` (its help included) loads neither torch nor transformers: it reads records only.
+    """
     logging.basicConfig(level=logging.WARNING, format="plip-nn: %(levelname)s: %(message)s")
-    _quiet_libraries()
     argv = list(argv) if argv is not None else sys.argv[1:]
+    if argv[:1] != ["analyze"]:
+        _quiet_libraries()
     parser = build_parser(flags_for=argv[:1])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a flag error (2, message already printed)
         return int(exc.code) if isinstance(exc.code, int) else 2
+    if args.command == "analyze":  # torch-free: analysis reads records only
+        from analysis.report import cli_analyze
+
+        return cli_analyze([Path(p) for p in args.run_dir], out=args.out)
     bad_input = _bad_input_errors()
     try:
         return _dispatch(args)

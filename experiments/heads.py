@@ -132,8 +132,8 @@ class Config(GenerationFlags, HeadsFlags):
     """Heads config (the generation flags are :class:`experiments.generate.GenerationFlags`).
 
     Attributes:
-        generation: generate under the held-out conditions (preservation); --no-generation
-            runs single passes only.
+        generation: generate under the held-out conditions (preservation); --no-generation:
+            run single passes only.
     """
 
     generation: bool = True

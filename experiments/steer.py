@@ -27,7 +27,8 @@ class Config(CommonConfig):
 
     Attributes:
         factors: Scale factors of the dose-response curve.
-        calibrated: also run the calibrated Scale, twice it and SetValue at the Python level.
+        calibrated: also run the calibrated Scale, twice it and SetValue at the Python level;
+            --no-calibrated: Scale at --factors only, nothing calibrated.
     """
 
     factors: tuple[float, ...] = conditions.DOSE_FACTORS

@@ -62,7 +62,7 @@ class CommonConfig:
         resume: continue an existing run directory, skipping finished chunks.
         limit: use at most this many samples per language and kind (``None``: all).
         languages: languages to include: ``python`` and/or ``rust``.
-        progress: show progress bars (stderr).
+        progress: show progress bars (stderr); --no-progress: hide the progress bars.
         device_map: transformers ``device_map`` (``auto`` spreads the model over GPUs);
             overrides ``device``.
         chat_template: wrap each sample in the tokenizer's chat template (instruct models):
@@ -246,7 +246,7 @@ def prepare(
         plip_nn.edits.CausallyMaskedEdgeError: a target is not before the marker.
         ConfigError: a sample is longer than the model's context.
     """
-    from plip_nn.codesrc import generation_prompt
+    from plip_nn.codesrc import generation_prompt, generation_suffix
     from plip_nn.edits import CausallyMaskedEdgeError
     from plip_nn.positions import locate
 
@@ -254,6 +254,8 @@ def prepare(
     out = []
     for s in samples:
         if s.kind == "generation":
+            if generation_suffix(s.code, s.language) is None:
+                raise ConfigError(_bad_prompt(s))
             # One prompt rule everywhere: the prompt ends right after the marker (a legacy
             # trailing space is cut; docs/CONTRACT.md, "Prompts"). Positions are unchanged by the cut.
             s = replace(s, code=generation_prompt(s.code, s.language))
@@ -293,6 +295,24 @@ def prepare(
             )
         out.append(Prepared(sample=s, positions=tp, text=text))
     return out
+
+
+def _bad_prompt(s: Any) -> str:
+    """Why a generation prompt cannot be used, and what to do (bad input: exit 2)."""
+    first = min(s.target_char_positions)
+    if s.marker_char_pos < first:
+        return (
+            f"sample {s.id!r}: its test marker (char {s.marker_char_pos}) comes before the "
+            f"function it tests (char {first}), e.g. a test in doc comments above the function; "
+            "this study edits attention from the marker to the function, which a causal model "
+            "cannot have when the function comes later. Use prompts with the test after the "
+            "function (`plip-nn corpus check FILE` lists such samples)"
+        )
+    return (
+        f"sample {s.id!r}: a {s.language} generation prompt must end right after its marker "
+        f"({'>>>' if s.language == 'python' else repr('#[test]' + chr(10))}); it ends with "
+        f"{s.code[-16:]!r}. Cut it after the marker"
+    )
 
 
 def default_out(experiment: str) -> str:

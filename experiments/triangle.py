@@ -56,8 +56,8 @@ class Config(GenerationFlags, HeadsFlags):
     the heads flags :class:`experiments.heads.HeadsFlags`).
 
     Attributes:
-        generation: run the generation part (preservation); --no-generation runs single
-            passes only.
+        generation: run the generation part (preservation); --no-generation: run single
+            passes only, no generation.
         knockout_rows: the rows of the knockout scopes (each at the chosen layer and at all
             layers, with the default targets): marker, marker_span and/or continuation.
         layer_scopes: which layer scopes the knockouts use: layer (the chosen one), all, and
@@ -65,7 +65,7 @@ class Config(GenerationFlags, HeadsFlags):
         window: width of the sweep's windows in layers (0: a quarter of the layers, at least
             2); they move by half a width.
         plip_scope: also knock out in the PLIP-rs scope (marker rows, plip targets) for
-            comparison; --no-plip-scope leaves it out.
+            comparison; --no-plip-scope: leave that scope out.
         draws: seeded draws of the mass-matched random control per knockout scope.
         factors: Scale factors of the dose-response (H2), besides the calibrated factor and
             twice it.

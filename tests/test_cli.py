@@ -50,7 +50,31 @@ def _empty_corpus(tmp_path):
     return write_corpus(tmp_path / "empty.json", data)
 
 
+def _unversioned_corpus(tmp_path):
+    data = corpus_dict()
+    del data["_format_version"]
+    return write_corpus(tmp_path / "unversioned.json", data)
+
+
+def _test_before_function_corpus(tmp_path):
+    # PLIP-rs's generation prompts put the test in doc comments above the function.
+    data = corpus_dict()
+    code = "/// #[test]\n/// fn t() { add(1, 2); }\nfn add(a: i32, b: i32) -> i32 {"
+    data["rust_generation"] = [{
+        "id": "doc_first", "code": code, "marker_char_pos": 4, "marker_pattern": "#[test]",
+        "target_char_positions": [code.index("fn add"), code.index("add(a")],
+    }]  # fmt: skip
+    return write_corpus(tmp_path / "doc_first.json", data)
+
+
 BAD_INPUTS = {
+    "corpus without a version": lambda env, tmp: ["--corpus", str(_unversioned_corpus(tmp))],
+    "test before the function": lambda env, tmp: [
+        "--corpus",
+        str(_test_before_function_corpus(tmp)),
+        "--kinds",
+        "generation",
+    ],  # fmt: skip
     "unknown model path": lambda env, tmp: ["--model", str(tmp / "no-such-model")],
     "layer out of range": lambda env, tmp: ["--layer", "99"],
     "negative layer": lambda env, tmp: ["--layer", "-1"],
@@ -79,6 +103,27 @@ def test_bad_input_exits_2_and_writes_nothing(env, tmp_path, capsys, monkeypatch
     lines = [line for line in err.strip().splitlines() if not line.startswith("plip-nn: WARNING")]
     assert len(lines) == 1 and "error" in lines[0], err
     assert not out.exists(), f"{case}: {out} was created"
+
+
+def test_bad_corpus_messages_name_the_problem_and_the_fix(env, tmp_path, capsys):
+    code, _, err = _run(capsys, *_base(env, tmp_path / "a", "scan"), "--corpus",
+                        _unversioned_corpus(tmp_path))  # fmt: skip
+    assert code == 2 and '"_format_version": "2.0"' in err and "prompts" not in err.split(";")[0]
+    code, _, err = _run(capsys, *_base(env, tmp_path / "b", "scan"), "--corpus",
+                        _test_before_function_corpus(tmp_path), "--kinds", "generation")  # fmt: skip
+    assert code == 2 and "'doc_first'" in err and "comes before the function" in err
+
+
+def test_analyze_loads_no_model_stack():
+    code = (
+        "import sys\n"
+        "from experiments.cli import main\n"
+        "try:\n    main(['analyze', '--help'])\nexcept SystemExit:\n    pass\n"
+        "main(['analyze', '/no/such/run'])\n"
+        "bad = [m for m in ('torch', 'transformers', 'nnsight') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
 def test_ndif_without_key(env, tmp_path, capsys, monkeypatch):

@@ -181,10 +181,17 @@ def entries(data: Any, path: Path) -> Iterator[tuple[str, int, Any]]:
     if not isinstance(data, dict):
         raise CorpusError(f"{path}: top level must be an object with lists {list(LISTS)}")
     version = data.get("_format_version")
+    has_lists = any(k in LISTS for k in data)
+    if version is None and has_lists:
+        raise CorpusError(
+            f"{path}: the file has the sample lists ({', '.join(k for k in data if k in LISTS)}) "
+            f'but no "_format_version"; add "_format_version": "{FORMAT_VERSION}" at the top '
+            "level (the format these lists follow)"
+        )
     if version != FORMAT_VERSION:
         raise CorpusError(
             f"{path}: _format_version={version!r}; expected {FORMAT_VERSION!r} "
-            "(PLIP-rs generation prompts need a top-level 'prompts' list)"
+            "(or a PLIP-rs generation prompts file: a top-level 'prompts' list)"
         )
     for key, value in data.items():
         if key.startswith("_"):

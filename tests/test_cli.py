@@ -74,7 +74,7 @@ BAD_INPUTS = {
         str(_test_before_function_corpus(tmp)),
         "--kinds",
         "generation",
-    ],  # fmt: skip
+    ],
     "unknown model path": lambda env, tmp: ["--model", str(tmp / "no-such-model")],
     "layer out of range": lambda env, tmp: ["--layer", "99"],
     "negative layer": lambda env, tmp: ["--layer", "-1"],

@@ -56,6 +56,9 @@ class GenerationFlags(CommonConfig):
     Attributes:
         max_new_tokens: tokens generated per prompt before trimming.
         source_policy: ``markers`` (prompt marker + generated markers) or ``continuation``.
+        gen_batch_size: (prompt, condition) rows per KV-cached generation loop: one
+            ``generate`` call serves them all, each row with its own edits (``--batch-size``
+            stays the rows per single forward pass).
         execute: where generated tests run for the ``executes`` column: ``auto`` (in the
             bubblewrap sandbox when available, else not run, noted), ``sandbox`` (required),
             ``off``, or ``unsafe`` (without a sandbox, an explicit opt-in); see
@@ -64,12 +67,15 @@ class GenerationFlags(CommonConfig):
 
     max_new_tokens: int = 40
     source_policy: str = "markers"
+    gen_batch_size: int = 64
     execute: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r}: use an integer >= 1")
+        if not isinstance(self.gen_batch_size, int) or self.gen_batch_size < 1:
+            raise ConfigError(f"--gen-batch-size {self.gen_batch_size!r}: use an integer >= 1")
         if self.source_policy not in SOURCE_POLICIES:
             raise ConfigError(
                 f"--source-policy {self.source_policy!r}: use one of {', '.join(SOURCE_POLICIES)}"
@@ -105,6 +111,12 @@ class Config(GenerationFlags):
             )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"--temperature {self.temperature!r}: use a number > 0")
+
+
+def generation_batches_per_part(cfg: GenerationFlags) -> int:
+    """Parts of :func:`experiments.study.run_chunks` (sized in ``--batch-size`` units) that hold
+    :data:`GENERATION_BATCHES_PER_PART` generation loops of ``--gen-batch-size`` rows."""
+    return GENERATION_BATCHES_PER_PART * math.ceil(cfg.gen_batch_size / cfg.batch_size)
 
 
 def trim_continuation(language: str, prompt: str, text: str, eos: str | None) -> tuple[str, str]:
@@ -220,7 +232,7 @@ def run_generation(
             seed=cfg.seed,
             temperature=cfg.temperature,
             source_policy=cfg.source_policy,
-            batch_size=cfg.batch_size,
+            batch_size=cfg.gen_batch_size,
             remote=cfg.remote,
         )
         rows = []
@@ -248,7 +260,7 @@ def run_generation(
         lambda u: u.key,
         work,
         desc="generate",
-        batches_per_part=GENERATION_BATCHES_PER_PART,
+        batches_per_part=generation_batches_per_part(cfg),
     )
     return study.run.assemble("generations", GEN_ORDER, GEN_KEYS)
 

@@ -35,6 +35,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LANGUAGES = ("python", "rust")
+ATTN_CHOICES = ("auto", "eager", "sdpa")
 KINDS = ("test", "baseline", "generation")
 
 
@@ -72,6 +73,10 @@ class CommonConfig:
         skip_masked: drop samples whose edges are causally masked (a target after the
             marker), one warning line each, listed in the manifest (``skipped_masked``);
             without it such a sample is an error (exit 2).
+        attn: attention implementation: ``auto`` (the fastest route each pass allows: SDPA
+            with the additive-mask route for knockout, Scale and reads, eager for SetValue;
+            recorded in the manifest), ``eager`` (every pass eager, softmax route) or
+            ``sdpa`` (SDPA only; SetValue refused).
     """
 
     model: str = "embedded"
@@ -91,6 +96,7 @@ class CommonConfig:
     allow_code_change: bool = False
     skip_masked: bool = False
     device_map: str | None = None
+    attn: str = "auto"
 
     def __post_init__(self) -> None:
         if self.remote not in REMOTES:
@@ -108,6 +114,8 @@ class CommonConfig:
         object.__setattr__(self, "languages", langs)
         if self.dtype not in ("float32", "float16", "bfloat16", "auto"):
             raise ConfigError(f"--dtype {self.dtype!r}: use float32, float16, bfloat16 or auto")
+        if self.attn not in ATTN_CHOICES:
+            raise ConfigError(f"--attn {self.attn!r}: use one of {', '.join(ATTN_CHOICES)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready resolved config (``progress`` is presentation, not identity)."""
@@ -306,7 +314,9 @@ def open_study(
     raw_samples = _load_samples(cfg, kinds)  # corpus errors before the (slower) model load
     if handle is None:
         dtype = None if cfg.dtype == "auto" else cfg.dtype
-        handle = load_model(cfg.model, device=cfg.device, dtype=dtype, device_map=cfg.device_map)
+        handle = load_model(
+            cfg.model, device=cfg.device, dtype=dtype, device_map=cfg.device_map, attn=cfg.attn
+        )
     if cfg.layer is not None and cfg.layer >= handle.n_layers:
         raise ConfigError(
             f"--layer {cfg.layer} is out of range: the model has {handle.n_layers} layers "
@@ -331,6 +341,7 @@ def open_study(
         "model_class": type(handle.hf).__name__,
         "n_layers": handle.n_layers,
         "attn_implementation": handle.attn_implementation,
+        "attention": handle.attention_policy(),
         "bos_policy": "tokenizer adds BOS (positions shifted by 1)"
         if len(probe) > len(bare)
         else "no BOS added",

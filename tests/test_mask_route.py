@@ -62,7 +62,7 @@ def _sdpa_handle(arch):
     eager = tiny_model(arch)
     model = AutoModelForCausalLM.from_config(_configs()[arch], attn_implementation="sdpa").eval()
     model.load_state_dict(eager.state_dict())
-    return wrap_model(model, tiny_tokenizer(), name=f"{arch}-sdpa", eager=False, check=False)
+    return wrap_model(model, tiny_tokenizer(), name=f"{arch}-sdpa", attn="as_loaded", check=False)
 
 
 def _assert_same(a, b, atol=3e-5):

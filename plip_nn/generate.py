@@ -345,9 +345,11 @@ def generate_recompute(
     edge set: every row edited so far (the prompt marker, plus generated rows chosen by the
     policy) keeps its edit. This is the original system's method and the reference that the
     KV-cached :func:`generate` must match token for token (on the same route: ``route`` is
-    resolved as :func:`generate` resolves it).
+    resolved as :func:`generate` resolves it; EOS is banned, as ``generate`` always makes
+    ``max_new_tokens`` tokens).
     """
     route = item_route(handle, request.condition.edits, route)
+    banned = _eos_ids(handle)
     seq = list(request.input_ids)
     prompt_len = len(seq)
     marker_seqs = [list(s) for s in request.marker_token_seqs]
@@ -386,7 +388,18 @@ def generate_recompute(
             _out, lp_last = kernels.traced_pass(
                 handle.nn, inputs, sites, plan, None, False, False, route
             )
-        tok = int(lp_last[0].argmax())
+        scores = lp_last[0].clone()
+        scores[banned] = -math.inf  # generate() runs min_new_tokens = max_new_tokens
+        tok = int(scores.argmax())
         seq.append(tok)
         new.append(tok)
     return tuple(new)
+
+
+def _eos_ids(handle: ModelHandle) -> list[int]:
+    """The EOS ids that :func:`generate` bans until ``max_new_tokens`` (``min_new_tokens``)."""
+    config = getattr(handle.hf, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]

@@ -70,6 +70,7 @@ N_STATS = 7
 RD_LEVEL, RD_MASS = 0, 1
 GEN_STEP, GEN_ROW, GEN_LAYER, GEN_EDIT, GEN_STATS = 0, 1, 2, 3, 4
 E_LAYERS, E_HEADS, E_TARGETS, E_OP, E_PARAM = 0, 1, 2, 3, 4
+L_OP, L_PARAM, L_SOURCES, L_TARGETS = 0, 1, 2, 3
 ROW_EDITS, ROW_SOURCES, ROW_POLICY, ROW_MARKERS = "edits", "sources", "policy", "markers"
 
 PLAN_EDITS = "edits"
@@ -92,12 +93,20 @@ def masked_threshold(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min / 2
 
 
+def _eps(dtype: torch.dtype) -> float:
+    if dtype not in _EPS:
+        _EPS[dtype] = torch.finfo(dtype).eps
+    return _EPS[dtype]
+
+
+_EPS: dict = {}
+
+
 def relative_tolerance(consumed: torch.dtype, computed: torch.dtype) -> float:
     """Relative tolerance of a consumed weight: one rounding to ``consumed`` (half an ulp), one
     ulp of ``computed`` (the dtype the edit's input probabilities came in) and float32 slack."""
-    eps32 = torch.finfo(torch.float32).eps
-    extra = torch.finfo(computed).eps if computed != torch.float32 else 0.0
-    return 0.5 * torch.finfo(consumed).eps + extra + 64 * eps32
+    extra = _eps(computed) if computed != torch.float32 else 0.0
+    return 0.5 * _eps(consumed) + extra + 64 * _eps(torch.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +223,35 @@ def _index(rows: list, srcs: list, device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(rows, device=device), torch.tensor(srcs, device=device)
 
 
+def layout(groups: list, rows: list, srcs: list, n_heads: int, device) -> tuple:
+    """``(index, heads, info)`` of a layer's groups, built once and shared by every op on them:
+    the :func:`edge_index` tensors, the :func:`head_mask` ``[G, H]`` and ``info`` ``[G, 4]``
+    float64 columns ``op, param, n_sources, n_targets`` (``L_*``)."""
+    index = edge_index(group_edges(groups), rows, srcs, device)
+    info = torch.tensor(
+        [
+            [float(g[G_OP]), float(g[G_PARAM]), float(len(g[G_SOURCES])), float(len(g[G_TARGETS]))]
+            for g in groups
+        ],
+        dtype=torch.float64,
+        device=device,
+    ).reshape(len(groups), 4)
+    return index, head_mask(groups, n_heads, device), info
+
+
+def _member(groups: list, chosen: list, device) -> torch.Tensor:
+    """``[G]`` float64: 1 for the groups at the indices ``chosen``, else 0."""
+    picked = set(chosen)
+    return torch.tensor(
+        [1.0 if g in picked else 0.0 for g in range(len(groups))], dtype=torch.float64, device=device
+    )
+
+
+def _log_f(member: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
+    """``[G]``: ``log factor`` of the member (Scale) groups, 0 elsewhere (never ``0 * -inf``)."""
+    return torch.where(member > 0, info[:, L_PARAM].clamp(min=1e-300).log(), 0.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Edits: every group of a layer at once; only the edited query rows are gathered and written
 
@@ -226,13 +264,11 @@ def apply_knockouts(scores: torch.Tensor, groups: list) -> torch.Tensor:
         return scores
     dev = scores.device
     rows, srcs = edited_rows(knock)
-    index = edge_index(group_edges(knock), rows, srcs, dev)
-    heads = head_mask(knock, scores.shape[1], dev)
+    index, heads, info = layout(knock, rows, srcs, scores.shape[1], dev)
     shape = (len(rows), scores.shape[1], scores.shape[3])
-    ones = torch.ones(len(knock), device=dev)
-    hit = edge_sum(index, heads, ones, shape, torch.float32) > 0  # [N, H, K]
+    hit = edge_sum(index, heads, torch.ones_like(info[:, 0]), shape, torch.float32) > 0
     b, s = _index(rows, srcs, dev)
-    scores[b, :, s, :] = scores[b, :, s, :].masked_fill(hit, -math.inf)
+    scores[b, :, s, :] = scores[b, :, s, :].masked_fill(hit, -math.inf)  # [N, H, K] rows
     return scores
 
 
@@ -255,17 +291,15 @@ def apply_prob_edits(probs: torch.Tensor, scores: torch.Tensor | None, groups: l
     rows, srcs = edited_rows(edits)
     b, s = _index(rows, srcs, dev)
     shape = (len(rows), probs.shape[1], probs.shape[3])
+    index, heads, info = layout(edits, rows, srcs, shape[1], dev)
     p = probs[b, :, s, :].float()  # [N, H, K]
     allowed = None
     for run in op_runs(edits):
-        part = [edits[i] for i in run]
-        index = edge_index(group_edges(part), rows, srcs, dev)
-        heads = head_mask(part, shape[1], dev)
-        param = torch.tensor([g[G_PARAM] for g in part], dtype=torch.float64, device=dev)
-        ones = torch.ones_like(param)
-        touched = row_sum(index, heads, ones, shape[0], torch.float32)[..., None] > 0
-        if part[0][G_OP] == SCALE:
-            factor = edge_sum(index, heads, param.log(), shape, torch.float64).exp().float()
+        member = _member(edits, run, dev)
+        touched = row_sum(index, heads, member, shape[0], torch.float32)[..., None] > 0
+        if edits[run[0]][G_OP] == SCALE:
+            factor = edge_sum(index, heads, _log_f(member, info), shape, torch.float64)
+            factor = factor.exp().float()
             new = p * factor
             new = new / new.sum(-1, keepdim=True)
         else:
@@ -273,10 +307,10 @@ def apply_prob_edits(probs: torch.Tensor, scores: torch.Tensor | None, groups: l
                 if scores is None:
                     raise ValueError("SetValue needs the pre-softmax scores (allowed keys)")
                 allowed = scores[b, :, s, :] > masked_threshold(scores.dtype)
-            n_t = torch.tensor([float(len(g[G_TARGETS])) for g in part], device=dev)
-            target = edge_sum(index, heads, ones, shape, torch.float32) > 0
-            value = row_sum(index, heads, param, shape[0], torch.float32)[..., None]
-            count = row_sum(index, heads, n_t, shape[0], torch.float32)[..., None]
+            target = edge_sum(index, heads, member, shape, torch.float32) > 0
+            value = row_sum(index, heads, member * info[:, L_PARAM], shape[0], torch.float32)
+            count = row_sum(index, heads, member * info[:, L_TARGETS], shape[0], torch.float32)
+            value, count = value[..., None], count[..., None]
             others = allowed & ~target
             other_w = torch.where(others, p, torch.zeros_like(p))
             other_mass = other_w.sum(-1, keepdim=True)
@@ -327,47 +361,43 @@ def set_value_probs(
 
 
 def expected_probs(
-    scores_rows: torch.Tensor, groups: list, rows: list, srcs: list, thresh: float
+    scores_rows: torch.Tensor, groups: list, layout_: tuple, thresh: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows ``[N, H, K]`` the model should consume, in float64: the softmax of the unedited
     scores with every knockout applied, then the Scale / SetValue groups in order.
 
-    Scale is computed here as ``softmax(log p + log f)`` (the contract's equivalence), not by
-    the edit's multiply-and-divide, so the check does not repeat the write. Returns
-    ``(before, expected, allowed)``: the unedited probabilities, the expected ones, and the
-    keys allowed after the knockouts.
+    ``layout_`` is the groups' :func:`layout` over the rows of ``scores_rows``. Scale is
+    computed here as ``softmax(log p + log f)`` (the contract's equivalence), not by the
+    edit's multiply-and-divide, so the check does not repeat the write. Returns ``(before,
+    expected, allowed)``: the unedited probabilities, the expected ones, and the keys allowed
+    after the knockouts.
     """
+    index, heads, info = layout_
     sc = scores_rows.double()
     before = torch.softmax(sc, dim=-1)
     dev = sc.device
     shape = tuple(sc.shape)
     allowed = sc > thresh
     p = before
-    knock = [g for g in groups if g[G_OP] == KNOCKOUT]
+    knock = [i for i, g in enumerate(groups) if g[G_OP] == KNOCKOUT]
     if knock:
-        index = edge_index(group_edges(knock), rows, srcs, dev)
-        ones = torch.ones(len(knock), dtype=torch.float64, device=dev)
-        hit = edge_sum(index, head_mask(knock, shape[1], dev), ones, shape, torch.float64) > 0
+        hit = edge_sum(index, heads, _member(groups, knock, dev), shape, torch.float64) > 0
         allowed = allowed & ~hit
         # softmax with the knocked-out scores at -inf == the unedited softmax renormalised
         p = torch.where(hit, torch.zeros_like(p), p)
         p = p / p.sum(-1, keepdim=True)
-    edits = [g for g in groups if g[G_OP] != KNOCKOUT]
-    for run in op_runs(edits):
-        part = [edits[i] for i in run]
-        index = edge_index(group_edges(part), rows, srcs, dev)
-        heads = head_mask(part, shape[1], dev)
-        param = torch.tensor([g[G_PARAM] for g in part], dtype=torch.float64, device=dev)
-        ones = torch.ones_like(param)
-        touched = row_sum(index, heads, ones, shape[0], torch.float64)[..., None] > 0
-        if part[0][G_OP] == SCALE:
-            log_f = edge_sum(index, heads, param.log(), shape, torch.float64)
+    edits = [i for i, g in enumerate(groups) if g[G_OP] != KNOCKOUT]
+    for run in op_runs([groups[i] for i in edits]):
+        member = _member(groups, [edits[i] for i in run], dev)
+        touched = row_sum(index, heads, member, shape[0], torch.float64)[..., None] > 0
+        if groups[edits[run[0]]][G_OP] == SCALE:
+            log_f = edge_sum(index, heads, _log_f(member, info), shape, torch.float64)
             e = torch.softmax(torch.log(p) + log_f, dim=-1)
         else:
-            n_t = torch.tensor([float(len(g[G_TARGETS])) for g in part], device=dev)
-            tmask = edge_sum(index, heads, ones, shape, torch.float64) > 0
-            value = row_sum(index, heads, param, shape[0], torch.float64)[..., None]
-            count = row_sum(index, heads, n_t, shape[0], torch.float64)[..., None]
+            tmask = edge_sum(index, heads, member, shape, torch.float64) > 0
+            value = row_sum(index, heads, member * info[:, L_PARAM], shape[0], torch.float64)
+            count = row_sum(index, heads, member * info[:, L_TARGETS], shape[0], torch.float64)
+            value, count = value[..., None], count[..., None]
             others = allowed & ~tmask
             ow = torch.where(others, p, torch.zeros_like(p))
             om = ow.sum(-1, keepdim=True)
@@ -382,20 +412,17 @@ def compare(
     consumed: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Absolute deviation and deviation / tolerance, elementwise (tolerance ``rtol*|e| + atol``
-    for ``e != 0``; an expected 0 -- a knocked-out or masked key -- must be exactly 0)."""
+    for ``e != 0``; an expected 0 -- a knocked-out or masked key -- must be exactly 0; a NaN
+    never passes)."""
     diff = (consumed.double() - expected).abs()
-    tol = torch.where(expected != 0, rtol * expected.abs() + atol, torch.zeros_like(expected))
-    over = torch.where(diff == 0, torch.zeros_like(diff), torch.full_like(diff, math.inf))
-    ratio = torch.where(tol > 0, diff / tol.clamp(min=1e-300), over)
-    ratio = torch.nan_to_num(
-        ratio, nan=math.inf, posinf=math.inf
-    )  # a NaN consumed weight never passes
-    return diff, ratio
+    tol = rtol * expected.abs() + atol
+    ratio = torch.where(expected != 0, diff / tol, diff * math.inf)  # 0 * inf = nan -> 0 below
+    ratio = torch.where(diff == 0, torch.zeros_like(ratio), ratio)
+    return diff, torch.nan_to_num(ratio, nan=math.inf, posinf=math.inf)
 
 
 def group_stats(
-    groups: list,
-    index: tuple,
+    layout_: tuple,
     before: torch.Tensor,
     after: torch.Tensor,
     diff: torch.Tensor,
@@ -405,21 +432,17 @@ def group_stats(
 ) -> torch.Tensor:
     """``[groups, N_STATS]`` (``ST_*``) from the verified rows of a layer.
 
-    ``before``/``after`` ``[N, H, K]``: probabilities before and after the edit (levels and
-    masses are head-means over all heads); ``diff``/``ratio`` ``[N, H, *]``: deviations and
-    deviations over tolerance (the maximum over a group's query rows is its error);
-    ``masked`` ``[N, H, K]``: keys masked before the edit; ``bad_rows`` ``[pairs, H]``: per
-    (group, source) pair of ``index``, query rows left without a key the op needs.
+    ``layout_``: the groups' :func:`layout`. ``before``/``after`` ``[N, H, K]``: probabilities
+    before and after the edit (levels and masses are head-means over all heads);
+    ``diff``/``ratio`` ``[N, H, *]``: deviations and deviations over tolerance (the maximum
+    over a group's query rows is its error); ``masked`` ``[N, H, K]``: keys masked before the
+    edit; ``bad_rows`` ``[pairs, H]``: per (group, source) pair, query rows left without a key
+    the op needs.
     """
-    e_row, e_key, e_item, _e_src, s_row, s_item = index
+    (e_row, e_key, e_item, _e_src, s_row, s_item), heads, info = layout_
     dev = before.device
     f64 = torch.float64
-    n_groups = len(groups)
-    heads = head_mask(groups, before.shape[1], dev)
-    counts = torch.tensor(
-        [[float(len(g[G_SOURCES])), float(len(g[G_TARGETS]))] for g in groups], dtype=f64, device=dev
-    )
-    n_src, n_edges = counts[:, 0], counts[:, 0] * counts[:, 1]
+    n_groups = heads.shape[0]
     w = torch.stack([before.double().mean(1), after.double().mean(1)], -1)  # [N, K, 2] head-mean
     sums = torch.zeros(n_groups, 2, dtype=f64, device=dev).index_add_(0, e_item, w[e_row, e_key])
     per_row = torch.stack([diff.flatten(1).amax(1), ratio.flatten(1).amax(1)], -1).double()
@@ -429,7 +452,8 @@ def group_stats(
     bad = (masked[e_row, :, e_key] & heads[e_item]).sum(1).double()  # masked targets, own heads
     n_bad = torch.zeros(n_groups, dtype=f64, device=dev).index_add_(0, e_item, bad)
     n_bad = n_bad.index_add_(0, s_item, (bad_rows & heads[s_item]).sum(1).double())
-    level, mass = sums / n_edges[:, None], sums / n_src[:, None]
+    n_src = info[:, L_SOURCES, None]
+    level, mass = sums / (n_src * info[:, L_TARGETS, None]), sums / n_src
     return torch.stack(
         [level[:, 0], level[:, 1], mass[:, 0], mass[:, 1], worst[:, 0], worst[:, 1], n_bad], 1
     ).float()
@@ -452,21 +476,21 @@ def verify_groups(
     probabilities the model multiplied with V at the same rows. A row counts as bad when a
     knockout leaves it no allowed key, or a SetValue leaves no allowed non-target key.
     """
-    before, expected, allowed = expected_probs(scores_rows, groups, rows, srcs, thresh)
+    dev = scores_rows.device
+    lay = layout(groups, rows, srcs, scores_rows.shape[1], dev)
+    before, expected, allowed = expected_probs(scores_rows, groups, lay, thresh)
     consumed = consumed_rows.double()
     diff, ratio = compare(consumed, expected, rtol, atol)
-    dev = scores_rows.device
-    index = edge_index(group_edges(groups), rows, srcs, dev)
-    e_row, e_key, _e_item, e_src, s_row, s_item = index
-    op = torch.tensor([g[G_OP] for g in groups], device=dev)[s_item]
+    (e_row, e_key, _e_item, e_src, s_row, s_item), _heads, info = lay
+    op = info[s_item, L_OP, None]  # [pairs, 1]
     on_targets = torch.zeros(len(s_row), allowed.shape[1], dtype=torch.float64, device=dev)
     on_targets.index_add_(0, e_src, allowed[e_row, :, e_key].double())
     n_allowed = allowed.sum(-1).double()[s_row]  # [pairs, H]
-    bad_rows = ((op == KNOCKOUT)[:, None] & (n_allowed == 0)) | (
-        (op == SET_VALUE)[:, None] & (n_allowed - on_targets == 0)
+    bad_rows = ((op == KNOCKOUT) & (n_allowed == 0)) | (
+        (op == SET_VALUE) & (n_allowed - on_targets == 0)
     )
     masked = scores_rows <= thresh
-    return group_stats(groups, index, before, consumed, diff, ratio, masked, bad_rows)
+    return group_stats(lay, before, consumed, diff, ratio, masked, bad_rows)
 
 
 def read_levels(probs: torch.Tensor, reads: list) -> torch.Tensor:
@@ -579,21 +603,15 @@ def mask_scores(q, k, mask, rows: list, srcs: list, scaling: float, softcap) -> 
     return scores + mask[mb, :, s, :].double()  # [N, 1|H, K] broadcasts over heads
 
 
-def mask_edits(groups: list, rows: list, srcs: list, n_heads: int, n_keys: int, device):
-    """``(add, hit)`` ``[N, n_heads, K]``: the float64 ``log f`` each Scale adds to the score of
-    the query rows ``(rows, srcs)`` and the edges a knockout removes (bool)."""
-    index = edge_index(group_edges(groups), rows, srcs, device)
-    heads = head_mask(groups, n_heads, device)
-    shape = (len(rows), n_heads, n_keys)
-    is_ko = [g[G_OP] == KNOCKOUT for g in groups]
-    log_f = torch.tensor(
-        [0.0 if ko else math.log(g[G_PARAM]) for g, ko in zip(groups, is_ko, strict=False)],
-        dtype=torch.float64,
-        device=device,
-    )
-    knock = torch.tensor([1.0 if ko else 0.0 for ko in is_ko], dtype=torch.float64, device=device)
+def mask_edits(layout_: tuple, shape: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(add, hit)`` ``shape = [N, H, K]``: the float64 ``log f`` each Scale adds to the
+    scores of the groups' query rows and the edges a knockout removes (bool); ``layout_`` is
+    the groups' :func:`layout`."""
+    index, heads, info = layout_
+    knock = info[:, L_OP] == KNOCKOUT
+    log_f = torch.where(knock, torch.zeros_like(info[:, L_PARAM]), info[:, L_PARAM].log())
     add = edge_sum(index, heads, log_f, shape, torch.float64)
-    hit = edge_sum(index, heads, knock, shape, torch.float64) > 0
+    hit = edge_sum(index, heads, knock.double(), shape, torch.float64) > 0
     return add, hit
 
 
@@ -602,7 +620,8 @@ def edit_mask(full: torch.Tensor, groups: list) -> torch.Tensor:
     ``[B, H|1, Q, K]``, in place (``full`` is the engine's own copy; it has ``H`` heads when a
     group names heads)."""
     rows, srcs = edited_rows(groups)
-    add, hit = mask_edits(groups, rows, srcs, full.shape[1], full.shape[3], full.device)
+    lay = layout(groups, rows, srcs, full.shape[1], full.device)
+    add, hit = mask_edits(lay, (len(rows), full.shape[1], full.shape[3]))
     b, s = _index(rows, srcs, full.device)
     block = (full[b, :, s, :].double() + add).masked_fill(hit, -math.inf)
     full[b, :, s, :] = block.to(full.dtype)
@@ -654,7 +673,8 @@ def _mask_site(model, site, edits: list, verify: list, reads: list) -> tuple:
         sc = mask_scores(q, k, base_mask, rows, srcs, scaling, softcap).expand(-1, n_heads, -1)
         thresh = masked_threshold(q.dtype)
         # Scale(f) on probabilities == adding log f to the score (the route's premise).
-        add, hit = mask_edits(verify, rows, srcs, n_heads, n_keys, q.device)
+        lay = layout(verify, rows, srcs, n_heads, q.device)
+        add, hit = mask_edits(lay, (len(rows), n_heads, n_keys))
         sc_edit = (sc + add).masked_fill(hit, -math.inf)
         p = torch.softmax(sc_edit, dim=-1)  # [N, H, K] float64
         b, s = _index(rows, srcs, q.device)
@@ -669,10 +689,9 @@ def _mask_site(model, site, edits: list, verify: list, reads: list) -> tuple:
         diff = (out - ref).abs()
         ratio = diff / (rtol * bound + torch.finfo(q.dtype).tiny)
         ratio = torch.nan_to_num(ratio, nan=math.inf, posinf=math.inf)
-        index = edge_index(group_edges(verify), rows, srcs, q.device)
         dead = ~(sc_edit > thresh).any(-1)  # [N, H]: no key left
         before = torch.softmax(sc, dim=-1)
-        stats = group_stats(verify, index, before, p, diff, ratio, sc <= thresh, dead[index[4]])
+        stats = group_stats(lay, before, p, diff, ratio, sc <= thresh, dead[lay[0][4]])
     return stats, read
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import json
 import logging
 import math
@@ -242,12 +243,12 @@ def forward_section(handle: Any, sizes: Sizes, device: str) -> dict[str, Any]:
                 logits = h.nn.output.logits.save()
             return logits
 
-        variants = {
+        variants: dict[str, Callable[[], object]] = {
             "hf_sdpa": lambda: plain("sdpa"),
             "hf_eager": lambda: plain("eager"),
             "nnsight_sdpa": floor,
-            "run_auto": lambda items=items: run(h, items, batch_size=len(items)),
-            "run_eager": lambda items=items: run(h, items, batch_size=len(items), route="softmax"),
+            "run_auto": functools.partial(run, h, items, batch_size=len(items)),
+            "run_eager": functools.partial(run, h, items, batch_size=len(items), route="softmax"),
         }
         timed = {k: _timed(v, device) for k, v in variants.items()}
         med = medians(time_variants(timed, repeats=sizes.repeats))
@@ -299,18 +300,18 @@ def generation_section(handle: Any, sizes: Sizes, device: str) -> dict[str, Any]
         ]  # fmt: skip
         got: dict[str, list] = {}
 
-        def hf(reqs: list = reqs) -> None:
+        def hf(reqs: list = reqs, got: dict = got) -> None:
             got["hf"] = _hf_generate(h, reqs, sizes.gen_new)
 
-        def plip(route: str, reqs: list = reqs, batch: int = batch) -> None:
+        def plip(route: str, reqs: list = reqs, batch: int = batch, got: dict = got) -> None:
             res = generate(h, reqs, max_new_tokens=sizes.gen_new, batch_size=batch, route=route)
             got[route] = [r.new_token_ids for r in res]
 
-        def unedited(plain: list = plain, batch: int = batch) -> None:
+        def unedited(plain: list = plain, batch: int = batch, got: dict = got) -> None:
             res = generate(h, plain, max_new_tokens=sizes.gen_new, batch_size=batch)
             got["unedited"] = [r.new_token_ids for r in res]
 
-        variants = {
+        variants: dict[str, Callable[[], object]] = {
             "hf_generate_sdpa": hf,
             "plip_auto": lambda: plip("auto"),
             "plip_softmax": lambda: plip("softmax"),
@@ -404,7 +405,9 @@ def projection(res: dict[str, Any]) -> dict[str, Any] | None:
             b = base["cases"]["seven_conditions"]["median_ms"]["run_auto"]
             scale[name] = fwd["cases"]["seven_conditions"]["median_ms"]["run_auto"] / b
     ratios = list(scale.values()) or [1.0]
-    four = study["wall_s"] * (sum(ratios) + (PLIP_RS_MODELS - len(ratios)) * sum(ratios) / len(ratios))
+    four = study["wall_s"] * (
+        sum(ratios) + (PLIP_RS_MODELS - len(ratios)) * sum(ratios) / len(ratios)
+    )
     return {
         "per_model_scale": scale,
         "four_models_s": four,
@@ -477,10 +480,11 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as err:
                 res["errors"].append(_error(f"{name}: build", err))
                 continue
-            for section, fn in (
-                ("forward", lambda h=handle: forward_section(h, sizes, args.device)),
-                ("generation", lambda h=handle: generation_section(h, sizes, args.device)),
-            ):
+            sections: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+                ("forward", functools.partial(forward_section, handle, sizes, args.device)),
+                ("generation", functools.partial(generation_section, handle, sizes, args.device)),
+            ]
+            for section, fn in sections:
                 try:
                     t0 = time.perf_counter()
                     entry[section] = fn()
@@ -506,7 +510,11 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
 def _error(where: str, err: BaseException) -> dict[str, str]:
     log.error("%s failed: %s", where, err)
-    return {"where": where, "error": f"{type(err).__name__}: {err}", "trace": traceback.format_exc()}
+    return {
+        "where": where,
+        "error": f"{type(err).__name__}: {err}",
+        "trace": traceback.format_exc(),
+    }
 
 
 def _f(x: float | None, nd: int = 2) -> str:
@@ -530,7 +538,9 @@ def render(res: dict[str, Any], command: str) -> str:
     add("")
     add("## Forward: `run()` against plain HF over the same rows")
     add("")
-    add("| model | case | rows | HF SDPA ms | HF eager ms | nnsight floor (SDPA) | run auto ms | run eager ms | run auto / HF SDPA | run eager / HF eager | floor / HF SDPA |")
+    add(
+        "| model | case | rows | HF SDPA ms | HF eager ms | nnsight floor (SDPA) | run auto ms | run eager ms | run auto / HF SDPA | run eager / HF eager | floor / HF SDPA |"
+    )
     add("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, entry in res["models"].items():
         fwd = entry.get("forward")
@@ -550,7 +560,9 @@ def render(res: dict[str, Any], command: str) -> str:
     add("")
     add("## Generation: edited, KV-cached tokens/s against HF `generate` (SDPA)")
     add("")
-    add("| model | batch | HF generate tok/s | plip auto tok/s | plip softmax (eager) tok/s | plip unedited tok/s | auto / HF | softmax / HF | unedited = HF tokens |")
+    add(
+        "| model | batch | HF generate tok/s | plip auto tok/s | plip softmax (eager) tok/s | plip unedited tok/s | auto / HF | softmax / HF | unedited = HF tokens |"
+    )
     add("|---|---|---|---|---|---|---|---|---|")
     for name, entry in res["models"].items():
         gen = entry.get("generation")
@@ -570,15 +582,21 @@ def render(res: dict[str, Any], command: str) -> str:
     for name, entry in res["models"].items():
         mix = (entry.get("generation") or {}).get("study_mix")
         if mix:
-            add(f"| {name} | {mix['rows']} | {mix['batch']} | {_f(mix['seconds'])} | {_f(mix['tokens_per_s'], 1)} |")
+            add(
+                f"| {name} | {mix['rows']} | {mix['batch']} | {_f(mix['seconds'])} | {_f(mix['tokens_per_s'], 1)} |"
+            )
     add("")
     add("## The whole study")
     add("")
     study = res.get("study")
     if study:
         add(f"`{study['command']}`: **{_f(study['wall_s'], 0)} s** ({study['records']} records,")
-        add(f"{study['generations']} generations over {len(study['conditions'])} conditions; saving the")
-        add(f"model took {_f(study['save_model_s'], 0)} s before that). Attention: `{study['attention']}`.")
+        add(
+            f"{study['generations']} generations over {len(study['conditions'])} conditions; saving the"
+        )
+        add(
+            f"model took {_f(study['save_model_s'], 0)} s before that). Attention: `{study['attention']}`."
+        )
         proj = res.get("projection")
         if proj:
             add("")
@@ -603,13 +621,20 @@ def render(res: dict[str, Any], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--tiny", action="store_true", help="toy configs of the same families")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
                         help="default: bfloat16 on cuda, float32 on cpu")  # fmt: skip
     parser.add_argument("--out", type=Path, default=HERE / "_out", help="directory for gpu.json")
-    parser.add_argument("--md", type=Path, default=None, help="markdown (default benchmarks/GPU.md; --tiny: OUT/GPU.md)")
+    parser.add_argument(
+        "--md",
+        type=Path,
+        default=None,
+        help="markdown (default benchmarks/GPU.md; --tiny: OUT/GPU.md)",
+    )
     parser.add_argument("--budget-s", type=float, default=480.0, help="time budget in seconds")
     parser.add_argument("--no-study", action="store_true", help="skip the whole-study section")
     args = parser.parse_args(argv)

@@ -39,7 +39,9 @@ def seven_conditions(
     src = (source,)
     value = min(0.05, 0.5 / len(targets))
 
-    def cond(name: str, layers: tuple[int, ...], op: Knockout | Scale | SetValue, keys) -> Condition:
+    def cond(
+        name: str, layers: tuple[int, ...], op: Knockout | Scale | SetValue, keys
+    ) -> Condition:
         edit = AttentionEdit(layers=layers, sources=src, targets=keys, op=op)
         return Condition(name=name, edits=(edit,))
 
@@ -51,6 +53,29 @@ def seven_conditions(
         cond("scale_2", (layer,), Scale(factor=2.0), targets),
         cond("set_value", (layer,), SetValue(value=value), targets),
         cond("scale_6", (layer,), Scale(factor=6.0), targets),
+    ]
+
+
+def four_conditions(handle: ModelHandle, n_tokens: int, seed: int) -> list[Condition]:
+    """Four study-like conditions for a random prompt of ``n_tokens`` tokens: knockout at the
+    middle layer and at all layers, a seeded random control, Scale 2 at all layers."""
+    mid = handle.n_layers // 2
+    edit = knockout_one(handle, n_tokens)
+    rng = random.Random(seed)
+    pool = [t for t in range(n_tokens - 1) if t not in edit.targets]
+    control = tuple(sorted(rng.sample(pool, len(edit.targets))))
+    src = edit.sources
+    return [
+        Condition(name="knockout", edits=(edit,)),
+        Condition(
+            name="knockout_all_layers",
+            edits=(marker_edit(n_tokens, tuple(range(handle.n_layers)), Knockout()),),
+        ),
+        Condition(
+            name="random_control",
+            edits=(AttentionEdit(layers=(mid,), sources=src, targets=control, op=Knockout()),),
+        ),
+        Condition(name="scale_2", edits=(scale_all(handle, n_tokens, 2.0),)),
     ]
 
 

@@ -13,7 +13,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -31,6 +31,7 @@ from plip_nn.generate import (
 )
 
 if TYPE_CHECKING:
+    from analysis.execution import ExecuteMode
     from analysis.preservation import Preservation
 
 __all__ = [
@@ -156,19 +157,20 @@ def check_execute(value: str) -> None:
         )
 
 
-def resolve_execute(requested: str) -> tuple[str, str]:
+def resolve_execute(requested: str) -> tuple[ExecuteMode, str]:
     """(mode, note) for ``--execute``; raises SandboxUnavailable (exit 2) before any work."""
     from analysis.preservation import resolve_execute as resolve
 
     return resolve(requested)
 
 
-def _preservation(p: Prepared, text: str, execute: str) -> Preservation:
+def _preservation(p: Prepared, text: str, execute: ExecuteMode) -> Preservation:
     from analysis.preservation import score
 
     fn = p.sample.function
+    language: Any = p.language  # "python" | "rust": the corpus loader checked it
     return score(
-        p.language,
+        language,
         p.sample.code,
         text,
         function_name=fn.name,

@@ -134,7 +134,12 @@ def edge_index(edges: list, rows: list, srcs: list, device) -> tuple:
     (item, source) pair its ``n`` and its item. Built in plain Python, then two tensors.
     """
     where = {(b, s): i for i, (b, s) in enumerate(zip(rows, srcs, strict=False))}
-    e_row, e_key, e_item, e_src, s_row, s_item = [], [], [], [], [], []
+    e_row: list = []
+    e_key: list = []
+    e_item: list = []
+    e_src: list = []
+    s_row: list = []
+    s_item: list = []
     for i, edge in enumerate(edges):
         targets = list(edge[2])
         n_t = len(targets)
@@ -243,7 +248,9 @@ def _member(groups: list, chosen: list, device) -> torch.Tensor:
     """``[G]`` float64: 1 for the groups at the indices ``chosen``, else 0."""
     picked = set(chosen)
     return torch.tensor(
-        [1.0 if g in picked else 0.0 for g in range(len(groups))], dtype=torch.float64, device=device
+        [1.0 if g in picked else 0.0 for g in range(len(groups))],
+        dtype=torch.float64,
+        device=device,
     )
 
 
@@ -272,7 +279,9 @@ def apply_knockouts(scores: torch.Tensor, groups: list) -> torch.Tensor:
     return scores
 
 
-def apply_prob_edits(probs: torch.Tensor, scores: torch.Tensor | None, groups: list) -> torch.Tensor:
+def apply_prob_edits(
+    probs: torch.Tensor, scores: torch.Tensor | None, groups: list
+) -> torch.Tensor:
     """In place: every Scale and SetValue group on the post-softmax ``probs``, in order.
 
     Computed in float32 on the gathered query rows and cast back. Scale multiplies the target
@@ -281,9 +290,7 @@ def apply_prob_edits(probs: torch.Tensor, scores: torch.Tensor | None, groups: l
     ``scores`` above :func:`masked_threshold`, after knockouts) keep their proportions.
     """
     edits = [
-        g
-        for g in groups
-        if g[G_OP] != KNOCKOUT and not (g[G_OP] == SCALE and g[G_PARAM] == 1.0)
+        g for g in groups if g[G_OP] != KNOCKOUT and not (g[G_OP] == SCALE and g[G_PARAM] == 1.0)
     ]
     if not edits:
         return probs
@@ -415,9 +422,8 @@ def compare(
     for ``e != 0``; an expected 0 -- a knocked-out or masked key -- must be exactly 0; a NaN
     never passes)."""
     diff = (consumed.double() - expected).abs()
-    tol = rtol * expected.abs() + atol
-    ratio = torch.where(expected != 0, diff / tol, diff * math.inf)  # 0 * inf = nan -> 0 below
-    ratio = torch.where(diff == 0, torch.zeros_like(ratio), ratio)
+    ratio = diff / (rtol * expected.abs() + atol)
+    ratio = torch.where(expected == 0, torch.where(diff == 0, 0.0, math.inf), ratio)
     return diff, torch.nan_to_num(ratio, nan=math.inf, posinf=math.inf)
 
 
@@ -720,7 +726,8 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: tor
     """Sum and count of the negative log-likelihood of each row's own tokens.
 
     Position ``i`` predicts token ``i + 1``; padded positions (mask 0) are excluded on both sides.
-    ``-log p = logsumexp(logits) - logits[token]`` in float32, one batch row at a time, so no
+    ``-log p`` by the fused ``cross_entropy`` kernel in float32 (``logsumexp(logits) -
+    logits[token]``, a quarter faster than spelling it out), one batch row at a time, so no
     ``[batch, seq, vocab]`` float32 log-softmax is ever held (only one row's ``[seq, vocab]``).
     Returns ``(nll_sum [batch] float64, n_tokens [batch] int64)``.
     """
@@ -729,9 +736,8 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: tor
     per_row = []
     for b in range(logits.shape[0]):
         row = logits[b, :-1, :]  # [seq-1, vocab], a view
-        lse = torch.logsumexp(row.float(), dim=-1)
-        tok = row.gather(-1, nxt[b][:, None])[:, 0].float()
-        per_row.append((lse - tok).double())
+        nll_row = torch.nn.functional.cross_entropy(row.float(), nxt[b], reduction="none")
+        per_row.append(nll_row.double())
     nll = torch.stack(per_row)
     nll = torch.where(valid, nll, torch.zeros_like(nll)).sum(-1)
     return nll, valid.sum(-1)

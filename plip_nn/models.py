@@ -90,8 +90,8 @@ def _instrument_labels(func: Callable) -> dict[str, ast.Call]:
     tree = ast.parse(textwrap.dedent("".join(lines)))
     calls: dict[str, ast.Call] = {}
 
-    class Recording(Instrument):  # type: ignore[misc]
-        def wrap(self, name, fn, args, keywords, node):  # type: ignore[no-untyped-def]
+    class Recording(Instrument):
+        def wrap(self, name, fn, args, keywords, node):
             wrapped = super().wrap(name, fn, args, keywords, node)
             if isinstance(node, ast.Call):
                 calls[self.names[-1]] = node
@@ -255,7 +255,7 @@ VERIFIED_ARCHITECTURES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 def resolve_sites(model: torch.nn.Module) -> list[AttentionSite]:
     """Find every layer's attention module, its attention-function call and the softmax inside."""
-    config = model.config
+    config: Any = model.config
     n_layers = int(config.num_hidden_layers)
     stack_name, layers = _decoder_layers(model, n_layers)
     sites: list[AttentionSite] = []
@@ -347,11 +347,11 @@ class ModelHandle:
         attn: str = "as_loaded",
     ) -> None:
         self.nn = nn_model
-        self.hf = hf_model
+        self.hf: Any = hf_model  # an HF PreTrainedModel (typed loosely: its config is dynamic)
         self.tokenizer = nn_model.tokenizer
         self.name = name
         self.revision = revision
-        config = self.hf.config
+        config: Any = self.hf.config
         self.config = config
         self.n_layers = int(config.num_hidden_layers)
         self.n_heads = int(config.num_attention_heads)
@@ -558,7 +558,9 @@ def _switch(hf_model: torch.nn.Module, want: str, *, required: bool) -> bool:
             why = str(err).split(". ")[0]
         else:
             if getattr(hf_model.config, "_attn_implementation", None) == want:
-                log.warning("switched %s from %r to %s attention", type(hf_model).__name__, current, want)
+                log.warning(
+                    "switched %s from %r to %s attention", type(hf_model).__name__, current, want
+                )
                 return True
             why = "the switch did not take effect"
     if required:

@@ -166,7 +166,7 @@ def run(
     items: Sequence[Item],
     *,
     batch_size: int = 8,
-    remote: Remote = "none",
+    remote: str = "none",
     keep_logprobs: bool = False,
     progress: Callable[[int], None] | None = None,
     route: str = "auto",
@@ -354,7 +354,7 @@ def _run_chunk(
             ]
 
     for ps, (_, plan, _, ref_row), out in zip(passes, built, outs, strict=True):
-        reads = _collect_reads(plan, out)
+        row_reads = _collect_reads(plan, out)
         stats = _collect_stats(plan, out)
         # Baseline-condition items (no edits) come from their prompt's reference row.
         for p in ps.owned:
@@ -375,8 +375,8 @@ def _run_chunk(
                     nll_condition=float(out["nll"][b]),
                     n_tokens=int(out["ntok"][b]),
                     readings=(),
-                    probe_baseline=_probe_of(reads, b, it),
-                    probe_condition=_probe_of(reads, b, it),
+                    probe_baseline=_probe_of(row_reads, b, it),
+                    probe_condition=_probe_of(row_reads, b, it),
                     logprobs=out["lp"][b].detach().cpu().clone() if keep else None,
                     edit_baseline={},
                 )
@@ -407,10 +407,10 @@ def _run_chunk(
                 nll_condition=float(out["nll"][r]),
                 n_tokens=int(out["ntok"][r]),
                 readings=tuple(readings),
-                probe_baseline=_probe_of(reads, b, it),
-                probe_condition=_probe_of(reads, r, it),
+                probe_baseline=_probe_of(row_reads, b, it),
+                probe_condition=_probe_of(row_reads, r, it),
                 logprobs=out["lp"][r].clone() if keep else None,
-                edit_baseline=_edit_baseline(reads, b, it),
+                edit_baseline=_edit_baseline(row_reads, b, it),
             )
 
 

@@ -63,14 +63,20 @@ def _requests(markers: tuple = ()) -> list[GenerationRequest]:
 
 def _auto_handle(arch: str):
     """SDPA for knockout/Scale (mask route), eager for SetValue, on a copy of the tiny model."""
-    return wrap_model(copy.deepcopy(tiny_model(arch)), tiny_tokenizer(), name=f"{arch}-auto", attn="auto")
+    return wrap_model(
+        copy.deepcopy(tiny_model(arch)), tiny_tokenizer(), name=f"{arch}-auto", attn="auto"
+    )
 
 
 def _marker(handle) -> tuple:
     """A token the unedited model generates for prompt 0: generated markers then happen."""
     [base] = generate(
         handle,
-        [GenerationRequest(key="b", sample_id="b", input_ids=PROMPTS[0], condition=Condition(name="b"))],
+        [
+            GenerationRequest(
+                key="b", sample_id="b", input_ids=PROMPTS[0], condition=Condition(name="b")
+            )
+        ],
         max_new_tokens=N,
     )
     return ((base.new_token_ids[2],),)
@@ -117,7 +123,9 @@ def test_one_loop_equals_one_row_at_a_time_and_recompute(arch, policy, attn):
 @pytest.mark.parametrize("arch", ["qwen2", pytest.param("llama", marks=SLOW)])
 def test_routes_generate_the_same_tokens(arch):
     """Knockout and Scale on the mask route (SDPA) = the softmax route (eager), in generation."""
-    reqs = [r for r in _requests() if not any(isinstance(e.op, SetValue) for e in r.condition.edits)]
+    reqs = [
+        r for r in _requests() if not any(isinstance(e.op, SetValue) for e in r.condition.edits)
+    ]
     auto = _auto_handle(arch)
     kw = {"max_new_tokens": N, "source_policy": "continuation", "batch_size": len(reqs)}
     mask = generate(auto, reqs, **kw)

@@ -27,7 +27,14 @@ def _verify(scores, consumed, groups):
     thresh = kernels.masked_threshold(scores.dtype)
     rtol = kernels.relative_tolerance(consumed.dtype, torch.float32)
     st = kernels.verify_groups(
-        scores[rows, :, srcs, :], consumed[rows, :, srcs, :], groups, rows, srcs, thresh, rtol, 1e-38
+        scores[rows, :, srcs, :],
+        consumed[rows, :, srcs, :],
+        groups,
+        rows,
+        srcs,
+        thresh,
+        rtol,
+        1e-38,
     )
     return st[0] if len(groups) == 1 else st
 

@@ -62,7 +62,7 @@ def measure(
     reqs = workload.generation_requests(h, prompts, workload.study_grid(h))
     result: dict[str, Any] = {
         "model": bm.key,
-        "attn": h.attn,
+        "attn": getattr(h, "attn", "eager (before attn policies)"),
         "prompts": n_prompts,
         "rows": len(reqs),
         "new_tokens": n_new,
@@ -108,12 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--attn", choices=("eager", "auto"), default="eager")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
     res = measure(
-        models.embedded(), n_prompts=args.prompts, n_new=args.new,
+        models.embedded(attn=args.attn), n_prompts=args.prompts, n_new=args.new,
         batches=tuple(args.batches), repeats=args.repeats,
     )  # fmt: skip
     for policy, p in res["policies"].items():

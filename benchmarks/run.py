@@ -19,6 +19,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class Sizes:
     p1_seq_embedded: int
     p1_seq_larger: int
     p1b_repeats: int
+    p1b_repeats_larger: int
     gen_prompt: int
     gen_new: int
     p5_prompts: int
@@ -67,6 +69,7 @@ FULL = Sizes(
     p1_seq_embedded=128,
     p1_seq_larger=512,
     p1b_repeats=15,
+    p1b_repeats_larger=5,
     gen_prompt=64,
     gen_new=150,
     p5_prompts=8,
@@ -74,11 +77,11 @@ FULL = Sizes(
     p6_batch=8,
     p6_seq=512,
     p6_repeats=3,
-    p7_repeats=7,
-    p8_prompts=14,
+    p7_repeats=5,
+    p8_prompts=10,
     p8_new=40,
     p8_batches=(1, 8, 64),
-    p8_repeats=3,
+    p8_repeats=2,
 )
 QUICK = Sizes(
     repeats=2,
@@ -87,6 +90,7 @@ QUICK = Sizes(
     p1_seq_embedded=64,
     p1_seq_larger=64,
     p1b_repeats=2,
+    p1b_repeats_larger=1,
     gen_prompt=16,
     gen_new=12,
     p5_prompts=2,
@@ -217,7 +221,8 @@ def run_all(sizes: Sizes, *, quick: bool) -> dict[str, Any]:
             bm, batch=sizes.p1_batch, seq=seq, repeats=sizes.repeats, with_tl=True
         )
         log.info("P1b %s", bm.key)
-        p1b = profile_run.measure(bm, seq, sizes.p1b_repeats)
+        reps = sizes.p1b_repeats if bm.key == "embedded" else sizes.p1b_repeats_larger
+        p1b = profile_run.measure(bm, seq, reps)
         p1b["ratios"] = {
             f"{key}_{case}": c[key]
             for case, c in p1b["cases"].items()
@@ -256,15 +261,19 @@ def run_all(sizes: Sizes, *, quick: bool) -> dict[str, Any]:
         p7 = intervene_overhead.measure(bm, seq=seq, repeats=sizes.p7_repeats)
         p7["ratios"] = {name: c["ratio"] for name, c in p7["cases"].items()}
         res["P7"][bm.key] = p7
-    log.info("P8")
-    p8 = gen_batching.measure(
-        emb, n_prompts=sizes.p8_prompts, n_new=sizes.p8_new, batches=sizes.p8_batches,
-        repeats=sizes.p8_repeats,
-    )  # fmt: skip
-    p8["ratios"] = {
-        f"{policy}_{k}": v for policy, p in p8["policies"].items() for k, v in p["ratios"].items()
-    }
-    res["P8"] = {"embedded": p8}
+    res["P8"] = {}
+    for attn, bm in (("eager", emb), ("auto", models.embedded(attn="auto"))):
+        log.info("P8 %s", attn)
+        p8 = gen_batching.measure(
+            bm, n_prompts=sizes.p8_prompts, n_new=sizes.p8_new, batches=sizes.p8_batches,
+            repeats=sizes.p8_repeats,
+        )  # fmt: skip
+        p8["ratios"] = {
+            f"{policy}_{k}": v
+            for policy, p in p8["policies"].items()
+            for k, v in p["ratios"].items()
+        }
+        res["P8"][f"embedded_{attn}"] = p8
     res["targets"] = check_targets(res)
     meta["load_avg_end"] = os.getloadavg()
     meta["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -524,20 +533,35 @@ def render(res: dict[str, Any], command: str) -> str:
     add("")
     add("## P8 generation batched across conditions and prompts (one KV-cached loop)")
     add("")
-    p8 = res["P8"]["embedded"]
+    p8 = res["P8"]["embedded_eager"]
     add(
-        f"{p8['rows']} (prompt, condition) rows: {p8['prompts']} corpus generation prompts x 7 study-like conditions, {p8['new_tokens']} greedy tokens each, handle attn={p8['attn']}."
+        f"{p8['rows']} (prompt, condition) rows: {p8['prompts']} corpus generation prompts x 7 study-like conditions, {p8['new_tokens']} greedy tokens each."
     )
     add(
         "`plip bN`: `plip_nn.generate` with N rows per KV-cached loop (b1 = one row at a time), each row"
     )
     add(
-        "with its own edits; `hf bN`: HF `generate` on the same prompts without edits. Every batch size"
+        "with its own edits; `hf bN`: HF `generate` on the same prompts without edits, on the handle's"
     )
+    add("default attention (eager / SDPA). Every batch size")
     add("gives the same tokens (checked).")
     add("")
-    add("| policy | variant | ms per generation | speed-up over b1 | vs HF at the same batch |")
-    add("|---|---|---|---|---|")
+    add(
+        "attn `eager`: every edit on the softmax route; `auto`: knockout/Scale on the mask route under"
+    )
+    add("SDPA, SetValue rows on eager in their own loops (the study's default).")
+    add("")
+    add(
+        "| attn | policy | variant | ms per generation | speed-up over b1 | vs HF at the same batch |"
+    )
+    add("|---|---|---|---|---|---|")
+    for attn_key, p8 in res["P8"].items():
+        _p8_rows(add, attn_key.removeprefix("embedded_"), p8)
+    add("")
+    return "\n".join(L)
+
+
+def _p8_rows(add: Callable[[str], None], attn: str, p8: dict[str, Any]) -> None:
     for policy, p in p8["policies"].items():
         ms = p["ms_per_generation"]
         for name, v in ms.items():
@@ -548,9 +572,7 @@ def render(res: dict[str, Any], command: str) -> str:
                     up = _f(p["ratios"][f"speedup_b{b}_vs_b{p8_first(p8)}"], 2)
                 if f"b{b}_vs_hf" in p["ratios"]:
                     hf = _f(p["ratios"][f"b{b}_vs_hf"])
-            add(f"| {policy} | {name} | {_f(v, 1)} | {up} | {hf} |")
-    add("")
-    return "\n".join(L)
+            add(f"| {attn} | {policy} | {name} | {_f(v, 1)} | {up} | {hf} |")
 
 
 def p8_first(p8: dict[str, Any]) -> str:

@@ -93,13 +93,11 @@ def masked_threshold(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min / 2
 
 
+_EPS = {dt: torch.finfo(dt).eps for dt in (torch.float16, torch.bfloat16, torch.float32)}
+
+
 def _eps(dtype: torch.dtype) -> float:
-    if dtype not in _EPS:
-        _EPS[dtype] = torch.finfo(dtype).eps
-    return _EPS[dtype]
-
-
-_EPS: dict = {}
+    return _EPS[dtype] if dtype in _EPS else torch.finfo(dtype).eps
 
 
 def relative_tolerance(consumed: torch.dtype, computed: torch.dtype) -> float:

@@ -1,6 +1,6 @@
 """Where ``run()``'s added time goes: plip-nn's own work against nnsight's.
 
-``python -m benchmarks.profile_run [--model embedded|larger] [--repeats N] [--threads 1]``
+``python -m benchmarks.profile_run [--model embedded|larger] [--repeats N] [--before K.py]``
 
 For each ``benchmarks.engine_overhead`` case (same rows as its plain forward):
 
@@ -19,16 +19,22 @@ What remains of ``run() - plain`` after those is nnsight's: the floor (bare trac
 ``.source`` drill-downs into the attention function and the hand-offs of each accessed value.
 A profile by cProfile cannot tell these apart (a value hand-off switches to the model's
 greenlet, so the model's time is billed to the access), hence the replay.
+
+``--before PATH`` also replays the in-trace work with another ``kernels.py`` of the per-group
+API (before issue 21: ``git show b94cedb:plip_nn/kernels.py > /tmp/k.py``), side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -114,6 +120,91 @@ def replay_edits(call: dict[str, Any], saved: dict[str, Any]) -> object:
         if reads:
             out.append(kernels.read_levels(probs, reads))
     return out
+
+
+def replay_edits_per_group(mod: ModuleType, call: dict[str, Any], saved: dict[str, Any]) -> object:
+    """:func:`replay_edits` with a ``kernels`` module of the per-group API (one edit and one
+    verification loop iteration per group, as before issue 21)."""
+    out = []
+    for layer, lp in sorted(call["plan"].items()):
+        scores = saved[f"scores/{layer}"]
+        probs = saved[f"probs/{layer}"]
+        edits, verify, reads = lp["edits"], lp["verify"], lp["reads"]
+        thresh = mod.masked_threshold(scores.dtype)
+        if verify:
+            rows, srcs = mod.edited_rows(verify)
+            b, s = torch.tensor(rows), torch.tensor(srcs)
+            scores_rows = scores[b, :, s, :].double()
+        for g in edits:
+            if g[kernels.G_OP] == kernels.KNOCKOUT:
+                mod.knockout_scores(scores, g, inplace=True)
+        for g in edits:
+            if g[kernels.G_OP] == kernels.SCALE:
+                mod.scale_probs(probs, g, inplace=True)
+            elif g[kernels.G_OP] == kernels.SET_VALUE:
+                mod.set_value_probs(probs, scores, g, inplace=True)
+        if verify:
+            members = mod.group_members(verify, rows, srcs, scores.shape[1], scores.shape[3], "cpu")
+            rtol = mod.relative_tolerance(probs.dtype, probs.dtype)
+            tiny = torch.finfo(probs.dtype).tiny
+            out.append(
+                mod.verify_groups(
+                    scores_rows, probs[b, :, s, :], verify, members, thresh, rtol, tiny
+                )
+            )
+        if reads:
+            out.append(mod.read_levels(probs, reads))
+    return out
+
+
+def load_kernels(path: Path) -> ModuleType:
+    """A ``kernels.py`` file as a module of its own (it imports only torch and math)."""
+    spec = importlib.util.spec_from_file_location("kernels_before", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"--before {path}: not a Python file; pass a kernels.py path")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def compare_kernels(bm: models.BenchModel, seq: int, before: ModuleType, repeats: int) -> str:
+    """Markdown: the in-trace work replayed with ``before`` and with the current kernels."""
+    h = bm.handle
+    prompts = models.random_prompts(bm.vocab, engine_overhead.N_PROMPTS, seq, seed=11)
+    lines = [
+        "| case | edits+verify+reads before ms | after ms | NLL before ms | after ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name, items in engine_overhead.cases(h, prompts).items():
+        calls = capture(h, items)
+        tensors = [pass_tensors(h, c) for c in calls]
+        pairs = list(zip(calls, tensors, strict=True))
+
+        def nll(mod: ModuleType, pairs: list = pairs) -> object:
+            return [
+                mod.token_nll(t["logits"], c["inputs"]["input_ids"], c["inputs"]["attention_mask"])
+                for c, t in pairs
+            ]
+
+        def edits_before(pairs: list = pairs) -> object:
+            return [replay_edits_per_group(before, c, t) for c, t in pairs]
+
+        def edits_after(pairs: list = pairs) -> object:
+            return [replay_edits(c, t) for c, t in pairs]
+
+        variants: dict[str, Callable[[], object]] = {
+            "before": edits_before,
+            "after": edits_after,
+            "nll_before": functools.partial(nll, before),
+            "nll_after": functools.partial(nll, kernels),
+        }
+        with torch.inference_mode():
+            ms = {k: 1000 * v for k, v in medians(time_variants(variants, repeats=repeats)).items()}
+        lines.append(
+            f"| {name} | {ms['before']:.2f} | {ms['after']:.2f} | {ms['nll_before']:.2f} | "
+            f"{ms['nll_after']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def replay_summaries(call: dict[str, Any], saved: dict[str, Any]) -> object:
@@ -216,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=("embedded", "larger"), default="embedded")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--before", type=Path, default=None, help="another kernels.py to replay")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -223,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     bm = models.embedded() if args.model == "embedded" else models.larger()
     res = measure(bm, engine_overhead.SIZES[args.model], args.repeats)
     sys.stdout.write(table(res))
+    if args.before is not None:
+        before = load_kernels(args.before)
+        sys.stdout.write(compare_kernels(bm, engine_overhead.SIZES[args.model], before, 31))
     sys.stdout.write(f"load before {load}, after {os.getloadavg()}\n")
     return 0
 

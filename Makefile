@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 
-.PHONY: help install test test-slow lint typecheck triangle bench model
+.PHONY: help install test test-slow lint typecheck triangle bench bench-gpu model
 
 help:               ## this list
 	@grep -E "^[a-z-]+:.*##" Makefile | sed "s/:.*##/ -/"
@@ -19,10 +19,10 @@ test:               ## default test run (CPU, a few minutes)
 test-slow:          ## slow tests only
 	$(PY) -m pytest -q -m slow
 
-lint:
+lint:               ## ruff (lint + format check) over the whole repository
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
-typecheck:
+typecheck:          ## mypy: plip_nn, analysis, experiments, benchmarks, scripts
 	$(PY) -m mypy
 
 triangle:           ## the main job on the embedded model
@@ -30,6 +30,9 @@ triangle:           ## the main job on the embedded model
 
 bench:              ## benchmarks -> benchmarks/RESULTS.md
 	$(PY) -m benchmarks.run
+
+bench-gpu:          ## one CUDA GPU, <= 8 min -> benchmarks/GPU.md (+ benchmarks/_out/gpu.json)
+	$(PY) -m benchmarks.gpu --device cuda
 
 model:              ## retrain stage 1 of the embedded model (all stages: plip_nn/data/MODEL_CARD.md)
 	$(PY) scripts/train_embedded_model.py

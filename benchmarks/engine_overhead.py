@@ -5,6 +5,8 @@ forward pass; that pass holds every edited row plus one unedited reference row p
 plain reference is one ``hf(**inputs)`` forward (eager attention, ``inference_mode``) over the
 same number of rows of the same prompts, so the ratio is the engine's whole added cost: the
 nnsight trace, the edits, their verification and the in-trace summaries (KL, NLL, top-1).
+The floor is a bare nnsight trace over the same rows that only saves the logits: what any
+nnsight-based engine pays before it edits anything.
 
 Both variants alternate round-robin in the same process (:func:`benchmarks.timing.time_variants`),
 so load on the shared machine hits them alike; the 1-minute load average is recorded.
@@ -22,35 +24,12 @@ import torch
 
 from benchmarks import models, workload
 from benchmarks.timing import medians, overhead_parser, time_variants, write_results
-from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale, SetValue
 from plip_nn.trace import Item, run
 
 log = logging.getLogger(__name__)
 
 N_PROMPTS = 4
 SIZES = {"embedded": 128, "larger": 512}
-
-
-def seven_conditions(n_layers: int, n_tokens: int) -> list[Condition]:
-    """The study's seven conditions on a marker edit (the last token to three earlier ones)."""
-    layer = n_layers // 2
-    src = (n_tokens - 1,)
-    tgt = tuple(sorted({1, n_tokens // 4, n_tokens // 2}))
-    ctrl = tuple(sorted({2, n_tokens // 3, 3 * n_tokens // 5}))
-
-    def cond(name: str, layers: tuple[int, ...], op: Any, targets=tgt) -> Condition:
-        edit = AttentionEdit(layers=layers, sources=src, targets=targets, op=op)
-        return Condition(name=name, edits=(edit,))
-
-    return [
-        Condition(name="baseline", edits=()),
-        cond("knockout", (layer,), Knockout()),
-        cond("knockout_all_layers", tuple(range(n_layers)), Knockout()),
-        cond("random_control", (layer,), Knockout(), ctrl),
-        cond("scale_2", (layer,), Scale(factor=2.0)),
-        cond("set_value", (layer,), SetValue(value=0.05)),
-        cond("scale_6", (layer,), Scale(factor=6.0)),
-    ]
 
 
 def cases(handle, prompts: list[tuple[int, ...]]) -> dict[str, list[Item]]:
@@ -65,7 +44,7 @@ def cases(handle, prompts: list[tuple[int, ...]]) -> dict[str, list[Item]]:
     }
     seven = []
     for i, p in enumerate(prompts):
-        for c in seven_conditions(handle.n_layers, len(p)):
+        for c in workload.synthetic_seven(handle.n_layers, len(p)):
             seven.append(Item(key=f"{c.name}/{i}", sample_id=f"p{i}", input_ids=p, condition=c))
     out["seven_conditions"] = seven
     return out
@@ -94,15 +73,22 @@ def measure(
             with torch.inference_mode():
                 return h.hf(**inputs).logits
 
+        def floor(inputs=inputs) -> object:
+            with torch.inference_mode(), h.nn.trace(inputs):
+                logits = h.nn.output.logits.save()
+            return logits
+
         def engine(items=items, batch=batch) -> object:
             return run(h, items, batch_size=batch)
 
-        times = time_variants({"plain": plain, "run": engine}, repeats=repeats)
+        times = time_variants({"plain": plain, "nnsight": floor, "run": engine}, repeats=repeats)
         med = medians(times)
         result["cases"][name] = {
             "rows": rows,
             "median_s": med,
             "ratio": med["run"] / med["plain"],
+            "floor_ratio": med["nnsight"] / med["plain"],
+            "run_vs_floor": med["run"] / med["nnsight"],
             "added_ms": 1000 * (med["run"] - med["plain"]),
             "times_s": times,
         }
@@ -142,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         results, threads=args.threads, load_before=load_before, out=args.out,
         line=lambda r, name, c: (
             f"{r['model']:9s} {name:17s} rows={c['rows']:3d} ratio={c['ratio']:.3f} "
+            f"floor={c['floor_ratio']:.3f} run/floor={c['run_vs_floor']:.3f} "
             f"added={c['added_ms']:.1f}ms plain={c['median_s']['plain'] * 1000:.1f}ms"
         ),
     )  # fmt: skip

@@ -29,7 +29,7 @@ def hf_recompute(hf: torch.nn.Module, prompt: tuple[int, ...], n_new: int) -> tu
     return tuple(new)
 
 
-def hf_generate(hf: torch.nn.Module, prompt: tuple[int, ...], n_new: int) -> tuple[int, ...]:
+def hf_generate(hf: Any, prompt: tuple[int, ...], n_new: int) -> tuple[int, ...]:
     ids = torch.tensor([prompt], dtype=torch.long)
     with torch.inference_mode():
         out = hf.generate(

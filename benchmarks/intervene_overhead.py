@@ -11,8 +11,10 @@ Usage: ``python -m benchmarks.intervene_overhead [--model embedded|larger|both] 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,7 +33,8 @@ def user_trace(handle, ids: torch.Tensor, edits: list | None) -> tuple:
     """The user's trace: logit lens at the middle layer and the logits; ``edits`` via intervene."""
     nn = handle.nn
     mid = handle.n_layers // 2
-    layers = sorted({x for e in edits or () for x in e.layers})
+    edits = list(edits or [])
+    layers = sorted({x for e in edits for x in e.layers})
     low = [x for x in layers if x <= mid]  # up to the lens, then the rest after it
     high = [x for x in layers if x > mid]
     edited = []
@@ -57,13 +60,11 @@ def measure(bm: models.BenchModel, *, seq: int, repeats: int) -> dict[str, Any]:
     }
     result: dict[str, Any] = {"model": bm.key, "prompts": N_PROMPTS, "seq": seq, "cases": {}}
     for name, edits in cases.items():
-        times = time_variants(
-            {
-                "trace": lambda: user_trace(h, ids, None),
-                "trace+intervene": lambda edits=edits: user_trace(h, ids, edits),
-            },
-            repeats=repeats,
-        )
+        variants: dict[str, Callable[[], object]] = {
+            "trace": lambda: user_trace(h, ids, None),
+            "trace+intervene": functools.partial(user_trace, h, ids, edits),
+        }
+        times = time_variants(variants, repeats=repeats)
         med = medians(times)
         ratio = med["trace+intervene"] / med["trace"]
         result["cases"][name] = {"median_s": med, "ratio": ratio, "times_s": times}

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 MODES = ("plain", "engine_knockout_1", "engine_scale_all")
 ROOT = Path(__file__).resolve().parent.parent
+# glibc settings for peak-memory figures: small tensors from mmap (freed at once) and a single
+# arena, so the high-water mark is the process's own need, not allocator slack.
+MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"}
 
 
 def _status_kib(field: str) -> int:
@@ -77,10 +80,12 @@ def child(mode: str, quick: bool, batch: int, seq: int) -> dict[str, Any]:
 
 
 def measure(mode: str, *, quick: bool, batch: int, seq: int) -> dict[str, Any]:
-    """Run :func:`child` for ``mode`` in a fresh subprocess (same environment)."""
+    """Run :func:`child` for ``mode`` in a fresh subprocess (:data:`MEMORY_ENV` on top of this
+    environment)."""
     cmd = [sys.executable, "-m", "benchmarks.memory", mode, "--batch", str(batch)]
     cmd += ["--seq", str(seq)] + (["--quick"] if quick else [])
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    env = {**os.environ, **MEMORY_ENV}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"memory child {mode} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

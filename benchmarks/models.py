@@ -116,20 +116,21 @@ def embedded_model_available() -> bool:
     return (EMBEDDED_MODEL_DIR / "config.json").is_file()
 
 
-def embedded(stand_in: QwenSpec = STAND_IN) -> BenchModel:
-    """The embedded model, or a random Qwen2 stand-in of similar size when it is absent."""
+def embedded(stand_in: QwenSpec = STAND_IN, attn: str = "eager") -> BenchModel:
+    """The embedded model, or a random Qwen2 stand-in of similar size when it is absent
+    (``attn``: the attention policy, :data:`plip_nn.models.ATTN_POLICIES`)."""
     if embedded_model_available():
-        handle = load_model()
+        handle = load_model(attn=attn)
         cfg = handle.config
         desc = (
             f"embedded model {handle.name}: hidden {cfg.hidden_size}, "
             f"{cfg.num_hidden_layers} layers, {cfg.num_attention_heads} heads, "
-            f"vocab {cfg.vocab_size}, eager"
+            f"vocab {cfg.vocab_size}, attn {attn}"
         )
     else:
         log.warning("embedded model not found; using a random stand-in (%s)", stand_in.describe())
         hf = random_qwen2(stand_in)
-        handle = wrap_model(hf, word_tokenizer(stand_in.vocab), name="stand-in")
+        handle = wrap_model(hf, word_tokenizer(stand_in.vocab), name="stand-in", attn=attn)
         desc = f"stand-in for the embedded model ({stand_in.describe()})"
     _no_eos(handle)
     return BenchModel(key="embedded", description=desc, handle=handle)

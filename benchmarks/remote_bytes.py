@@ -21,7 +21,6 @@ from nnsight.schema.request import RequestModel
 from nnsight.schema.response import ResponseModel, Status
 
 from benchmarks import workload
-from benchmarks.batching import conditions
 from benchmarks.models import BenchModel, random_prompts
 from plip_nn.trace import Item, run
 
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 def capture_wire() -> Iterator[dict[str, list]]:
     """Record request blob sizes and the objects passed to ``nnsight.save`` in sessions."""
     seen: dict[str, list] = {"request_bytes": [], "saved": []}
-    orig_serialize = RequestModel.serialize.__func__  # type: ignore[attr-defined]
+    orig_serialize = RequestModel.serialize.__func__
     orig_save = nnsight.save
 
     def serialize(cls: Any, tracer: Any, compress: bool = False) -> bytes:
@@ -44,12 +43,12 @@ def capture_wire() -> Iterator[dict[str, list]]:
         seen["saved"].append(obj)
         return orig_save(obj)
 
-    RequestModel.serialize = classmethod(serialize)  # type: ignore[method-assign,assignment]
+    RequestModel.serialize = classmethod(serialize)
     nnsight.save = save
     try:
         yield seen
     finally:
-        RequestModel.serialize = classmethod(orig_serialize)  # type: ignore[method-assign]
+        RequestModel.serialize = classmethod(orig_serialize)
         nnsight.save = orig_save
 
 
@@ -75,7 +74,7 @@ def p5(bm: BenchModel, *, n_prompts: int, seq: int, batch: int) -> dict[str, Any
     items = [
         Item(key=f"p{i}/{c.name}", sample_id=f"p{i}", input_ids=p, condition=c)
         for i, p in enumerate(prompts)
-        for c in conditions(h, len(p), seed=i)
+        for c in workload.four_conditions(h, len(p), seed=i)
     ]
     with capture_wire() as wire:
         results = run(h, items, batch_size=batch, remote="local")

@@ -19,6 +19,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,8 @@ class Sizes:
     p1_batch: int
     p1_seq_embedded: int
     p1_seq_larger: int
-    p2_prompts: int
-    p2_seq: int
-    p2_batch: int
+    p1b_repeats: int
+    p1b_repeats_larger: int
     gen_prompt: int
     gen_new: int
     p5_prompts: int
@@ -55,6 +55,11 @@ class Sizes:
     p6_batch: int
     p6_seq: int
     p6_repeats: int
+    p7_repeats: int
+    p8_prompts: int
+    p8_new: int
+    p8_batches: tuple[int, ...]
+    p8_repeats: int
 
 
 FULL = Sizes(
@@ -63,16 +68,20 @@ FULL = Sizes(
     p1_batch=4,
     p1_seq_embedded=128,
     p1_seq_larger=512,
-    p2_prompts=8,
-    p2_seq=128,
-    p2_batch=8,
+    p1b_repeats=15,
+    p1b_repeats_larger=5,
     gen_prompt=64,
     gen_new=150,
     p5_prompts=8,
     p5_seq_larger=512,
     p6_batch=8,
     p6_seq=512,
-    p6_repeats=5,
+    p6_repeats=3,
+    p7_repeats=5,
+    p8_prompts=10,
+    p8_new=40,
+    p8_batches=(1, 8, 64),
+    p8_repeats=2,
 )
 QUICK = Sizes(
     repeats=2,
@@ -80,9 +89,8 @@ QUICK = Sizes(
     p1_batch=2,
     p1_seq_embedded=64,
     p1_seq_larger=64,
-    p2_prompts=4,
-    p2_seq=48,
-    p2_batch=8,
+    p1b_repeats=2,
+    p1b_repeats_larger=1,
     gen_prompt=16,
     gen_new=12,
     p5_prompts=2,
@@ -90,14 +98,20 @@ QUICK = Sizes(
     p6_batch=2,
     p6_seq=64,
     p6_repeats=1,
+    p7_repeats=2,
+    p8_prompts=2,
+    p8_new=4,
+    p8_batches=(1, 14),
+    p8_repeats=1,
 )
 
 TARGETS = {
     # (section, model, ratio key): (comparison, bound, description)
     ("P1", "larger", "engine_knockout_1"): ("<=", 1.05, "knockout at one layer vs plain forward"),
     ("P1", "larger", "engine_scale_all"): ("<=", 1.10, "Scale at all layers vs plain forward"),
-    ("P2", "larger", "speedup_batched"): (">=", 3.0, "batched (8) vs one run per item"),
-    ("P2", "embedded", "speedup_batched"): (">=", 3.0, "batched (8) vs one run per item"),
+    ("P1b", "embedded", "run_vs_plain_knockout_1"): ("<=", 1.10, "run(), knockout at one layer"),
+    ("P1b", "embedded", "run_vs_plain_scale_all"): ("<=", 1.10, "run(), Scale at all layers"),
+    ("P1b", "embedded", "run_vs_plain_seven_conditions"): ("<=", 1.10, "run(), 7 conditions"),
     ("P3", "larger", "p3_tokens_per_s_vs_hf_generate"): (">=", 0.9, "tokens/s vs HF generate"),
     ("P3", "embedded", "p3_tokens_per_s_vs_hf_generate"): (">=", 0.9, "tokens/s vs HF generate"),
     ("P4", "larger", "p4_fraction_of_hf_speedup"): (">=", 0.9, "share of HF's KV speedup"),
@@ -180,7 +194,16 @@ def machine() -> dict[str, Any]:
 def run_all(sizes: Sizes, *, quick: bool) -> dict[str, Any]:
     import torch
 
-    from benchmarks import batching, generation, memory, models, overhead, remote_bytes
+    from benchmarks import (
+        gen_batching,
+        generation,
+        intervene_overhead,
+        memory,
+        models,
+        overhead,
+        profile_run,
+        remote_bytes,
+    )
 
     torch.set_num_threads(sizes.threads)
     os.environ["BENCH_THREADS"] = str(sizes.threads)  # P6 subprocesses use the same
@@ -191,28 +214,21 @@ def run_all(sizes: Sizes, *, quick: bool) -> dict[str, Any]:
     res: dict[str, Any] = {"meta": meta, "sizes": asdict(sizes), "quick": quick}
     res["models"] = {"embedded": emb.description, "larger": big.description}
     res["embedded_is_stand_in"] = not models.embedded_model_available()
-    steps = [
-        (
-            "P1",
-            lambda bm, seq: overhead.p1(
-                bm, batch=sizes.p1_batch, seq=seq, repeats=sizes.repeats, with_tl=True
-            ),
-        ),
-    ]
-    res["P1"] = {}
+    res["P1"], res["P1b"] = {}, {}
     for bm, seq in ((emb, sizes.p1_seq_embedded), (big, sizes.p1_seq_larger)):
         log.info("P1 %s", bm.key)
-        res["P1"][bm.key] = steps[0][1](bm, seq)
-    res["P2"] = {}
-    for bm in (emb, big):
-        log.info("P2 %s", bm.key)
-        res["P2"][bm.key] = batching.p2(
-            bm,
-            n_prompts=sizes.p2_prompts,
-            seq=sizes.p2_seq,
-            batch=sizes.p2_batch,
-            repeats=sizes.repeats,
+        res["P1"][bm.key] = overhead.p1(
+            bm, batch=sizes.p1_batch, seq=seq, repeats=sizes.repeats, with_tl=True
         )
+        log.info("P1b %s", bm.key)
+        reps = sizes.p1b_repeats if bm.key == "embedded" else sizes.p1b_repeats_larger
+        p1b = profile_run.measure(bm, seq, reps)
+        p1b["ratios"] = {
+            f"{key}_{case}": c[key]
+            for case, c in p1b["cases"].items()
+            for key in ("run_vs_plain", "floor_vs_plain", "run_vs_floor")
+        }
+        res["P1b"][bm.key] = p1b
     res["P3"], res["P4"] = {}, {}
     for bm in (emb, big):
         log.info("P3/P4 %s", bm.key)
@@ -239,6 +255,25 @@ def run_all(sizes: Sizes, *, quick: bool) -> dict[str, Any]:
             quick=quick, batch=sizes.p6_batch, seq=sizes.p6_seq, repeats=sizes.p6_repeats
         )
     }
+    res["P7"] = {}
+    for bm, seq in ((emb, sizes.p1_seq_embedded), (big, sizes.p1_seq_larger)):
+        log.info("P7 %s", bm.key)
+        p7 = intervene_overhead.measure(bm, seq=seq, repeats=sizes.p7_repeats)
+        p7["ratios"] = {name: c["ratio"] for name, c in p7["cases"].items()}
+        res["P7"][bm.key] = p7
+    res["P8"] = {}
+    for attn, bm in (("eager", emb), ("auto", models.embedded(attn="auto"))):
+        log.info("P8 %s", attn)
+        p8 = gen_batching.measure(
+            bm, n_prompts=sizes.p8_prompts, n_new=sizes.p8_new, batches=sizes.p8_batches,
+            repeats=sizes.p8_repeats,
+        )  # fmt: skip
+        p8["ratios"] = {
+            f"{policy}_{k}": v
+            for policy, p in p8["policies"].items()
+            for k, v in p["ratios"].items()
+        }
+        res["P8"][f"embedded_{attn}"] = p8
     res["targets"] = check_targets(res)
     meta["load_avg_end"] = os.getloadavg()
     meta["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -374,25 +409,34 @@ def render(res: dict[str, Any], command: str) -> str:
     else:
         add(f"TransformerLens: no column ({tl.get('reason', 'unavailable')}).")
     add("")
-    add("## P2 batched vs one run per prompt x condition")
+    add(
+        "## P1b `run()` against plain HF over the same rows, the nnsight floor, and where the rest goes"
+    )
     add("")
-    add("| model | items (prompts x conditions) | batch | batched s | one-by-one s | speedup |")
-    add("|---|---|---|---|---|---|")
-    for key, p in res["P2"].items():
-        add(
-            f"| {key} | {p['n_items']} ({p['n_prompts']} x {p['n_conditions']}, seq <= {p['seq_max']}) | {p['batch']} | {_f(p['median_s']['batched'])} | {_f(p['median_s']['one_by_one'])} | {_f(p['ratios']['speedup_batched'], 2)} |"
-        )
+    add("`run()` on 4 prompts in one forward pass (edited rows plus one unedited reference row per")
+    add(
+        "prompt) against one plain HF eager forward over the same rows, and a bare nnsight trace that"
+    )
+    add("only saves the logits (the floor), side by side; ratios are medians of per-round ratios.")
+    add("The last four columns split `run()`'s added time: plip-nn's in-trace work replayed on the")
+    add(
+        "pass's own tensors without nnsight (edits + verification + reads; summaries: log-probs, NLL"
+    )
+    add("of every token, KL, top-1), its host work (plans, padding, results), and what is left for")
+    add(
+        "nnsight beyond the floor (`.source` drill-downs, value hand-offs; noisy, as a difference)."
+    )
     add("")
     add(
-        "Batched = `run(items, batch_size=8)` (one shared baseline pass per 8 prompts, edited passes of"
+        "| model | case | rows | plain ms | floor ms | run ms | run / plain | floor / plain | run / floor | plip edits+verify+reads ms | plip summaries ms | plip host ms | nnsight beyond floor ms |"
     )
-    add(
-        "8 items); one-by-one = `run([item], batch_size=1)` per item (its own baseline + edited pass)."
-    )
-    add(
-        "Both give the same KL (checked). On CPU a forward's cost grows with batch, so the gain comes"
-    )
-    add("from the shared baselines and per-trace overhead; it is larger where overhead dominates.")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for key, p in res["P1b"].items():
+        for case, c in p["cases"].items():
+            ms = c["median_ms"]
+            add(
+                f"| {key} | {case} | {c['rows']} | {_f(ms['plain'], 1)} | {_f(ms['nnsight_floor'], 1)} | {_f(ms['run'], 1)} | {_f(c['run_vs_plain'])} | {_f(c['floor_vs_plain'])} | {_f(c['run_vs_floor'])} | {_f(ms['plip_edits_verify_reads'], 1)} | {_f(ms['plip_summaries'], 1)} | {_f(ms['plip_host'], 1)} | {_f(c['nnsight_beyond_floor_ms'], 1)} |"
+            )
     add("")
     add("## P3 / P4 generation (knockout at one layer, greedy, batch 1)")
     add("")
@@ -462,15 +506,83 @@ def render(res: dict[str, Any], command: str) -> str:
         )
     add("")
     add(
-        "Both modes build and nnsight-wrap the same model, so the difference is the forward itself;"
+        "Both modes build and nnsight-wrap the same model, so the difference is the forward itself."
     )
-    add("the engine pass also holds the float32 log-softmax of all logits for the NLL summary.")
+    add(
+        "Children run with `MALLOC_MMAP_THRESHOLD_=65536 MALLOC_ARENA_MAX=1` (the peak is the process's own need)."
+    )
+    add("")
+    add("## P7 `plip_nn.intervene` inside a user's own trace")
+    add("")
+    add(
+        "The user trace: 4 prompts in one batch, a logit lens at the middle layer and the final top-1,"
+    )
+    add(
+        "saved. With `plip_nn.intervene` (verified): a knockout at the middle layer (`knockout_1`), or"
+    )
+    add("Scale(2) at every layer (`scale_all`, two calls around the lens).")
+    add("")
+    add("| model | seq | case | trace ms | trace + intervene ms | ratio |")
+    add("|---|---|---|---|---|---|")
+    for key, p in res["P7"].items():
+        for case, c in p["cases"].items():
+            med = c["median_s"]
+            add(
+                f"| {key} | {p['seq']} | {case} | {_f(1000 * med['trace'], 1)} | {_f(1000 * med['trace+intervene'], 1)} | {_f(c['ratio'])} |"
+            )
+    add("")
+    add("## P8 generation batched across conditions and prompts (one KV-cached loop)")
+    add("")
+    p8 = res["P8"]["embedded_eager"]
+    add(
+        f"{p8['rows']} (prompt, condition) rows: {p8['prompts']} corpus generation prompts x 7 study-like conditions, {p8['new_tokens']} greedy tokens each."
+    )
+    add(
+        "`plip bN`: `plip_nn.generate` with N rows per KV-cached loop (b1 = one row at a time), each row"
+    )
+    add(
+        "with its own edits; `hf bN`: HF `generate` on the same prompts without edits, on the handle's"
+    )
+    add("default attention (eager / SDPA). Every batch size")
+    add("gives the same tokens (checked).")
+    add("")
+    add(
+        "attn `eager`: every edit on the softmax route; `auto`: knockout/Scale on the mask route under"
+    )
+    add("SDPA, SetValue rows on eager in their own loops (the study's default).")
+    add("")
+    add(
+        "| attn | policy | variant | ms per generation | speed-up over b1 | vs HF at the same batch |"
+    )
+    add("|---|---|---|---|---|---|")
+    for attn_key, p8 in res["P8"].items():
+        _p8_rows(add, attn_key.removeprefix("embedded_"), p8)
     add("")
     return "\n".join(L)
 
 
+def _p8_rows(add: Callable[[str], None], attn: str, p8: dict[str, Any]) -> None:
+    for policy, p in p8["policies"].items():
+        ms = p["ms_per_generation"]
+        for name, v in ms.items():
+            b = name.split("_b")[-1]
+            up = hf = ""
+            if name.startswith("plip"):
+                if f"speedup_b{b}_vs_b{p8_first(p8)}" in p["ratios"]:
+                    up = _f(p["ratios"][f"speedup_b{b}_vs_b{p8_first(p8)}"], 2)
+                if f"b{b}_vs_hf" in p["ratios"]:
+                    hf = _f(p["ratios"][f"b{b}_vs_hf"])
+            add(f"| {attn} | {policy} | {name} | {_f(v, 1)} | {up} | {hf} |")
+
+
+def p8_first(p8: dict[str, Any]) -> str:
+    """The smallest batch size of P8 (the one-row-at-a-time reference)."""
+    names = next(iter(p8["policies"].values()))["ms_per_generation"]
+    return str(min(int(k.split("_b")[-1]) for k in names if k.startswith("plip")))
+
+
 def _finite_positive(res: dict[str, Any]) -> None:
-    for section in ("P1", "P2", "P3", "P4", "P5", "P6"):
+    for section in ("P1", "P1b", "P3", "P4", "P5", "P6", "P7", "P8"):
         for model, p in res[section].items():
             for k, v in p["ratios"].items():
                 if not (isinstance(v, float) and math.isfinite(v) and v > 0):

@@ -10,9 +10,12 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from analysis import sandbox
-from analysis.preservation import _rustc, score_python, score_rust
+from analysis.execution import rustc
+from analysis.preservation import score_python, score_rust
 
 PY_SRC = 'def add(a, b):\n    """Add two numbers."""\n    return a + b\n'
 PY_PROMPT = 'def add(a, b):\n    """Add two numbers.\n\n    >>> '
@@ -22,7 +25,7 @@ RS_PROMPT = RS_SRC + "\n#[test]\nfn "
 RS_CONT = "test_add() {\n    assert_eq!(add(2, 3), 5);\n}\n"
 
 
-def _time(fn, mode: str) -> float:  # type: ignore[no-untyped-def]
+def _time(fn: Callable[[str], Any], mode: str) -> float:
     t0 = time.perf_counter()
     res = fn(mode)
     dt = time.perf_counter() - t0
@@ -39,7 +42,7 @@ def main(n: int = 10) -> str:
             PY_PROMPT, PY_CONT, function_name="add", arity=2, function_source=PY_SRC, execute=m
         ),
     }
-    if _rustc() is not None:
+    if rustc() is not None:
         cases["rust rustc --test + run"] = lambda m: score_rust(
             RS_PROMPT, RS_CONT, function_name="add", arity=2, function_source=RS_SRC, execute=m
         )

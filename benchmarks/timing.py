@@ -19,9 +19,17 @@ log = logging.getLogger(__name__)
 
 
 def time_variants(
-    variants: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1
+    variants: dict[str, Callable[[], object]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
-    """Seconds per call of each variant; the variants alternate so load drift hits all alike."""
+    """Seconds per call of each variant; the variants alternate so load drift hits all alike.
+
+    ``clock``: wall time by default; :func:`time.process_time` counts only this process's CPU
+    time, which other jobs on a shared CPU do not inflate (single-threaded torch only).
+    """
     if repeats < 1:
         raise ValueError(f"repeats={repeats}; use an int >= 1")
     for _ in range(warmup):
@@ -31,9 +39,9 @@ def time_variants(
     for r in range(repeats):
         for name, fn in variants.items():
             gc.collect()
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
         log.debug("repeat %d: %s", r, {k: round(v[-1], 4) for k, v in times.items()})
     return times
 
@@ -44,6 +52,11 @@ def median(xs: list[float]) -> float:
 
 def medians(times: dict[str, list[float]]) -> dict[str, float]:
     return {k: median(v) for k, v in times.items()}
+
+
+def paired_ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over repeats of ``num / den`` within each round (robust to slow drift)."""
+    return median([a / b for a, b in zip(times[num], times[den], strict=True)])
 
 
 def overhead_parser(description: str) -> argparse.ArgumentParser:

@@ -38,7 +38,7 @@ def bridge_for(hf_model: torch.nn.Module, tokenizer: Any) -> tuple[Any, str]:
         from importlib.metadata import version as dist_version
 
         version = dist_version("transformer_lens")
-    model = copy.deepcopy(hf_model).eval()
+    model: Any = copy.deepcopy(hf_model).eval()
     with tempfile.TemporaryDirectory() as tmp:
         model.config.save_pretrained(tmp)  # the bridge reads the config by name; no weights
         try:

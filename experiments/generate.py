@@ -13,7 +13,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -28,6 +28,7 @@ from plip_nn.generate import GenerationRequest, generate, marker_token_sequences
 from plip_nn.scope import BASELINE, CHOSEN, Scope
 
 if TYPE_CHECKING:
+    from analysis.execution import ExecuteMode
     from analysis.preservation import Preservation
 
 __all__ = [
@@ -56,6 +57,9 @@ class GenerationFlags(CommonConfig):
 
     Attributes:
         max_new_tokens: tokens generated per prompt before trimming.
+        gen_batch_size: (prompt, condition) rows per KV-cached generation loop: one
+            ``generate`` call serves them all, each row with its own edits (``--batch-size``
+            stays the rows per single forward pass).
         execute: where generated tests run for the ``executes`` column: ``auto`` (in the
             bubblewrap sandbox when available, else not run, noted), ``sandbox`` (required),
             ``off``, or ``unsafe`` (without a sandbox, an explicit opt-in); see
@@ -63,12 +67,15 @@ class GenerationFlags(CommonConfig):
     """
 
     max_new_tokens: int = 40
+    gen_batch_size: int = 64
     execute: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise ConfigError(f"--max-new-tokens {self.max_new_tokens!r}: use an integer >= 1")
+        if not isinstance(self.gen_batch_size, int) or self.gen_batch_size < 1:
+            raise ConfigError(f"--gen-batch-size {self.gen_batch_size!r}: use an integer >= 1")
         check_execute(self.execute)
 
 
@@ -109,6 +116,12 @@ class Config(GenerationFlags):
             raise ConfigError(f"--temperature {self.temperature!r}: use a number > 0")
 
 
+def generation_batches_per_part(batch_size: int, gen_batch_size: int) -> int:
+    """Parts of :func:`experiments.study.run_chunks` (sized in ``--batch-size`` units) that hold
+    :data:`GENERATION_BATCHES_PER_PART` generation loops of ``--gen-batch-size`` rows."""
+    return GENERATION_BATCHES_PER_PART * math.ceil(gen_batch_size / batch_size)
+
+
 def trim_continuation(language: str, prompt: str, text: str, eos: str | None) -> tuple[str, str]:
     """Cut a continuation at EOS or where the generated test ends; returns (text, reason).
 
@@ -146,19 +159,20 @@ def check_execute(value: str) -> None:
         )
 
 
-def resolve_execute(requested: str) -> tuple[str, str]:
+def resolve_execute(requested: str) -> tuple[ExecuteMode, str]:
     """(mode, note) for ``--execute``; raises SandboxUnavailable (exit 2) before any work."""
     from analysis.preservation import resolve_execute as resolve
 
     return resolve(requested)
 
 
-def _preservation(p: Prepared, text: str, execute: str) -> Preservation:
+def _preservation(p: Prepared, text: str, execute: ExecuteMode) -> Preservation:
     from analysis.preservation import score
 
     fn = p.sample.function
+    language: Any = p.language  # "python" | "rust": the corpus loader checked it
     return score(
-        p.language,
+        language,
         p.sample.code,
         text,
         function_name=fn.name,
@@ -201,6 +215,7 @@ def run_generation(
     study.run.update_manifest(execute={"requested": execute, "mode": mode, "note": note})
     eos = tok.eos_token
     seed = study.cfg.seed
+    gen_batch_size = int(getattr(study.cfg, "gen_batch_size", study.cfg.batch_size))
 
     def work(chunk: list[Unit]) -> pd.DataFrame:
         reqs = [
@@ -221,7 +236,7 @@ def run_generation(
             do_sample=sample,
             seed=seed,
             temperature=temperature,
-            batch_size=study.cfg.batch_size,
+            batch_size=gen_batch_size,
             remote=study.cfg.remote,
         )
         rows = []
@@ -249,7 +264,7 @@ def run_generation(
         lambda u: u.key,
         work,
         desc="generate",
-        batches_per_part=GENERATION_BATCHES_PER_PART,
+        batches_per_part=generation_batches_per_part(study.cfg.batch_size, gen_batch_size),
     )
     return study.run.assemble(table, GEN_ORDER, GEN_KEYS)
 

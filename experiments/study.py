@@ -36,6 +36,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LANGUAGES = ("python", "rust")
+ATTN_CHOICES = ("auto", "eager", "sdpa")
 KINDS = ("test", "baseline", "generation")
 
 
@@ -78,6 +79,10 @@ class CommonConfig:
             continuation (from the marker on, plus every generated row).
         targets: key columns of the default scope: identifiers (every token of def/fn, the
             name and each parameter) or plip (the token at each target char, PLIP-rs).
+        attn: attention implementation: ``auto`` (the fastest route each pass allows: SDPA
+            with the additive-mask route for knockout, Scale and reads, eager for SetValue;
+            recorded in the manifest), ``eager`` (every pass eager, softmax route) or
+            ``sdpa`` (SDPA only; SetValue refused).
     """
 
     model: str = "embedded"
@@ -99,6 +104,7 @@ class CommonConfig:
     device_map: str | None = None
     rows: str = DEFAULT_ROWS
     targets: str = DEFAULT_TARGETS
+    attn: str = "auto"
 
     def __post_init__(self) -> None:
         if self.remote not in REMOTES:
@@ -120,6 +126,8 @@ class CommonConfig:
             raise ConfigError(f"--rows {self.rows!r}: use one of {', '.join(ROWS)}")
         if self.targets not in TARGETS:
             raise ConfigError(f"--targets {self.targets!r}: use one of {', '.join(TARGETS)}")
+        if self.attn not in ATTN_CHOICES:
+            raise ConfigError(f"--attn {self.attn!r}: use one of {', '.join(ATTN_CHOICES)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready resolved config (``progress`` is presentation, not identity)."""
@@ -344,7 +352,9 @@ def open_study(
     raw_samples = _load_samples(cfg, kinds)  # corpus errors before the (slower) model load
     if handle is None:
         dtype = None if cfg.dtype == "auto" else cfg.dtype
-        handle = load_model(cfg.model, device=cfg.device, dtype=dtype, device_map=cfg.device_map)
+        handle = load_model(
+            cfg.model, device=cfg.device, dtype=dtype, device_map=cfg.device_map, attn=cfg.attn
+        )
     if cfg.layer is not None and cfg.layer >= handle.n_layers:
         raise ConfigError(
             f"--layer {cfg.layer} is out of range: the model has {handle.n_layers} layers "
@@ -371,6 +381,7 @@ def open_study(
         "model_class": type(handle.hf).__name__,
         "n_layers": handle.n_layers,
         "attn_implementation": handle.attn_implementation,
+        "attention": handle.attention_policy(),
         "bos_policy": "tokenizer adds BOS (positions shifted by 1)"
         if len(probe) > len(bare)
         else "no BOS added",

@@ -38,6 +38,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -141,7 +142,10 @@ def attribute_heads(
     keys = [it.key for it in items]
     if len(set(keys)) != len(keys):
         raise EditSpecError("duplicate item keys; every item needs a unique key")
-    handle.require_eager("head attribution (it reads attention probabilities and their gradients)")
+    handle.require_route(
+        kernels.ROUTE_SOFTMAX,
+        "head attribution (it reads attention probabilities and their gradients)",
+    )
     for it in items:
         _validate(handle, it)
     remote_arg = configure_remote(remote)
@@ -151,37 +155,45 @@ def attribute_heads(
     sites = plain_sites(handle)
     pad = pad_id(handle)
     results: list[HeadAttribution] = []
-    for start in range(0, len(items), batch_size):
-        batch = list(items[start : start + batch_size])
-        # Gradients need a tracked forward, even when the caller runs under inference mode
-        # (and then the inputs must be made outside it too).
-        with torch.inference_mode(False), torch.enable_grad():
-            inputs, offsets = pad_batch([it.input_ids for it in batch], pad, handle.device)
-            width = inputs["input_ids"].shape[1]
-            predict_at = [
-                width - 1 if it.predict_at is None else it.predict_at + off
-                for it, off in zip(batch, offsets, strict=True)
-            ]
-            reads: dict[int, list] = {}
-            for r, (it, off) in enumerate(zip(batch, offsets, strict=True)):
-                assert it.probe is not None
-                shifted = [r, [s + off for s in it.probe.sources],
-                           [t + off for t in it.probe.targets]]  # fmt: skip
-                for layer in it.probe.layers:
-                    reads.setdefault(layer, []).append(shifted)
-            if remote_arg:
-                import nnsight
-
-                with model.session(remote=remote_arg):
-                    out = nnsight.save(
-                        kernels.attribution_pass(model, inputs, sites, reads, predict_at)
-                    )
-            else:
-                out = kernels.attribution_pass(model, inputs, sites, reads, predict_at)
-        results.extend(_collect(batch, reads, out))
-        if progress is not None:
-            progress(len(batch))
+    with handle.use_route(kernels.ROUTE_SOFTMAX):  # eager, also on an attn="auto" handle
+        for start in range(0, len(items), batch_size):
+            batch = list(items[start : start + batch_size])
+            results.extend(_attribute_batch(model, handle, sites, pad, batch, remote_arg))
+            if progress is not None:
+                progress(len(batch))
     return results
+
+
+def _attribute_batch(
+    model: Any, handle: ModelHandle, sites: list, pad: int, batch: list[Item], remote_arg: Any
+) -> list[HeadAttribution]:
+    """One batch of :func:`attribute_heads`: one forward and one backward."""
+    # Gradients need a tracked forward, even when the caller runs under inference mode
+    # (and then the inputs must be made outside it too).
+    with torch.inference_mode(False), torch.enable_grad():
+        inputs, offsets = pad_batch([it.input_ids for it in batch], pad, handle.device)
+        width = inputs["input_ids"].shape[1]
+        predict_at = [
+            width - 1 if it.predict_at is None else it.predict_at + off
+            for it, off in zip(batch, offsets, strict=True)
+        ]
+        reads: dict[int, list] = {}
+        for r, (it, off) in enumerate(zip(batch, offsets, strict=True)):
+            assert it.probe is not None
+            shifted = [r, [s + off for s in it.probe.sources],
+                       [t + off for t in it.probe.targets]]  # fmt: skip
+            for layer in it.probe.layers:
+                reads.setdefault(layer, []).append(shifted)
+        if remote_arg:
+            import nnsight
+
+            with model.session(remote=remote_arg):
+                out = nnsight.save(
+                    kernels.attribution_pass(model, inputs, sites, reads, predict_at)
+                )
+        else:
+            out = kernels.attribution_pass(model, inputs, sites, reads, predict_at)
+    return _collect(batch, reads, out)
 
 
 def _log_sigmoid(x: float) -> float:

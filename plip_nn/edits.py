@@ -67,7 +67,7 @@ def _int_tuple(
         raise EditSpecError(f"{name} is None; pass a sequence of non-negative ints")
     if isinstance(values, (str, bytes)):
         raise EditSpecError(f"{name}={values!r} is a string; pass a sequence of ints")
-    out = []
+    out: list[int] = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise EditSpecError(f"{name} contains {v!r}; positions must be ints")

@@ -29,10 +29,12 @@ from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, Condition, EditSpecError
 from plip_nn.models import ModelHandle
 from plip_nn.plan import (
+    ROUTES,
     EditStats,
     build_plan,
     check_stats,
     configure_remote,
+    item_route,
     missing_reading,
     opcode,
     pad_batch,
@@ -129,8 +131,10 @@ def marker_token_sequences(tokenizer: Any, marker: str, contexts: Sequence[str] 
     return tuple(dict.fromkeys(seqs))
 
 
-def _check_request(handle: ModelHandle, req: GenerationRequest, policy: str) -> None:
-    validate_edits(handle, req.sample_id, req.condition.edits, len(req.input_ids), "softmax")
+def _check_request(handle: ModelHandle, req: GenerationRequest, policy: str, route: str) -> None:
+    validate_edits(handle, req.sample_id, req.condition.edits, len(req.input_ids), route)
+    if req.condition.edits:
+        handle.require_route(route, f"generation with {route}-route attention edits")
     for _edit in req.condition.edits[:1]:
         if policy == "continuation" and handle.sliding_windows and any(handle.sliding_windows):
             log.warning(
@@ -149,14 +153,22 @@ def _rows(
         for e in req.condition.edits:
             code, param = opcode(e.op)
             heads = None if e.heads is None else list(e.heads)
-            edits.append([list(e.layers), heads, [t + off for t in e.targets], code, param])
+            edit: list[Any] = [None] * 5
+            edit[kernels.E_LAYERS] = list(e.layers)
+            edit[kernels.E_HEADS] = heads
+            edit[kernels.E_TARGETS] = [t + off for t in e.targets]
+            edit[kernels.E_OP] = code
+            edit[kernels.E_PARAM] = param
+            edits.append(edit)
             sources.extend(s + off for s in e.sources)
         rows.append(
             {
-                "edits": edits,
-                "sources": sorted(set(sources)),
-                "policy": req.source_policy or policy,
-                "markers": [list(s) for s in req.marker_token_seqs] if req.condition.edits else [],
+                kernels.ROW_EDITS: edits,
+                kernels.ROW_SOURCES: sorted(set(sources)),
+                kernels.ROW_POLICY: req.source_policy or policy,
+                kernels.ROW_MARKERS: [list(s) for s in req.marker_token_seqs]
+                if req.condition.edits
+                else [],
             }
         )
     return rows
@@ -198,19 +210,27 @@ def generate(
     source_policy: str = "markers",
     batch_size: int = 1,
     remote: str = "none",
+    route: str = "auto",
 ) -> list[GenerationResult]:
     """Generate a continuation of every request with its edits applied at every step.
 
+    Many (prompt, condition) requests share one KV-cached loop: ``batch_size`` rows per
+    ``generate`` call, left-padded, each row with its own edits (one vectorised edit site per
+    layer and step serves all of them). Requests are batched in order of prompt length (less
+    padding) and per route; results come back in the order of ``requests``.
+
     Args:
-        handle: the loaded model (eager attention).
+        handle: the loaded model.
         requests: prompts and conditions.
         max_new_tokens: tokens generated per prompt (always exactly this many; trim afterwards).
         do_sample: sample instead of greedy decoding (seeded with ``seed``).
         seed: torch seed for sampling.
         temperature: sampling temperature.
         source_policy: ``"markers"`` or ``"continuation"`` (see the module docstring).
-        batch_size: prompts per ``generate`` call (left-padded), i.e. rows per forward pass.
+        batch_size: rows per KV-cached loop (one ``generate`` call), i.e. rows per forward pass.
         remote: ``"none"``, ``"local"`` or ``"ndif"``.
+        route: ``"auto"`` (the handle's choice per request, :func:`plip_nn.plan.item_route`),
+            ``"softmax"`` or ``"mask"``.
     """
     if source_policy not in SOURCE_POLICIES:
         raise EditSpecError(
@@ -220,9 +240,9 @@ def generate(
         raise EditSpecError(f"max_new_tokens={max_new_tokens}; use an int >= 1")
     if batch_size < 1:
         raise EditSpecError(f"batch_size={batch_size}; use an int >= 1")
-    handle.require_eager("generation with attention edits")
-    for req in requests:
-        _check_request(handle, req, req.source_policy or source_policy)
+    routes = [item_route(handle, req.condition.edits, route) for req in requests]
+    for req, r in zip(requests, routes, strict=True):
+        _check_request(handle, req, source_policy, r)
     remote_arg = configure_remote(remote)
     if remote_arg:
         register_for_remote()
@@ -234,52 +254,83 @@ def generate(
     gen_kwargs["pad_token_id"] = pad
     sites = plain_sites(handle)
     embed_path = _embed_path(handle)
-    results: list[GenerationResult] = []
-    for start in range(0, len(requests), batch_size):
-        batch = list(requests[start : start + batch_size])
-        inputs, offsets = pad_batch([r.input_ids for r in batch], pad, handle.device)
-        del inputs["position_ids"]  # generate derives positions from the mask at every step
-        rows = _rows(batch, offsets, source_policy)
-        with torch.inference_mode():
-            if remote_arg:
-                import nnsight
+    results: dict[int, GenerationResult] = {}
+    for r in ROUTES:
+        # Shortest prompts first (stable): rows of one batch have similar lengths.
+        order = sorted(
+            (i for i, x in enumerate(routes) if x == r), key=lambda i: len(requests[i].input_ids)
+        )
+        with handle.use_route(r):
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = [requests[i] for i in idx]
+                got = _generate_batch(
+                    handle, batch, max_new_tokens, source_policy, r, remote_arg, gen_kwargs,
+                    sites, embed_path,
+                )  # fmt: skip
+                results.update(zip(idx, got, strict=True))
+    return [results[i] for i in range(len(requests))]
 
-                with handle.nn.session(remote=remote_arg):
-                    seqs, stats = kernels.generation_pass(
-                        handle.nn, inputs, sites, embed_path, rows, max_new_tokens, gen_kwargs
-                    )
-                    saved = nnsight.save([seqs, stats])
-                seqs, stats = saved
-            else:
-                seqs, stats = kernels.generation_pass(
-                    handle.nn, inputs, sites, embed_path, rows, max_new_tokens, gen_kwargs
-                )
-        width = inputs["input_ids"].shape[1]
-        for r, req in enumerate(batch):
-            new = tuple(int(t) for t in seqs[r, width : width + max_new_tokens])
-            mine = [list(s) for s in stats if int(s[kernels.GEN_ROW]) == r]
-            _verify(req, mine)
-            levels = []
-            for step in range(max_new_tokens):
-                vals = [
-                    st[kernels.GEN_STATS + kernels.ST_LEVEL_AFTER]
-                    for st in mine
-                    if int(st[kernels.GEN_STEP]) == step
-                ]
-                levels.append(sum(vals) / len(vals) if vals else math.nan)
-            results.append(
-                GenerationResult(
-                    key=req.key,
-                    sample_id=req.sample_id,
-                    condition=req.condition.name,
-                    new_token_ids=new,
-                    text=handle.tokenizer.decode(list(new), skip_special_tokens=False),
-                    step_levels=tuple(levels),
-                    n_edited_steps=len({int(s[kernels.GEN_STEP]) for s in mine}),
-                    stats=tuple(tuple(s) for s in mine),
-                )
+
+def _generate_batch(
+    handle: ModelHandle,
+    batch: list[GenerationRequest],
+    max_new_tokens: int,
+    source_policy: str,
+    route: str,
+    remote_arg: Any,
+    gen_kwargs: dict[str, Any],
+    sites: list,
+    embed_path: str,
+) -> list[GenerationResult]:
+    """One KV-cached ``generate`` over ``batch`` (left-padded), checked and split per request."""
+    pad = gen_kwargs["pad_token_id"]
+    inputs, offsets = pad_batch([r.input_ids for r in batch], pad, handle.device)
+    del inputs["position_ids"]  # generate derives positions from the mask at every step
+    rows = _rows(batch, offsets, source_policy)
+    args = (handle.nn, inputs, sites, embed_path, rows, max_new_tokens, gen_kwargs, route)
+    with torch.inference_mode():
+        if remote_arg:
+            import nnsight
+
+            with handle.nn.session(remote=remote_arg):
+                seqs, stats = kernels.generation_pass(*args)
+                saved = nnsight.save([seqs, stats])
+            seqs, stats = saved
+        else:
+            seqs, stats = kernels.generation_pass(*args)
+    table = torch.cat([t.detach().cpu() for t in stats]).tolist() if len(stats) else []
+    by_row: dict[int, list[list[float]]] = {r: [] for r in range(len(batch))}
+    for st in table:
+        by_row[int(st[kernels.GEN_ROW])].append(st)
+    width = inputs["input_ids"].shape[1]
+    out = []
+    for r, req in enumerate(batch):
+        new = tuple(int(t) for t in seqs[r, width : width + max_new_tokens])
+        mine = by_row[r]
+        _verify(req, mine)
+        per_step: dict[int, list[float]] = {}
+        for st in mine:
+            per_step.setdefault(int(st[kernels.GEN_STEP]), []).append(
+                st[kernels.GEN_STATS + kernels.ST_LEVEL_AFTER]
             )
-    return results
+        levels = [
+            sum(per_step[i]) / len(per_step[i]) if i in per_step else math.nan
+            for i in range(max_new_tokens)
+        ]
+        out.append(
+            GenerationResult(
+                key=req.key,
+                sample_id=req.sample_id,
+                condition=req.condition.name,
+                new_token_ids=new,
+                text=handle.tokenizer.decode(list(new), skip_special_tokens=False),
+                step_levels=tuple(levels),
+                n_edited_steps=len(per_step),
+                stats=tuple(map(tuple, mine)),
+            )
+        )
+    return out
 
 
 def _embed_path(handle: ModelHandle) -> str:
@@ -296,15 +347,19 @@ def generate_recompute(
     *,
     max_new_tokens: int = 64,
     source_policy: str = "markers",
+    route: str = "auto",
 ) -> tuple[int, ...]:
     """Greedy reference: full recomputation at every step, no KV cache.
 
     At each step the whole sequence is run through one trace that applies the *accumulated*
     edge set: every row edited so far (the prompt marker, plus generated rows chosen by the
     policy) keeps its edit. This is the original system's method and the reference that the
-    KV-cached :func:`generate` must match token for token.
+    KV-cached :func:`generate` must match token for token (on the same route: ``route`` is
+    resolved as :func:`generate` resolves it; EOS is banned, as ``generate`` always makes
+    ``max_new_tokens`` tokens).
     """
-    source_policy = request.source_policy or source_policy
+    route = item_route(handle, request.condition.edits, route)
+    banned = _eos_ids(handle)
     seq = list(request.input_ids)
     prompt_len = len(seq)
     marker_seqs = [list(s) for s in request.marker_token_seqs]
@@ -339,9 +394,22 @@ def generate_recompute(
         plan = plain_plan(build_plan([(edits, ())], [0]))
         ids = torch.tensor([seq], dtype=torch.long, device=handle.device)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        with torch.inference_mode():
-            _out, lp_last = kernels.traced_pass(handle.nn, inputs, sites, plan, None, False, False)
-        tok = int(lp_last[0].argmax())
+        with torch.inference_mode(), handle.use_route(route):
+            _out, lp_last = kernels.traced_pass(
+                handle.nn, inputs, sites, plan, None, False, False, route
+            )
+        scores = lp_last[0].clone()
+        scores[banned] = -math.inf  # generate() runs min_new_tokens = max_new_tokens
+        tok = int(scores.argmax())
         seq.append(tok)
         new.append(tok)
     return tuple(new)
+
+
+def _eos_ids(handle: ModelHandle) -> list[int]:
+    """The EOS ids that :func:`generate` bans until ``max_new_tokens`` (``min_new_tokens``)."""
+    config = getattr(handle.hf, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]

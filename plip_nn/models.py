@@ -22,11 +22,12 @@ tensor. Anything that does not resolve raises :class:`UnsupportedArchitectureErr
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import logging
 import sys
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "ATTN_POLICIES",
     "VERIFIED_ARCHITECTURES",
     "AttentionSite",
     "ModelHandle",
@@ -88,8 +90,8 @@ def _instrument_labels(func: Callable) -> dict[str, ast.Call]:
     tree = ast.parse(textwrap.dedent("".join(lines)))
     calls: dict[str, ast.Call] = {}
 
-    class Recording(Instrument):  # type: ignore[misc]
-        def wrap(self, name, fn, args, keywords, node):  # type: ignore[no-untyped-def]
+    class Recording(Instrument):
+        def wrap(self, name, fn, args, keywords, node):
             wrapped = super().wrap(name, fn, args, keywords, node)
             if isinstance(node, ast.Call):
                 calls[self.names[-1]] = node
@@ -253,7 +255,7 @@ VERIFIED_ARCHITECTURES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 def resolve_sites(model: torch.nn.Module) -> list[AttentionSite]:
     """Find every layer's attention module, its attention-function call and the softmax inside."""
-    config = model.config
+    config: Any = model.config
     n_layers = int(config.num_hidden_layers)
     stack_name, layers = _decoder_layers(model, n_layers)
     sites: list[AttentionSite] = []
@@ -304,6 +306,20 @@ def _sliding_windows(config: Any, n_layers: int) -> list[int | None]:
     return [int(window)] * n_layers
 
 
+ATTN_POLICIES = ("eager", "sdpa", "auto", "as_loaded")
+"""How a handle runs attention (``attn=`` of :func:`wrap_model` / :func:`load_model`).
+
+``eager``: always eager; every edit on the softmax route. ``sdpa``: always SDPA; Knockout and
+Scale on the additive-mask route, SetValue refused. ``auto``: the fastest route each piece of
+work allows -- SDPA and the mask route for Knockout, Scale, reads and unedited rows, eager and
+the softmax route for SetValue -- switching the model's attention implementation per forward
+pass or generation batch (models that cannot run SDPA stay eager). ``as_loaded``: keep the
+model's own implementation (softmax route if it is eager, mask route otherwise).
+"""
+
+_ROUTE_SOFTMAX, _ROUTE_MASK = "softmax", "mask"  # kernels.ROUTE_* (kernels imports torch only)
+
+
 class ModelHandle:
     """An nnsight-wrapped HF causal LM with its resolved attention sites.
 
@@ -315,6 +331,9 @@ class ModelHandle:
         revision: model revision if known.
         sites: one :class:`AttentionSite` per layer.
         sliding_windows: per-layer sliding window or None.
+        attn: the attention policy (:data:`ATTN_POLICIES`).
+        implementations: the attention implementations the handle runs; the first is its
+            default (``auto``: ``("sdpa", "eager")``).
     """
 
     def __init__(
@@ -325,19 +344,88 @@ class ModelHandle:
         *,
         name: str,
         revision: str | None = None,
+        attn: str = "as_loaded",
     ) -> None:
         self.nn = nn_model
-        self.hf = hf_model
+        self.hf: Any = hf_model  # an HF PreTrainedModel (typed loosely: its config is dynamic)
         self.tokenizer = nn_model.tokenizer
         self.name = name
         self.revision = revision
-        config = self.hf.config
+        config: Any = self.hf.config
         self.config = config
         self.n_layers = int(config.num_hidden_layers)
         self.n_heads = int(config.num_attention_heads)
-        self.attn_implementation = getattr(config, "_attn_implementation", None)
         self.sites = sites
         self.sliding_windows = _sliding_windows(config, self.n_layers)
+        if attn not in ATTN_POLICIES:
+            raise ValueError(f"attn={attn!r}; use one of {', '.join(ATTN_POLICIES)}")
+        self.attn = attn
+        current = str(self.attn_implementation)
+        self.implementations: tuple[str, ...] = (
+            ("sdpa", "eager") if attn == "auto" and current == "sdpa" else (current,)
+        )
+
+    def attention_policy(self) -> dict[str, Any]:
+        """The attention choice, for manifests: the policy, the implementations and which
+        route (and implementation) each kind of pass runs on."""
+        mask = self.route_for(False)
+        probs = self.route_for(True)
+
+        def where(route: str) -> str:
+            impl = "eager" if route == _ROUTE_SOFTMAX else self.implementations[0]
+            return f"{route} route on {impl}"
+
+        return {
+            "policy": self.attn,
+            "implementations": list(self.implementations),
+            "knockout_scale_reads": where(mask),
+            "set_value": where(probs) if probs == _ROUTE_SOFTMAX else "refused (needs eager)",
+        }
+
+    @property
+    def attn_implementation(self) -> str | None:
+        """The attention implementation the model runs now."""
+        return getattr(self.hf.config, "_attn_implementation", None)
+
+    # -- routes ----------------------------------------------------------------------------
+    def route_for(self, needs_probs: bool) -> str:
+        """The edit route for work that edits probabilities (SetValue) or not.
+
+        ``"softmax"`` (eager) when the work edits probabilities and the handle can run eager,
+        or the handle runs eager by default; ``"mask"`` (the additive-mask route) otherwise
+        (SetValue is then refused with the fix, :func:`plip_nn.plan.validate_edits`).
+        """
+        if self.implementations[0] == "eager" or (needs_probs and "eager" in self.implementations):
+            return _ROUTE_SOFTMAX
+        return _ROUTE_MASK
+
+    def require_route(self, route: str, why: str) -> None:
+        """Raise unless the handle can run ``route`` (the softmax route needs eager)."""
+        if route == _ROUTE_SOFTMAX and "eager" not in self.implementations:
+            raise UnsupportedArchitectureError(
+                f"{why} needs eager attention, but the model runs "
+                f"{self.attn_implementation!r}; load it with attn='eager' or attn='auto' "
+                "(load_model's default is eager) or use the additive-mask route "
+                "(Knockout/Scale only)"
+            )
+
+    @contextlib.contextmanager
+    def use_route(self, route: str) -> Iterator[None]:
+        """Run the block with the attention implementation ``route`` needs.
+
+        The softmax route needs eager; the mask route runs on the handle's default
+        implementation. Switches the HF model (a config flag; ~0.4 ms) and switches back.
+        """
+        want = "eager" if route == _ROUTE_SOFTMAX else self.implementations[0]
+        before = self.attn_implementation
+        if want == before or want not in self.implementations:
+            yield  # nothing to switch (callers validate routes with require_route)
+            return
+        self.hf.set_attn_implementation(want)
+        try:
+            yield
+        finally:
+            self.hf.set_attn_implementation(before)
 
     # -- in-trace access -------------------------------------------------------------------
     def attention_call(self, layer: int) -> Any:
@@ -355,35 +443,40 @@ class ModelHandle:
         return next(self.hf.parameters()).device
 
     def require_eager(self, why: str) -> None:
-        """Raise unless the model runs eager attention (needed to read/edit probabilities)."""
+        """Raise unless the model runs eager attention *now* (inside a trace that is already
+        open, e.g. :func:`plip_nn.intervene`, the implementation cannot be switched)."""
         if self.attn_implementation != "eager":
             raise UnsupportedArchitectureError(
                 f"{why} needs eager attention, but the model runs "
-                f"{self.attn_implementation!r}; load it with attn_implementation='eager' "
+                f"{self.attn_implementation!r}; load it with attn='eager' "
                 "(load_model does this by default) or use the additive-mask route "
                 "(Knockout/Scale only)"
             )
 
     def self_check(self) -> None:
-        """Run tiny traces that verify the intervention points of this model's route.
+        """Run tiny traces that verify the intervention points of every route the handle uses.
 
         Every route: an identity edit (Scale(1)) at the first and last layer goes through
         :func:`plip_nn.kernels.edit_site` and must verify -- on the softmax route against the
         probabilities the consumer op multiplies with V, on the mask route against the
-        attention call's output recomputed from its q, k, v and mask. Eager models also check
-        that the softmax op's input is ``[batch, heads, q, k]`` with ``heads ==
+        attention call's output recomputed from its q, k, v and mask. Under eager the check
+        also verifies that the softmax op's input is ``[batch, heads, q, k]`` with ``heads ==
         num_attention_heads``, future keys are masked, and the output rows sum to 1 and put
-        zero weight on future keys.
+        zero weight on future keys. An ``auto`` handle checks both implementations.
         """
-        self._check_edit_site()
-        if self.attn_implementation == "eager":
-            self._check_softmax()
+        routes = {self.route_for(False)}
+        if "eager" in self.implementations:
+            routes.add(self.route_for(True))
+        for route in sorted(routes):
+            with self.use_route(route):
+                self._check_edit_site(route)
+                if self.attn_implementation == "eager":
+                    self._check_softmax()
 
-    def _check_edit_site(self) -> None:
+    def _check_edit_site(self, route: str) -> None:
         from plip_nn import kernels
 
         n = 5
-        route = kernels.ROUTE_SOFTMAX if self.attn_implementation == "eager" else kernels.ROUTE_MASK
         ids = torch.arange(1, n + 1, device=self.device)[None] % int(self.config.vocab_size)
         group = [0, None, [n - 1], [0, 2], kernels.SCALE, 1.0]
         layers = sorted({0, self.n_layers - 1})
@@ -450,18 +543,32 @@ class ModelHandle:
                 )
 
 
-def _ensure_eager(hf_model: torch.nn.Module) -> None:
+def _switch(hf_model: torch.nn.Module, want: str, *, required: bool) -> bool:
+    """Switch ``hf_model`` to the attention implementation ``want``; False if it cannot
+    (raises instead when ``required``)."""
     current = getattr(hf_model.config, "_attn_implementation", None)
-    if current == "eager":
-        return
-    log.warning("switching %s from %r to eager attention", type(hf_model).__name__, current)
+    if current == want:
+        return True
     setter = getattr(hf_model, "set_attn_implementation", None)
-    if setter is None:
+    why = "it has no set_attn_implementation"
+    if setter is not None:
+        try:
+            setter(want)
+        except (ValueError, ImportError) as err:
+            why = str(err).split(". ")[0]
+        else:
+            if getattr(hf_model.config, "_attn_implementation", None) == want:
+                log.warning(
+                    "switched %s from %r to %s attention", type(hf_model).__name__, current, want
+                )
+                return True
+            why = "the switch did not take effect"
+    if required:
         raise UnsupportedArchitectureError(
-            f"{type(hf_model).__name__} runs {current!r} attention and cannot be switched; "
-            "load it with attn_implementation='eager'"
+            f"{type(hf_model).__name__} runs {current!r} attention and cannot run {want!r} "
+            f"({why}); load it with attn='eager' or attn='auto'"
         )
-    setter("eager")
+    return False
 
 
 def wrap_model(
@@ -470,7 +577,7 @@ def wrap_model(
     *,
     name: str = "in-memory",
     revision: str | None = None,
-    eager: bool = True,
+    attn: str = "eager",
     check: bool = True,
 ) -> ModelHandle:
     """Wrap an in-memory HF causal LM for editing.
@@ -480,18 +587,30 @@ def wrap_model(
         tokenizer: its tokenizer (a fast tokenizer with offsets).
         name: recorded in manifests.
         revision: recorded in manifests.
-        eager: switch to eager attention (required to read or SetValue probabilities).
+        attn: the attention policy (:data:`ATTN_POLICIES`): ``eager`` (required to read or
+            SetValue probabilities everywhere), ``sdpa``, ``auto`` (SDPA where the edit
+            allows, eager for SetValue) or ``as_loaded``.
         check: run :meth:`ModelHandle.self_check`.
     """
     from nnsight import TransformersModel
 
-    if eager:
-        _ensure_eager(hf_model)
+    if attn not in ATTN_POLICIES:
+        raise ValueError(f"attn={attn!r}; use one of {', '.join(ATTN_POLICIES)}")
+    if attn == "eager":
+        _switch(hf_model, "eager", required=True)
+    elif attn == "sdpa":
+        _switch(hf_model, "sdpa", required=True)
+    elif attn == "auto" and not _switch(hf_model, "sdpa", required=False):
+        log.warning(
+            "%s cannot run SDPA attention; --attn auto runs it eager (softmax route)",
+            type(hf_model).__name__,
+        )
+        _switch(hf_model, "eager", required=True)
     hf_model.eval()
     # Resolve before nnsight installs its controllers over the modules' forwards.
     sites = resolve_sites(hf_model)
     nn_model = TransformersModel(hf_model, tokenizer=tokenizer, dispatch=True)
-    handle = ModelHandle(nn_model, hf_model, sites, name=name, revision=revision)
+    handle = ModelHandle(nn_model, hf_model, sites, name=name, revision=revision, attn=attn)
     if check:
         handle.self_check()
     return handle
@@ -510,7 +629,7 @@ def load_model(
     device: str = "auto",
     dtype: str | torch.dtype | None = None,
     revision: str | None = None,
-    eager: bool = True,
+    attn: str = "eager",
     check: bool = True,
     device_map: str | dict[str, Any] | None = None,
 ) -> ModelHandle:
@@ -521,11 +640,15 @@ def load_model(
     GPUs), else ``device`` (``"auto"``: cuda when present). On the CPU a half-precision
     checkpoint loads as float32 unless ``dtype`` says otherwise.
 
+    ``attn`` is the attention policy (:data:`ATTN_POLICIES`; default eager).
+
     Raises:
         ModelLoadError: the name/path does not exist or is not a causal LM.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    if attn not in ATTN_POLICIES:
+        raise ModelLoadError(f"attn={attn!r}; use one of {', '.join(ATTN_POLICIES)}")
     if name_or_path is None or str(name_or_path) in ("embedded", "plip-nn/embedded-tiny-qwen2"):
         from plip_nn.embedded import EMBEDDED_MODEL_DIR, EMBEDDED_MODEL_NAME
 
@@ -548,7 +671,7 @@ def load_model(
                 torch_dtype = torch.float32
         hf_model = AutoModelForCausalLM.from_pretrained(
             path,
-            attn_implementation="eager" if eager else None,
+            attn_implementation="eager" if attn == "eager" else None,
             dtype=torch_dtype if torch_dtype is not None else "auto",
             device_map=placement,
             **kwargs,
@@ -560,7 +683,7 @@ def load_model(
             "HuggingFace model name that is available offline (or omit --model to use the "
             "embedded model)"
         ) from err
-    return wrap_model(hf_model, tokenizer, name=name, revision=revision, eager=eager, check=check)
+    return wrap_model(hf_model, tokenizer, name=name, revision=revision, attn=attn, check=check)
 
 
 def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:

@@ -38,6 +38,7 @@ __all__ = [
     "build_plan",
     "check_stats",
     "configure_remote",
+    "item_route",
     "missing_reading",
     "opcode",
     "pad_batch",
@@ -167,11 +168,27 @@ def pad_id(handle: ModelHandle) -> int:
 
 
 def resolve_route(handle: ModelHandle, route: str) -> str:
-    """``"auto"`` -> softmax for eager models, mask otherwise; other values are checked."""
+    """The route inside a trace that is already open (:func:`plip_nn.intervene`): ``"auto"`` ->
+    softmax when the model runs eager now, mask otherwise; other values are checked."""
     if route == "auto":
         return (
             kernels.ROUTE_SOFTMAX if handle.attn_implementation == "eager" else kernels.ROUTE_MASK
         )
+    if route not in ROUTES:
+        raise EditSpecError(f"route={route!r}; use 'auto', 'softmax' or 'mask'")
+    return route
+
+
+def item_route(handle: ModelHandle, edits: Sequence[AttentionEdit], route: str) -> str:
+    """The route of one forward pass or generation row with ``edits``.
+
+    ``"auto"``: the handle's choice (:meth:`ModelHandle.route_for`): the softmax route (eager)
+    when an edit is a SetValue or the handle runs eager, else the mask route. ``run`` and
+    ``generate`` switch the model's implementation per pass / batch
+    (:meth:`ModelHandle.use_route`). Other values are checked and returned.
+    """
+    if route == "auto":
+        return handle.route_for(needs_probs=any(isinstance(e.op, SetValue) for e in edits))
     if route not in ROUTES:
         raise EditSpecError(f"route={route!r}; use 'auto', 'softmax' or 'mask'")
     return route

@@ -26,6 +26,7 @@ from plip_nn.edits import AttentionEdit, Condition, EditSpecError, Probe
 from plip_nn.models import ModelHandle
 from plip_nn.plan import (
     REMOTES,
+    ROUTES,
     Edges,
     EditStats,
     LayerPlan,
@@ -33,13 +34,13 @@ from plip_nn.plan import (
     build_plan,
     check_stats,
     configure_remote,
+    item_route,
     missing_reading,
     pad_batch,
     pad_id,
     plain_plan,
     plain_sites,
     register_for_remote,
-    resolve_route,
     validate_edits,
 )
 
@@ -168,7 +169,7 @@ def _validate(handle: ModelHandle, item: Item, route: str) -> None:
     n = len(item.input_ids)
     validate_edits(handle, item.sample_id, item.condition.edits, n, route)
     if route == kernels.ROUTE_SOFTMAX and (item.condition.edits or item.probe is not None):
-        handle.require_eager("the softmax route (editing or reading probabilities)")
+        handle.require_route(route, "the softmax route (editing or reading probabilities)")
     if item.probe is not None:
         for layer in item.probe.layers:
             if layer >= handle.n_layers:
@@ -188,7 +189,7 @@ def run(
     items: Sequence[Item],
     *,
     batch_size: int = 8,
-    remote: Remote = "none",
+    remote: str = "none",
     keep_logprobs: bool = False,
     progress: Callable[[int], None] | None = None,
     route: str = "auto",
@@ -216,8 +217,9 @@ def run(
         progress: called with the number of items finished after each chunk.
         route: ``"softmax"`` edits the probabilities at the attention softmax (eager only);
             ``"mask"`` edits the additive attention mask passed to the attention function
-            (Knockout and Scale only; works under SDPA); ``"auto"`` picks softmax for eager
-            models and mask otherwise.
+            (Knockout and Scale only; works under SDPA); ``"auto"`` lets the handle choose per
+            item (:func:`plip_nn.plan.item_route`; an ``attn="auto"`` handle runs SetValue
+            items on eager and the rest on SDPA, in separate passes).
         session: run each chunk's baseline and edited passes in one nnsight session (default:
             only when ``remote`` is not ``"none"``).
 
@@ -234,9 +236,9 @@ def run(
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})
         raise EditSpecError(f"duplicate item keys {dup[:5]}; every item needs a unique key")
-    route = resolve_route(handle, route)
+    routes = {it.key: item_route(handle, it.condition.edits, route) for it in items}
     for it in items:
-        _validate(handle, it, route)
+        _validate(handle, it, routes[it.key])
     remote_arg = configure_remote(remote)
     if remote_arg:
         register_for_remote()
@@ -251,16 +253,16 @@ def run(
     results: dict[str, ItemResult] = {}
     for start in range(0, len(prompts), chunk_prompts):
         chunk = {p: by_prompt[p] for p in prompts[start : start + chunk_prompts]}
-        for res in _run_chunk(
-            handle,
-            chunk,
-            batch_size,
-            remote_arg,
-            keep_logprobs,
-            route,
-            use_session,
-        ):
-            results[res.key] = res
+        for r in ROUTES:  # one group of passes (one session when remote) per route
+            part = {p: [it for it in its if routes[it.key] == r] for p, its in chunk.items()}
+            part = {p: its for p, its in part.items() if its}
+            if not part:
+                continue
+            with handle.use_route(r):
+                for res in _run_chunk(
+                    handle, part, batch_size, remote_arg, keep_logprobs, r, use_session
+                ):
+                    results[res.key] = res
         if progress is not None:
             progress(sum(len(its) for its in chunk.values()))
     return [results[k] for k in keys]
@@ -385,7 +387,7 @@ def _run_chunk(
             ]  # fmt: skip
 
     for ps, (_, plan, _, ref_row, _), out in zip(passes, built, outs, strict=True):
-        reads = _collect_reads(plan, out)
+        row_reads = _collect_reads(plan, out)
         stats = _collect_stats(plan, out)
         # Baseline-condition items (no edits) come from their prompt's reference row.
         for p in ps.owned:
@@ -406,8 +408,8 @@ def _run_chunk(
                     nll_condition=float(out["nll"][b]),
                     n_tokens=int(out["ntok"][b]),
                     readings=(),
-                    probe_baseline=_probe_of(reads, b, it),
-                    probe_condition=_probe_of(reads, b, it),
+                    probe_baseline=_probe_of(row_reads, b, it),
+                    probe_condition=_probe_of(row_reads, b, it),
                     logprobs=out["lp"][b].detach().cpu().clone() if keep else None,
                     edit_baseline={},
                 )
@@ -438,10 +440,10 @@ def _run_chunk(
                 nll_condition=float(out["nll"][r]),
                 n_tokens=int(out["ntok"][r]),
                 readings=tuple(readings),
-                probe_baseline=_probe_of(reads, b, it),
-                probe_condition=_probe_of(reads, r, it),
+                probe_baseline=_probe_of(row_reads, b, it),
+                probe_condition=_probe_of(row_reads, r, it),
                 logprobs=out["lp"][r].clone() if keep else None,
-                edit_baseline=_edit_baseline(reads, b, it),
+                edit_baseline=_edit_baseline(row_reads, b, it),
                 dlogp_top1=float(out["dlogp"][r]),
             )
 

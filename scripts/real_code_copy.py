@@ -172,7 +172,7 @@ def rust_functions(
             name = data[name_node.start_byte : name_node.end_byte].decode()
             if name in exclude or name.startswith("_") or name == "main":
                 continue
-            types = []
+            types: list = []
             for p in params.named_children:
                 t = p.child_by_field_name("type") if p.type == "parameter" else None
                 if t is None:

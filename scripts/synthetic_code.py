@@ -390,7 +390,9 @@ class CodeGenerator:
         return src, name, statements
 
     def _test_name(self, name: str, used: set[str]) -> str:
-        styles = ("test_{n}", "test_{n}", "{n}_works", "{n}_basic", "test_{n}_simple", "check_{n}")
+        styles: tuple[str, ...] = (
+            "test_{n}", "test_{n}", "{n}_works", "{n}_basic", "test_{n}_simple", "check_{n}",
+        )  # fmt: skip
         if self.random_names and self.words:
             # Curriculum v2 (stage 5): a quarter generic names, so the copy also happens in
             # the body; stage 4 used half, and its generic-named tests drifted into bodies

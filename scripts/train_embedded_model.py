@@ -155,7 +155,7 @@ def copy_mix(copy_fraction: float, wrap_fraction: float = 0.0) -> tuple[tuple[st
             "real code keeps val PPL honest"
         )
     real = round((1.0 - copy_fraction - wrap_fraction) / 2, 9)
-    mix = (("python", real), ("rust", real))
+    mix: tuple[tuple[str, float], ...] = (("python", real), ("rust", real))
     if copy_fraction > 0:
         half = round(copy_fraction / 2, 9)
         mix += (("python_copy", half), ("rust_copy", half))
@@ -345,8 +345,9 @@ def calls_rate(
 def calls_function(language: str, prompt: str, completion: str, name: str) -> bool:
     from analysis.preservation import score
 
+    lang: Any = language  # "python" | "rust"
     return score(
-        language, prompt, completion, function_name=name, arity=0, function_source=prompt,
+        lang, prompt, completion, function_name=name, arity=0, function_source=prompt,
         execute="off",
     ).calls_function  # fmt: skip
 
@@ -379,7 +380,7 @@ def train_tokenizer(texts: Iterator[str], vocab_size: int) -> Any:
     )
     tok.train_from_iterator(texts, trainer=trainer)
     spec = json.loads(tok.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in spec["merges"]]
+    merges: Any = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in spec["merges"]]
     hf_tok = Qwen2Tokenizer(
         vocab=spec["vocab"],
         merges=merges,
@@ -581,6 +582,7 @@ def evaluate_corpus_prompts(model: Any, tokenizer: Any) -> dict[str, Any]:
         for s in samples:
             for ending, text in prompt_variants(s.code, language).items():
                 completion = greedy(model, tokenizer, text, 24 if language == "python" else 96)
+                assert s.function is not None  # generation samples carry their function
                 hits[ending] += calls_function(language, text, completion, s.function.name)
         out[f"{language}_n"] = len(samples)
         out[f"{language}_calls_fraction"] = hits["marker"] / len(samples)
@@ -593,7 +595,8 @@ def build_model(cfg: TrainConfig, tokenizer: Any) -> Any:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     eos = tokenizer.eos_token_id
-    config = Qwen2Config(
+    config_cls: Any = Qwen2Config  # its stub omits rope_theta, which it accepts
+    config = config_cls(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
@@ -837,7 +840,7 @@ def main(cfg: TrainConfig) -> Path:
         log.info("%s: %d docs, %d tokens", key, len(split[key]), len(stream))
 
     if cfg.init_from is not None:
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             cfg.init_from, dtype=torch.float32, attn_implementation="sdpa"
         )
     else:
@@ -1003,7 +1006,7 @@ def model_card(m: dict[str, Any]) -> str:
         for s in m["data"]["rust"]
     ]
     tokens = m["data"]["tokens"]
-    stages = []  # earlier training stages (--init-from chain), oldest first
+    stages: list[Any] = []  # earlier training stages (--init-from chain), oldest first
     link = m.get("base")
     while link:
         stages.insert(0, link)

@@ -43,7 +43,7 @@ def test_quick_run_writes_finite_positive_ratios(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "results_quick.json").read_text())
-    for section in ("P1", "P2", "P3", "P4", "P5", "P6"):
+    for section in ("P1", "P1b", "P3", "P4", "P5", "P6", "P7", "P8"):
         assert data[section], section
         for model, part in data[section].items():
             assert part["ratios"], (section, model)
@@ -52,7 +52,8 @@ def test_quick_run_writes_finite_positive_ratios(tmp_path: Path) -> None:
     assert data["P3"]["larger"]["tokens_identical"] is True
     assert data["meta"]["allocator_env"]["MALLOC_MMAP_THRESHOLD_"]
     text = results.read_text()
-    for heading in ("## Machine", "## P1", "## P2", "## P3 / P4", "## P5", "## P6", "## Targets"):
+    for heading in ("## Machine", "## P1", "## P1b", "## P3 / P4", "## P5", "## P6", "## P7",
+                    "## P8", "## Targets"):  # fmt: skip
         assert heading in text
     assert not list(tmp_path.glob(".*.tmp-*"))  # the atomic writes left no temporary file
 
@@ -119,3 +120,67 @@ def test_p6_peak_is_the_childs_own_not_the_parents() -> None:
         # ru_maxrss inherits the parent's RSS through fork+exec; VmHWM does not.
         assert r["peak_rss_kib"] < r["ru_maxrss_kib"], (mode, r, parent_kib)
     del ballast
+
+
+def test_every_benchmark_module_imports() -> None:
+    """A moved helper or a renamed engine function breaks here, not months later."""
+    import importlib
+    import pkgutil
+
+    import benchmarks
+
+    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
+    assert {"run", "gpu", "gen_batching", "profile_run", "sandbox"} <= set(names)
+    for name in names:
+        module = importlib.import_module(f"benchmarks.{name}")
+        assert module.__doc__, name
+
+
+def test_gpu_script_tiny_on_cpu(tmp_path: Path) -> None:
+    """``benchmarks/gpu.py --tiny --device cpu``: every section of the GPU run on toy configs
+    of the roadmap's families, so the prepared GPU command cannot rot."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--device", "cpu", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    data = json.loads((tmp_path / "gpu_tiny.json").read_text())
+    assert data["errors"] == []
+    from benchmarks import gpu
+
+    assert set(data["models"]) == set(gpu.ROADMAP)
+    for name, entry in data["models"].items():
+        for case in entry["forward"]["cases"].values():
+            for key, value in case["ratios"].items():
+                assert math.isfinite(value) and value > 0, (name, key, value)
+        for batch in entry["generation"]["batches"].values():
+            assert batch["unedited_equals_hf"] is True, name  # plip without edits = HF generate
+            assert all(v > 0 for v in batch["tokens_per_s"].values())
+    study = data["study"]
+    assert study["wall_s"] > 0 and study["generations"] > 0 and study["records"] > 0
+    assert study["attention"]["policy"] == "auto"
+    assert data["projection"]["four_models_s"] > 0
+    text = (tmp_path / "GPU.md").read_text()
+    for heading in ("## Forward", "## Generation", "## The whole study"):
+        assert heading in text
+    assert "--tiny" in text
+
+
+def test_roadmap_configs_build_the_families_they_name() -> None:
+    """The transcribed public configs give HF configs of the right family and size."""
+    from transformers import AutoConfig
+
+    from benchmarks import gpu
+
+    params = {"Qwen2.5-Coder-7B": 7.6e9, "StarCoder2-7B": 7.2e9, "CodeGemma-7B": 8.5e9}
+    for name, fields in gpu.ROADMAP.items():
+        fields = dict(fields)
+        config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+        h, n = config.hidden_size, config.num_hidden_layers
+        head = getattr(config, "head_dim", None) or h // config.num_attention_heads
+        attn = h * head * (config.num_attention_heads * 2 + config.num_key_value_heads * 2)
+        mlp = (3 if config.model_type != "starcoder2" else 2) * h * config.intermediate_size
+        tied = getattr(config, "tie_word_embeddings", True)
+        total = n * (attn + mlp) + config.vocab_size * h * (1 if tied else 2)
+        assert abs(total - params[name]) / params[name] < 0.05, (name, total)

@@ -91,7 +91,7 @@ def test_unsupported_architecture():
     with pytest.raises(
         UnsupportedArchitectureError, match="no submodule calls an attention function"
     ):
-        wrap_model(NoAttention(), tiny_tokenizer(), eager=False)
+        wrap_model(NoAttention(), tiny_tokenizer(), attn="as_loaded")
 
 
 def test_non_eager_attention_refused_for_probabilities():
@@ -99,7 +99,7 @@ def test_non_eager_attention_refused_for_probabilities():
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_config(_configs()["qwen2"], attn_implementation="sdpa").eval()
-    handle = wrap_model(model, tiny_tokenizer(), eager=False, check=False)
+    handle = wrap_model(model, tiny_tokenizer(), attn="as_loaded", check=False)
     with pytest.raises(EditSpecError, match="needs the softmax route with eager attention"):
         _run(
             AttentionEdit(layers=(0,), sources=(8,), targets=(1,), op=SetValue(value=0.1)),

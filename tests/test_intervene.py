@@ -213,14 +213,15 @@ def test_out_of_order_access_raises_our_error():
 def test_wrong_write_is_caught_when_read(monkeypatch):
     handle = tiny_handle("qwen2")
     edit = AttentionEdit(layers=(0,), sources=(LAST,), targets=TARGETS, op=Scale(factor=3.0))
-    real = kernels.scale_probs
+    real = kernels.apply_prob_edits
 
-    def off_by_one_percent(probs, group, inplace=False):
-        g = list(group)
-        g[kernels.G_PARAM] = g[kernels.G_PARAM] * 1.01
-        return real(probs, g, inplace)
+    def off_by_one_percent(probs, scores, groups):
+        bent = [list(g) for g in groups]
+        for g in bent:
+            g[kernels.G_PARAM] = g[kernels.G_PARAM] * 1.01
+        return real(probs, scores, bent)
 
-    monkeypatch.setattr(kernels, "scale_probs", off_by_one_percent)
+    monkeypatch.setattr(kernels, "apply_prob_edits", off_by_one_percent)
     with torch.inference_mode(), handle.nn.trace(torch.tensor([IDS])):
         edited = plip_nn.intervene(handle, [edit])
     with pytest.raises(EditVerificationError, match="deviates from the request"):
@@ -268,7 +269,7 @@ def test_mask_route_on_sdpa_with_own_patch_equals_hand_reference():
     eager = tiny_model("qwen2")
     model = AutoModelForCausalLM.from_config(_configs()["qwen2"], attn_implementation="sdpa")
     model.eval().load_state_dict(eager.state_dict())
-    handle = wrap_model(model, tiny_tokenizer(), name="qwen2-sdpa", eager=False, check=False)
+    handle = wrap_model(model, tiny_tokenizer(), name="qwen2-sdpa", attn="as_loaded", check=False)
     nn = handle.nn
     with torch.inference_mode(), nn.trace(torch.tensor([IDS])):
         edited = plip_nn.intervene(handle, [_knock(0)])

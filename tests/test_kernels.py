@@ -24,11 +24,17 @@ def _causal_scores(b=2, h=3, n=7, seed=0):
 def _verify(scores, consumed, groups):
     """Stats of ``groups`` for a model that consumed ``consumed`` (float32 reference rtol)."""
     rows, srcs = kernels.edited_rows(groups)
-    members = kernels.group_members(groups, rows, srcs, scores.shape[1], scores.shape[3], "cpu")
     thresh = kernels.masked_threshold(scores.dtype)
     rtol = kernels.relative_tolerance(consumed.dtype, torch.float32)
     st = kernels.verify_groups(
-        scores[rows, :, srcs, :], consumed[rows, :, srcs, :], groups, members, thresh, rtol, 1e-38
+        scores[rows, :, srcs, :],
+        consumed[rows, :, srcs, :],
+        groups,
+        rows,
+        srcs,
+        thresh,
+        rtol,
+        1e-38,
     )
     return st[0] if len(groups) == 1 else st
 
@@ -178,3 +184,106 @@ def test_token_nll_ignores_padding():
     ref = -(lp[0, 2, 4] + lp[0, 3, 5])
     assert n.item() == 2
     assert nll.item() == pytest.approx(ref.item(), abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many groups at once (the vectorised path) against a per-group, per-head, per-row loop
+
+
+def _loop_reference(scores, groups):
+    """Knockouts on the scores, softmax, then each Scale / SetValue group in order, one
+    (head, source) row at a time, exactly as docs/CONTRACT.md states the edits."""
+    thresh = kernels.masked_threshold(scores.dtype)
+    sc = scores.clone()
+    for g in groups:
+        if g[kernels.G_OP] != kernels.KNOCKOUT:
+            continue
+        for h in g[kernels.G_HEADS] or range(scores.shape[1]):
+            for s in g[kernels.G_SOURCES]:
+                for t in g[kernels.G_TARGETS]:
+                    sc[g[kernels.G_ROW], h, s, t] = -math.inf
+    p = torch.softmax(sc, -1)
+    for g in groups:
+        op, param = g[kernels.G_OP], g[kernels.G_PARAM]
+        if op == kernels.KNOCKOUT:
+            continue
+        targets = g[kernels.G_TARGETS]
+        for h in g[kernels.G_HEADS] or range(scores.shape[1]):
+            for s in g[kernels.G_SOURCES]:
+                row = p[g[kernels.G_ROW], h, s].clone()
+                if op == kernels.SCALE:
+                    row[targets] = row[targets] * param
+                    row = row / row.sum()
+                else:
+                    allowed = sc[g[kernels.G_ROW], h, s] > thresh
+                    others = [t for t in range(len(row)) if allowed[t] and t not in targets]
+                    mass = row[others].sum()
+                    new = torch.zeros_like(row)
+                    new[others] = row[others] / mass * (1 - param * len(targets))
+                    new[targets] = param
+                    row = new
+                p[g[kernels.G_ROW], h, s] = row
+    return sc, p
+
+
+def _random_groups(gen: torch.Generator, b: int, h: int, n: int, count: int) -> list:
+    groups = []
+    for _ in range(count):
+        row = int(torch.randint(b, (1,), generator=gen))
+        sources = sorted({int(x) for x in torch.randint(4, n, (2,), generator=gen)})
+        targets = sorted({int(x) for x in torch.randint(0, 3, (2,), generator=gen)})
+        heads = None
+        if torch.rand(1, generator=gen) < 0.4:
+            heads = sorted({int(x) for x in torch.randint(h, (2,), generator=gen)})
+        op = int(torch.randint(3, (1,), generator=gen))
+        param = {kernels.KNOCKOUT: 0.0, kernels.SCALE: float(torch.rand(1, generator=gen)) * 5 + 0.2,
+                 kernels.SET_VALUE: 0.1}[op]  # fmt: skip
+        groups.append([row, heads, sources, targets, op, param])
+    return groups
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_edits_equal_a_per_group_loop(seed):
+    gen = torch.Generator().manual_seed(seed)
+    scores = _causal_scores(b=3, h=4, n=9, seed=seed)
+    groups = _random_groups(gen, 3, 4, 9, count=10)
+    ref_scores, ref_probs = _loop_reference(scores, groups)
+    got_scores = kernels.apply_knockouts(scores.clone(), groups)
+    assert torch.equal(got_scores, ref_scores)
+    got = kernels.apply_prob_edits(torch.softmax(got_scores, -1), got_scores, groups)
+    torch.testing.assert_close(got, ref_probs, atol=2e-6, rtol=0)
+    # The verification of all groups at once accepts the edit and measures each group.
+    stats = _verify(scores, got, groups)
+    assert stats.shape == (len(groups), kernels.N_STATS)
+    assert (stats[:, kernels.ST_ERROR_RATIO] <= 1).all()
+    assert (stats[:, kernels.ST_N_BAD] == 0).all()
+    for g, st in zip(groups, stats, strict=True):
+        w = got[g[kernels.G_ROW]][:, g[kernels.G_SOURCES]][:, :, g[kernels.G_TARGETS]].mean(0)
+        assert st[kernels.ST_LEVEL_AFTER].item() == pytest.approx(w.mean().item(), abs=1e-6)
+        assert st[kernels.ST_MASS_AFTER].item() == pytest.approx(w.sum(-1).mean().item(), abs=1e-6)
+
+
+def test_vectorised_verification_names_the_wrong_group():
+    scores = _causal_scores(b=2, h=3, n=8, seed=9)
+    groups = [
+        [0, None, [7], [1, 2], kernels.SCALE, 3.0],
+        [1, [0, 2], [6, 7], [0], kernels.KNOCKOUT, 0.0],
+        [1, None, [5], [2, 3], kernels.SET_VALUE, 0.2],
+    ]
+    edited = kernels.apply_knockouts(scores.clone(), groups)
+    probs = kernels.apply_prob_edits(torch.softmax(edited, -1), edited, groups)
+    assert (_verify(scores, probs, groups)[:, kernels.ST_ERROR_RATIO] <= 1).all()
+    wrong = probs.clone()
+    wrong[1, 1, 5, 2] *= 1.01  # the SetValue row of head 1 is 1% off on one target
+    ratios = _verify(scores, wrong, groups)[:, kernels.ST_ERROR_RATIO]
+    assert ratios[2] > 1 and ratios[0] <= 1 and ratios[1] <= 1
+
+
+def test_read_levels_of_several_reads_at_once():
+    probs = torch.softmax(_causal_scores(b=2, h=3, n=8), -1)
+    reads = [[1, [6], [0, 2, 5]], [0, [4, 7], [1]], [1, [6, 7], [3, 0]]]
+    got = kernels.read_levels(probs, reads)
+    for r, (row, srcs, tgts) in enumerate(reads):
+        w = probs[row][:, srcs][:, :, tgts].mean(0)  # [S, T] head-mean
+        assert got[r, kernels.RD_LEVEL].item() == pytest.approx(w.mean().item(), abs=1e-7)
+        assert got[r, kernels.RD_MASS].item() == pytest.approx(w.sum(-1).mean().item(), abs=1e-7)

@@ -62,7 +62,7 @@ def _sdpa_handle(arch):
     eager = tiny_model(arch)
     model = AutoModelForCausalLM.from_config(_configs()[arch], attn_implementation="sdpa").eval()
     model.load_state_dict(eager.state_dict())
-    return wrap_model(model, tiny_tokenizer(), name=f"{arch}-sdpa", eager=False, check=False)
+    return wrap_model(model, tiny_tokenizer(), name=f"{arch}-sdpa", attn="as_loaded", check=False)
 
 
 def _assert_same(a, b, atol=3e-5):
@@ -107,3 +107,46 @@ def test_mask_route_refuses_set_value():
     )
     with pytest.raises(EditSpecError, match="needs the softmax route"):
         run(tiny_handle("qwen2"), [item], route="mask")
+
+
+def test_auto_handle_runs_each_item_on_its_fastest_allowed_route(monkeypatch):
+    """``attn="auto"``: knockout/Scale items on the mask route under SDPA, SetValue items on
+    eager in their own pass; every number equals an all-eager run."""
+    import copy
+
+    from plip_nn import kernels
+
+    auto = wrap_model(copy.deepcopy(tiny_model("qwen2")), tiny_tokenizer(), attn="auto")
+    assert auto.implementations == ("sdpa", "eager")
+    assert auto.attention_policy()["set_value"] == "softmax route on eager"
+    sv = [
+        Item(
+            key=f"{i}/sv",
+            sample_id=str(i),
+            input_ids=ids,
+            condition=Condition(
+                name="sv",
+                edits=(
+                    AttentionEdit(
+                        layers=(1,), sources=(len(ids) - 1,), targets=(1, 2), op=SetValue(value=0.1)
+                    ),
+                ),
+            ),
+        )
+        for i, ids in enumerate(SEQS)
+    ]
+    items = _items() + sv
+    seen = []
+    real = kernels.traced_pass
+
+    def spy(model, inputs, sites, plan, base_rows, keep, in_session, route=kernels.ROUTE_SOFTMAX):
+        seen.append((route, auto.attn_implementation))
+        return real(model, inputs, sites, plan, base_rows, keep, in_session, route)
+
+    monkeypatch.setattr(kernels, "traced_pass", spy)
+    got = run(auto, items, keep_logprobs=True)
+    assert set(seen) == {(kernels.ROUTE_MASK, "sdpa"), (kernels.ROUTE_SOFTMAX, "eager")}
+    assert auto.attn_implementation == "sdpa"
+    ref = run(tiny_handle("qwen2"), items, keep_logprobs=True, route="softmax")
+    _assert_same(got, ref)
+    assert any(r.kl > 1e-4 for r in got if r.condition == "sv")

@@ -84,17 +84,18 @@ def test_device_map_loads_straight_onto_the_device(saved_dir, monkeypatch):
 
 
 def test_self_check_runs_on_the_mask_route(saved_dir, monkeypatch):
-    """eager=False still self-checks: an identity edit must verify on the mask route."""
+    """attn="as_loaded" still self-checks: an identity edit must verify on the mask route."""
     from plip_nn import kernels
 
-    handle = load_model(saved_dir, eager=False)
+    handle = load_model(saved_dir, attn="as_loaded")
     assert handle.attn_implementation != "eager"
     real = kernels.edit_mask
 
-    def wrong(full, group):
-        g = list(group)
-        g[kernels.G_PARAM] = 2.0  # the identity edit now doubles the weights
-        return real(full, g)
+    def wrong(full, groups):
+        bent = [list(g) for g in groups]
+        for g in bent:
+            g[kernels.G_PARAM] = 2.0  # the identity edit now doubles the weights
+        return real(full, bent)
 
     monkeypatch.setattr(kernels, "edit_mask", wrong)
     with pytest.raises(Exception, match="does not verify"):

@@ -117,39 +117,38 @@ def test_tolerance_is_relative_to_value_and_dtype():
 
 
 def _mutate(monkeypatch, kind: str) -> None:
-    real_ko, real_scale, real_set = (
-        kernels.knockout_scores,
-        kernels.scale_probs,
-        kernels.set_value_probs,
-    )
+    """Make the in-trace edits write something wrong while their verification stays honest."""
+    real_ko, real_prob = kernels.apply_knockouts, kernels.apply_prob_edits
     real_site = kernels.edit_site
 
-    def bend(group: list, n_heads: int) -> list:
-        g = list(group)
-        if kind == "off_by_1pct" and g[kernels.G_OP] != kernels.KNOCKOUT:
-            g[kernels.G_PARAM] = g[kernels.G_PARAM] * 1.01
-        if kind == "wrong_row":
-            g[kernels.G_SOURCES] = [s - 1 for s in g[kernels.G_SOURCES]]
-        if kind == "missed_head":
-            heads = g[kernels.G_HEADS] or list(range(n_heads))
-            g[kernels.G_HEADS] = heads[1:]
-        return g
+    def bend(groups: list, n_heads: int) -> list:
+        out = []
+        for group in groups:
+            g = list(group)
+            if kind == "off_by_1pct" and g[kernels.G_OP] != kernels.KNOCKOUT:
+                g[kernels.G_PARAM] = g[kernels.G_PARAM] * 1.01
+            if kind == "wrong_row":
+                g[kernels.G_SOURCES] = [s - 1 for s in g[kernels.G_SOURCES]]
+            if kind == "missed_head":
+                heads = g[kernels.G_HEADS] or list(range(n_heads))
+                g[kernels.G_HEADS] = heads[1:]
+            out.append(g)
+        return out
 
-    def knockout(scores, group, inplace=False):
+    def knockout(scores, groups):
         if kind == "off_by_1pct":  # the knocked-out weight is 1% of what it was, not 0
-            out = scores if inplace else scores.clone()
-            s = torch.tensor(group[kernels.G_SOURCES])
-            t = torch.tensor(group[kernels.G_TARGETS])
-            rows = out[group[kernels.G_ROW]]  # [H, Q, K] view
-            rows[:, s[:, None], t[None, :]] += math.log(0.01)
-            return out
-        return real_ko(scores, bend(group, scores.shape[1]), inplace)
+            for g in groups:
+                if g[kernels.G_OP] != kernels.KNOCKOUT:
+                    continue
+                s = torch.tensor(g[kernels.G_SOURCES])
+                t = torch.tensor(g[kernels.G_TARGETS])
+                rows = scores[g[kernels.G_ROW]]  # [H, Q, K] view
+                rows[:, s[:, None], t[None, :]] += math.log(0.01)
+            return scores
+        return real_ko(scores, bend(groups, scores.shape[1]))
 
-    def scale(probs, group, inplace=False):
-        return real_scale(probs, bend(group, probs.shape[1]), inplace)
-
-    def set_value(probs, scores, group, inplace=False):
-        return real_set(probs, scores, bend(group, probs.shape[1]), inplace)
+    def prob_edits(probs, scores, groups):
+        return real_prob(probs, scores, bend(groups, probs.shape[1]))
 
     pending: list = []
     first: list = []
@@ -167,9 +166,8 @@ def _mutate(monkeypatch, kind: str) -> None:
     if kind == "wrong_layer":
         monkeypatch.setattr(kernels, "edit_site", wrong_layer)
     else:
-        monkeypatch.setattr(kernels, "knockout_scores", knockout)
-        monkeypatch.setattr(kernels, "scale_probs", scale)
-        monkeypatch.setattr(kernels, "set_value_probs", set_value)
+        monkeypatch.setattr(kernels, "apply_knockouts", knockout)
+        monkeypatch.setattr(kernels, "apply_prob_edits", prob_edits)
 
 
 MUTATIONS = ("off_by_1pct", "wrong_row", "wrong_layer", "missed_head")
@@ -213,16 +211,17 @@ def test_mutation_fires_on_the_mask_route(monkeypatch):
     """Mask route: the attention output is checked against softmax(q kᵀ + mask + edit) @ V."""
     hf = copy.deepcopy(tiny_model("qwen2"))
     hf.set_attn_implementation("sdpa")
-    h = wrap_model(hf, tiny_tokenizer(), name="tiny-sdpa", eager=False)
+    h = wrap_model(hf, tiny_tokenizer(), name="tiny-sdpa", attn="as_loaded")
     items = _items("scale", 2)
     [res, _] = run(h, items, batch_size=2, route="mask")
     assert res.readings[0].error_ratio <= 1
     real_edit = kernels.edit_mask
 
-    def off(mask, group):
-        g = list(group)
-        g[kernels.G_PARAM] *= 1.01
-        return real_edit(mask, g)
+    def off(mask, groups):
+        bent = [list(g) for g in groups]
+        for g in bent:
+            g[kernels.G_PARAM] *= 1.01
+        return real_edit(mask, bent)
 
     monkeypatch.setattr(kernels, "edit_mask", off)
     with pytest.raises(EditVerificationError, match="deviates"):

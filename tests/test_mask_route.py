@@ -139,9 +139,10 @@ def test_auto_handle_runs_each_item_on_its_fastest_allowed_route(monkeypatch):
     seen = []
     real = kernels.traced_pass
 
-    def spy(model, inputs, sites, plan, base_rows, keep, in_session, route=kernels.ROUTE_SOFTMAX):
+    def spy(model, inputs, sites, plan, base_rows, keep, in_session, route=kernels.ROUTE_SOFTMAX,
+            *rest):  # fmt: skip
         seen.append((route, auto.attn_implementation))
-        return real(model, inputs, sites, plan, base_rows, keep, in_session, route)
+        return real(model, inputs, sites, plan, base_rows, keep, in_session, route, *rest)
 
     monkeypatch.setattr(kernels, "traced_pass", spy)
     got = run(auto, items, keep_logprobs=True)

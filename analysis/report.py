@@ -656,8 +656,8 @@ def analyze(
     loaded = [_load(d) for d in dirs]
     owner: dict[str, Path] = {}
     for d, (tabs, _) in zip(dirs, loaded, strict=True):
-        models = {str(m) for t in tabs.values() if "model" in t for m in t["model"].unique()}
-        for m in sorted(models):
+        in_run = {str(m) for t in tabs.values() if "model" in t for m in t["model"].unique()}
+        for m in sorted(in_run):
             if m in owner:
                 raise ValueError(
                     f"model {m!r} is in both {owner[m]} and {d}; analyze one run per model "

@@ -48,7 +48,7 @@ def _random_model_dir(spec: Any, path: Path) -> Path:
     tok = load_model().tokenizer
     if spec.vocab < len(tok):
         raise ValueError(f"vocab {spec.vocab} < the embedded tokenizer's {len(tok)}")
-    model = random_qwen2(spec)
+    model: Any = random_qwen2(spec)
     model.config._attn_implementation = "eager"
     model.save_pretrained(path)
     tok.save_pretrained(path)

@@ -52,8 +52,13 @@ def capture(handle: Any, items: list) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     real = kernels.traced_pass
 
-    def spy(model, inputs, sites, plan, base_rows, keep, in_session, route=kernels.ROUTE_SOFTMAX):
-        out = real(model, inputs, sites, plan, base_rows, keep, in_session, route)
+    def spy(
+        model, inputs, sites, plan, base_rows, keep, in_session, route=kernels.ROUTE_SOFTMAX,
+        predict_at=None, nll_from=None,
+    ):  # fmt: skip
+        out = real(
+            model, inputs, sites, plan, base_rows, keep, in_session, route, predict_at, nll_from
+        )
         calls.append(
             {"inputs": inputs, "sites": sites, "plan": plan, "rows": base_rows, "route": route,
              "out": out}

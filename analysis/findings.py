@@ -48,6 +48,13 @@ def _ko_phrase(k: KnockoutOutcome | None) -> str:
         if d is not None
         else ""
     )
+    if k.measure == "kl" and k.effect in ("predicted", "opposite"):
+        # Single passes only (no generations): the KL at the prediction decided.
+        more = "more" if k.effect == "predicted" else "less"
+        return (
+            f"moved the prediction {more} than the mass-matched control (KL at the prediction; "
+            "no generations, so preservation was not measured)"
+        )
     if k.effect == "predicted":
         return f"lowered preservation beyond the mass-matched control{rates}"
     if k.effect == "opposite":

@@ -20,6 +20,7 @@ from synthetic_runs import (
 )
 
 from analysis.equivalence import paired_difference
+from analysis.findings import findings
 from analysis.pairing import DuplicateRowError
 from analysis.triangle import (
     INCONCLUSIVE,
@@ -203,6 +204,10 @@ def test_kl_path_without_generations_uses_wilcoxon_and_never_claims_no_effect() 
     [k] = out.knockouts
     assert k.measure == "kl" and k.effect == "predicted"
     assert k.draws[0].pvalue == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    # The headline names what decided: the KL, never preservation (nothing was generated).
+    [sentence] = [f for f in findings([out]) if f.startswith("Knocking out")]
+    assert "KL at the prediction" in sentence and "preservation was not measured" in sentence
+    assert "lowered preservation" not in sentence
     same = classify(records_table({"baseline": np.zeros(25), ko(): b, rc(): b + 1e-6}), None)
     assert same.knockouts[0].effect in ("inconclusive", "opposite")
 

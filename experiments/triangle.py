@@ -79,7 +79,7 @@ class Config(GenerationFlags, HeadsFlags):
     layer_scopes: tuple[str, ...] = LAYER_SCOPES
     window: int = 0
     plip_scope: bool = True
-    draws: int = 3
+    draws: int = 2
     factors: tuple[float, ...] = conditions.DOSE_FACTORS
     margin: float = 0.10
     alpha: float = 0.05

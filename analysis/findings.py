@@ -128,6 +128,9 @@ def findings(
                 steer.append(
                     f"in {lang} raising the attention left preservation unchanged within the margin"
                 )
+            elif o.steering.effect == "unreached":
+                steer.append(f"in {lang} raising the attention did not reach the output, so it "
+                             "cannot show whether preservation follows the attention")  # fmt: skip
             elif not dec:
                 steer.append(f"in {lang} no steering condition passed its manipulation check"
                              + (f" ({', '.join(failed)} failed)" if failed else ""))  # fmt: skip

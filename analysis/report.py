@@ -338,10 +338,12 @@ def _steering_table(outcomes: Sequence[TriangleOutcome]) -> pd.DataFrame:
                 "manipulation median Δattn": np.nan if t.manipulation is None else t.manipulation.effect,
                 "manipulation p_adj": t.manipulation_p_adjusted, "d_z": t.d_z,
                 "passes": "yes" if t.manipulation_ok else "no",
+                "reaches": "" if t.reach is None else ("yes" if t.reach.reached else "**no**"),
                 "Δ preserved pp": "" if t.diff is None else _pp(t.diff.effect),
                 "90% CI": "" if t.diff is None else _ci_pp(t.diff.ci90),
                 "p_adj": np.nan if t.p_adjusted is None else t.p_adjusted,
-                "verdict": "" if t.effect is None else EFFECT_WORDS[t.effect],
+                "verdict": EFFECT_WORDS[t.effect] if t.effect is not None
+                else (t.words if t.role == "not deciding" else ""),
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -504,8 +506,9 @@ def _report(
     lines.append(
         "A steering condition decides only when its achieved attention moved the intended way "
         "(Wilcoxon signed-rank, achieved vs baseline level at the edited rows, Bonferroni over "
-        "the steering conditions). Python SetValue sets Python to its own level: the roadmap's "
-        "control, never deciding.\n\n"
+        "the steering conditions), and only when it reaches the output (the knockouts' reach "
+        "gate on its own KL, top-1 and generations). Python SetValue sets Python to its own "
+        "level: the roadmap's control, never deciding.\n\n"
     )
     lines.append(_md_table(_steering_table(outcomes)) if outcomes else "_(none)_\n")
 

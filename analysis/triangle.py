@@ -17,7 +17,8 @@ Per model and language (α = ``alpha``, equivalence margin ``margin``):
   ``scale_calibrated`` and ``set_value_calibrated`` against ``baseline`` (paired change in
   ``preserved``; predicted = a rise). A condition decides only if its **manipulation check**
   passes: its achieved attention moved the intended way (Wilcoxon signed-rank of achieved vs
-  baseline level, Bonferroni over the steering conditions, p_adj < α). The Python SetValue
+  baseline level, Bonferroni over the steering conditions, p_adj < α), and only if it reaches
+  the output (the knockouts' reach gate, applied to its own KL, top-1 and generations). The Python SetValue
   condition sets Python to its own level: it is the roadmap's control and never decides. The
   effect is predicted if any deciding condition rises significantly, opposite if one drops and
   none rises, none if every deciding condition is equivalent to no change, else inconclusive.
@@ -29,8 +30,10 @@ Per model and language (α = ``alpha``, equivalence margin ``margin``):
 Each (scope, language) cell interprets (knockout effect in that scope, steering effect):
 predicted × predicted → "causal and malleable", predicted × none → "causal one-way",
 none × predicted → "confounded", none × none → "epiphenomenal"; an opposite effect names its
-side; "does not reach the output" when the knockout never reached it; otherwise
-"inconclusive".
+side; "does not reach the output" when the knockout never reached it; a steering condition
+whose edit does not reach the output (the same gate) does not decide, and when no steering
+condition decides for that reason the steering side reads "does not reach the output", so the
+cell never reads "epiphenomenal" on an edit that moved nothing; otherwise "inconclusive".
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ UNREACHED = "the edit does not reach the output"
 OPPOSITE_KNOCKOUT = "opposite direction (knockout)"
 OPPOSITE_STEERING = "opposite direction (steering)"
 OPPOSITE_BOTH = "opposite direction (knockout and steering)"
+STEERING_UNREACHED = "inconclusive (steering does not reach the output)"
+STEERING_UNREACHED_CAUSAL = "causal (knockout); steering does not reach the output"
 DECIDING_STEERING = ("scale_2", "scale_calibrated", "set_value_calibrated")
 """The steering arms that may decide (others are the dose-response of H2)."""
 SETVALUE_CONTROL_LANGUAGE = "python"
@@ -114,7 +119,9 @@ def interpret(knockout: str, steering: str) -> str:
         return OPPOSITE_KNOCKOUT
     if steering == "opposite":
         return OPPOSITE_STEERING
-    if "inconclusive" in (knockout, steering) or "unreached" in (knockout, steering):
+    if steering == "unreached":
+        return STEERING_UNREACHED_CAUSAL if knockout == "predicted" else STEERING_UNREACHED
+    if "inconclusive" in (knockout, steering):
         return INCONCLUSIVE
     return INTERPRETATIONS[(knockout == "predicted", steering == "predicted")]
 
@@ -127,7 +134,6 @@ def interpretation_table() -> pd.DataFrame:
              "outcome": interpret(k, s)}
             for k in EFFECTS
             for s in EFFECTS
-            if s != "unreached"
         ]
     )  # fmt: skip
 
@@ -200,7 +206,8 @@ class SteeringTest:
         d_z: paired standardized effect of the manipulation.
         diff: paired change in ``preserved`` vs baseline (None without generations).
         p_adjusted: Bonferroni over the triangle family (deciding tests only).
-        effect / words: verdict of a deciding test.
+        effect / words: verdict of a deciding test (words: why a test does not decide).
+        reach: whether the condition reached the output (the knockouts' gate).
     """
 
     arm: str
@@ -215,6 +222,7 @@ class SteeringTest:
     p_adjusted: float | None
     effect: Effect | None
     words: str
+    reach: Reach | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,7 +366,7 @@ def _knockout_raw(
 
 
 def _steering_raw(
-    recs: pd.DataFrame | None, gens: pd.DataFrame | None, language: str
+    recs: pd.DataFrame | None, gens: pd.DataFrame | None, language: str, floor: float
 ) -> list[dict]:
     """Per steering arm of the default scope: manipulation and preservation vs baseline."""
     present = set() if recs is None else set(recs["arm"])
@@ -391,8 +399,16 @@ def _steering_raw(
             if len(p):
                 diff = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
         control = arm == "set_value_calibrated" and language == SETVALUE_CONTROL_LANGUAGE
+        kls = rows_r["kl"] if rows_r is not None and "kl" in rows_r else pd.Series(dtype=float)
+        top1 = rows_r["top1_same"] if rows_r is not None and "top1_same" in rows_r else None
+        ident = (
+            token_identical(gens, cond)
+            if gens is not None and cond in set(gens["condition"])
+            else None
+        )
         out.append(dict(arm=arm, condition=cond, manipulation=wil, d_z=d_z, direction=direction,
-                        intended=intended, diff=diff, control=control))  # fmt: skip
+                        intended=intended, diff=diff, control=control,
+                        reach=reach(kls, ident, floor, top1)))  # fmt: skip
     return out
 
 
@@ -447,7 +463,7 @@ def classify(
         if t is not None:
             labels |= set(t.loc[t["arm"] == "knockout", "scope"])
     raw = [k for s in scope_order(sorted(labels)) if (k := _knockout_raw(s, recs, gens, floor))]
-    steer_raw = _steering_raw(recs, gens, language)
+    steer_raw = _steering_raw(recs, gens, language, floor)
 
     # Manipulation family: every steering arm tested here.
     manip_p = [s["manipulation"].pvalue for s in steer_raw if s["manipulation"] is not None]
@@ -462,7 +478,7 @@ def classify(
             s["role"] = "control"
         elif s["intended"] < 0:
             s["role"] = "dose"
-        elif not s["manip_ok"] or s["diff"] is None:
+        elif not s["manip_ok"] or s["diff"] is None or not s["reach"].reached:
             s["role"] = "not deciding"
         else:
             s["role"] = "deciding"
@@ -531,17 +547,28 @@ def classify(
         elif s["role"] == "control":
             words = "sets Python to its own level: the roadmap's control, never deciding"
         elif s["role"] == "not deciding":
-            words = ("the manipulation check failed: the attention did not move the intended "
-                     "way significantly" if not s["manip_ok"] else "no generations")  # fmt: skip
+            if not s["manip_ok"]:
+                words = ("the manipulation check failed: the attention did not move the "
+                         "intended way significantly")  # fmt: skip
+            elif s["diff"] is None:
+                words = "no generations"
+            else:
+                words = f"the edit does not reach the output ({s['reach'].words})"
         tests.append(SteeringTest(
             arm=s["arm"], condition=s["condition"], role=s["role"], intended=s["intended"],
             manipulation=s["manipulation"], manipulation_p_adjusted=s["manip_adj"],
             manipulation_ok=s["manip_ok"], d_z=math.nan if s["d_z"] is None else s["d_z"],
-            diff=s["diff"], p_adjusted=p_adj, effect=eff_s, words=words,
+            diff=s["diff"], p_adjusted=p_adj, effect=eff_s, words=words, reach=s["reach"],
         ))  # fmt: skip
     dec = [t for t in tests if t.role == "deciding"]
     st_effect: Effect
-    if not dec:
+    unreached = [t for t, s in zip(tests, steer_raw, strict=True)
+                 if s["role"] == "not deciding" and s["manip_ok"] and s["diff"] is not None
+                 and not s["reach"].reached]  # fmt: skip
+    if not dec and unreached:
+        st_effect = "unreached"
+        st_words = "; ".join(f"{t.arm}: {t.words}" for t in unreached)
+    elif not dec:
         st_effect = "inconclusive"
         st_words = "no steering condition passed its manipulation check with generations to judge"
     else:

@@ -27,6 +27,8 @@ from analysis.triangle import (
     OPPOSITE_BOTH,
     OPPOSITE_KNOCKOUT,
     OPPOSITE_STEERING,
+    STEERING_UNREACHED,
+    STEERING_UNREACHED_CAUSAL,
     UNREACHED,
     classify,
     classify_all,
@@ -142,6 +144,34 @@ def test_an_edit_at_the_floor_that_moves_no_generation_does_not_reach_the_output
     assert out2.knockouts[0].effect != "unreached"
 
 
+def test_steering_that_does_not_reach_the_output_never_decides() -> None:
+    # Knockout equivalent to its control, SetValue whose attention moves (manipulation passes)
+    # but whose KL stays at the floor and whose generations are token-identical to baseline:
+    # the old rule read this "epiphenomenal"; the steering side must read "does not reach".
+    n = 30
+    base = [T] * 20 + [F] * 10
+    g = generations_table({"baseline": base, ko(): base, rc(): base, SV: base},
+                          same_tokens=[SV])  # fmt: skip
+    kl = {"baseline": np.zeros(n), ko(): np.full(n, 0.2), rc(): np.full(n, 0.2),
+          SV: np.full(n, 1e-12)}  # fmt: skip
+    r = records_table(kl, seed=1)
+    r.loc[r["condition"] == SV, "attn_achieved"] = 3 * r.loc[r["condition"] == SV, "attn_baseline"]
+    out = classify(r, g, noise_table(1e-10))
+    [t] = out.steering.tests
+    assert t.manipulation_ok and t.role == "not deciding" and t.reach is not None
+    assert not t.reach.reached and "does not reach the output" in t.words
+    assert out.knockouts[0].effect == "none" and out.steering.effect == "unreached"
+    assert out.cells[DEFAULT] == STEERING_UNREACHED and out.family_size == 1
+    assert interpret("predicted", "unreached") == STEERING_UNREACHED_CAUSAL
+    [sentence] = [f for f in findings([out]) if f.startswith("Steering")]
+    assert "did not reach the output" in sentence
+    # The same SetValue with a KL above the floor reaches the output, and decides.
+    r.loc[r["condition"] == SV, "kl"] = 0.1
+    g2 = generations_table({"baseline": base, ko(): base, rc(): base, SV: base})
+    out2 = classify(r, g2, noise_table(1e-10))
+    assert out2.steering.tests[0].role == "deciding" and out2.cells[DEFAULT] == "epiphenomenal"
+
+
 def test_control_draws_must_agree() -> None:
     n = 40
     drop = [F] * 20 + [T] * 20
@@ -176,7 +206,7 @@ def test_opposite_direction_is_reported_never_as_no_effect() -> None:
 
 def test_interpretation_table_covers_every_cell() -> None:
     table = interpretation_table()
-    assert len(table) == 20 and UNREACHED in set(table["outcome"])
+    assert len(table) == 25 and UNREACHED in set(table["outcome"])
     assert interpret("predicted", "predicted") == "causal and malleable"
     assert interpret("none", "none") == "epiphenomenal"
     assert interpret("unreached", "predicted") == UNREACHED

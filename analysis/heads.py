@@ -31,7 +31,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from analysis.equivalence import Effect, PairedDifference, classify_change, pair
 from analysis.families import bonferroni
 from analysis.hypothesis import TestResult, bootstrap_mean_diff, wilcoxon_signed_rank
 from analysis.pairing import paired
-from analysis.reach import kl_floor
+from analysis.reach import Reach, kl_floor, reach, token_identical
 from analysis.scopes import with_scope
 from plip_nn.atomic import atomic_write_parquet
 
@@ -222,6 +222,9 @@ class HeldOut:
             ``within`` (share of prompt × draw within the tolerance), ``median_ratio``
             (control / top-K mass), ``n``.
         n_prompts: prompts tested.
+        knockout_reach / steer_reach: whether the top-K knockout / steering reached the output
+            (the study's gate, :func:`analysis.reach.reach`); an edit that did not reach it
+            reads ``unreached``, never "no effect".
     """
 
     model: str
@@ -242,6 +245,8 @@ class HeldOut:
     rates: dict[str, float]
     n_prompts: int
     control: dict[str, float]
+    knockout_reach: Reach | None = None
+    steer_reach: Reach | None = None
 
 
 def _merged(heads_tab: pd.DataFrame | None, main: pd.DataFrame | None, model: str,
@@ -337,6 +342,20 @@ def _control_match(ctrl: pd.DataFrame | None, model: str, language: str) -> dict
             "tolerance": float(c["tolerance"].iloc[0])}  # fmt: skip
 
 
+def _reach_of(
+    recs: pd.DataFrame | None, gens: pd.DataFrame | None, cond: str, floor: float
+) -> Reach | None:
+    """The study's reach gate for one condition (None when neither table has it)."""
+    rows = recs[recs["condition"] == cond] if recs is not None else None
+    has_gen = gens is not None and cond in set(gens["condition"])
+    ident = token_identical(gens, cond) if gens is not None and has_gen else None
+    if (rows is None or not len(rows)) and ident is None:
+        return None
+    kls = rows["kl"] if rows is not None else pd.Series(dtype=float)
+    top1 = rows["top1_same"] if rows is not None and "top1_same" in rows else None
+    return reach(kls, ident, floor, top1)
+
+
 def held_out(tables: dict[str, pd.DataFrame], *, alpha: float, margin: float) -> list[HeldOut]:
     """The held-out top-K test of every model and language in ``heads_records`` /
     ``heads_generations`` (module docstring); references missing there come from
@@ -427,6 +446,14 @@ def held_out(tables: dict[str, pd.DataFrame], *, alpha: float, margin: float) ->
             steer_all = _compare(gens, steer, scale_all, p_adjusted=None, alpha=alpha,
                                  margin=margin, sign=1,
                                  what="preservation, top-K steering vs every head")  # fmt: skip
+        floor = kl_floor(tables.get("noise_floor"), str(model))
+
+        ko_reach, st_reach = (_reach_of(recs, gens, c, floor) for c in (topk, steer))
+        if ko_reach is not None and not ko_reach.reached and knockout_effect is not None:
+            knockout_effect = "unreached"
+        if st_reach is not None and not st_reach.reached and steer_cmp is not None:
+            steer_cmp = replace(steer_cmp, effect="unreached",
+                                words=st_reach.words)  # fmt: skip
         manipulation, manipulation_ok = None, None
         if recs is not None and steer in set(recs["condition"]):
             r = recs[recs["condition"] == steer].dropna(subset=["attn_achieved", "attn_baseline"])
@@ -446,6 +473,7 @@ def held_out(tables: dict[str, pd.DataFrame], *, alpha: float, margin: float) ->
             steer_vs_all=steer_all, manipulation=manipulation, manipulation_ok=manipulation_ok,
             rates=rates, n_prompts=n_prompts,
             control=_control_match(tables.get("heads_control"), str(model), str(language)),
+            knockout_reach=ko_reach, steer_reach=st_reach,
         ))  # fmt: skip
     return out
 
@@ -609,10 +637,13 @@ def _findings(
             out.append(f"{h.model} / {h.language}, held out: {share}.")
         if h.vs_random:
             c = h.vs_random[0]
+            verdict = f"**{h.knockout_effect}** ({c.words})"
+            if h.knockout_effect == "unreached" and h.knockout_reach is not None:
+                verdict = f"**does not reach the output** ({h.knockout_reach.words}; {c.words})"
             out.append(
                 f"{h.model} / {h.language}, held out (heads chosen on the other half): the "
                 f"top-{h.k} heads' knockout vs {h.k} random heads of the layer matched on mass: "
-                f"**{h.knockout_effect}** ({c.words})."
+                f"{verdict}."
             )
         if h.vs_layer is not None:
             whole = WHOLE_WORDS[h.vs_layer.effect]
@@ -631,7 +662,12 @@ def _findings(
         elif h.steer is not None:
             out.append(
                 f"{h.model} / {h.language}: Scale ×{h.factor:g} of the top-{h.k} heads only: "
-                f"**{h.steer.effect}** ({h.steer.words})."
+                + (
+                    "**does not reach the output**"
+                    if h.steer.effect == "unreached"
+                    else f"**{h.steer.effect}**"
+                )
+                + f" ({h.steer.words})."
             )
     return out
 

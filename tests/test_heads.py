@@ -443,3 +443,26 @@ def test_steering_decides_only_when_its_manipulation_check_passes(lift, ok):
     assert h.manipulation_ok is ok
     assert h.manipulation is not None and np.sign(h.manipulation.effect) == np.sign(lift)
     assert h.steer is not None  # reported either way; the words say whether it decides
+
+
+def test_an_edit_that_does_not_reach_the_output_never_reads_no_effect():
+    # Every generation token-identical to baseline and no top-1 change at the prediction: the
+    # top-K knockout and the steering do not reach the output (the study's gate), whatever
+    # the preservation comparison says.
+    tables = _held_tables(60, 0)
+    gens = tables["heads_generations"]
+    recs = gens[["model", "language", "sample_id", "condition", "factor"]].copy()
+    recs["kind"] = "generation"
+    recs["attn_baseline"] = recs["attn_achieved"] = 0.1
+    recs["kl"], recs["top1_same"], recs["dlogp_top1"] = 1e-7, True, 0.0
+    noise = pd.DataFrame({"model": "m", "sample_id": ["a", "b"], "kl": [0.0, 1e-12]})
+    [h] = held_out({**tables, "heads_records": recs, "noise_floor": noise}, alpha=0.05,
+                   margin=0.10)  # fmt: skip
+    assert h.knockout_reach is not None and not h.knockout_reach.reached
+    assert h.knockout_effect == "unreached" and h.vs_random[0].effect == "none"
+    assert h.steer is not None and h.steer.effect == "unreached"
+    # With the top-1 token moving on some prompts the same edit reaches the output.
+    recs["top1_same"] = recs["sample_id"] != "pyg_f0"
+    [h2] = held_out({**tables, "heads_records": recs, "noise_floor": noise}, alpha=0.05,
+                    margin=0.10)  # fmt: skip
+    assert h2.knockout_effect == "none" and h2.knockout_reach.reached

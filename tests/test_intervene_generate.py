@@ -365,3 +365,35 @@ def test_one_policy_definition_covers_the_scope_rows():
     assert rows("continuation", [], 1, 2, [7], []) == []  # no edit, no row
     with pytest.raises(EditSpecError, match="source_policy"):
         generate_recompute(tiny_handle("qwen2"), _request(0, _edit(Knockout())), source_policy="x")
+
+
+def test_readme_generation_snippet_runs_as_written(capsys, tmp_path):
+    """The README's generation snippet (a knockout kept on while the model samples, with a
+    per-step logit lens) runs as written, and samples what ``plip_nn.generate`` samples from
+    the same seed with the same edit."""
+    import re
+    import runpy
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Use the edits in your own trace", 1)[1].split("\n## ", 1)[0]
+    _single_pass, code = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    script = tmp_path / "readme_generation.py"  # nnsight reads a trace's source from its file
+    script.write_text(code)
+    scope = runpy.run_path(str(script))
+    n, ids, knock, handle = scope["n"], scope["ids"], scope["knock"], scope["handle"]
+    new = tuple(int(t) for t in scope["tokens"][0, ids.shape[1] :])
+    assert len(new) == len(scope["lens"]) == n
+    value = scope["edited"].value
+    assert {k[2] for k in value} == set(range(n))  # every step edited ("continuation")
+    assert all(r.level_after == 0.0 for r in value.values())
+    assert "-> 0.0" in capsys.readouterr().out
+    req = GenerationRequest(
+        key="readme", sample_id="readme", input_ids=tuple(int(t) for t in ids[0]),
+        condition=Condition(name="knockout", edits=(knock,)),
+    )  # fmt: skip
+    [ref] = generate(
+        handle, [req], max_new_tokens=n, do_sample=True, seed=0, temperature=0.8,
+        source_policy="continuation",
+    )  # fmt: skip
+    assert new == ref.new_token_ids

@@ -183,14 +183,14 @@ class Intervention:
             )
         got: dict[tuple[int, int, int, int], list[float]] = {}
         for t in self.stats.get("steps", []):
-            for st in _plain_rows(t):
+            for vals in _plain_rows(t):
                 key = (
-                    int(st[kernels.GEN_EDIT]),
-                    int(st[kernels.GEN_LAYER]),
-                    int(st[kernels.GEN_STEP]),
-                    int(st[kernels.GEN_ROW]),
+                    int(vals[kernels.GEN_EDIT]),
+                    int(vals[kernels.GEN_LAYER]),
+                    int(vals[kernels.GEN_STEP]),
+                    int(vals[kernels.GEN_ROW]),
                 )
-                got[key] = st
+                got[key] = vals
         out: dict[tuple[int, int, int, int], EditReading] = {}
         for step, active in sorted(self.schedule.items()):
             for row, edited_rows in enumerate(active):

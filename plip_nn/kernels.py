@@ -983,6 +983,9 @@ def walk_steps(
     watch: list = []
     prev = -2
     for step in steps:
+        # The first request of every step: once served, nnsight lets the step's later requests
+        # follow the model, so a ``.source`` operation first reached mid-generation (its visits
+        # counted from there) still binds to this step's visit.
         ids = model.get(embed_path).input  # [B, q] the tokens fed at this step
         batch, q_len = ids.shape[0], ids.shape[1]
         if len(rows) != batch:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from archs import tiny_handle
+from archs import tiny_handle, tiny_model, tiny_tokenizer
 
 import plip_nn
 from plip_nn import kernels
@@ -34,6 +34,7 @@ from plip_nn.generate import (
     generate_recompute,
     resolve_source_policy,
 )
+from plip_nn.models import wrap_model
 from plip_nn.plan import pad_batch, pad_id
 from plip_nn.scope import ROWS
 
@@ -397,3 +398,30 @@ def test_readme_generation_snippet_runs_as_written(capsys, tmp_path):
         source_policy="continuation",
     )  # fmt: skip
     assert new == ref.new_token_ids
+
+
+def test_a_late_first_edit_on_a_fresh_model_binds_to_its_step():
+    """On a model whose attention sources nnsight has not instrumented yet (no self-check),
+    a range that starts after the prefill edits the right steps: the same tokens and readings
+    as on the checked handle."""
+    fresh = wrap_model(
+        tiny_model.__wrapped__("qwen2"), tiny_tokenizer(), name="fresh", attn="eager",
+        check=False,
+    )  # fmt: skip
+    out = []
+    for handle in (tiny_handle("qwen2"), fresh):
+        ids = torch.tensor([PROMPTS[0]])
+        kw = {"max_new_tokens": N, "min_new_tokens": N, "do_sample": False, "pad_token_id": 0}
+        with torch.inference_mode(), handle.nn.generate(ids, **kw) as tracer:
+            edited = plip_nn.intervene(
+                handle, [_edit(Scale(factor=3.0))], steps=tracer.iter[3:N],
+                source_policy="continuation",
+            )  # fmt: skip
+            for _step in edited:
+                pass
+            seqs = tracer.result.save()
+        out.append((seqs.tolist(), edited.value))
+    assert out[0][0] == out[1][0]
+    assert out[0][1].keys() == out[1][1].keys() and {k[2] for k in out[1][1]} == {3, 4, 5}
+    for key, reading in out[0][1].items():
+        assert out[1][1][key].mass_after == pytest.approx(reading.mass_after, abs=1e-6)

@@ -13,6 +13,8 @@ Greedy tokens must agree token for token (lengths checked with ``zip(strict=True
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from archs import tiny_handle, tiny_model, tiny_tokenizer
@@ -425,3 +427,25 @@ def test_a_late_first_edit_on_a_fresh_model_binds_to_its_step():
     assert out[0][1].keys() == out[1][1].keys() and {k[2] for k in out[1][1]} == {3, 4, 5}
     for key, reading in out[0][1].items():
         assert out[1][1][key].mass_after == pytest.approx(reading.mass_after, abs=1e-6)
+
+
+@pytest.mark.parametrize("op", OPS[:2], ids=OP_IDS[:2])
+def test_mask_route_on_sdpa_equals_generate_and_recompute(op):
+    """SDPA (route auto -> the additive-mask route) with the eager model's weights: the same
+    tokens as plip_nn.generate and the recompute on that handle, and as on eager."""
+    sdpa = wrap_model(
+        copy.deepcopy(tiny_model("qwen2")), tiny_tokenizer(), name="qwen2-auto", attn="auto"
+    )
+    assert sdpa.attn_implementation != "eager"
+    edit = _edit(op)
+    reqs = [_request(i, edit) for i in range(len(PROMPTS))]
+    kw = {"max_new_tokens": N, "source_policy": "continuation"}
+    refs = generate(sdpa, reqs, batch_size=3, **kw)
+    got, edited, _ = user_generate(sdpa, PROMPTS, [edit], source_policy="continuation")
+    eager, _, _ = user_generate(tiny_handle("qwen2"), PROMPTS, [edit], source_policy="continuation")
+    for req, mine, ref, on_eager in zip(reqs, got, refs, eager, strict=True):
+        recompute = generate_recompute(sdpa, req, **kw)
+        assert mine == ref.new_token_ids == recompute == on_eager, req.key
+    _check_readings(edited, [edit], "continuation", 3)
+    with pytest.raises(EditSpecError, match="SetValue"):
+        user_generate(sdpa, PROMPTS, [_edit(SetValue(value=0.1))])

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import nnsight
 import torch
 
 import plip_nn
@@ -107,19 +108,19 @@ def user_generate(
     nn = handle.nn
     mid = handle.n_layers // 2
     kw = {"max_new_tokens": n_new, "min_new_tokens": n_new, "do_sample": False}
-    bare = edit is not None and mode == "bare"
-    if bare and policy != "continuation":
+    bare = edit if edit is not None and mode == "bare" else None
+    if bare is not None and policy != "continuation":
         raise ValueError(f"the bare nnsight edit is written for 'continuation', not {policy!r}")
     with torch.inference_mode(), nn.generate(ids, pad_token_id=pad_id(handle), **kw) as tracer:
         steps = tracer.iter[:n_new]
-        if edit is not None and not bare:
+        if edit is not None and bare is None:
             steps = plip_nn.intervene(
                 handle, [edit], steps=steps, source_policy=policy, verify=mode == "intervene"
             )
-        lens = list().save()
+        lens = nnsight.save([])
         for step in steps:
-            if bare:
-                _bare_knockout(handle, edit, step)
+            if bare is not None:
+                _bare_knockout(handle, bare, step)
             h = nn.model.layers[mid].output[:, -1]
             lens.append(nn.lm_head(nn.model.norm(h)).argmax(-1))
         out = tracer.result.save()

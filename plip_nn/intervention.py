@@ -26,11 +26,12 @@ runs :func:`plip_nn.kernels.step_edits`, the per-step body of
 :func:`plip_nn.kernels.policy_rows`). Loop over the returned :class:`Intervention`: each
 step's edits run first, then your loop body (a logit lens, a steering patch, a save)::
 
-    with handle.nn.generate(ids, max_new_tokens=n, do_sample=True) as tracer:
+    with handle.nn.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=True) as tracer:
         edited = plip_nn.intervene(handle, [edit], steps=tracer.iter[:n],
                                    source_policy="continuation")
+        tops = list().save()
         for step in edited:
-            top = handle.nn.lm_head.output[:, -1].argmax(-1).save()
+            tops.append(handle.nn.lm_head.output[:, -1].argmax(-1))
     edited.value  # {(edit, layer, step, batch row): EditReading}, verified
 
 At step 0 (the prefill) the prompt's source rows are edited, at a later step the new token's

@@ -60,6 +60,9 @@ class Sizes:
     p8_new: int
     p8_batches: tuple[int, ...]
     p8_repeats: int
+    p9_prompt: int
+    p9_new: int
+    p9_repeats: int
 
 
 FULL = Sizes(
@@ -82,6 +85,9 @@ FULL = Sizes(
     p8_new=40,
     p8_batches=(1, 8, 64),
     p8_repeats=2,
+    p9_prompt=64,
+    p9_new=64,
+    p9_repeats=9,
 )
 QUICK = Sizes(
     repeats=2,
@@ -103,6 +109,9 @@ QUICK = Sizes(
     p8_new=4,
     p8_batches=(1, 14),
     p8_repeats=1,
+    p9_prompt=16,
+    p9_new=6,
+    p9_repeats=1,
 )
 
 TARGETS = {
@@ -118,7 +127,15 @@ TARGETS = {
     ("P4", "embedded", "p4_fraction_of_hf_speedup"): (">=", 0.9, "share of HF's KV speedup"),
     ("P6", "larger", "engine_knockout_1_peak_rss"): ("<=", 1.15, "peak RSS, knockout 1 layer"),
     ("P6", "larger", "engine_scale_all_peak_rss"): ("<=", 1.15, "peak RSS, Scale all layers"),
-}
+    ("P9", "embedded", "markers_1_intervene"): (">=", 0.95, "tokens/s, own generate, markers"),
+    ("P9", "embedded", "continuation_1_intervene"): (
+        ">=", 0.95, "tokens/s, own generate, continuation",
+    ),
+    ("P9", "larger", "markers_1_intervene"): (">=", 0.95, "tokens/s, own generate, markers"),
+    ("P9", "larger", "continuation_1_intervene"): (
+        ">=", 0.95, "tokens/s, own generate, continuation",
+    ),
+}  # fmt: skip
 
 
 def _reexec_with_allocator_env() -> None:
@@ -261,6 +278,12 @@ def run_all(sizes: Sizes, *, quick: bool) -> dict[str, Any]:
         p7 = intervene_overhead.measure(bm, seq=seq, repeats=sizes.p7_repeats)
         p7["ratios"] = {name: c["ratio"] for name, c in p7["cases"].items()}
         res["P7"][bm.key] = p7
+    res["P9"] = {}
+    for bm in (emb, big):
+        log.info("P9 %s", bm.key)
+        res["P9"][bm.key] = intervene_overhead.measure_generate(
+            bm, prompt_len=sizes.p9_prompt, n_new=sizes.p9_new, repeats=sizes.p9_repeats
+        )
     res["P8"] = {}
     for attn, bm in (("eager", emb), ("auto", models.embedded(attn="auto"))):
         log.info("P8 %s", attn)
@@ -531,6 +554,8 @@ def render(res: dict[str, Any], command: str) -> str:
                 f"| {key} | {p['seq']} | {case} | {_f(1000 * med['trace'], 1)} | {_f(1000 * med['trace+intervene'], 1)} | {_f(c['ratio'])} |"
             )
     add("")
+    L.extend(render_p9(res["P9"]))
+    add("")
     add("## P8 generation batched across conditions and prompts (one KV-cached loop)")
     add("")
     p8 = res["P8"]["embedded_eager"]
@@ -561,6 +586,43 @@ def render(res: dict[str, Any], command: str) -> str:
     return "\n".join(L)
 
 
+def render_p9(p9: dict[str, Any], note: str = "") -> list[str]:
+    """The P9 section: ``plip_nn.intervene`` kept on in the user's own ``generate``."""
+    first = next(iter(p9.values()))
+    out = [
+        "## P9 `plip_nn.intervene` kept on in the user's own `generate` (issue 24)",
+        "",
+        f"The user's `generate`: batch 1, {first['prompt']} prompt tokens + {first['new_tokens']} "
+        "greedy tokens (`min_new_tokens`), a logit lens at the middle layer saved at every step,",
+        "the tokens saved. With `plip_nn.intervene(..., steps=tracer.iter[:n])` looped over: a "
+        "knockout at the middle layer, from",
+        "the last prompt token to three earlier ones, under `markers` (the prompt's marker row; "
+        "no generated marker) and",
+        "under `continuation` (every new row edited and verified at every step). `unverified`: "
+        "`verify=False`; `bare`: the same",
+        "knockout written by hand in nnsight (no plip-nn code), for nnsight's own share. Every "
+        "variant's tokens equal",
+        f"`plip_nn.generate`'s (asserted). Clock: `{first['clock']}` of this process; ratio = "
+        "tokens/s with / tokens/s without.",
+    ]
+    if note:
+        out.append(note)
+    out += [
+        "",
+        "| model | policy | generate tok/s | variant | tok/s | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, p in p9.items():
+        for case, c in p["cases"].items():
+            tps = c["tokens_per_s"]
+            for variant, ratio in c["ratios"].items():
+                out.append(
+                    f"| {key} | {case} | {_f(tps['generate'], 1)} | "
+                    f"{variant.removeprefix('generate+')} | {_f(tps[variant], 1)} | {_f(ratio)} |"
+                )
+    return out
+
+
 def _p8_rows(add: Callable[[str], None], attn: str, p8: dict[str, Any]) -> None:
     for policy, p in p8["policies"].items():
         ms = p["ms_per_generation"]
@@ -582,7 +644,7 @@ def p8_first(p8: dict[str, Any]) -> str:
 
 
 def _finite_positive(res: dict[str, Any]) -> None:
-    for section in ("P1", "P1b", "P3", "P4", "P5", "P6", "P7", "P8"):
+    for section in ("P1", "P1b", "P3", "P4", "P5", "P6", "P7", "P8", "P9"):
         for model, p in res[section].items():
             for k, v in p["ratios"].items():
                 if not (isinstance(v, float) and math.isfinite(v) and v > 0):

@@ -24,7 +24,13 @@ from experiments.control import match_controls
 from experiments.records import GEN_KEYS, GEN_ORDER, generation_row
 from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_study, run_chunks
 from plip_nn.codesrc import MARKERS, generation_suffix, rust_test_end
-from plip_nn.generate import GenerationRequest, generate, marker_token_sequences
+from plip_nn.generate import (
+    GenerationRequest,
+    generate,
+    marker_token_sequences,
+    resolve_source_policy,
+)
+from plip_nn.kernels import POLICY_MARKERS
 from plip_nn.scope import BASELINE, CHOSEN, Scope
 
 if TYPE_CHECKING:
@@ -186,7 +192,7 @@ def policy_of(unit: Unit) -> str:
     """The engine's source policy for a unit: ``continuation`` rows edit every generated row,
     the marker scopes edit the prompt's marker rows and every generated marker."""
     scope = unit.arm.scope
-    return "continuation" if scope is not None and scope.rows == "continuation" else "markers"
+    return POLICY_MARKERS if scope is None else resolve_source_policy(scope.rows, "rows")
 
 
 def run_generation(

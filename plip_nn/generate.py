@@ -2,13 +2,19 @@
 
 At step 0 (prefill) the prompt's source rows are edited; at each later step the single new query
 row sits at absolute position ``prompt_len + i - 1`` and is edited when it is a source. Which
-rows are sources is the *source policy*:
+rows are sources is the *source policy*, defined once in :func:`plip_nn.kernels.policy_rows`
+(used by :func:`generate`, :func:`generate_recompute` and :func:`plip_nn.intervene` under a
+user's ``generate``) and named through :func:`resolve_source_policy`:
 
 * ``"markers"`` (default): the prompt's marker token, plus every generated token that completes
   a marker (``>>>``, ``#[test]``) -- for a generated marker the edited row is the marker's last
   token, because its earlier tokens were already processed when the marker became recognisable.
 * ``"continuation"``: the prompt's marker row and every row after it, generated rows included
   (the whole generated test is cut off from the function).
+
+The edit scope's row names (:data:`plip_nn.scope.ROWS`) name them too: ``marker`` and
+``marker_span`` are ``"markers"`` (the edits' sources say which prompt rows), ``continuation``
+is ``"continuation"``.
 
 Edits on scores are not cached, so they are re-applied at every step. A KV-cached run that edits
 the new query row at each step equals a full recomputation that applies the accumulated edge set
@@ -34,9 +40,9 @@ from plip_nn.plan import (
     build_plan,
     check_stats,
     configure_remote,
+    generation_row,
     item_route,
     missing_reading,
-    opcode,
     pad_batch,
     pad_id,
     plain_plan,
@@ -52,11 +58,36 @@ __all__ = [
     "generate",
     "generate_recompute",
     "marker_token_sequences",
+    "resolve_source_policy",
 ]
 
 log = logging.getLogger(__name__)
 
-SOURCE_POLICIES = ("markers", "continuation")
+SOURCE_POLICIES = (kernels.POLICY_MARKERS, kernels.POLICY_CONTINUATION)
+# The edit scope's row names (plip_nn.scope.ROWS) -> the source policy that edits those rows.
+_SCOPE_ROWS = {
+    "marker": kernels.POLICY_MARKERS,
+    "marker_span": kernels.POLICY_MARKERS,
+    "continuation": kernels.POLICY_CONTINUATION,
+}
+
+
+def resolve_source_policy(name: str, where: str = "source_policy") -> str:
+    """The source policy named ``name``: one of :data:`SOURCE_POLICIES`, or a row scope name
+    (``marker``, ``marker_span``: ``"markers"``; ``continuation``). The one check of a policy
+    name; ``where`` names the argument in the error.
+
+    Raises:
+        EditSpecError: an unknown name.
+    """
+    if isinstance(name, str) and name in SOURCE_POLICIES:
+        return name
+    if isinstance(name, str) and name in _SCOPE_ROWS:
+        return _SCOPE_ROWS[name]
+    raise EditSpecError(
+        f"{where}={name!r}; use one of {', '.join(SOURCE_POLICIES)} or a row scope "
+        f"({', '.join(_SCOPE_ROWS)})"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,11 +112,9 @@ class GenerationRequest:
     source_policy: str | None = None
 
     def __post_init__(self) -> None:
-        if self.source_policy is not None and self.source_policy not in SOURCE_POLICIES:
-            raise EditSpecError(
-                f"{self.sample_id!r}: source_policy={self.source_policy!r}; use one of "
-                f"{', '.join(SOURCE_POLICIES)} (or None)"
-            )
+        if self.source_policy is not None:
+            policy = resolve_source_policy(self.source_policy, f"{self.sample_id!r}: source_policy")
+            object.__setattr__(self, "source_policy", policy)
 
 
 @dataclass(frozen=True)
@@ -146,32 +175,10 @@ def _check_request(handle: ModelHandle, req: GenerationRequest, policy: str, rou
 def _rows(
     reqs: Sequence[GenerationRequest], offsets: Sequence[int], policy: str
 ) -> list[dict[str, Any]]:
-    rows = []
-    for req, off in zip(reqs, offsets, strict=False):
-        edits = []
-        sources: list[int] = []
-        for e in req.condition.edits:
-            code, param = opcode(e.op)
-            heads = None if e.heads is None else list(e.heads)
-            edit: list[Any] = [None] * 5
-            edit[kernels.E_LAYERS] = list(e.layers)
-            edit[kernels.E_HEADS] = heads
-            edit[kernels.E_TARGETS] = [t + off for t in e.targets]
-            edit[kernels.E_OP] = code
-            edit[kernels.E_PARAM] = param
-            edits.append(edit)
-            sources.extend(s + off for s in e.sources)
-        rows.append(
-            {
-                kernels.ROW_EDITS: edits,
-                kernels.ROW_SOURCES: sorted(set(sources)),
-                kernels.ROW_POLICY: req.source_policy or policy,
-                kernels.ROW_MARKERS: [list(s) for s in req.marker_token_seqs]
-                if req.condition.edits
-                else [],
-            }
-        )
-    return rows
+    return [
+        generation_row(req.condition.edits, off, req.source_policy or policy, req.marker_token_seqs)
+        for req, off in zip(reqs, offsets, strict=True)
+    ]
 
 
 def _verify(req: GenerationRequest, mine: list[list[float]]) -> None:
@@ -232,10 +239,7 @@ def generate(
         route: ``"auto"`` (the handle's choice per request, :func:`plip_nn.plan.item_route`),
             ``"softmax"`` or ``"mask"``.
     """
-    if source_policy not in SOURCE_POLICIES:
-        raise EditSpecError(
-            f"source_policy={source_policy!r}; use one of {', '.join(SOURCE_POLICIES)}"
-        )
+    source_policy = resolve_source_policy(source_policy)
     if max_new_tokens < 1:
         raise EditSpecError(f"max_new_tokens={max_new_tokens}; use an int >= 1")
     if batch_size < 1:
@@ -253,7 +257,7 @@ def generate(
     pad = pad_id(handle)
     gen_kwargs["pad_token_id"] = pad
     sites = plain_sites(handle)
-    embed_path = _embed_path(handle)
+    embed = embed_path(handle)
     results: dict[int, GenerationResult] = {}
     for r in ROUTES:
         # Shortest prompts first (stable): rows of one batch have similar lengths.
@@ -266,7 +270,7 @@ def generate(
                 batch = [requests[i] for i in idx]
                 got = _generate_batch(
                     handle, batch, max_new_tokens, source_policy, r, remote_arg, gen_kwargs,
-                    sites, embed_path,
+                    sites, embed,
                 )  # fmt: skip
                 results.update(zip(idx, got, strict=True))
     return [results[i] for i in range(len(requests))]
@@ -281,14 +285,14 @@ def _generate_batch(
     remote_arg: Any,
     gen_kwargs: dict[str, Any],
     sites: list,
-    embed_path: str,
+    embed: str,
 ) -> list[GenerationResult]:
     """One KV-cached ``generate`` over ``batch`` (left-padded), checked and split per request."""
     pad = gen_kwargs["pad_token_id"]
     inputs, offsets = pad_batch([r.input_ids for r in batch], pad, handle.device)
     del inputs["position_ids"]  # generate derives positions from the mask at every step
     rows = _rows(batch, offsets, source_policy)
-    args = (handle.nn, inputs, sites, embed_path, rows, max_new_tokens, gen_kwargs, route)
+    args = (handle.nn, inputs, sites, embed, rows, max_new_tokens, gen_kwargs, route)
     with torch.inference_mode():
         if remote_arg:
             import nnsight
@@ -333,7 +337,8 @@ def _generate_batch(
     return out
 
 
-def _embed_path(handle: ModelHandle) -> str:
+def embed_path(handle: ModelHandle) -> str:
+    """The module path of the model's input embedding (its input: the tokens fed at a step)."""
     embed = handle.hf.get_input_embeddings()
     for name, mod in handle.hf.named_modules():
         if mod is embed:
@@ -358,39 +363,35 @@ def generate_recompute(
     resolved as :func:`generate` resolves it; EOS is banned, as ``generate`` always makes
     ``max_new_tokens`` tokens).
     """
+    policy = request.source_policy or resolve_source_policy(source_policy)
     route = item_route(handle, request.condition.edits, route)
     banned = _eos_ids(handle)
     seq = list(request.input_ids)
     prompt_len = len(seq)
-    marker_seqs = [list(s) for s in request.marker_token_seqs]
-    sources = sorted({s for e in request.condition.edits for s in e.sources})
-    edited_rows: list[int] = []
-    if sources:
-        if source_policy == "continuation":
-            edited_rows = list(range(min(sources), prompt_len))
-        else:
-            edited_rows = list(sources)
+    row = generation_row(request.condition.edits, 0, policy, request.marker_token_seqs)
     sites = plain_sites(handle)
     new: list[int] = []
+    edited_rows: list[int] = []
     for step in range(max_new_tokens):
-        if step > 0 and sources:
-            pos = len(seq) - 1  # the row of the token fed at this step
-            gen = seq[prompt_len:]
-            hit = source_policy == "continuation" or any(
-                kernels.ends_with(gen, m) for m in marker_seqs
+        # The rows this step adds (the prompt's at step 0, the fed token's after), by the one
+        # policy definition; a full recomputation keeps every row edited so far.
+        edited_rows += kernels.policy_rows(
+            row[kernels.ROW_POLICY], row[kernels.ROW_SOURCES], len(seq), step,
+            seq[prompt_len:], row[kernels.ROW_MARKERS],
+        )  # fmt: skip
+        if not edited_rows:  # nothing to edit yet: the plain model
+            edits: tuple[AttentionEdit, ...] = ()
+        else:
+            edits = tuple(
+                AttentionEdit(
+                    layers=e.layers,
+                    sources=tuple(edited_rows),
+                    targets=e.targets,
+                    op=e.op,
+                    heads=e.heads,
+                )
+                for e in request.condition.edits
             )
-            if hit:
-                edited_rows.append(pos)
-        edits = tuple(
-            AttentionEdit(
-                layers=e.layers,
-                sources=tuple(edited_rows),
-                targets=e.targets,
-                op=e.op,
-                heads=e.heads,
-            )
-            for e in request.condition.edits
-        )
         plan = plain_plan(build_plan([(edits, ())], [0]))
         ids = torch.tensor([seq], dtype=torch.long, device=handle.device)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

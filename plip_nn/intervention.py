@@ -16,23 +16,44 @@ function ``run()`` and ``generate()`` call), layer by layer in layer order, with
 :func:`plip_nn.plan.check_stats` into :func:`plip_nn.trace.edit_reading` (as ``run()`` does).
 
 Positions are indices into the traced ``input_ids`` as given (no padding is added or removed),
-and every edit is applied to every batch row. Under ``generate`` the call edits the pass it is
-issued in (the prefill, outside ``tracer.iter``/``all``); the cached decode steps have one query
-row and cannot hold the prompt's source rows.
+shifted per batch row by ``offsets`` (each row's left padding) when given, and every edit is
+applied to every batch row.
+
+**Inside the user's ``generate``** (``steps=tracer.iter[...]``) the edits stay on at every
+step, as in :func:`plip_nn.generate` (one implementation: :func:`plip_nn.kernels.walk_steps`
+runs :func:`plip_nn.kernels.step_edits`, the per-step body of
+:func:`plip_nn.kernels.generation_pass`, with the one definition of the source policies,
+:func:`plip_nn.kernels.policy_rows`). Loop over the returned :class:`Intervention`: each
+step's edits run first, then your loop body (a logit lens, a steering patch, a save)::
+
+    with handle.nn.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=True) as tracer:
+        edited = plip_nn.intervene(handle, [edit], steps=tracer.iter[:n],
+                                   source_policy="continuation")
+        tops = list().save()
+        for step in edited:
+            tops.append(handle.nn.lm_head.output[:, -1].argmax(-1))
+    edited.value  # {(edit, layer, step, batch row): EditReading}, verified
+
+At step 0 (the prefill) the prompt's source rows are edited, at a later step the new token's
+row when the policy says so (``"markers"``: a generated marker, ``"continuation"``: always).
+Without ``steps`` a call under ``generate`` edits only the pass it is issued in (the prefill,
+outside ``tracer.iter``/``all``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, EditSpecError, EditVerificationError
+from plip_nn.generate import embed_path, resolve_source_policy
 from plip_nn.models import ModelHandle
 from plip_nn.plan import (
     EditStats,
     build_plan,
     check_stats,
+    generation_row,
     missing_reading,
     plain_plan,
     plain_sites,
@@ -51,23 +72,77 @@ class InterventionOrderError(EditSpecError):
 class Intervention:
     """What :func:`intervene` applied in a trace; read it after the trace has run.
 
+    Under ``generate`` with ``steps`` it is also the loop over the steps: iterate it inside
+    the trace (``for step in edited: ...``); each step's edits run before the loop body.
+
     Attributes:
         edits: the edits, in the order given.
-        stats: layer -> saved ``[groups, N_STATS]`` stats (plain tensors after the trace).
-        tags: layer -> ``(batch row, edit index)`` of each stats row.
+        stats: layer -> saved ``[groups, N_STATS]`` stats (plain tensors after the trace);
+            with ``steps``: ``"steps"`` -> the saved ``[groups, GEN_STATS + N_STATS]``
+            tensors, each row ``[step, batch row, layer, edit, *stats]``.
+        tags: layer -> ``(batch row, edit index)`` of each stats row (without ``steps``).
+        schedule: with ``steps``: step -> per batch row the query rows edited at that step
+            (prompt positions at step 0; ``[0]`` at a later step is the new token's row).
     """
 
-    def __init__(self, edits: Sequence[AttentionEdit], verify: bool, layers: Sequence[int]) -> None:
+    def __init__(
+        self,
+        edits: Sequence[AttentionEdit],
+        verify: bool,
+        layers: Sequence[int],
+        walk: dict[str, Any] | None = None,
+    ) -> None:
         self.edits = tuple(edits)
         self.verify = verify
         self.layers = tuple(layers)
-        self.stats: dict[int, Any] = {}
+        self.stats: dict[Any, Any] = {}
         self.tags: dict[int, list[tuple[int, int]]] = {}
-        self._checked: dict[tuple[int, int], tuple[EditReading, ...]] | None = None
+        self.schedule: dict[int, list[list[int]]] = {}
+        self.generation = walk is not None
+        self._walk = walk  # in-trace only: what the step loop needs; dropped once it has run
+        self._walked = False
+        self._checked: dict[Any, Any] | None = None
 
-    def check(self) -> dict[tuple[int, int], tuple[EditReading, ...]]:
-        """Check every (edit, layer) on every batch row; raise ``EditVerificationError`` on a
-        missing or wrong reading. Returns :attr:`value`."""
+    def __iter__(self) -> Iterator[int]:
+        """Walk the ``steps`` given to :func:`intervene` inside the ``generate`` trace, editing
+        each step before yielding its index (once per Intervention)."""
+        walk = self._walk
+        if walk is None:
+            raise EditSpecError(
+                "this Intervention has no steps to walk: "
+                + (
+                    "it walked them already (iterate it once)"
+                    if self._walked
+                    else "call plip_nn.intervene(handle, edits, steps=tracer.iter[:n]) "
+                    "inside a generate trace to keep the edits on at every step"
+                )
+            )
+        self._walked = True
+        self.stats["steps"] = []
+        try:
+            yield from kernels.walk_steps(
+                walk["model"], walk["sites"], walk["embed_path"], walk["rows"], list(self.layers),
+                walk["steps"], walk["need"], walk["route"], self.verify, self.schedule,
+                self.stats["steps"],
+            )  # fmt: skip
+        except Exception as err:
+            if _is_out_of_order(err):
+                first = self.layers[0]
+                raise InterventionOrderError(
+                    f"plip_nn.intervene(steps=...) edits layers {list(self.layers)} at every step, "
+                    f"but the trace already ran past a step's embedding or layer {first}'s "
+                    f"attention when the loop reached it: iterate the Intervention as the loop "
+                    f"over the steps and put your per-step accesses inside its body (they run "
+                    f"after that step's edits)"
+                ) from None
+            raise
+        finally:
+            self._walk = None  # never carry the model out of the trace
+
+    def check(self) -> dict[Any, Any]:
+        """Check every (edit, layer) on every batch row (and step, under ``generate`` with
+        ``steps``); raise ``EditVerificationError`` on a missing or wrong reading. Returns
+        :attr:`value`."""
         if self._checked is not None:
             return self._checked
         if not self.verify:
@@ -75,6 +150,9 @@ class Intervention:
                 "intervene(..., verify=False) recorded no verification; call it with verify=True "
                 "to read achieved levels"
             )
+        if self.generation:
+            self._checked = self._check_steps()
+            return self._checked
         per: dict[tuple[int, int], dict[int, EditReading]] = {}
         n_rows = 0
         for layer, tags in self.tags.items():
@@ -98,9 +176,50 @@ class Intervention:
         self._checked = out
         return out
 
+    def _check_steps(self) -> dict[tuple[int, int, int, int], EditReading]:
+        if not self.schedule:
+            raise EditVerificationError(
+                "intervene(steps=...): no step was edited; loop over the Intervention inside "
+                "the generate trace (`for step in edited: ...`)"
+            )
+        got: dict[tuple[int, int, int, int], list[float]] = {}
+        for t in self.stats.get("steps", []):
+            for vals in _plain_rows(t):
+                key = (
+                    int(vals[kernels.GEN_EDIT]),
+                    int(vals[kernels.GEN_LAYER]),
+                    int(vals[kernels.GEN_STEP]),
+                    int(vals[kernels.GEN_ROW]),
+                )
+                got[key] = vals
+        out: dict[tuple[int, int, int, int], EditReading] = {}
+        for step, active in sorted(self.schedule.items()):
+            for row, edited_rows in enumerate(active):
+                if not edited_rows:
+                    continue
+                for e_idx, edit in enumerate(self.edits):
+                    for layer in sorted(set(edit.layers) & set(self.layers)):
+                        key = (e_idx, layer, step, row)
+                        where = f"intervene, step {step}, batch row {row}"
+                        if key not in got:
+                            raise missing_reading(where, e_idx, layer)
+                        st = EditStats.from_row(got[key][kernels.GEN_STATS :])
+                        check_stats(st, edit, f"{where}, edit {e_idx}, layer {layer}", f"row {row}")
+                        out[key] = edit_reading(edit, e_idx, layer, st)
+        extra = sorted(set(got) - set(out))
+        if extra:
+            e_idx, layer, step, row = extra[0]
+            raise EditVerificationError(
+                f"intervene: a reading for edit {e_idx} at layer {layer}, step {step}, batch row "
+                f"{row} came back for a row the source policy did not edit"
+            )
+        return out
+
     @property
-    def value(self) -> dict[tuple[int, int], tuple[EditReading, ...]]:
-        """``(edit index, layer) -> one EditReading per batch row``, checked on first access."""
+    def value(self) -> dict[Any, Any]:
+        """``(edit index, layer) -> one EditReading per batch row``; under ``generate`` with
+        ``steps``: ``(edit index, layer, step, batch row) -> EditReading`` for every row the
+        source policy edited. Checked on first access."""
         return self.check()
 
 
@@ -119,6 +238,10 @@ def intervene(
     verify: bool = True,
     route: str = "auto",
     layers: Sequence[int] | None = None,
+    offsets: Sequence[int] | None = None,
+    steps: Iterable[int] | None = None,
+    source_policy: str = "markers",
+    marker_token_seqs: Sequence[Sequence[int]] = (),
 ) -> Intervention:
     """Apply ``edits`` inside the nnsight trace the caller has open on ``handle.nn``.
 
@@ -127,19 +250,37 @@ def intervene(
     on up to the last edited layer (later accesses may follow it).
     The stats are saved in the trace; read :attr:`Intervention.value` after it.
 
+    Inside ``handle.nn.generate(...)``, pass ``steps=tracer.iter[...]`` (the steps to edit:
+    ``[:n]`` for all of ``max_new_tokens=n``, ``[a:b]`` for a range) and loop over the
+    returned :class:`Intervention` instead of ``tracer.iter``: at every step the rows the
+    ``source_policy`` names are edited (as :func:`plip_nn.generate` edits them), then your loop
+    body runs. Without ``steps`` only the pass the call is issued in is edited.
+
     Args:
         handle: the loaded model whose ``handle.nn`` the trace was opened on.
-        edits: the edits; positions index the traced ``input_ids``; every batch row is edited.
+        edits: the edits; positions index the traced ``input_ids`` (plus ``offsets``); every
+            batch row is edited.
         verify: verify and record the achieved attention (default); ``False`` only edits.
         route: ``"auto"``, ``"softmax"`` or ``"mask"``, as in :func:`plip_nn.run`.
         layers: apply only the edits' layers among these (default: all of them). One call
             touches all its layers in order, so your accesses to modules at or below the last
             of them must come before it; to read between edited layers, split the edits into
             several calls (``layers=[0, 1]``, your read at layer 1, ``layers=[2, 3]``).
+            With ``steps``, your loop body runs after every edited layer of the step.
+        offsets: one left-pad offset per batch row, added to every position of the edits
+            (the positions are then those of each row's unpadded prompt, as in
+            :func:`plip_nn.generate`); default 0 for every row.
+        steps: under ``generate``: the user's ``tracer.iter[...]``, the steps to edit.
+        source_policy: with ``steps``: ``"markers"`` (default: the prompt's sources, then
+            every generated marker's row) or ``"continuation"`` (every row from the first
+            source on, generated rows included), or a row scope name (``marker``,
+            ``marker_span``, ``continuation``); see :mod:`plip_nn.generate`.
+        marker_token_seqs: with ``steps`` and ``"markers"``: token sequences that form a
+            marker when generated (:func:`plip_nn.generate.marker_token_sequences`).
 
     Raises:
         EditSpecError: an invalid edit (layer/head/position out of range, SetValue on the mask
-            route).
+            route), or an argument that does not fit (``source_policy``, ``offsets``).
         InterventionOrderError: the trace already ran past an edited layer (reorder the calls).
     """
     edits = tuple(edits)
@@ -148,6 +289,17 @@ def intervene(
     for e in edits:
         if not isinstance(e, AttentionEdit):
             raise EditSpecError(f"intervene: {e!r} is not an AttentionEdit")
+    policy = resolve_source_policy(source_policy)
+    if steps is None and (policy != kernels.POLICY_MARKERS or marker_token_seqs):
+        raise EditSpecError(
+            f"intervene(source_policy={source_policy!r}, marker_token_seqs=...) choose the rows "
+            "of generated tokens: pass steps=tracer.iter[:n] inside a generate trace as well"
+        )
+    offs = [0] if offsets is None else [int(o) for o in offsets]
+    if not offs or min(offs) < 0:
+        raise EditSpecError(
+            f"intervene(offsets={offsets!r}): give one left-pad offset >= 0 per batch row"
+        )
     route = resolve_route(handle, route)
     if route == kernels.ROUTE_SOFTMAX:
         handle.require_eager("intervene on the softmax route")
@@ -162,31 +314,44 @@ def intervene(
                 f"intervene(layers={sorted(wanted)}): none of the edits' layers {all_layers}; "
                 "pass some of those layers"
             )
-    result = Intervention(edits, verify, layers)
     model = handle.nn
     sites = plain_sites(handle)
-    for e in edits:  # layers and heads first: nothing in the trace is touched yet
-        e.validate(
-            n_layers=handle.n_layers,
-            n_heads=handle.n_heads,
-            seq_len=1 + max((*e.sources, *e.targets)),
-            sample="intervene",
-            sliding_windows=handle.sliding_windows,
-        )
+    # Layers, heads, causality and the route first: nothing in the trace is touched yet. The
+    # prompt's length is checked against ``need`` where the pass (or step 0) shows it.
+    need = 1 + max(p + o for e in edits for p in (*e.sources, *e.targets) for o in offs)
+    validate_edits(handle, "intervene", edits, need, route)
+    if steps is not None:
+        walk = {
+            "model": model,
+            "sites": sites,
+            "embed_path": embed_path(handle),
+            "rows": [generation_row(edits, off, policy, marker_token_seqs) for off in offs],
+            "steps": steps,
+            "need": need,
+            "route": route,
+        }
+        import nnsight
+
+        return nnsight.save(Intervention(edits, verify, layers, walk))
+    result = Intervention(edits, verify, layers)
     first = layers[0]
     try:
         hidden = _attention_input(model, sites[first])
         n_rows, q_len = int(hidden.shape[0]), int(hidden.shape[1])
-        need = 1 + max(p for e in edits for p in (*e.sources, *e.targets))
+        if offsets is not None and len(offs) != n_rows:
+            raise EditSpecError(
+                f"intervene(offsets={list(offs)}): {len(offs)} offsets for a batch of {n_rows} "
+                "rows; give one left-pad offset per batch row"
+            )
         if q_len < need:
             raise EditSpecError(
                 f"intervene: the edits reach position {need - 1} but this forward pass has "
                 f"{q_len} query rows (positions index the traced input_ids). Under generate, "
-                "call intervene outside tracer.iter/tracer.all: it edits the prefill pass; a "
-                "cached decode step has one query row"
+                "pass steps=tracer.iter[:n] and loop over the Intervention to edit every step, "
+                "or call intervene outside tracer.iter/tracer.all to edit the prefill pass only "
+                "(a cached decode step has one query row)"
             )
-        validate_edits(handle, "intervene", edits, q_len, route)
-        plan = build_plan([(edits, ())] * n_rows, [0] * n_rows)
+        plan = build_plan([(edits, ())] * n_rows, offs if offsets is not None else [0] * n_rows)
         plain = plain_plan(plan)
         for layer in layers:
             lp = plain[layer]

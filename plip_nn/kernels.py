@@ -28,8 +28,9 @@ Layouts (plain lists that travel to NDIF; their slots are named by the constants
   :data:`N_ATTR` slots): the first-order change of the metric when the read's edges are knocked
   out in that head alone, and that head's level and mass on them (:func:`knockout_attribution`).
 * **generation row** -- one batch row of a generation: ``{ROW_EDITS: [edit], ROW_SOURCES:
-  [int], ROW_POLICY: "markers" | "continuation", ROW_MARKERS: [[token ids]]}``; an edit is
-  ``[layers, heads, targets, op, param]`` (``E_*``).
+  [int], ROW_POLICY: POLICY_MARKERS | POLICY_CONTINUATION, ROW_MARKERS: [[token ids]]}``; an
+  edit is ``[layers, heads, targets, op, param]`` (``E_*``). Which rows a step edits is
+  :func:`policy_rows` (the one definition of the source policies).
 
 **Vectorised.** A layer's groups become a few flat index lists in plain Python
 (:func:`edge_index`), and every group is then edited -- and verified -- by the same handful of
@@ -75,6 +76,7 @@ GEN_STEP, GEN_ROW, GEN_LAYER, GEN_EDIT, GEN_STATS = 0, 1, 2, 3, 4
 E_LAYERS, E_HEADS, E_TARGETS, E_OP, E_PARAM = 0, 1, 2, 3, 4
 L_OP, L_PARAM, L_SOURCES, L_TARGETS = 0, 1, 2, 3
 ROW_EDITS, ROW_SOURCES, ROW_POLICY, ROW_MARKERS = "edits", "sources", "policy", "markers"
+POLICY_MARKERS, POLICY_CONTINUATION = "markers", "continuation"
 
 PLAN_EDITS = "edits"
 PLAN_VERIFY = "verify"
@@ -841,6 +843,79 @@ def ends_with(buf: list, seq: list) -> bool:
     return n > 0 and len(buf) >= n and buf[len(buf) - n :] == seq
 
 
+def policy_rows(
+    policy: str, sources: list, q_len: int, step: int, generated: list, markers: list
+) -> list:
+    """The one definition of the source policies: the query rows a generation step edits.
+
+    ``sources`` are the prompt's source positions (padded), ``q_len`` the number of query rows
+    of this step's pass, ``generated`` the tokens generated so far (the one fed at this step
+    last) and ``markers`` the token sequences of a marker. At step 0 (the prefill, or a full
+    recomputation's prompt) :data:`POLICY_MARKERS` edits the sources and
+    :data:`POLICY_CONTINUATION` every row from the first source on. At a later step the new
+    token's row -- the last query row, ``q_len - 1`` (0 under a KV cache, the absolute position
+    in a full recomputation) -- is edited under ``continuation``, or when ``generated`` ends
+    with a marker (the row of the marker's last token: its earlier tokens were processed
+    before the marker could be recognised). No sources: no row, at any step.
+    """
+    if not sources:
+        return []
+    if step == 0:
+        if policy == POLICY_CONTINUATION:
+            return list(range(min(sources), q_len))
+        return list(sources)
+    hit = policy == POLICY_CONTINUATION
+    for seq in markers:
+        if ends_with(generated, seq):
+            hit = True
+    return [q_len - 1] if hit else []
+
+
+def step_edits(
+    model,
+    sites: list,
+    rows: list,
+    layers: list,
+    step: int,
+    q_len: int,
+    generated: list,
+    route: str = ROUTE_SOFTMAX,
+    verify: bool = True,
+) -> tuple[list, list]:
+    """In-trace: one generation step's edits, at every layer of ``layers`` in order.
+
+    ``rows[r]`` is batch row ``r``'s generation row (``ROW_*``), ``generated[r]`` its tokens
+    generated so far and ``q_len`` the step's number of query rows. The rows to edit come from
+    :func:`policy_rows`; every row's edits at a layer go through one :func:`edit_site` call.
+    Shared by :func:`generation_pass` and :func:`plip_nn.intervene` under a user's
+    ``generate``. Returns ``(active, stats)``: per row the query rows edited, and a list of
+    ``[groups, GEN_STATS + N_STATS]`` tensors, one per edited layer (``[step, row, layer,
+    edit index, *stats]``; empty when ``verify`` is false).
+    """
+    active = [
+        policy_rows(row[ROW_POLICY], row[ROW_SOURCES], q_len, step, generated[r], row[ROW_MARKERS])
+        for r, row in enumerate(rows)
+    ]
+    stats: list = []
+    for layer in layers:
+        groups = []
+        tags = []
+        for r, row in enumerate(rows):
+            if not active[r]:
+                continue
+            for e_idx, e in enumerate(row[ROW_EDITS]):
+                if layer in e[E_LAYERS]:
+                    groups.append([r, e[E_HEADS], active[r], e[E_TARGETS], e[E_OP], e[E_PARAM]])
+                    tags.append([float(step), float(r), float(layer), float(e_idx)])
+        if not groups:
+            continue
+        st, _ = edit_site(model, sites[layer], groups, groups if verify else [], [], route)
+        if st is not None:
+            tag = torch.tensor(tags, dtype=st.dtype, device=st.device)
+            stats.append(torch.cat([tag, st], 1))
+    return active, stats
+
+
 def generation_pass(
     model,
     inputs: dict,
@@ -855,17 +930,13 @@ def generation_pass(
 
     ``rows[r]`` describes batch row ``r``: ``{"edits": [[layers, heads, targets, op, param],
     ...], "sources": [...], "policy": "markers" | "continuation", "markers": [[ids], ...]}`` in
-    padded coordinates (``ROW_*`` keys). At step 0 (prefill) the prompt source rows are edited
-    (with ``continuation``: every row from the first source on). At step ``i >= 1`` the single
-    new query row (absolute position ``prompt_len + i - 1``) is edited if ``continuation`` or
-    if the tokens generated so far end with one of the row's marker sequences (that row is the
-    marker's last token). Every row's edits at a layer go through one :func:`edit_site` call.
-    Returns ``(sequences, stats)``: ``stats`` is a list of ``[groups, GEN_STATS + N_STATS]``
-    tensors, one per edited (step, layer), each row ``[step, row, layer, edit index, *stats]``
-    (``GEN_*`` then ``ST_*`` shifted by :data:`GEN_STATS`). The host reads the generated tokens
-    once per step, and only when some row watches for markers.
+    padded coordinates (``ROW_*`` keys). Each step edits the rows :func:`policy_rows` names
+    (:func:`step_edits`). Returns ``(sequences, stats)``: ``stats`` is a list of ``[groups,
+    GEN_STATS + N_STATS]`` tensors, one per edited (step, layer), each row ``[step, row, layer,
+    edit index, *stats]`` (``GEN_*`` then ``ST_*`` shifted by :data:`GEN_STATS`). The host
+    reads the generated tokens once per step, and only when some row watches for markers.
     """
-    layers = sorted({layer for row in rows for e in row[ROW_EDITS] for layer in e[E_LAYERS]})
+    layers = row_layers(rows)
     watch = [r for r, row in enumerate(rows) if row[ROW_MARKERS] and row[ROW_SOURCES]]
     with model.generate(
         inputs, max_new_tokens=n_steps, min_new_tokens=n_steps, **gen_kwargs
@@ -874,46 +945,94 @@ def generation_pass(
         generated: list = [[] for _ in rows]
         for step in tracer.iter[:n_steps]:
             ids = model.get(embed_path).input
-            q_len = ids.shape[1]
             if step > 0 and watch:
-                last = ids[:, -1].tolist()  # one device-to-host read per step
-                for r in watch:
-                    generated[r].append(last[r])
-            active: list = []  # per row: query-row indices to edit at this step
-            for r, row in enumerate(rows):
-                sources = row[ROW_SOURCES]
-                if not sources:
-                    active.append([])
-                elif step == 0:
-                    if row[ROW_POLICY] == "continuation":
-                        active.append(list(range(min(sources), q_len)))
-                    else:
-                        active.append(list(sources))
-                else:
-                    hit = row[ROW_POLICY] == "continuation"
-                    for seq in row[ROW_MARKERS]:
-                        if ends_with(generated[r], seq):
-                            hit = True
-                    active.append([q_len - 1] if hit else [])
-            for layer in layers:
-                groups = []
-                tags = []
-                for r, row in enumerate(rows):
-                    if not active[r]:
-                        continue
-                    for e_idx, e in enumerate(row[ROW_EDITS]):
-                        if layer in e[E_LAYERS]:
-                            groups.append(
-                                [r, e[E_HEADS], active[r], e[E_TARGETS], e[E_OP], e[E_PARAM]]
-                            )
-                            tags.append([float(step), float(r), float(layer), float(e_idx)])
-                if not groups:
-                    continue
-                st, _ = edit_site(model, sites[layer], groups, groups, [], route)
-                tag = torch.tensor(tags, dtype=st.dtype, device=st.device)
-                stats.append(torch.cat([tag, st], 1))
+                feed_tokens(ids, watch, generated)
+            _active, st = step_edits(
+                model, sites, rows, layers, step, ids.shape[1], generated, route
+            )
+            stats.extend(st)
         sequences = tracer.result.save()
     return sequences, stats
+
+
+def walk_steps(
+    model,
+    sites: list,
+    embed_path: str,
+    rows: list,
+    layers: list,
+    steps,
+    need: int,
+    route: str,
+    verify: bool,
+    schedule: dict,
+    stats: list,
+):
+    """In-trace generator: the edits of a user's ``generate`` at every step of ``steps``.
+
+    ``steps`` is the user's ``tracer.iter[...]`` (its loop pins each step). At each step the
+    rows :func:`policy_rows` names are edited at ``layers`` (:func:`step_edits`, as in
+    :func:`generation_pass`), then the step index is yielded: the caller's loop body runs after
+    the edits of that step. ``rows`` holds one generation row per batch row, or one for every
+    row (repeated to the batch size). ``need`` is one past the largest padded position of the
+    edits: the prefill must have that many rows. Generated markers are matched within a run of
+    consecutive steps (the tokens fed at those steps). Fills ``schedule`` (step -> per row the
+    edited query rows) and ``stats`` (saved ``[groups, GEN_STATS + N_STATS]`` tensors).
+    """
+    generated: list = []
+    watch: list = []
+    prev = -2
+    for step in steps:
+        # The first request of every step: once served, nnsight lets the step's later requests
+        # follow the model, so a ``.source`` operation first reached mid-generation (its visits
+        # counted from there) still binds to this step's visit.
+        ids = model.get(embed_path).input  # [B, q] the tokens fed at this step
+        batch, q_len = ids.shape[0], ids.shape[1]
+        if len(rows) != batch:
+            if len(rows) != 1:
+                raise ValueError(
+                    "intervene: offsets has "
+                    + str(len(rows))
+                    + " entries but the batch has "
+                    + str(batch)
+                    + " rows; give one left-pad offset per batch row"
+                )
+            rows = rows * batch
+        if not generated:
+            generated = [[] for _ in rows]
+            watch = [r for r, row in enumerate(rows) if row[ROW_MARKERS] and row[ROW_SOURCES]]
+        if step == 0 and q_len < need:
+            raise ValueError(
+                "intervene: the edits reach position "
+                + str(need - 1)
+                + " but the prompt has "
+                + str(q_len)
+                + " tokens (positions index each row's prompt, shifted by its "
+                "offset); use positions inside the prompt"
+            )
+        if step > 0 and watch:
+            if step != prev + 1:  # a gap in the steps: markers cannot span it
+                generated = [[] for _ in rows]
+            feed_tokens(ids, watch, generated)
+        prev = step
+        active, st = step_edits(model, sites, rows, layers, step, q_len, generated, route, verify)
+        schedule[step] = active
+        for t in st:
+            stats.append(t.cpu().save())
+        yield step
+
+
+def row_layers(rows: list) -> list:
+    """The layers that any generation row's edits touch, in order."""
+    return sorted({layer for row in rows for e in row[ROW_EDITS] for layer in e[E_LAYERS]})
+
+
+def feed_tokens(ids, watch: list, generated: list) -> None:
+    """Append the token fed at this step (``ids`` ``[B, q]``, last column) to ``generated[r]``
+    for the watched rows: one device-to-host read."""
+    last = ids[:, -1].tolist()
+    for r in watch:
+        generated[r].append(last[r])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "build_plan",
     "check_stats",
     "configure_remote",
+    "generation_row",
     "item_route",
     "missing_reading",
     "opcode",
@@ -120,6 +121,33 @@ def build_plan(
             lp.reads.append([r, [s + off for s in sources], [t + off for t in targets]])
             lp.read_tags.append((r, edges))
     return plan
+
+
+def generation_row(
+    edits: Sequence[AttentionEdit], offset: int, policy: str, markers: Sequence[Sequence[int]]
+) -> dict[str, Any]:
+    """One batch row of a generation (the ``ROW_*`` layout of :mod:`plip_nn.kernels`): the
+    edits with their targets and sources shifted by the row's pad ``offset``, the source
+    ``policy`` (an engine policy name, already checked) and the marker token sequences (none
+    when the row has no edit)."""
+    plain = []
+    sources: set[int] = set()
+    for e in edits:
+        code, param = opcode(e.op)
+        edit: list[Any] = [None] * 5
+        edit[kernels.E_LAYERS] = list(e.layers)
+        edit[kernels.E_HEADS] = None if e.heads is None else list(e.heads)
+        edit[kernels.E_TARGETS] = [t + offset for t in e.targets]
+        edit[kernels.E_OP] = code
+        edit[kernels.E_PARAM] = param
+        plain.append(edit)
+        sources.update(s + offset for s in e.sources)
+    return {
+        kernels.ROW_EDITS: plain,
+        kernels.ROW_SOURCES: sorted(sources),
+        kernels.ROW_POLICY: policy,
+        kernels.ROW_MARKERS: [list(m) for m in markers] if plain else [],
+    }
 
 
 def plain_plan(plan: dict[int, LayerPlan]) -> dict[int, dict[str, list]]:

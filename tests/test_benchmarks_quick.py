@@ -43,7 +43,7 @@ def test_quick_run_writes_finite_positive_ratios(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "results_quick.json").read_text())
-    for section in ("P1", "P1b", "P3", "P4", "P5", "P6", "P7", "P8"):
+    for section in ("P1", "P1b", "P3", "P4", "P5", "P6", "P7", "P8", "P9"):
         assert data[section], section
         for model, part in data[section].items():
             assert part["ratios"], (section, model)
@@ -53,7 +53,7 @@ def test_quick_run_writes_finite_positive_ratios(tmp_path: Path) -> None:
     assert data["meta"]["allocator_env"]["MALLOC_MMAP_THRESHOLD_"]
     text = results.read_text()
     for heading in ("## Machine", "## P1", "## P1b", "## P3 / P4", "## P5", "## P6", "## P7",
-                    "## P8", "## Targets"):  # fmt: skip
+                    "## P8", "## P9", "## Targets"):  # fmt: skip
         assert heading in text
     assert not list(tmp_path.glob(".*.tmp-*"))  # the atomic writes left no temporary file
 
@@ -184,3 +184,24 @@ def test_roadmap_configs_build_the_families_they_name() -> None:
         tied = getattr(config, "tie_word_embeddings", True)
         total = n * (attn + mlp) + config.vocab_size * h * (1 if tied else 2)
         assert abs(total - params[name]) / params[name] < 0.05, (name, total)
+
+
+def test_intervene_in_generate_benchmark_measures_and_renders() -> None:
+    """P9 on a tiny model: every variant's tokens are checked against plip_nn.generate inside
+    ``measure_generate``, ratios are finite and positive, and the section renders them."""
+    from archs import tiny_handle
+
+    from benchmarks import intervene_overhead, run
+
+    bm = models.BenchModel(key="tiny", description="tiny qwen2", handle=tiny_handle("qwen2"))
+    res = intervene_overhead.measure_generate(bm, prompt_len=12, n_new=3, repeats=1)
+    assert set(res["ratios"]) == {
+        "markers_1_intervene",
+        "markers_1_intervene_unverified",
+        "continuation_1_intervene",
+        "continuation_1_intervene_unverified",
+        "continuation_1_bare_nnsight_edit",
+    }
+    assert all(math.isfinite(v) and v > 0 for v in res["ratios"].values())
+    text = "\n".join(run.render_p9({"tiny": res}))
+    assert "## P9" in text and text.count("| tiny |") == 5

@@ -254,7 +254,7 @@ def test_readme_snippet_runs_as_written(capsys, tmp_path):
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## Use the edits in your own trace", 1)[1].split("\n## ", 1)[0]
-    [code] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    code, _generation = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     script = tmp_path / "readme_snippet.py"  # nnsight reads a trace's source from its file
     script.write_text(code)
     scope = runpy.run_path(str(script))

@@ -1,4 +1,5 @@
-"""The own-trace example notebook (knockout + logit lens via plip_nn.intervene) runs headlessly."""
+"""The own-trace example notebook (knockout + logit lens via plip_nn.intervene, in one pass and
+kept on while the model samples) runs headlessly."""
 
 from __future__ import annotations
 
@@ -28,9 +29,22 @@ def test_own_trace_notebook_executes(tmp_path: Path) -> None:
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute(env={**os.environ})
-    [result] = [o for o in nb.cells[-1]["outputs"] if o["output_type"] == "execute_result"]
-    summary = ast.literal_eval(result["data"]["text/plain"])
+    summary = _result(nb, 'summary = {"kl"')
     assert summary["kl"] > 0  # the knockout changes the marker row's prediction
     assert summary["levels_after"] and all(v == 0.0 for v in summary["levels_after"])
     lens_table = "".join(o.get("text", "") for o in nb.cells[2]["outputs"])
     assert "baseline" in lens_table and "knockout" in lens_table
+    # The generation section: the knockout kept on at every sampled step, a lens per step.
+    gen = _result(nb, "gen_summary = {")
+    assert gen["steps_edited"] == list(range(16))
+    assert gen["max_level_after"] == 0.0
+    [gen_cell] = [c for c in nb.cells if "gen_summary = {" in c.source]
+    gen_table = "".join(o.get("text", "") for o in gen_cell["outputs"])
+    assert gen_table.count("\n") == 1 + 16  # header + one row per step
+
+
+def _result(nb, marker: str) -> dict:
+    """The ``execute_result`` of the one code cell whose source contains ``marker``."""
+    [cell] = [c for c in nb.cells if c.cell_type == "code" and marker in c.source]
+    [result] = [o for o in cell["outputs"] if o["output_type"] == "execute_result"]
+    return ast.literal_eval(result["data"]["text/plain"])

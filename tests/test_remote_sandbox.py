@@ -106,3 +106,29 @@ def test_traced_and_generation_pass_in_sandbox():
         )
     assert seqs.shape == (1, 13)
     assert len(stats) == 3 * 2  # 3 steps x 2 layers
+
+
+def test_generation_walk_in_sandbox():
+    """The step loop of ``intervene`` under a user's generate (``walk_steps``) with only torch
+    and math importable: every step edited and verified (continuation)."""
+    k = _sandboxed_kernels()
+    handle = tiny_handle("qwen2")
+    sites = [s.plain() for s in handle.sites]
+    ids = torch.tensor([list(range(3, 13))])
+    rows = [{"edits": [[[0, 1], None, [1, 2], 0, 0.0]], "sources": [8],
+             "policy": "continuation", "markers": []}]  # fmt: skip
+    schedule: dict = {}
+    stats: list = []
+    with torch.inference_mode(), handle.nn.generate(
+        {"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+        max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0,
+    ) as tracer:  # fmt: skip
+        walk = k.walk_steps(handle.nn, sites, "model.embed_tokens", rows, [0, 1],
+                            tracer.iter[:3], 10, "softmax", True, schedule, stats)  # fmt: skip
+        for _step in walk:
+            pass
+    assert schedule == {0: [[8, 9]], 1: [[0]], 2: [[0]]}
+    assert len(stats) == 3 * 2  # 3 steps x 2 layers
+    for t in stats:
+        assert (t[:, k.GEN_STATS + k.ST_LEVEL_AFTER] == 0).all()
+        assert (t[:, k.GEN_STATS + k.ST_ERROR_RATIO] <= 1).all()

@@ -381,6 +381,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         for line in report_findings(report):
             print(f"- {line}")
         print(f"Report: {report}")
+    from analysis.report import execute_notes
+
+    for note in execute_notes(out):  # e.g. no bubblewrap: say it last, not mid-progress
+        print(f"Note: {note}")
     print(out)
     return 0
 

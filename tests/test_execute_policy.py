@@ -89,6 +89,9 @@ def test_auto_without_sandbox_leaves_executes_empty_and_says_so(
     assert code == 0, capsys.readouterr().err
     warnings = [r for r in caplog.records if "executes not measured" in r.getMessage()]
     assert len(warnings) == 1
+    stdout = capsys.readouterr().out.strip().splitlines()
+    assert stdout[-2].startswith("Note: executes not measured (no sandbox")
+    assert "apt-get install bubblewrap" in stdout[-2] and stdout[-1] == str(out)
     gens = pd.read_parquet(out / "generations.parquet")
     assert len(gens) > 0 and gens["executes"].isna().all()
     man = json.loads((out / "manifest.json").read_text())
@@ -114,6 +117,7 @@ def test_auto_with_sandbox_executes(
     assert set(valid["executes"].map(bool)) <= {True, False}
     man = json.loads((out / "manifest.json").read_text())
     assert man["execute"] == {"requested": "auto", "mode": "sandbox", "note": ""}
+    assert "Note:" not in capsys.readouterr().out
 
 
 def test_unsafe_is_recorded(

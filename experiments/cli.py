@@ -338,8 +338,8 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from experiments.study import ConfigError
     from plip_nn.edits import EditSpecError
     from plip_nn.models import ModelLoadError, UnsupportedArchitectureError
+    from plip_nn.remote import RemoteConfigError
     from plip_nn.runs import RunDirError
-    from plip_nn.trace import RemoteConfigError
 
     errors: list[type[BaseException]] = [
         ConfigError,

@@ -64,7 +64,7 @@ from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_s
 from plip_nn.attribution import attribute_heads
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Probe
 from plip_nn.models import ModelHandle
-from plip_nn.plan import pad_batch, pad_id
+from plip_nn.padding import pad_batch, pad_id
 from plip_nn.scope import BASELINE, CHOSEN, Scope, function_half, window_label
 from plip_nn.trace import Item, Remote
 from plip_nn.trace import run as run_items

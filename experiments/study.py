@@ -19,9 +19,9 @@ import pandas as pd
 
 from plip_nn.models import ModelHandle, load_model
 from plip_nn.positions import TokenPositions
+from plip_nn.remote import REMOTES, configure_remote
 from plip_nn.runs import RunDir
 from plip_nn.scope import DEFAULT_ROWS, DEFAULT_TARGETS, ROWS, TARGETS
-from plip_nn.trace import REMOTES, configure_remote
 
 __all__ = [
     "CommonConfig",

@@ -18,6 +18,7 @@ import types
 import typing
 from collections.abc import Collection, Mapping
 from dataclasses import MISSING, Field, fields
+from pathlib import Path
 from typing import Any
 
 __all__ = ["config_flags", "field_help"]
@@ -79,11 +80,11 @@ def _value_type(annotation: Any, where: str) -> tuple[Any, dict[str, Any]]:
         return element, {**extra, "nargs": "+"}
     elif origin is typing.Literal:
         return type(args[0]), {"choices": args}
-    elif annotation in (int, float, str):
+    elif annotation in (int, float, str, Path):
         return annotation, {}
     raise TypeError(
-        f"{where}: no flag for type {annotation!r}; use int, float, str, bool, "
-        "X | None, tuple[X, ...] or Literal[...]"
+        f"{where}: no flag for type {annotation!r}; use int, float, str, Path, bool, "
+        "X | None, tuple[X, ...] or Literal[...] (or set the field another way: exclude)"
     )
 
 
@@ -129,6 +130,7 @@ def config_flags(
     *,
     common: Collection[str] = (),
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    exclude: Collection[str] = (),
 ) -> dict[str, argparse.Action]:
     """Add one flag per ``cfg_cls`` field (see the module docstring); field -> its action.
 
@@ -138,6 +140,7 @@ def config_flags(
         cfg_cls: the config dataclass.
         common: fields shared by several commands.
         overrides: field -> ``add_argument`` keywords that replace the derived ones.
+        exclude: fields with no flag of their own (the caller sets them from other flags).
 
     Raises:
         TypeError: a field has no ``Attributes:`` entry, or a type with no flag form.
@@ -149,7 +152,7 @@ def config_flags(
     groups: dict[bool, Any] = {}
     actions: dict[str, argparse.Action] = {}
     for field in fields(cfg_cls):
-        if not field.init:
+        if not field.init or field.name in exclude:
             continue
         where = f"{cfg_cls.__module__}.{cfg_cls.__qualname__}.{field.name}"
         if field.name not in docs:

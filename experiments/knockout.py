@@ -37,6 +37,9 @@ class Config(CommonConfig):
     """Knockout config.
 
     Attributes:
+        layer: edited layer, or ``all``: a knockout at every layer separately (the same as
+            --every-layer); ``None``: the layer where Python marker->function attention peaks
+            in a scan.
         every_layer: knock out at each layer separately (--layer all).
         window: width of the windows of the layer sweep (0: no sweep).
         draws: seeded draws of the mass-matched random control per scope.

@@ -247,3 +247,14 @@ def test_readme_lists_the_verified_architectures():
     readme = (ROOT / "README.md").read_text()
     [listed] = re.findall(r"Supported and tested: ([^.]*)\.", readme)
     assert [a.strip() for a in listed.split(",")] == list(VERIFIED_ARCHITECTURES)
+
+
+def test_when_to_scan_is_decided_once():
+    """resolve_layer and generate's choice of corpus kinds share experiments.calibrate.needs_scan."""
+    from experiments import generate
+    from experiments.calibrate import needs_scan
+
+    assert needs_scan(None, calibration=False)  # no --layer: the scan's peak
+    assert not needs_scan(1, calibration=False)
+    assert needs_scan(1, calibration=True) and needs_scan(1, calibration=False, always_scan=True)
+    assert generate.needs_scan is needs_scan

@@ -137,3 +137,20 @@ def test_triangle_config_validates_execute() -> None:
     with pytest.raises(ConfigError, match="--execute"):
         Config(execute="yes")
     assert Config().execute == "auto"
+
+
+def test_execute_notes_of_one_run_and_of_several(tmp_path: Path) -> None:
+    from analysis.report import execute_notes
+
+    def run(path: Path, note: str) -> Path:
+        path.mkdir(parents=True)
+        execute = {"requested": "auto", "mode": "off" if note else "sandbox", "note": note}
+        (path / "manifest.json").write_text(json.dumps({"execute": execute}))
+        return path
+
+    assert execute_notes(run(tmp_path / "one", NO_SANDBOX)) == [NO_SANDBOX]
+    assert execute_notes(run(tmp_path / "fine", "")) == []
+    several = tmp_path / "several"
+    run(several / "model_a", NO_SANDBOX)
+    run(several / "model_b", "")
+    assert execute_notes(several) == [f"[model_a] {NO_SANDBOX}"]

@@ -26,15 +26,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from experiments.conditions import Calibration
 from experiments.scan import choose_layer, run_scan
 from experiments.study import CommonConfig, ConfigError, Study, open_study
 from plip_nn.edits import Scale
 from plip_nn.scope import function_half
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Config", "LayerChoice", "calibrate", "main", "needs_scan", "resolve_layer"]
 
@@ -49,6 +50,8 @@ def calibrate(
 ) -> dict[str, Any]:
     """Calibration at ``layer`` from ``layer_scan`` rows of test samples (pure function), in
     the scope ``rows``/``targets`` (default: the scan's first scope)."""
+    import pandas as pd
+
     at = scan[(scan["layer"] == layer) & (scan["kind"] == "test")]
     if "rows" in at and len(at):
         rows = rows if rows is not None else str(at["rows"].iloc[0])

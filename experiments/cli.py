@@ -9,8 +9,8 @@ by default is turned off with ``--no-<name>``. The config reads the values
 more here: ``--model`` repeats (one sub-run per model, for commands that run several) and
 ``--no-execute`` is ``--execute off``.
 
-The experiment modules load no torch at import (their engine imports sit in the functions that
-run), so ``plip-nn analyze`` and every ``--help`` start without the model stack.
+The experiment modules load neither torch nor pandas at import (those imports sit in the
+functions that run), so ``plip-nn analyze`` and every ``--help`` start without the model stack.
 
 Exit codes: 0 ok; 2 bad input (one line on stderr saying what and how to fix it); 1 any other
 failure (environment faults such as a read-only or full disk, a failed edit verification);

@@ -20,13 +20,13 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from experiments.conditions import ControlKeys, control_rng, match_keys
 from experiments.study import Prepared, Study, run_chunks
 from plip_nn.edits import Condition, Probe
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from plip_nn.trace import Item
 
 __all__ = ["CONTROL_TOLERANCE", "match_controls"]
@@ -70,6 +70,8 @@ def match_controls(
     Writes ``control_match.parquet`` and returns (sample id, rows, targets, layer, draw) ->
     keys (:data:`experiments.conditions.ControlKeys`).
     """
+    import pandas as pd
+
     # torch loads when the experiment runs, not with the CLI
     from plip_nn.trace import run as run_items
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from experiments import conditions
 from experiments.calibrate import needs_scan, resolve_layer
 from experiments.conditions import Arm, Unit
@@ -27,6 +25,8 @@ from plip_nn.codesrc import MARKERS, generation_suffix, rust_test_end
 from plip_nn.scope import BASELINE, CHOSEN, Scope
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from analysis.execution import ExecuteMode
     from analysis.preservation import Preservation
 
@@ -212,6 +212,8 @@ def run_generation(
     The flags are the study's: ``--max-new-tokens``, ``--execute``, ``--gen-batch-size`` and
     the decoding (:attr:`GenerationFlags.decoding`). Returns the assembled table.
     """
+    import pandas as pd
+
     # torch loads when the experiment runs, not with the CLI
     from plip_nn.generate import GenerationRequest, generate, marker_token_sequences
 

@@ -49,9 +49,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
-import pandas as pd
-
 from experiments import conditions
 from experiments.calibrate import LayerChoice, resolve_layer
 from experiments.conditions import Arm, HeadSets, match_keys
@@ -64,6 +61,9 @@ from plip_nn.edits import AttentionEdit, Condition, Knockout, Probe
 from plip_nn.scope import BASELINE, CHOSEN, Scope, function_half, window_label
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
     from plip_nn.models import ModelHandle
     from plip_nn.trace import Remote
 
@@ -196,6 +196,8 @@ def _plain_seconds(handle: ModelHandle, prompts: Sequence[Prepared], batch_size:
 
 def run_sweep(study: Study, prompts: Sequence[Prepared], cost: dict[str, float]) -> pd.DataFrame:
     """The sweep (module docstring, step 1) -> ``head_sweep``; adds seconds to ``cost``."""
+    import pandas as pd
+
     # torch loads when the experiment runs, not with the CLI
     from plip_nn.attribution import attribute_heads
     from plip_nn.trace import Item
@@ -273,6 +275,8 @@ def select_heads(sweep: pd.DataFrame, by_half: dict[int, int], k: int) -> pd.Dat
     head index). A half whose other half has no prompt of the language gets none.
     One row per (language, half, rank).
     """
+    import pandas as pd
+
     rows = []
     for language in sorted(set(sweep["language"])):
         of_lang = sweep[sweep["language"] == language]
@@ -301,6 +305,8 @@ def select_heads(sweep: pd.DataFrame, by_half: dict[int, int], k: int) -> pd.Dat
 
 def head_rng(sample_id: str, seed: int, layer: int, draw: int) -> np.random.Generator:
     """The seeded generator of one random-heads draw (reruns draw the same heads)."""
+    import numpy as np
+
     return np.random.default_rng([seed, zlib.crc32(sample_id.encode("utf-8")), layer, draw,
                                   zlib.crc32(b"random_heads")])  # fmt: skip
 
@@ -316,6 +322,8 @@ def head_sets(
     repeats an earlier draw's heads is recorded (``same_as_draw``) but not put in the head
     sets, so it is not run twice: the analysis reads the earlier draw's rows for it.
     """
+    import pandas as pd
+
     top_of = {
         (str(lang), int(half)): tuple(int(h) for h in g.sort_values("rank")["head"])
         for (lang, half), g in selection.groupby(["language", "half"])

@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-import pandas as pd
-
 from plip_nn.positions import TokenPositions
 from plip_nn.remote import REMOTES, configure_remote
 from plip_nn.runs import RunDir
 from plip_nn.scope import DEFAULT_ROWS, DEFAULT_TARGETS, ROWS, TARGETS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from plip_nn.models import ModelHandle
 
 __all__ = [

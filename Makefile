@@ -12,6 +12,9 @@ install:            ## venv + CPU torch + project with dev extras
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	@$(PY) -c "from analysis.sandbox import unavailable_reason as why; r = why(); \
+	print('sandbox: bubblewrap works here; executes will be measured' if r is None else \
+	f'sandbox: NOT available, executes will not be measured and its tests skip ({r})')"
 
 test:               ## default test run (CPU, a few minutes)
 	$(PY) -m pytest -q -m "not slow" -n 2

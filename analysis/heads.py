@@ -407,21 +407,23 @@ def held_out(tables: dict[str, pd.DataFrame], *, alpha: float, margin: float) ->
                 sub = gens[gens["condition"] == cond]
                 if len(sub):
                     rates[cond] = float(sub["preserved"].astype(bool).mean())
-            raw = []
+            raw: list[tuple[str, PairedDifference]] = []  # (random draw, top-K vs it)
             for r in randoms:
                 if {topk, r} <= set(gens["condition"]):
                     p = paired(gens, "preserved", topk, r)
                     if len(p):
-                        raw.append(paired_difference(p["ref"].astype(bool), p["cond"].astype(bool)))
+                        raw.append(
+                            (r, paired_difference(p["ref"].astype(bool), p["cond"].astype(bool)))
+                        )
             st = None
             if {steer, "baseline"} <= set(gens["condition"]):
                 p = paired(gens, "preserved", steer, "baseline")
                 if len(p):
                     st = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
-            counted = [d.pvalue for d in raw[:1]] + ([st.pvalue] if st is not None else [])
+            counted = [d.pvalue for _, d in raw[:1]] + ([st.pvalue] if st is not None else [])
             m = len(counted)
             adj = bonferroni(counted) if m else np.array([])
-            for i, (r, d) in enumerate(zip(randoms, raw, strict=False)):
+            for i, (r, d) in enumerate(raw):
                 p_adj = float(adj[0]) if i == 0 else float(min(1.0, d.pvalue * m))
                 effect, words = classify_change(
                     d, p_adjusted=p_adj, alpha=alpha, margin=margin, predicted_sign=-1,

@@ -46,7 +46,7 @@ from analysis.triangle import (
 from plip_nn.atomic import atomic_write_text
 from plip_nn.scope import function_half
 
-__all__ = ["STATS_COLUMNS", "analyze", "cli_analyze"]
+__all__ = ["STATS_COLUMNS", "analyze", "cli_analyze", "execute_notes", "report_findings"]
 
 log = logging.getLogger(__name__)
 
@@ -732,6 +732,24 @@ def report_findings(report: Path) -> list[str]:
         return []
     body = text.split("## Findings", 1)[1].split("\n## ", 1)[0]
     return [line[2:].strip() for line in body.splitlines() if line.startswith("- ")]
+
+
+def execute_notes(run: Path | str) -> list[str]:
+    """Why ``executes`` was not measured (or ran without a sandbox): the manifest's note.
+
+    ``run`` is one run directory, or the ``--out`` of several models (one note per sub-run,
+    prefixed with its directory name). Empty when every generated test ran in the sandbox.
+    """
+    run = Path(run)
+    own = run / "manifest.json"
+    manifests = [own] if own.exists() else sorted(run.glob("*/manifest.json"))
+    notes = []
+    for path in manifests:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        note = (manifest.get("execute") or {}).get("note")
+        if note:
+            notes.append(note if path == own else f"[{path.parent.name}] {note}")
+    return notes
 
 
 def cli_analyze(run_dirs: Path | str | Sequence[Path | str], out: Path | str | None = None) -> int:

@@ -24,7 +24,7 @@ import torch
 from benchmarks import models, workload
 from benchmarks.timing import medians, time_variants
 from plip_nn.generate import generate
-from plip_nn.plan import pad_batch, pad_id
+from plip_nn.padding import pad_batch, pad_id
 
 log = logging.getLogger(__name__)
 

@@ -268,7 +268,7 @@ def forward_section(handle: Any, sizes: Sizes, device: str) -> dict[str, Any]:
 
 
 def _hf_generate(handle: Any, reqs: list, n_new: int) -> list[tuple[int, ...]]:
-    from plip_nn.plan import pad_batch, pad_id
+    from plip_nn.padding import pad_batch, pad_id
 
     pad = pad_id(handle)
     inputs, _ = pad_batch([r.input_ids for r in reqs], pad, handle.device)

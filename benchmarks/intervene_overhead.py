@@ -37,7 +37,7 @@ from benchmarks import models, workload
 from benchmarks.timing import medians, overhead_parser, time_variants, write_results
 from plip_nn.edits import AttentionEdit, Condition
 from plip_nn.generate import GenerationRequest, embed_path, generate
-from plip_nn.plan import pad_id
+from plip_nn.padding import pad_id
 
 log = logging.getLogger(__name__)
 

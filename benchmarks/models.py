@@ -46,7 +46,7 @@ class QwenSpec:
 LARGER = QwenSpec(hidden=512, layers=8, heads=8, kv_heads=2, intermediate=1376, vocab=8192)
 LARGER_QUICK = QwenSpec(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=344, vocab=2048)
 # Used in place of the embedded model until plip_nn/data/model exists: the same shape as
-# scripts/train_embedded_model.py's default config, random weights.
+# the training script's default TrainConfig (scripts/embedded/config.py), random weights.
 STAND_IN = QwenSpec(hidden=256, layers=4, heads=8, kv_heads=2, intermediate=688, vocab=4096)
 
 

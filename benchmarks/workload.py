@@ -11,7 +11,8 @@ from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale, SetValue
 from plip_nn.generate import GenerationRequest, marker_token_sequences
 from plip_nn.models import ModelHandle
-from plip_nn.plan import build_plan, pad_batch, pad_id, plain_plan, plain_sites
+from plip_nn.padding import pad_batch, pad_id
+from plip_nn.plan import build_plan, plain_plan, plain_sites
 from plip_nn.trace import Item
 
 

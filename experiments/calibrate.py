@@ -26,9 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from experiments.conditions import Calibration
 from experiments.scan import choose_layer, run_scan
@@ -36,7 +34,10 @@ from experiments.study import CommonConfig, ConfigError, Study, open_study
 from plip_nn.edits import Scale
 from plip_nn.scope import function_half
 
-__all__ = ["Config", "LayerChoice", "calibrate", "main", "resolve_layer"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Config", "LayerChoice", "calibrate", "main", "needs_scan", "resolve_layer"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +50,8 @@ def calibrate(
 ) -> dict[str, Any]:
     """Calibration at ``layer`` from ``layer_scan`` rows of test samples (pure function), in
     the scope ``rows``/``targets`` (default: the scan's first scope)."""
+    import pandas as pd
+
     at = scan[(scan["layer"] == layer) & (scan["kind"] == "test")]
     if "rows" in at and len(at):
         rows = rows if rows is not None else str(at["rows"].iloc[0])
@@ -138,6 +141,14 @@ class LayerChoice:
         return None if cal is None else float(cal["set_value"])
 
 
+def needs_scan(layer: int | None, *, calibration: bool, always_scan: bool = False) -> bool:
+    """Whether :func:`resolve_layer` scans: no ``--layer`` to take, calibrating, or asked to.
+
+    An experiment that opens its study without the scanned kinds otherwise asks this first.
+    """
+    return always_scan or calibration or layer is None
+
+
 def resolve_layer(
     study: Study,
     kinds: Sequence[str],
@@ -148,8 +159,8 @@ def resolve_layer(
 ) -> LayerChoice:
     """Scan, choose the layer (cross-fitted), calibrate at it, record it: one step, written once.
 
-    1. Scan ``kinds`` at every layer (``layer_scan.parquet``) when there is no ``--layer`` to
-       take, when calibrating, or with ``always_scan``.
+    1. Scan ``kinds`` at every layer (``layer_scan.parquet``) when :func:`needs_scan`: there
+       is no ``--layer`` to take, when calibrating, or with ``always_scan``.
     2. The layer is ``--layer`` for every sample, else each half's layer is the peak
        (:func:`choose_layer`) of the other half's test samples (module docstring).
     3. With ``calibration``: :func:`calibrate` at each layer in use, written to
@@ -168,7 +179,7 @@ def resolve_layer(
     cfg = study.cfg
     flag = cfg.layer
     scan = None
-    if always_scan or calibration or flag is None:
+    if needs_scan(flag, calibration=calibration, always_scan=always_scan):
         scan = run_scan(study, tuple(kinds))
     if flag is not None:
         by_half, chosen_by = {0: flag, 1: flag}, "flag"

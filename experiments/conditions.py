@@ -28,8 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale, SetValue
 from plip_nn.scope import (
     BASELINE,
@@ -44,6 +42,9 @@ from plip_nn.scope import (
     window_label,
     windows,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 if TYPE_CHECKING:  # study imports nothing from here; the annotation is all that is needed
     from experiments.study import Prepared
@@ -195,6 +196,8 @@ def steering_arms(
 
 
 def _rng(sample_id: str, seed: int, *extra: int) -> np.random.Generator:
+    import numpy as np
+
     return np.random.default_rng([seed, zlib.crc32(sample_id.encode("utf-8")), *extra])
 
 
@@ -238,6 +241,8 @@ def match_keys(
     Raises:
         ValueError: an empty pool, or a pool key without a mass.
     """
+    import numpy as np
+
     if not pool:
         raise ValueError("the control's key pool is empty: no key before the rows is outside "
                          "the signature; the sample is too short for a random control")  # fmt: skip

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from experiments.conditions import ControlKeys, control_rng, match_keys
 from experiments.study import Prepared, Study, run_chunks
 from plip_nn.edits import Condition, Probe
-from plip_nn.trace import Item
-from plip_nn.trace import run as run_items
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from plip_nn.trace import Item
 
 __all__ = ["CONTROL_TOLERANCE", "match_controls"]
 
@@ -37,6 +38,9 @@ KEYS = ["sample_id", "rows", "targets", "layer", "draw"]
 
 def _items(p: Prepared, rows: str, targets: Sequence[str], layers: tuple[int, ...]) -> list[Item]:
     """Baseline items reading, at ``layers``, the rows' mass on each pool key and target set."""
+    # torch loads when the experiment runs, not with the CLI
+    from plip_nn.trace import Item
+
     pos = p.positions
     src = pos.rows(rows)
     reads: list[tuple[str, tuple[int, ...]]] = [
@@ -66,6 +70,11 @@ def match_controls(
     Writes ``control_match.parquet`` and returns (sample id, rows, targets, layer, draw) ->
     keys (:data:`experiments.conditions.ControlKeys`).
     """
+    import pandas as pd
+
+    # torch loads when the experiment runs, not with the CLI
+    from plip_nn.trace import run as run_items
+
     layers = tuple(range(study.handle.n_layers))
     by_rows: dict[str, list[str]] = {}
     for r, t in dict.fromkeys(scopes):

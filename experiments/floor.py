@@ -12,20 +12,26 @@ the numerical noise of batching.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from experiments.study import Prepared, Study, run_chunks
 from plip_nn.edits import Condition
-from plip_nn.kernels import kl_rows
-from plip_nn.trace import Item
-from plip_nn.trace import run as run_items
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["measure_floor"]
 
 
 def measure_floor(study: Study, samples: Sequence[Prepared]) -> pd.DataFrame:
     """KL between two unedited passes of every sample in other batch compositions."""
+    import pandas as pd
+
+    # torch loads when the experiment runs, not with the CLI
+    from plip_nn.kernels import kl_rows
+    from plip_nn.trace import Item
+    from plip_nn.trace import run as run_items
+
     cfg = study.cfg
     other = cfg.batch_size + 3  # a different batch size: other neighbours and padding
 

@@ -15,25 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from experiments import conditions
-from experiments.calibrate import resolve_layer
+from experiments.calibrate import needs_scan, resolve_layer
 from experiments.conditions import Arm, Unit
 from experiments.control import match_controls
 from experiments.records import GEN_KEYS, GEN_ORDER, generation_row
 from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_study, run_chunks
 from plip_nn.codesrc import MARKERS, generation_suffix, rust_test_end
-from plip_nn.generate import (
-    GenerationRequest,
-    generate,
-    marker_token_sequences,
-    resolve_source_policy,
-)
-from plip_nn.kernels import POLICY_MARKERS
 from plip_nn.scope import BASELINE, CHOSEN, Scope
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from analysis.execution import ExecuteMode
     from analysis.preservation import Preservation
 
@@ -84,6 +77,11 @@ class GenerationFlags(CommonConfig):
             raise ConfigError(f"--gen-batch-size {self.gen_batch_size!r}: use an integer >= 1")
         check_execute(self.execute)
 
+    @property
+    def decoding(self) -> tuple[bool, float]:
+        """(sample, temperature) of generation: greedy; ``plip-nn generate`` has flags for it."""
+        return False, 1.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class Config(GenerationFlags):
@@ -120,6 +118,11 @@ class Config(GenerationFlags):
             )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"--temperature {self.temperature!r}: use a number > 0")
+
+    @property
+    def decoding(self) -> tuple[bool, float]:
+        """(sample, temperature): ``--sample`` and ``--temperature``."""
+        return self.sample, self.temperature
 
 
 def generation_batches_per_part(batch_size: int, gen_batch_size: int) -> int:
@@ -191,37 +194,43 @@ def _preservation(p: Prepared, text: str, execute: ExecuteMode) -> Preservation:
 def policy_of(unit: Unit) -> str:
     """The engine's source policy for a unit: ``continuation`` rows edit every generated row,
     the marker scopes edit the prompt's marker rows and every generated marker."""
+    from plip_nn.generate import resolve_source_policy
+    from plip_nn.kernels import POLICY_MARKERS
+
     scope = unit.arm.scope
     return POLICY_MARKERS if scope is None else resolve_source_policy(scope.rows, "rows")
 
 
 def run_generation(
-    study: Study,
+    study: Study[GenerationFlags],
     units: list[Unit],
     *,
-    max_new_tokens: int,
-    execute: str,
-    sample: bool = False,
-    temperature: float = 1.0,
     experiment: str = "generate",
     table: str = "generations",
 ) -> pd.DataFrame:
     """Generate every unit (a generation prompt under a condition) into ``generations`` (or
     ``table``; experiments.heads keeps its own).
 
-    Each unit's edits apply at every step, with the rows of its scope (:func:`policy_of`);
-    ``execute`` is the ``--execute`` request. Returns the assembled table.
+    Each unit's edits apply at every step, with the rows of its scope (:func:`policy_of`).
+    The flags are the study's: ``--max-new-tokens``, ``--execute``, ``--gen-batch-size`` and
+    the decoding (:attr:`GenerationFlags.decoding`). Returns the assembled table.
     """
+    import pandas as pd
+
+    # torch loads when the experiment runs, not with the CLI
+    from plip_nn.generate import GenerationRequest, generate, marker_token_sequences
+
     handle = study.handle
     tok = handle.tokenizer
     marker_seqs = {lang: marker_token_sequences(tok, m) for lang, m in MARKERS.items()}
-    mode, note = resolve_execute(execute)
+    cfg = study.cfg
+    mode, note = resolve_execute(cfg.execute)
     if note:
         log.warning(note)
-    study.run.update_manifest(execute={"requested": execute, "mode": mode, "note": note})
+    study.run.update_manifest(execute={"requested": cfg.execute, "mode": mode, "note": note})
     eos = tok.eos_token
-    seed = study.cfg.seed
-    gen_batch_size = int(getattr(study.cfg, "gen_batch_size", study.cfg.batch_size))
+    seed = cfg.seed
+    sample, temperature = cfg.decoding
 
     def work(chunk: list[Unit]) -> pd.DataFrame:
         reqs = [
@@ -238,12 +247,12 @@ def run_generation(
         results = generate(
             handle,
             reqs,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=cfg.max_new_tokens,
             do_sample=sample,
             seed=seed,
             temperature=temperature,
-            batch_size=gen_batch_size,
-            remote=study.cfg.remote,
+            batch_size=cfg.gen_batch_size,
+            remote=cfg.remote,
         )
         rows = []
         for u, res in zip(chunk, results, strict=True):
@@ -270,7 +279,7 @@ def run_generation(
         lambda u: u.key,
         work,
         desc="generate",
-        batches_per_part=generation_batches_per_part(study.cfg.batch_size, gen_batch_size),
+        batches_per_part=generation_batches_per_part(cfg.batch_size, cfg.gen_batch_size),
     )
     return study.run.assemble(table, GEN_ORDER, GEN_KEYS)
 
@@ -289,7 +298,8 @@ def main(cfg: Config) -> Path:
     resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2, nothing written
     calibrated = bool({conditions.SCALE_CALIBRATED, conditions.SCALE_CALIBRATED_X2,
                        conditions.SET_VALUE_CALIBRATED} & set(cfg.conditions))  # fmt: skip
-    scans = cfg.layer is None or calibrated
+    # The scan reads test samples: load them only when resolve_layer will scan.
+    scans = needs_scan(cfg.layer, calibration=calibrated)
     kinds = ("generation", "test") if scans else ("generation",)
     study = open_study(cfg, "generate", kinds, cfg.to_dict())
     choice = resolve_layer(study, ("test",), calibration=calibrated)
@@ -302,9 +312,6 @@ def main(cfg: Config) -> Path:
         prompts, arms, layer_of=choice.layers_of([p.id for p in prompts]),
         n_layers=study.handle.n_layers, calibration=choice.calibrations, controls=controls,
     )  # fmt: skip
-    run_generation(
-        study, units, max_new_tokens=cfg.max_new_tokens, execute=cfg.execute, sample=cfg.sample,
-        temperature=cfg.temperature,
-    )  # fmt: skip
+    run_generation(study, units)
     study.run.finish()
     return study.run.path

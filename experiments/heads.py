@@ -47,11 +47,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
-
-import numpy as np
-import pandas as pd
-import torch
+from typing import TYPE_CHECKING, Any, cast
 
 from experiments import conditions
 from experiments.calibrate import LayerChoice, resolve_layer
@@ -61,13 +57,15 @@ from experiments.floor import measure_floor
 from experiments.generate import GenerationFlags, resolve_execute, run_generation
 from experiments.records import run_records
 from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_study, run_chunks
-from plip_nn.attribution import attribute_heads
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Probe
-from plip_nn.models import ModelHandle
-from plip_nn.plan import pad_batch, pad_id
 from plip_nn.scope import BASELINE, CHOSEN, Scope, function_half, window_label
-from plip_nn.trace import Item, Remote
-from plip_nn.trace import run as run_items
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from plip_nn.models import ModelHandle
+    from plip_nn.trace import Remote
 
 __all__ = [
     "AUTO_MAX_HEADS",
@@ -181,6 +179,11 @@ def head_arms(rows: str, targets: str, draws: int) -> list[Arm]:
 
 def _plain_seconds(handle: ModelHandle, prompts: Sequence[Prepared], batch_size: int) -> float:
     """Seconds of one plain HF forward over ``prompts`` in batches of ``batch_size``."""
+    # torch loads when the experiment runs, not with the CLI
+    import torch
+
+    from plip_nn.padding import pad_batch, pad_id
+
     pad = pad_id(handle)
     start = time.perf_counter()
     with torch.inference_mode():
@@ -193,11 +196,18 @@ def _plain_seconds(handle: ModelHandle, prompts: Sequence[Prepared], batch_size:
 
 def run_sweep(study: Study, prompts: Sequence[Prepared], cost: dict[str, float]) -> pd.DataFrame:
     """The sweep (module docstring, step 1) -> ``head_sweep``; adds seconds to ``cost``."""
+    import pandas as pd
+
+    # torch loads when the experiment runs, not with the CLI
+    from plip_nn.attribution import attribute_heads
+    from plip_nn.trace import Item
+    from plip_nn.trace import run as run_items
+
     cfg = study.cfg
     handle = study.handle
     n_layers, n_heads = handle.n_layers, handle.n_heads
     layers = tuple(range(n_layers))
-    remote = cast(Remote, cfg.remote)  # checked by CommonConfig
+    remote = cast("Remote", cfg.remote)  # checked by CommonConfig
 
     def work(chunk: list[Prepared]) -> pd.DataFrame:
         probe_items, ko_items = [], []
@@ -265,6 +275,8 @@ def select_heads(sweep: pd.DataFrame, by_half: dict[int, int], k: int) -> pd.Dat
     head index). A half whose other half has no prompt of the language gets none.
     One row per (language, half, rank).
     """
+    import pandas as pd
+
     rows = []
     for language in sorted(set(sweep["language"])):
         of_lang = sweep[sweep["language"] == language]
@@ -293,6 +305,8 @@ def select_heads(sweep: pd.DataFrame, by_half: dict[int, int], k: int) -> pd.Dat
 
 def head_rng(sample_id: str, seed: int, layer: int, draw: int) -> np.random.Generator:
     """The seeded generator of one random-heads draw (reruns draw the same heads)."""
+    import numpy as np
+
     return np.random.default_rng([seed, zlib.crc32(sample_id.encode("utf-8")), layer, draw,
                                   zlib.crc32(b"random_heads")])  # fmt: skip
 
@@ -308,6 +322,8 @@ def head_sets(
     repeats an earlier draw's heads is recorded (``same_as_draw``) but not put in the head
     sets, so it is not run twice: the analysis reads the earlier draw's rows for it.
     """
+    import pandas as pd
+
     top_of = {
         (str(lang), int(half)): tuple(int(h) for h in g.sort_values("rank")["head"])
         for (lang, half), g in selection.groupby(["language", "half"])
@@ -348,14 +364,16 @@ def head_sets(
 
 
 def run_heads(
-    study: Study, choice: LayerChoice, cfg: HeadsFlags, *, k: int, generation: bool,
-    max_new_tokens: int, execute: str, references: Sequence[Arm],
-) -> None:  # fmt: skip
+    study: Study[Config], choice: LayerChoice, *, k: int, references: Sequence[Arm]
+) -> None:
     """The heads step (module docstring): sweep, selection, control, held-out test, cost.
 
-    ``references``: the reference arms to run here (the triangle passes only those its own
-    grid lacks; :func:`analysis.heads` reads the rest from ``records``/``generations``).
+    ``k``: K, resolved for the model (:func:`resolve_k`). ``references``: the reference arms to
+    run here (the triangle passes only those its own grid lacks; :func:`analysis.heads` reads
+    the rest from ``records``/``generations``). The flags are the study's (the triangle's
+    config is a heads config).
     """
+    cfg = study.cfg
     prompts = study.select("generation")
     if not prompts:
         raise ConfigError("the heads step needs generation prompts; use a corpus with some")
@@ -374,10 +392,9 @@ def run_heads(
     t0 = time.perf_counter()
     run_records(study, units, experiment="heads", desc="heads records", table="heads_records")
     cost["held_out_records"] = time.perf_counter() - t0
-    if generation:
+    if cfg.generation:
         t0 = time.perf_counter()
-        run_generation(study, units, max_new_tokens=max_new_tokens, execute=execute,
-                       experiment="heads", table="heads_generations")  # fmt: skip
+        run_generation(study, units, experiment="heads", table="heads_generations")
         cost["generation"] = time.perf_counter() - t0
     study.run.update_manifest(heads_cost=_cost_note(cost, k=k, n_units=len(units)))
 
@@ -391,6 +408,8 @@ def _write(study: Study, table: str, df: pd.DataFrame, order: list[str], keys: l
 
 def _cost_note(cost: dict[str, float], *, k: int, n_units: int) -> dict[str, Any]:
     import os
+
+    import torch
 
     plain = cost["plain"]
     note: dict[str, Any] = {
@@ -422,8 +441,7 @@ def main(cfg: Config) -> Path:
     study = open_study(cfg, "heads", ("test", "generation"), cfg.to_dict(), check_model=check)
     k = resolve_k(cfg.heads, study.handle, auto=False)
     choice = resolve_layer(study, ("test",), calibration=False, note_choice=True)
-    run_heads(study, choice, cfg, k=k, generation=cfg.generation,
-              max_new_tokens=cfg.max_new_tokens, execute=cfg.execute,
+    run_heads(study, choice, k=k,
               references=reference_arms(cfg.rows, cfg.targets, cfg.heads_factor))  # fmt: skip
     from analysis.report import analyze
 

@@ -9,18 +9,27 @@ target edges at every layer separately (one single-layer window per layer).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from experiments import conditions
 from experiments.calibrate import resolve_layer
 from experiments.conditions import Arm
 from experiments.control import match_controls
 from experiments.records import run_records
-from experiments.study import CommonConfig, ConfigError, Study, open_study
+from experiments.study import CommonConfig, ConfigError, Study, layer_index, open_study
 from plip_nn.scope import BASELINE, Scope, window_label
 
-__all__ = ["Config", "main", "run_knockout"]
+__all__ = ["Config", "layer_or_all", "main", "run_knockout"]
+
+EVERY_LAYER = "all"
+
+
+def layer_or_all(value: str) -> int | str:
+    """``--layer``: a layer index, or ``all`` (a knockout at every layer separately)."""
+    return EVERY_LAYER if value == EVERY_LAYER else layer_index(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +37,9 @@ class Config(CommonConfig):
     """Knockout config.
 
     Attributes:
+        layer: edited layer, or ``all``: a knockout at every layer separately (the same as
+            --every-layer); ``None``: the layer where Python marker->function attention peaks
+            in a scan.
         every_layer: knock out at each layer separately (--layer all).
         window: width of the windows of the layer sweep (0: no sweep).
         draws: seeded draws of the mass-matched random control per scope.
@@ -38,6 +50,18 @@ class Config(CommonConfig):
     window: int = 2
     draws: int = 3
     kinds: tuple[str, ...] = ("test", "baseline")
+
+    FLAG_TYPES: ClassVar[Mapping[str, Callable[[str], Any]]] = {
+        **CommonConfig.FLAG_TYPES,
+        "layer": layer_or_all,
+    }
+
+    @classmethod
+    def from_flags(cls, values: Mapping[str, Any]) -> Config:
+        """``--layer all`` is ``every_layer`` (and no ``layer``)."""
+        if values.get("layer") == EVERY_LAYER:
+            values = {**values, "layer": None, "every_layer": True}
+        return cls(**values)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -50,9 +74,10 @@ class Config(CommonConfig):
         object.__setattr__(self, "kinds", tuple(self.kinds))
 
 
-def run_knockout(study: Study, cfg: Config, layer_of: dict[str, int] | None) -> None:
+def run_knockout(study: Study[Config], layer_of: dict[str, int] | None) -> None:
     """Records of the knockout conditions (``layer_of``: sample -> chosen layer); ``None``: a
     knockout at every layer separately."""
+    cfg = study.cfg
     n_layers = study.handle.n_layers
     samples = [p for kind in cfg.kinds for p in study.select(kind)]
     if layer_of is None:
@@ -81,9 +106,9 @@ def main(cfg: Config) -> Path:
     study = open_study(cfg, "knockout", cfg.kinds, cfg.to_dict())
     if cfg.every_layer:  # no layer to choose
         study.run.update_manifest(layer="all")
-        run_knockout(study, cfg, None)
+        run_knockout(study, None)
     else:
         choice = resolve_layer(study, cfg.kinds, calibration=False)
-        run_knockout(study, cfg, choice.layers_of([p.id for p in study.samples]))
+        run_knockout(study, choice.layers_of([p.id for p in study.samples]))
     study.run.finish()
     return study.run.path

@@ -7,18 +7,17 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from experiments.conditions import ALL_LAYERS, Unit, condition_op
 from experiments.study import Prepared, Study, run_chunks
 from plip_nn.edits import Probe
 from plip_nn.scope import BASELINE, CHOSEN, Scope
-from plip_nn.trace import Item, ItemResult
-from plip_nn.trace import run as run_items
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from analysis.preservation import Preservation
     from plip_nn.generate import GenerationResult
+    from plip_nn.trace import Item, ItemResult
 
 __all__ = [
     "GEN_KEYS",
@@ -237,6 +236,12 @@ def run_records(
         desc: progress-bar label.
         table: the table written (``records``; experiments.heads keeps its own).
     """
+    import pandas as pd
+
+    # torch loads when the experiment runs, not with the CLI
+    from plip_nn.trace import Item
+    from plip_nn.trace import run as run_items
+
     cfg = study.cfg
     n_layers = study.handle.n_layers
     default = Scope(cfg.rows, cfg.targets, CHOSEN)

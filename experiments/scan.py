@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from experiments.records import SCAN_KEYS, SCAN_ORDER, scan_rows
 from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_study, run_chunks
 from plip_nn.edits import Condition, Probe
 from plip_nn.scope import PLIP_ROWS, PLIP_TARGETS
-from plip_nn.trace import Item
-from plip_nn.trace import run as run_items
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Config", "choose_layer", "main", "run_scan", "scan_scopes"]
 
@@ -48,6 +48,12 @@ def scan_scopes(cfg: CommonConfig) -> list[tuple[str, str]]:
 
 def run_scan(study: Study, kinds: tuple[str, ...] = ("test", "baseline")) -> pd.DataFrame:
     """Scan ``kinds`` samples at every layer; returns (and writes) ``layer_scan``."""
+    import pandas as pd
+
+    # torch loads when the experiment runs, not with the CLI
+    from plip_nn.trace import Item
+    from plip_nn.trace import run as run_items
+
     n_layers = study.handle.n_layers
     units = [p for kind in kinds for p in study.select(kind)]
     scopes = scan_scopes(study.cfg)

@@ -48,8 +48,9 @@ class Config(CommonConfig):
             )
 
 
-def run_steer(study: Study, cfg: Config, choice: LayerChoice) -> None:
+def run_steer(study: Study[Config], choice: LayerChoice) -> None:
     """Records of the dose-response conditions at each sample's chosen layer."""
+    cfg = study.cfg
     samples = study.select("test")
     steering = conditions.steering_arms(
         cfg.factors, rows=cfg.rows, targets=cfg.targets, calibrated=bool(choice.calibration)
@@ -67,6 +68,6 @@ def main(cfg: Config) -> Path:
     study = open_study(cfg, "steer", ("test",), cfg.to_dict())
     # The scan is part of the output even with --layer (the report's layer profile).
     choice = resolve_layer(study, ("test",), calibration=cfg.calibrated, always_scan=True)
-    run_steer(study, cfg, choice)
+    run_steer(study, choice)
     study.run.finish()
     return study.run.path

@@ -7,27 +7,31 @@ created, so bad input never leaves a half-written run behind.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import logging
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-import pandas as pd
-
-from plip_nn.models import ModelHandle, load_model
 from plip_nn.positions import TokenPositions
+from plip_nn.remote import REMOTES, configure_remote
 from plip_nn.runs import RunDir
 from plip_nn.scope import DEFAULT_ROWS, DEFAULT_TARGETS, ROWS, TARGETS
-from plip_nn.trace import REMOTES, configure_remote
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from plip_nn.models import ModelHandle
 
 __all__ = [
     "CommonConfig",
     "ConfigError",
     "Prepared",
     "Study",
+    "layer_index",
     "open_study",
     "part_units",
     "run_chunks",
@@ -42,6 +46,28 @@ KINDS = ("test", "baseline", "generation")
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names the flag and the fix."""
+
+
+def layer_index(value: str) -> int:
+    """``--layer N``: a layer index >= 0 (the flag's parser; argparse prints the message)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid layer {value!r}: use a layer index (0, 1, ...)"
+            + (
+                "; every layer separately is `plip-nn knockout --layer all`"
+                if value == "all"
+                else ""
+            )
+        ) from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"invalid layer {value!r}: use an index >= 0")
+    return n
+
+
+C = TypeVar("C", bound="CommonConfig")
+C_co = TypeVar("C_co", bound="CommonConfig", covariant=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +132,15 @@ class CommonConfig:
     targets: str = DEFAULT_TARGETS
     attn: str = "auto"
 
+    FLAG_TYPES: ClassVar[Mapping[str, Callable[[str], Any]]] = {"layer": layer_index}
+    """Field -> the parser of its flag, where the annotation's type is not enough."""
+
+    @classmethod
+    def from_flags(cls: type[C], values: Mapping[str, Any]) -> C:
+        """The config from parsed flag values (field -> value); a subclass may read a flag
+        value that stands for several fields (``knockout --layer all``)."""
+        return cls(**values)
+
     def __post_init__(self) -> None:
         if self.remote not in REMOTES:
             raise ConfigError(f"--remote {self.remote!r}: use one of {', '.join(REMOTES)}")
@@ -167,10 +202,14 @@ class Prepared:
 
 
 @dataclass
-class Study:
-    """An open study: model, prepared samples and the run directory."""
+class Study(Generic[C_co]):
+    """An open study: its config, model, prepared samples and the run directory.
 
-    cfg: CommonConfig
+    ``cfg`` is the experiment's own config (``Study[knockout.Config]``), the one holder of
+    every flag: a step that takes the study reads its flags there.
+    """
+
+    cfg: C_co
     experiment: str
     handle: ModelHandle
     samples: list[Prepared]
@@ -329,14 +368,14 @@ def default_out(experiment: str) -> str:
 
 
 def open_study(
-    cfg: CommonConfig,
+    cfg: C,
     experiment: str,
     kinds: Sequence[str],
     config_dict: dict[str, Any],
     *,
     handle: ModelHandle | None = None,
     check_model: Callable[[ModelHandle], None] | None = None,
-) -> Study:
+) -> Study[C]:
     """Validate the inputs, load model and corpus, then create (or reopen) the run directory.
 
     Args:
@@ -351,6 +390,9 @@ def open_study(
     configure_remote(cfg.remote)  # RemoteConfigError before anything is written
     raw_samples = _load_samples(cfg, kinds)  # corpus errors before the (slower) model load
     if handle is None:
+        # torch loads when the experiment runs, not with the CLI
+        from plip_nn.models import load_model
+
         dtype = None if cfg.dtype == "auto" else cfg.dtype
         handle = load_model(
             cfg.model, device=cfg.device, dtype=dtype, device_map=cfg.device_map, attn=cfg.attn

@@ -32,18 +32,22 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments import conditions
 from experiments.calibrate import resolve_layer
 from experiments.conditions import Arm
 from experiments.control import match_controls
 from experiments.floor import measure_floor
-from experiments.generate import GenerationFlags, resolve_execute, run_generation
-from experiments.heads import HeadsFlags, reference_arms, resolve_k, run_heads
+from experiments.generate import resolve_execute, run_generation
+from experiments.heads import Config as HeadsConfig
+from experiments.heads import reference_arms, resolve_k, run_heads
 from experiments.records import run_records
 from experiments.study import ConfigError, default_out, open_study
-from plip_nn.models import ModelHandle
 from plip_nn.scope import BASELINE, ROWS
+
+if TYPE_CHECKING:
+    from plip_nn.models import ModelHandle
 
 __all__ = ["Config", "main", "main_models", "model_slug", "study_arms"]
 
@@ -51,9 +55,9 @@ LAYER_SCOPES = ("layer", "all", "window")
 
 
 @dataclass(frozen=True, kw_only=True)
-class Config(GenerationFlags, HeadsFlags):
-    """Study config (the generation flags are :class:`experiments.generate.GenerationFlags`,
-    the heads flags :class:`experiments.heads.HeadsFlags`).
+class Config(HeadsConfig):
+    """Study config: the heads experiment's (:class:`experiments.heads.Config`: the generation
+    and heads flags) plus the grid of the study; the heads step reads its flags here.
 
     Attributes:
         generation: run the generation part (preservation); --no-generation: run single
@@ -164,15 +168,13 @@ def main(cfg: Config) -> Path:
     run_records(study, units, experiment="triangle", desc="records")
     if cfg.generation:
         gen_units = conditions.plan_units(prompts, base + knock + steer, **plan)  # type: ignore[arg-type]
-        run_generation(study, gen_units, max_new_tokens=cfg.max_new_tokens, execute=cfg.execute,
-                       experiment="triangle")  # fmt: skip
+        run_generation(study, gen_units, experiment="triangle")
     heads_k = resolve_k(cfg.heads, study.handle, auto=True)
     if heads_k:
         have = {a.name for a in base + knock + steer}
         refs = [a for a in reference_arms(cfg.rows, cfg.targets, cfg.heads_factor)
                 if a.name not in have]  # fmt: skip
-        run_heads(study, choice, cfg, k=heads_k, generation=cfg.generation,
-                  max_new_tokens=cfg.max_new_tokens, execute=cfg.execute, references=refs)  # fmt: skip
+        run_heads(study, choice, k=heads_k, references=refs)
     from analysis.report import analyze
 
     # The data are complete here; the report then shows the run as finished.

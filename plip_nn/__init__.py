@@ -44,7 +44,7 @@ _HOME = {
     "EditReading": "trace",
     "Item": "trace",
     "ItemResult": "trace",
-    "RemoteConfigError": "trace",
+    "RemoteConfigError": "remote",
     "run": "trace",
 }
 
@@ -86,8 +86,9 @@ if TYPE_CHECKING:
         wrap_model,
     )
     from plip_nn.positions import PositionError, TokenPositions, locate
+    from plip_nn.remote import RemoteConfigError
     from plip_nn.runs import RunDir, RunDirError
-    from plip_nn.trace import EditReading, Item, ItemResult, RemoteConfigError, run
+    from plip_nn.trace import EditReading, Item, ItemResult, run
 
 __all__ = [
     "AttentionEdit",

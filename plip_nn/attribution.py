@@ -45,14 +45,10 @@ import torch
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, EditSpecError, EditVerificationError, Knockout
 from plip_nn.models import ModelHandle
-from plip_nn.plan import (
-    configure_remote,
-    pad_batch,
-    pad_id,
-    plain_sites,
-    register_for_remote,
-    validate_edits,
-)
+from plip_nn.padding import pad_batch, pad_id
+from plip_nn.plan import plain_sites
+from plip_nn.remote import configure_remote, register_for_remote
+from plip_nn.routes import validate_edits
 from plip_nn.trace import Item, Remote
 
 __all__ = ["HeadAttribution", "attribute_heads"]

@@ -34,22 +34,11 @@ import torch
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, Condition, EditSpecError
 from plip_nn.models import ModelHandle
-from plip_nn.plan import (
-    ROUTES,
-    EditStats,
-    build_plan,
-    check_stats,
-    configure_remote,
-    generation_row,
-    item_route,
-    missing_reading,
-    pad_batch,
-    pad_id,
-    plain_plan,
-    plain_sites,
-    register_for_remote,
-    validate_edits,
-)
+from plip_nn.padding import pad_batch, pad_id
+from plip_nn.plan import build_plan, generation_row, plain_plan, plain_sites
+from plip_nn.remote import configure_remote, register_for_remote
+from plip_nn.routes import ROUTES, item_route, validate_edits
+from plip_nn.verify import EditStats, check_stats, missing_reading
 
 __all__ = [
     "SOURCE_POLICIES",
@@ -236,7 +225,7 @@ def generate(
         source_policy: ``"markers"`` or ``"continuation"`` (see the module docstring).
         batch_size: rows per KV-cached loop (one ``generate`` call), i.e. rows per forward pass.
         remote: ``"none"``, ``"local"`` or ``"ndif"``.
-        route: ``"auto"`` (the handle's choice per request, :func:`plip_nn.plan.item_route`),
+        route: ``"auto"`` (the handle's choice per request, :func:`plip_nn.routes.item_route`),
             ``"softmax"`` or ``"mask"``.
     """
     source_policy = resolve_source_policy(source_policy)

@@ -13,7 +13,7 @@ activation patches, reads and logit lens in one forward pass::
 It calls the engine's single in-trace edit site, :func:`plip_nn.kernels.edit_site` (the same
 function ``run()`` and ``generate()`` call), layer by layer in layer order, with groups built by
 :func:`plip_nn.plan.build_plan` (as ``run()`` builds them) and checked on the host by
-:func:`plip_nn.plan.check_stats` into :func:`plip_nn.trace.edit_reading` (as ``run()`` does).
+:func:`plip_nn.verify.check_stats` into :func:`plip_nn.trace.edit_reading` (as ``run()`` does).
 
 Positions are indices into the traced ``input_ids`` as given (no padding is added or removed),
 shifted per batch row by ``offsets`` (each row's left padding) when given, and every edit is
@@ -49,18 +49,10 @@ from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, EditSpecError, EditVerificationError
 from plip_nn.generate import embed_path, resolve_source_policy
 from plip_nn.models import ModelHandle
-from plip_nn.plan import (
-    EditStats,
-    build_plan,
-    check_stats,
-    generation_row,
-    missing_reading,
-    plain_plan,
-    plain_sites,
-    resolve_route,
-    validate_edits,
-)
+from plip_nn.plan import build_plan, generation_row, plain_plan, plain_sites
+from plip_nn.routes import resolve_route, validate_edits
 from plip_nn.trace import EditReading, edit_reading
+from plip_nn.verify import EditStats, check_stats, missing_reading
 
 __all__ = ["Intervention", "InterventionOrderError", "intervene"]
 

@@ -1055,7 +1055,7 @@ def knockout_attribution(
     only linearisation is downstream of the probabilities (AtP with the exact pattern change):
     ``estimate[h] = sum_{s, k} grad[h, s, k] * (p_ko - p)[h, s, k]``. A row left without an
     allowed key (every key it may attend to is a target) gives NaN; the host raises, as
-    :func:`plip_nn.plan.check_stats` does for the knockout itself. ``level``/``mass`` are those of
+    :func:`plip_nn.verify.check_stats` does for the knockout itself. ``level``/``mass`` are those of
     :func:`read_levels` for one head: mean / sum over targets of the consumed weights, mean over
     the sources.
     """

@@ -393,7 +393,7 @@ class ModelHandle:
 
         ``"softmax"`` (eager) when the work edits probabilities and the handle can run eager,
         or the handle runs eager by default; ``"mask"`` (the additive-mask route) otherwise
-        (SetValue is then refused with the fix, :func:`plip_nn.plan.validate_edits`).
+        (SetValue is then refused with the fix, :func:`plip_nn.routes.validate_edits`).
         """
         if self.implementations[0] == "eager" or (needs_probs and "eager" in self.implementations):
             return _ROUTE_SOFTMAX

@@ -1,80 +1,36 @@
-"""Plans for traced passes and generation: plain data, padding, validation, remote setup.
+"""The plan of a traced pass: edit specs as the plain lists the in-trace code consumes.
 
-Both :mod:`plip_nn.trace` and :mod:`plip_nn.generate` turn edit specs into the plain lists the
-in-trace code (:mod:`plip_nn.kernels`) consumes, left-pad batches, validate edits against the
-model, register the package for NDIF and check the verification stats that come back. That
-shared knowledge lives here. The plain layouts and their slot names are documented in
-:mod:`plip_nn.kernels`.
+Both :mod:`plip_nn.trace` and :mod:`plip_nn.generate` turn edit specs into plain groups and
+reads per layer (:func:`build_plan`, :func:`plain_plan`), shifted by each row's pad offset. The
+plain layouts and their slot names are documented in :mod:`plip_nn.kernels`.
+
+The other steps of a pass have their own modules: :mod:`plip_nn.padding` (left padding),
+:mod:`plip_nn.routes` (route choice and the edits' check against the model),
+:mod:`plip_nn.remote` (nnsight's ``remote=``, the NDIF key) and :mod:`plip_nn.verify` (the
+verification stats).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
-
-import torch
+from typing import Any
 
 from plip_nn import kernels
-from plip_nn.edits import (
-    AttentionEdit,
-    CausallyMaskedEdgeError,
-    EditSpecError,
-    EditVerificationError,
-    Knockout,
-    Scale,
-    SetValue,
-)
+from plip_nn.edits import AttentionEdit, Knockout, Scale, SetValue
 from plip_nn.models import ModelHandle
 
 __all__ = [
-    "REMOTES",
-    "ROUTES",
     "Edges",
-    "EditStats",
     "LayerPlan",
-    "RemoteConfigError",
     "build_plan",
-    "check_stats",
-    "configure_remote",
     "generation_row",
-    "item_route",
-    "missing_reading",
     "opcode",
-    "pad_batch",
-    "pad_id",
     "plain_plan",
     "plain_sites",
-    "register_for_remote",
-    "resolve_route",
-    "validate_edits",
 ]
 
-REMOTES = ("none", "local", "ndif")
-ROUTES = (kernels.ROUTE_SOFTMAX, kernels.ROUTE_MASK)
-
 Edges = tuple[int, tuple[int, ...], tuple[int, ...]]  # (layer, sources, targets), unpadded
-
-
-class RemoteConfigError(ValueError):
-    """Remote execution was requested but cannot be configured (e.g. no API key)."""
-
-
-class EditStats(NamedTuple):
-    """One verified group's stats row (the ``kernels.ST_*`` slots, by name)."""
-
-    level_before: float
-    level_after: float
-    mass_before: float
-    mass_after: float
-    max_error: float
-    error_ratio: float
-    n_bad: float
-
-    @classmethod
-    def from_row(cls, row: Sequence[float]) -> EditStats:
-        return cls(*(float(x) for x in row[: kernels.N_STATS]))
 
 
 def opcode(op: Knockout | Scale | SetValue) -> tuple[int, float]:
@@ -160,145 +116,3 @@ def plain_plan(plan: dict[int, LayerPlan]) -> dict[int, dict[str, list]]:
         }
         for layer, lp in plan.items()
     }
-
-
-def pad_batch(
-    seqs: Sequence[tuple[int, ...]], pad: int, device: torch.device | str
-) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """Left-pad ``seqs`` with token ``pad``; returns model inputs and each row's pad offset."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    offsets = []
-    for r, s in enumerate(seqs):
-        off = width - len(s)
-        ids[r, off:] = torch.tensor(s, dtype=torch.long)
-        mask[r, off:] = 1
-        offsets.append(off)
-    # Explicit position ids: left padding must not shift absolute positions.
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    inputs = {
-        "input_ids": ids.to(device),
-        "attention_mask": mask.to(device),
-        "position_ids": position_ids.to(device),
-    }
-    return inputs, offsets
-
-
-def pad_id(handle: ModelHandle) -> int:
-    """The pad token of the model's tokenizer (its EOS if it has none, else 0)."""
-    tok = handle.tokenizer
-    for attr in ("pad_token_id", "eos_token_id"):
-        v = getattr(tok, attr, None) if tok is not None else None
-        if v is not None:
-            return int(v)
-    return 0
-
-
-def resolve_route(handle: ModelHandle, route: str) -> str:
-    """The route inside a trace that is already open (:func:`plip_nn.intervene`): ``"auto"`` ->
-    softmax when the model runs eager now, mask otherwise; other values are checked."""
-    if route == "auto":
-        return (
-            kernels.ROUTE_SOFTMAX if handle.attn_implementation == "eager" else kernels.ROUTE_MASK
-        )
-    if route not in ROUTES:
-        raise EditSpecError(f"route={route!r}; use 'auto', 'softmax' or 'mask'")
-    return route
-
-
-def item_route(handle: ModelHandle, edits: Sequence[AttentionEdit], route: str) -> str:
-    """The route of one forward pass or generation row with ``edits``.
-
-    ``"auto"``: the handle's choice (:meth:`ModelHandle.route_for`): the softmax route (eager)
-    when an edit is a SetValue or the handle runs eager, else the mask route. ``run`` and
-    ``generate`` switch the model's implementation per pass / batch
-    (:meth:`ModelHandle.use_route`). Other values are checked and returned.
-    """
-    if route == "auto":
-        return handle.route_for(needs_probs=any(isinstance(e.op, SetValue) for e in edits))
-    if route not in ROUTES:
-        raise EditSpecError(f"route={route!r}; use 'auto', 'softmax' or 'mask'")
-    return route
-
-
-def validate_edits(
-    handle: ModelHandle, sample_id: str, edits: Sequence[AttentionEdit], seq_len: int, route: str
-) -> None:
-    """Check every edit against the model and sequence; SetValue needs the softmax route."""
-    for edit in edits:
-        edit.validate(
-            n_layers=handle.n_layers,
-            n_heads=handle.n_heads,
-            seq_len=seq_len,
-            sample=sample_id,
-            sliding_windows=handle.sliding_windows,
-        )
-        if isinstance(edit.op, SetValue) and route == kernels.ROUTE_MASK:
-            raise EditSpecError(
-                f"sample {sample_id!r}: SetValue edits probabilities directly and needs "
-                "the softmax route with eager attention; load the model with "
-                "attn_implementation='eager'"
-            )
-
-
-def configure_remote(remote: str) -> Any:
-    """Translate ``remote`` into nnsight's ``remote=`` argument; set the NDIF key in memory only."""
-    if remote not in REMOTES:
-        raise RemoteConfigError(f"remote={remote!r}; use one of {', '.join(REMOTES)}")
-    if remote == "none":
-        return False
-    if remote == "local":
-        return "local"
-    key = os.environ.get("NDIF_API_KEY", "").strip()
-    if not key:
-        raise RemoteConfigError(
-            "--remote ndif needs an API key: export NDIF_API_KEY=... (it is read from the "
-            "environment and never written anywhere)"
-        )
-    from nnsight import CONFIG
-
-    CONFIG.API.APIKEY = key  # in memory only; never CONFIG.save() / set_default_api_key
-    return True
-
-
-def register_for_remote() -> None:
-    """Register this package with nnsight so the in-trace code ships to the server."""
-    import nnsight
-
-    import plip_nn
-
-    nnsight.register(plip_nn)
-
-
-def check_stats(stats: EditStats, edit: AttentionEdit, where: str, sample: str) -> None:
-    """Raise unless a verified group achieved what ``edit`` requested.
-
-    ``where`` names the sample, condition, layer (and step) for the message.
-    """
-    if stats.n_bad > 0:
-        if isinstance(edit.op, Knockout):
-            raise EditVerificationError(
-                f"{where}: knockout would leave a query row with no allowed key, or an edge was "
-                "already masked (e.g. by a sliding window or padding); remove those edges"
-            )
-        raise CausallyMaskedEdgeError(
-            sample=sample,
-            source=edit.sources[0],
-            target=edit.targets[0],
-            reason=f"{where}: masked in the model's attention mask, or no other key left",
-        )
-    if not stats.error_ratio <= 1.0:
-        raise EditVerificationError(
-            f"{where}: {edit.op.kind} -- the attention the model consumed deviates from the "
-            f"request by {stats.max_error:.3g} ({stats.error_ratio:.3g}x the tolerance for its "
-            "value and dtype); the edit did not take effect as specified"
-        )
-
-
-def missing_reading(where: str, edit_index: int, layer: int) -> EditVerificationError:
-    """The error for a requested (edit, layer) that came back without a verified reading."""
-    return EditVerificationError(
-        f"{where}: edit {edit_index} at layer {layer} came back without a verified reading; "
-        "the edit was not applied where it was requested"
-    )

@@ -24,11 +24,12 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from plip_nn.atomic import TMP_MARK, atomic_write_json, atomic_write_parquet
+
+if TYPE_CHECKING:  # pandas loads when a table is read or written: the CLI's --help stays quick
+    import pandas as pd
 
 __all__ = [
     "SECRET_ENV_VARS",
@@ -223,6 +224,8 @@ class RunDir:
         self._write_manifest()
 
     def read_parts(self, table: str) -> pd.DataFrame:
+        import pandas as pd
+
         frames = []
         for part in sorted(self._parts_dir(table).glob("*.parquet")):
             try:

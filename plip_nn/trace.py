@@ -24,25 +24,11 @@ import torch
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, Condition, EditSpecError, Probe
 from plip_nn.models import ModelHandle
-from plip_nn.plan import (
-    REMOTES,
-    ROUTES,
-    Edges,
-    EditStats,
-    LayerPlan,
-    RemoteConfigError,
-    build_plan,
-    check_stats,
-    configure_remote,
-    item_route,
-    missing_reading,
-    pad_batch,
-    pad_id,
-    plain_plan,
-    plain_sites,
-    register_for_remote,
-    validate_edits,
-)
+from plip_nn.padding import pad_batch, pad_id
+from plip_nn.plan import Edges, LayerPlan, build_plan, plain_plan, plain_sites
+from plip_nn.remote import REMOTES, RemoteConfigError, configure_remote, register_for_remote
+from plip_nn.routes import ROUTES, item_route, validate_edits
+from plip_nn.verify import EditStats, check_stats, missing_reading
 
 __all__ = [
     "REMOTES",
@@ -218,7 +204,7 @@ def run(
         route: ``"softmax"`` edits the probabilities at the attention softmax (eager only);
             ``"mask"`` edits the additive attention mask passed to the attention function
             (Knockout and Scale only; works under SDPA); ``"auto"`` lets the handle choose per
-            item (:func:`plip_nn.plan.item_route`; an ``attn="auto"`` handle runs SetValue
+            item (:func:`plip_nn.routes.item_route`; an ``attn="auto"`` handle runs SetValue
             items on eager and the rest on SDPA, in separate passes).
         session: run each chunk's baseline and edited passes in one nnsight session (default:
             only when ``remote`` is not ``"none"``).

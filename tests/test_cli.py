@@ -126,6 +126,18 @@ def test_analyze_loads_no_model_stack():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
+def test_every_flag_builds_without_the_model_stack_or_pandas():
+    """The command table imports every experiment module; none loads torch or pandas at import."""
+    code = (
+        "import sys\n"
+        "from experiments.cli import build_parser\n"
+        "build_parser()\n"
+        "bad = [m for m in ('torch', 'transformers', 'nnsight', 'pandas') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
 def test_ndif_without_key(env, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     out = tmp_path / "run"

@@ -43,7 +43,7 @@ def _doc_entries(cls: type) -> dict[str, str]:
 def test_the_command_table_names_every_experiment():
     assert tuple(cli.COMMANDS) == EXPERIMENTS
     for cmd, command in cli.COMMANDS.items():
-        module = command.load()
+        module = command.module
         assert module.__name__ == f"experiments.{cmd}" and callable(module.main)
 
 
@@ -193,7 +193,7 @@ def test_a_new_documented_field_becomes_a_flag():
         part_rows: int = 64
 
     parser = argparse.ArgumentParser(prog="plip-nn x")
-    actions = cli.config_flags(parser, WithParts)
+    actions = cli.experiment_flags(parser, WithParts)
     assert actions["part_rows"].option_strings == ["--part-rows"]
     assert actions["part_rows"].help == "rows per part file; a second line (default: 64)"
     assert parser.parse_args([]).part_rows == 64
@@ -208,7 +208,7 @@ def test_an_undocumented_field_is_refused():
         secret: int = 1
 
     with pytest.raises(TypeError, match=r"Undocumented\.secret has no entry"):
-        cli.config_flags(argparse.ArgumentParser(prog="plip-nn x"), Undocumented)
+        cli.experiment_flags(argparse.ArgumentParser(prog="plip-nn x"), Undocumented)
 
 
 BAD = [
@@ -222,7 +222,7 @@ BAD = [
     ("generate", ["--source-policy", "nope"], "--source-policy"),
     ("triangle", ["--source-policy", "bad"], "--source-policy"),  # shared GenerationFlags
     ("scan", ["--kinds", "nope"], "--kinds"),
-    ("steer", ["--layer", "all"], "--layer all is only for knockout, not steer"),
+    ("steer", ["--layer", "all"], "every layer separately is `plip-nn knockout --layer all`"),
     ("knockout", ["--model", "a", "--model", "b"], "for triangle only, not knockout"),
     ("triangle", ["--execute", "yes"], "--execute"),
     ("triangle", ["--languages", "python"], "--languages"),
@@ -247,3 +247,14 @@ def test_readme_lists_the_verified_architectures():
     readme = (ROOT / "README.md").read_text()
     [listed] = re.findall(r"Supported and tested: ([^.]*)\.", readme)
     assert [a.strip() for a in listed.split(",")] == list(VERIFIED_ARCHITECTURES)
+
+
+def test_when_to_scan_is_decided_once():
+    """resolve_layer and generate's choice of corpus kinds share experiments.calibrate.needs_scan."""
+    from experiments import generate
+    from experiments.calibrate import needs_scan
+
+    assert needs_scan(None, calibration=False)  # no --layer: the scan's peak
+    assert not needs_scan(1, calibration=False)
+    assert needs_scan(1, calibration=True) and needs_scan(1, calibration=False, always_scan=True)
+    assert generate.needs_scan is needs_scan

@@ -16,6 +16,11 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
+from embedded.card import recorded_command  # noqa: E402
+from embedded.cli import parse_config  # noqa: E402
+from embedded.config import DEFAULT_OUT, ROOT, copy_mix  # noqa: E402
+from embedded.data import encode_stream, eval_function_names, train_tokenizer  # noqa: E402
+from embedded.evaluate import python_calls, rust_test_check, unigram_perplexity  # noqa: E402
 from embedded_model_eval_prompts import PYTHON_DOCTEST_PROMPTS, RUST_TEST_PROMPTS  # noqa: E402
 from synthetic_code import (  # noqa: E402
     _RESERVED,
@@ -23,18 +28,6 @@ from synthetic_code import (  # noqa: E402
     PY_PARAMS,
     RS_PARAMS,
     CodeGenerator,
-)
-from train_embedded_model import (  # noqa: E402
-    DEFAULT_OUT,
-    _command,
-    copy_mix,
-    encode_stream,
-    eval_function_names,
-    parse_args,
-    python_calls,
-    rust_test_check,
-    train_tokenizer,
-    unigram_perplexity,
 )
 
 RUSTC = shutil.which("rustc") or (
@@ -103,17 +96,61 @@ def test_copy_mix_and_init_from_arguments(tmp_path):
     with pytest.raises(ValueError, match=r"copy_fraction=1\.0"):
         copy_mix(1.0)
     with pytest.raises(ValueError, match=r"holds no config\.json"):
-        parse_args(["--init-from", str(tmp_path)])
+        parse_config(["--init-from", str(tmp_path)])
     (tmp_path / "config.json").write_text("{}")
-    cfg = parse_args(
+    cfg = parse_config(
         ["--init-from", str(tmp_path), "--copy-fraction", "0.8", "--seq-len", "160", "--lr", "1e-3"]
     )
     assert cfg.init_from == tmp_path and cfg.seq_len == 160 and cfg.lr == 1e-3
     assert dict(cfg.mix) == pytest.approx(mix) and cfg.out == DEFAULT_OUT
-    cmd = _command(cfg)
+    cmd = recorded_command(cfg)
     assert f"--init-from {tmp_path} --copy-fraction 0.8" in cmd
     assert "--seq-len 160" in cmd and "--lr 0.001" in cmd and "--out" not in cmd
-    assert parse_args(cmd.split()[2:]) == cfg  # the recorded command reproduces the config
+    assert parse_config(cmd.split()[2:]) == cfg  # the recorded command reproduces the config
+
+
+MODEL_CARD = ROOT / "plip_nn" / "data" / "MODEL_CARD.md"
+
+
+def _stage_commands() -> list[list[str]]:
+    """The training commands MODEL_CARD.md records (its Retrain block), as argv lists."""
+    text = MODEL_CARD.read_text(encoding="utf-8")
+    block = text.split("## Retrain", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = [ln.split("  #", 1)[0].split() for ln in block.strip().splitlines()]
+    assert all(ln[1] == "scripts/train_embedded_model.py" for ln in lines), lines
+    return [ln[2:] for ln in lines]
+
+
+def test_model_card_stage_commands_parse(tmp_path):
+    """Every stage command in MODEL_CARD.md still parses to the TrainConfig it recorded."""
+    stages = _stage_commands()
+    assert len(stages) == 6
+    model = tmp_path / "model"  # --init-from must hold a config.json; the recorded dirs are gone
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    cfgs = []
+    for argv in stages:
+        if "--init-from" in argv:
+            argv[argv.index("--init-from") + 1] = str(model)
+        cfgs.append(parse_config(argv))
+    first = cfgs[0]
+    assert (first.steps, first.seed, first.minutes, first.init_from) == (100000, 0, 25.0, None)
+    assert first.out == DEFAULT_OUT and dict(first.mix)["python_synthetic"] == 0.3
+    second = cfgs[1]
+    assert second.init_from == model and second.seq_len == 160 and second.lr == 1e-3
+    assert dict(second.mix) == pytest.approx(dict(copy_mix(0.8)))
+    assert second.synthetic_docs == 2000 and second.warmup == 100
+    fifth = cfgs[4]
+    assert dict(fifth.mix) == pytest.approx(dict(copy_mix(0.3, 0.4)))
+    assert fifth.name_words and fifth.batch_size == 12 and fifth.copy_docs == 60000
+    assert fifth.checkpoint_dir == Path("/work/train/ckpt5")
+    last = cfgs[5]
+    assert last.arity_balance and last.seed == 6 and last.out == Path("/work/train/model_v4")
+
+
+def test_old_checkpoint_flag_names_still_parse():
+    cfg = parse_config(["--checkpoint-every", "60", "--probe-every", "120"])
+    assert cfg.checkpoint_every_s == 60.0 and cfg.probe_every_s == 120.0
 
 
 def _rust_arity(doc: str) -> int:
@@ -133,9 +170,9 @@ def test_arity_balance_draws_the_parameter_count_uniformly(tmp_path):
         assert counts[True][n] == pytest.approx(1 / 3, abs=0.07), counts[True]
     # The flag is recorded in the training command, which reproduces the config.
     (tmp_path / "config.json").write_text("{}")
-    cfg = parse_args(["--init-from", str(tmp_path), "--copy-fraction", "0.3", "--arity-balance"])
-    assert cfg.arity_balance and "--arity-balance" in _command(cfg)
-    assert parse_args(_command(cfg).split()[2:]) == cfg
+    cfg = parse_config(["--init-from", str(tmp_path), "--copy-fraction", "0.3", "--arity-balance"])
+    assert cfg.arity_balance and "--arity-balance" in recorded_command(cfg)
+    assert parse_config(recorded_command(cfg).split()[2:]) == cfg
 
 
 def test_real_function_pick_balances_arity():

@@ -176,7 +176,7 @@ def test_batch_equals_one_at_a_time_and_session_modes():
     batched = run(handle, items, batch_size=8, keep_logprobs=True)
     single = [run(handle, [it], batch_size=1, keep_logprobs=True)[0] for it in items]
     local = run(handle, items, batch_size=2, remote="local", keep_logprobs=True)
-    for a, b, c in zip(batched, single, local, strict=False):
+    for a, b, c in zip(batched, single, local, strict=True):
         assert a.key == b.key == c.key
         torch.testing.assert_close(a.logprobs, b.logprobs, atol=2e-5, rtol=0)
         torch.testing.assert_close(c.logprobs, b.logprobs, atol=2e-5, rtol=0)
@@ -185,7 +185,7 @@ def test_batch_equals_one_at_a_time_and_session_modes():
             assert x.top1_same == b.top1_same
             assert x.nll_condition == pytest.approx(b.nll_condition, abs=1e-3)
             assert x.n_tokens == b.n_tokens
-            for ra, rb in zip(x.readings, b.readings, strict=False):
+            for ra, rb in zip(x.readings, b.readings, strict=True):
                 assert ra.level_after == pytest.approx(rb.level_after, abs=1e-5)
                 assert ra.level_before == pytest.approx(rb.level_before, abs=1e-5)
             for layer, (lv, _ms) in b.probe_condition.items():

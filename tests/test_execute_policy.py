@@ -89,6 +89,9 @@ def test_auto_without_sandbox_leaves_executes_empty_and_says_so(
     assert code == 0, capsys.readouterr().err
     warnings = [r for r in caplog.records if "executes not measured" in r.getMessage()]
     assert len(warnings) == 1
+    stdout = capsys.readouterr().out.strip().splitlines()
+    assert stdout[-2].startswith("Note: executes not measured (no sandbox")
+    assert "apt-get install bubblewrap" in stdout[-2] and stdout[-1] == str(out)
     gens = pd.read_parquet(out / "generations.parquet")
     assert len(gens) > 0 and gens["executes"].isna().all()
     man = json.loads((out / "manifest.json").read_text())
@@ -114,6 +117,7 @@ def test_auto_with_sandbox_executes(
     assert set(valid["executes"].map(bool)) <= {True, False}
     man = json.loads((out / "manifest.json").read_text())
     assert man["execute"] == {"requested": "auto", "mode": "sandbox", "note": ""}
+    assert "Note:" not in capsys.readouterr().out
 
 
 def test_unsafe_is_recorded(
@@ -133,3 +137,20 @@ def test_triangle_config_validates_execute() -> None:
     with pytest.raises(ConfigError, match="--execute"):
         Config(execute="yes")
     assert Config().execute == "auto"
+
+
+def test_execute_notes_of_one_run_and_of_several(tmp_path: Path) -> None:
+    from analysis.report import execute_notes
+
+    def run(path: Path, note: str) -> Path:
+        path.mkdir(parents=True)
+        execute = {"requested": "auto", "mode": "off" if note else "sandbox", "note": note}
+        (path / "manifest.json").write_text(json.dumps({"execute": execute}))
+        return path
+
+    assert execute_notes(run(tmp_path / "one", NO_SANDBOX)) == [NO_SANDBOX]
+    assert execute_notes(run(tmp_path / "fine", "")) == []
+    several = tmp_path / "several"
+    run(several / "model_a", NO_SANDBOX)
+    run(several / "model_b", "")
+    assert execute_notes(several) == [f"[model_a] {NO_SANDBOX}"]

@@ -38,7 +38,7 @@ def test_kv_cached_equals_recompute(arch, op, policy):
     handle = tiny_handle(arch)
     reqs = _requests(op)
     got = generate(handle, reqs, max_new_tokens=N, source_policy=policy, batch_size=2)
-    for res, req in zip(got, reqs, strict=False):
+    for res, req in zip(got, reqs, strict=True):
         assert res.new_token_ids == generate_recompute(
             handle, req, max_new_tokens=N, source_policy=policy
         )

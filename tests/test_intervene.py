@@ -184,7 +184,7 @@ def test_intervene_during_generate_equals_plip_generate():
             max_new_tokens=n,
             min_new_tokens=n,
             do_sample=False,
-            pad_token_id=plip_nn.plan.pad_id(handle),
+            pad_token_id=plip_nn.padding.pad_id(handle),
         ) as tracer:
             edited = plip_nn.intervene(handle, [edit])
             seqs = tracer.result.save()
@@ -232,7 +232,7 @@ def test_remote_local_equals_local():
     handle = tiny_handle("qwen2")
     nn = handle.nn
     ids = torch.tensor([IDS])
-    plip_nn.plan.register_for_remote()
+    plip_nn.remote.register_for_remote()
     out = {}
     for remote in (False, "local"):
         with torch.inference_mode(), nn.trace(ids, remote=remote):

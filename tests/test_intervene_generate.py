@@ -37,7 +37,7 @@ from plip_nn.generate import (
     resolve_source_policy,
 )
 from plip_nn.models import wrap_model
-from plip_nn.plan import pad_batch, pad_id
+from plip_nn.padding import pad_batch, pad_id
 from plip_nn.scope import ROWS
 
 N = 6
@@ -261,7 +261,7 @@ def test_sampling_equals_plip_generate_with_the_same_seed():
 
 def test_remote_local_equals_local():
     handle = tiny_handle("qwen2")
-    plip_nn.plan.register_for_remote()
+    plip_nn.remote.register_for_remote()
     edit = _edit(Scale(factor=3.0))
     inputs, offsets = pad_batch(PROMPTS[:2], pad_id(handle), handle.device)
     del inputs["position_ids"]

@@ -66,11 +66,11 @@ def _sdpa_handle(arch):
 
 
 def _assert_same(a, b, atol=3e-5):
-    for x, y in zip(a, b, strict=False):
+    for x, y in zip(a, b, strict=True):
         assert x.key == y.key
         torch.testing.assert_close(x.logprobs, y.logprobs, atol=atol, rtol=0)
         assert x.kl == pytest.approx(y.kl, abs=atol)
-        for rx, ry in zip(x.readings, y.readings, strict=False):
+        for rx, ry in zip(x.readings, y.readings, strict=True):
             for f in ("level_before", "level_after", "mass_before", "mass_after"):
                 assert getattr(rx, f) == pytest.approx(getattr(ry, f), abs=atol), f
         for layer, (lv, _) in y.probe_condition.items():

@@ -231,6 +231,15 @@ def run_generation(
     eos = tok.eos_token
     seed = cfg.seed
     sample, temperature = cfg.decoding
+    # Scoring is a function of (sample, scored text); most conditions leave most continuations
+    # as baseline's, and running a test in the sandbox costs ~50 ms: score each text once.
+    scored: dict[tuple[str, str], Preservation] = {}
+
+    def preservation(p: Prepared, text: str) -> Preservation:
+        key = (p.id, text)
+        if key not in scored:
+            scored[key] = _preservation(p, text, mode)
+        return scored[key]
 
     def work(chunk: list[Unit]) -> pd.DataFrame:
         reqs = [
@@ -267,7 +276,7 @@ def run_generation(
                     result=res,
                     text=text,
                     stop_reason=reason,
-                    preservation=_preservation(p, text, mode),
+                    preservation=preservation(p, text),
                 )
             )
         return pd.DataFrame(rows)

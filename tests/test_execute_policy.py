@@ -154,3 +154,39 @@ def test_execute_notes_of_one_run_and_of_several(tmp_path: Path) -> None:
     run(several / "model_a", NO_SANDBOX)
     run(several / "model_b", "")
     assert execute_notes(several) == [f"[model_a] {NO_SANDBOX}"]
+
+
+def test_each_distinct_continuation_is_scored_once(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Running a generated test costs ~50 ms in the sandbox; conditions that leave a
+    # continuation as baseline's must not run it again. Scoring is a function of the sample
+    # and the scored text, so the table is the same as scoring every row.
+    from experiments import generate as gen_mod
+
+    calls: list[tuple[str, str]] = []
+    real = gen_mod._preservation
+
+    def counting(p, text, execute):  # type: ignore[no-untyped-def]
+        calls.append((p.id, text))
+        return real(p, text, execute)
+
+    monkeypatch.setattr(gen_mod, "_preservation", counting)
+    out = tmp_path / "run"
+    flags = _generate(env, out, "--execute", "off")
+    i = flags.index("knockout")  # a control and a mild Scale: often baseline's text
+    flags[i : i + 1] = ["random_control", "scale_2"]
+    assert cli.main(flags) == 0, capsys.readouterr().err
+    gens = pd.read_parquet(out / "generations.parquet")
+    distinct = set(zip(gens["sample_id"], gens["text"], strict=True))
+    assert sorted(calls) == sorted(distinct) and len(calls) < len(gens)
+    from plip_nn.corpus.io import load_corpus
+
+    samples = {s.id: s for s in load_corpus(env["corpus"]).samples}
+    for _, r in gens.iterrows():
+        s = samples[r["sample_id"]]
+        fresh = preservation.score(s.language, s.code, r["text"], function_name=s.function.name,
+                                   arity=s.function.arity, function_source=s.function.source,
+                                   execute="off")  # fmt: skip
+        assert bool(r["preserved"]) == fresh.preserved and bool(r["valid"]) == fresh.valid

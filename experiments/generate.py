@@ -157,6 +157,11 @@ def trim_continuation(language: str, prompt: str, text: str, eos: str | None) ->
     return text[: end - len(header)], "end_of_function"
 
 
+SCORE_THREADS = 8
+"""Threads that score a chunk's distinct continuations (each sandboxed test run is a
+subprocess; the threads mostly wait on them)."""
+
+
 def check_execute(value: str) -> None:
     """``--execute`` must name a policy (ConfigError otherwise)."""
     from analysis.preservation import EXECUTE_REQUESTS
@@ -231,15 +236,22 @@ def run_generation(
     eos = tok.eos_token
     seed = cfg.seed
     sample, temperature = cfg.decoding
-    # Scoring is a function of (sample, scored text); most conditions leave most continuations
-    # as baseline's, and running a test in the sandbox costs ~50 ms: score each text once.
+    # Scoring is a function of (sample, scored text). Most conditions leave most continuations
+    # as baseline's, so each distinct text is scored once, and a chunk's distinct texts are
+    # scored in parallel: a test run in the sandbox takes ~0.2 s, mostly spent waiting on
+    # bwrap, the interpreter and rustc in subprocesses.
     scored: dict[tuple[str, str], Preservation] = {}
 
-    def preservation(p: Prepared, text: str) -> Preservation:
-        key = (p.id, text)
-        if key not in scored:
-            scored[key] = _preservation(p, text, mode)
-        return scored[key]
+    def score_all(pairs: list[tuple[Prepared, str]]) -> None:
+        todo = {(p.id, text): (p, text) for p, text in pairs if (p.id, text) not in scored}
+        if mode == "off" or len(todo) < 2:
+            scored.update({k: _preservation(p, text, mode) for k, (p, text) in todo.items()})
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(SCORE_THREADS) as pool:
+            got = pool.map(lambda pt: _preservation(pt[0], pt[1], mode), todo.values())
+            scored.update(zip(todo, got, strict=True))
 
     def work(chunk: list[Unit]) -> pd.DataFrame:
         reqs = [
@@ -263,10 +275,14 @@ def run_generation(
             batch_size=cfg.gen_batch_size,
             remote=cfg.remote,
         )
+        trimmed = [
+            trim_continuation(u.sample.language, u.sample.sample.code, res.text, eos)
+            for u, res in zip(chunk, results, strict=True)
+        ]
+        score_all([(u.sample, text) for u, (text, _) in zip(chunk, trimmed, strict=True)])
         rows = []
-        for u, res in zip(chunk, results, strict=True):
+        for u, res, (text, reason) in zip(chunk, results, trimmed, strict=True):
             p = u.sample
-            text, reason = trim_continuation(p.language, p.sample.code, res.text, eos)
             rows.append(
                 generation_row(
                     experiment=experiment,
@@ -276,7 +292,7 @@ def run_generation(
                     result=res,
                     text=text,
                     stop_reason=reason,
-                    preservation=preservation(p, text),
+                    preservation=scored[(p.id, text)],
                 )
             )
         return pd.DataFrame(rows)

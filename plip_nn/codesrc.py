@@ -11,9 +11,9 @@ marker, ``>>>`` for Python and ``#[test]`` plus its line break for Rust. The old
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 __all__ = [
@@ -151,13 +151,20 @@ def signature_span(code: str, start: int, language: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 
 
-@cache
-def rust_parser() -> Any:
-    """The tree-sitter parser for Rust (built once; tree-sitter is imported on first use)."""
-    import tree_sitter
-    import tree_sitter_rust
+_PARSERS = threading.local()
 
-    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_rust.language()))
+
+def rust_parser() -> Any:
+    """The tree-sitter parser for Rust (one per thread: a parser is not shared across
+    threads; tree-sitter is imported on first use)."""
+    parser = getattr(_PARSERS, "rust", None)
+    if parser is None:
+        import tree_sitter
+        import tree_sitter_rust
+
+        parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_rust.language()))
+        _PARSERS.rust = parser
+    return parser
 
 
 def walk(node: Any) -> Iterator[Any]:

@@ -176,7 +176,16 @@ def h2(gens: pd.DataFrame, *, model: str, language: str, alpha: float = 0.05) ->
             bend, _, _, bend_p = lin(np.array([0.0, 0.0, 1.0]))
         except Exception as exc:
             log.info("H2 hinge GEE failed for %s/%s: %s", model, language, exc)
-    verdict = _h2_words(language, slope, slope_p, perm, knot, before, after, bend, bend_p, alpha)
+    if t.groupby("sample_id")["preserved"].nunique().max() < 2:
+        # Every prompt is preserved (or not) at every dose alike: nothing moves with the dose.
+        verdict = (
+            "preservation is the same at every dose on every prompt (no prompt changes with "
+            f"the dose), so there is no trend and no plateau to test (permutation p = {perm:.2g})"
+        )
+    else:
+        verdict = _h2_words(
+            language, slope, slope_p, perm, knot, before, after, bend, bend_p, alpha
+        )
     return H2Result(
         model=model, language=language, n_prompts=int(t["sample_id"].nunique()), n_rows=len(t),
         slope=slope, slope_ci=slope_ci, slope_p=slope_p, perm_p=perm, knot=knot,

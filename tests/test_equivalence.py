@@ -145,6 +145,17 @@ def test_h2_trend_and_cross_check() -> None:
     assert [r.dose for r in rates] == sorted(r.dose for r in rates) and rates[0].arm == "scale_0.5"
 
 
+def test_h2_when_no_prompt_changes_with_the_dose_says_so() -> None:
+    # Each prompt preserved (or not) alike at every dose, though prompts differ: the old words
+    # blamed "no doses on both sides of the Python level", which was not the reason.
+    g = _dose_gens({"rust": 0.0})
+    first = g[g["condition"] == "baseline"].set_index("sample_id")["preserved"]
+    g["preserved"] = g["sample_id"].map(first)
+    r = h2(g, model="m", language="rust")
+    assert r is not None and "no prompt changes with the dose" in r.verdict
+    assert "both sides" not in r.verdict and r.perm_p == pytest.approx(1.0)
+
+
 def test_permutation_trend_is_a_valid_test_under_the_null() -> None:
     rng = np.random.default_rng(5)
     ps = []

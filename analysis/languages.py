@@ -10,7 +10,9 @@ each language's per-prompt effect of the knockout against its first control draw
 measures -- the drop in preservation, the KL at the prediction, the rate of changed top-1
 predictions, and the perplexity delta of the test after the marker -- with a paired BCa
 bootstrap CI over prompts; then Python − Rust with an unpaired bootstrap CI over prompts
-(the languages hold different prompts). "Larger in Python" when that CI lies above 0.
+(the languages hold different prompts). "Larger in Python" when that CI lies above 0; when it
+lies below 0, "larger in Rust", or "opposite direction in Python" if Python's own effect is
+below 0 with its whole CI.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ class H1Result:
         python / rust: each language's mean effect with its paired bootstrap CI (None when
             the language lacks the data).
         difference: Python − Rust, unpaired bootstrap CI (None unless both exist).
-        verdict: ``larger in Python``, ``larger in Rust`` or ``no difference shown``.
+        verdict: ``larger in Python``, ``larger in Rust``, ``opposite direction in Python``
+            (Python's own effect is below zero with its whole CI: the knockout moved the
+            measure against the prediction there) or ``no difference shown``.
     """
 
     model: str
@@ -127,7 +131,14 @@ def h1(
             if diff is not None and diff.ci_low > 0:
                 verdict = "larger in Python"
             elif diff is not None and diff.ci_high < 0:
-                verdict = "larger in Rust"
+                py = res["python"]
+                # Signed effects: a Python effect below zero with its whole CI is a knockout
+                # that moved the measure against the prediction, not a smaller effect.
+                verdict = (
+                    "opposite direction in Python"
+                    if py is not None and py.ci_high < 0
+                    else "larger in Rust"
+                )
             out.append(H1Result(model=model, scope=scope, measure=measure, python=res["python"],
                                 rust=res["rust"], difference=diff, verdict=verdict))  # fmt: skip
     return out

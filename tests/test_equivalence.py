@@ -104,6 +104,20 @@ def test_h1_compares_the_languages_effects() -> None:
     assert p.difference.effect == pytest.approx(0.45) and p.verdict == "larger in Python"
     assert res["KL"].verdict == "larger in Python" and p.scope == DEFAULT
     assert set(res) == {"preservation drop", "KL", "top-1 changed", "PPL delta"}
+    # Swapped languages: Rust's drop is the larger one. A knockout that *raises* Python's
+    # preservation (an effect below zero) reads "opposite direction in Python" instead.
+    swap = pd.concat(frames_g).replace({"language": {"python": "rust", "rust": "python"}})
+    assert {r.measure: r for r in h1(None, swap, "m")}["preservation drop"].verdict == (
+        "larger in Rust"
+    )
+    up = pd.concat(frames_g)
+    py_ko = (up["language"] == "python") & (up["condition"] == ko())
+    up.loc[py_ko, "preserved"] = True
+    up.loc[(up["language"] == "python") & (up["condition"] == rc()), "preserved"] = [False] * 20 + [
+        True
+    ] * (n - 20)
+    [r] = [r for r in h1(None, up, "m") if r.measure == "preservation drop"]
+    assert r.python.ci_high < 0 and r.verdict == "opposite direction in Python"
 
 
 def _dose_gens(slopes: dict[str, float], n: int = 60, seed: int = 0) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 __all__ = [
@@ -151,20 +152,18 @@ def signature_span(code: str, start: int, language: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 
 
-_PARSERS = threading.local()
-
-
 def rust_parser() -> Any:
     """The tree-sitter parser for Rust (one per thread: a parser is not shared across
     threads; tree-sitter is imported on first use)."""
-    parser = getattr(_PARSERS, "rust", None)
-    if parser is None:
-        import tree_sitter
-        import tree_sitter_rust
+    return _rust_parser(threading.get_ident())
 
-        parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_rust.language()))
-        _PARSERS.rust = parser
-    return parser
+
+@cache
+def _rust_parser(thread: int) -> Any:
+    import tree_sitter
+    import tree_sitter_rust
+
+    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_rust.language()))
 
 
 def walk(node: Any) -> Iterator[Any]:

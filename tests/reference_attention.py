@@ -14,6 +14,21 @@ import sys
 import torch
 
 
+def masked_scores(query, key, value, attention_mask, scaling=None, softcap=None):
+    """(masked pre-softmax scores ``[B, H, q, k]``, values repeated to every query head)."""
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    rep = query.shape[1] // key.shape[1]
+    k = torch.repeat_interleave(key, rep, dim=1)
+    v = torch.repeat_interleave(value, rep, dim=1)
+    scores = torch.matmul(query, k.transpose(2, 3)) * scaling
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if attention_mask is not None:
+        scores = scores + attention_mask[:, :, :, : k.shape[-2]]
+    return scores, v
+
+
 def make_reference(knock: dict[int, list[tuple[int, int, int]]] | None = None, bias=None):
     """Reference attention.
 
@@ -27,16 +42,7 @@ def make_reference(knock: dict[int, list[tuple[int, int, int]]] | None = None, b
     def attention(
         module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None, **_
     ):
-        if scaling is None:
-            scaling = query.shape[-1] ** -0.5
-        rep = query.shape[1] // key.shape[1]
-        k = torch.repeat_interleave(key, rep, dim=1)
-        v = torch.repeat_interleave(value, rep, dim=1)
-        scores = torch.matmul(query, k.transpose(2, 3)) * scaling
-        if softcap is not None:
-            scores = torch.tanh(scores / softcap) * softcap
-        if attention_mask is not None:
-            scores = scores + attention_mask[:, :, :, : k.shape[-2]]
+        scores, v = masked_scores(query, key, value, attention_mask, scaling, softcap)
         extra = torch.zeros_like(scores)
         for b, s, t in knock.get(module.layer_idx, []):
             extra[b, :, s, t] = float("-inf")
@@ -50,8 +56,8 @@ def make_reference(knock: dict[int, list[tuple[int, int, int]]] | None = None, b
 
 
 @contextlib.contextmanager
-def reference_attention(model: torch.nn.Module, knock=None, bias=None):
-    """Swap every attention module's eager function for the reference while the block runs."""
+def swapped_attention(model: torch.nn.Module, fn):
+    """Swap every attention module's eager function for ``fn`` while the block runs."""
     modules = {sys.modules[type(m).__module__] for m in model.modules() if hasattr(m, "layer_idx")}
     saved = {
         mod: mod.eager_attention_forward
@@ -59,11 +65,15 @@ def reference_attention(model: torch.nn.Module, knock=None, bias=None):
         if hasattr(mod, "eager_attention_forward")
     }
     assert saved, "no modeling module with eager_attention_forward"
-    ref = make_reference(knock, bias)
     try:
         for mod in saved:
-            mod.eager_attention_forward = ref
+            mod.eager_attention_forward = fn
         yield
     finally:
-        for mod, fn in saved.items():
-            mod.eager_attention_forward = fn
+        for mod, orig in saved.items():
+            mod.eager_attention_forward = orig
+
+
+def reference_attention(model: torch.nn.Module, knock=None, bias=None):
+    """Swap every attention module's eager function for the reference while the block runs."""
+    return swapped_attention(model, make_reference(knock, bias))

@@ -4,14 +4,13 @@ exact knockout direction (finite differences), and one-at-a-time runs."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import sys
 
 import pytest
 import torch
 from archs import tiny_handle, tiny_model
+from reference_attention import masked_scores, swapped_attention
 
 from plip_nn import kernels
 from plip_nn.attribution import attribute_heads
@@ -42,16 +41,7 @@ def _mixing_attention(mix):
 
     def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
                   softcap=None, **_):  # fmt: skip
-        if scaling is None:
-            scaling = query.shape[-1] ** -0.5
-        rep = query.shape[1] // key.shape[1]
-        k = torch.repeat_interleave(key, rep, dim=1)
-        v = torch.repeat_interleave(value, rep, dim=1)
-        scores = torch.matmul(query, k.transpose(2, 3)) * scaling
-        if softcap is not None:
-            scores = torch.tanh(scores / softcap) * softcap
-        if attention_mask is not None:
-            scores = scores + attention_mask[:, :, :, : k.shape[-2]]
+        scores, v = masked_scores(query, key, value, attention_mask, scaling, softcap)
         probs = torch.softmax(scores, dim=-1)
         if module.layer_idx in mix:
             head, sources, targets, eps = mix[module.layer_idx]
@@ -67,22 +57,9 @@ def _mixing_attention(mix):
     return attention
 
 
-@contextlib.contextmanager
-def _swapped(model, fn):
-    mods = {sys.modules[type(m).__module__] for m in model.modules() if hasattr(m, "layer_idx")}
-    saved = {m: m.eager_attention_forward for m in mods if hasattr(m, "eager_attention_forward")}
-    try:
-        for m in saved:
-            m.eager_attention_forward = fn
-        yield
-    finally:
-        for m, f in saved.items():
-            m.eager_attention_forward = f
-
-
 def _reference_logp(model64, mix, top=None):
     """(log p(top), log-odds(top), top) at the last position, float64."""
-    with torch.no_grad(), _swapped(model64, _mixing_attention(mix)):
+    with torch.no_grad(), swapped_attention(model64, _mixing_attention(mix)):
         logits = model64(input_ids=torch.tensor([IDS])).logits[0, -1].double()
     lp = torch.log_softmax(logits, -1)
     top = int(lp.argmax()) if top is None else top

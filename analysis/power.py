@@ -47,7 +47,9 @@ __all__ = [
     "COLUMNS",
     "PowerRow",
     "RateComponents",
+    "binary_power_rows",
     "binary_rows",
+    "continuous_power_rows",
     "continuous_rows",
     "mcnemar_n_for",
     "newcombe_ci_array",
@@ -263,10 +265,26 @@ def binary_rows(
     y = np.asarray(cond, dtype=bool).ravel()
     if x.shape != y.shape or x.size == 0:
         raise ValueError(f"ref and cond must be paired and non-empty; got {x.size} and {y.size}")
+    return binary_power_rows(int(x.size), float((x != y).mean()), float(x.mean()),
+                             endpoint=endpoint, margin=margin, alpha=alpha,
+                             equivalence_delta=equivalence_delta)  # fmt: skip
+
+
+def binary_power_rows(
+    n: int,
+    psi: float,
+    ref_rate: float,
+    *,
+    endpoint: str,
+    margin: float,
+    alpha: float,
+    equivalence_delta: float = 0.0,
+) -> list[PowerRow]:
+    """:func:`binary_rows` from the summary numbers: n pairs, discordance ψ, reference rate."""
     _check_alpha(alpha)
-    n = int(x.size)
-    psi = float((x != y).mean())
-    ref_rate = float(x.mean())
+    _check_positive("margin", margin)
+    if n < 1 or not 0 <= psi <= 1 or not 0 <= ref_rate <= 1:
+        raise ValueError(f"need n >= 1 and psi, ref_rate in [0, 1]; got {n}, {psi}, {ref_rate}")
     mc_psi = max(psi, margin)
     mc_power = mcnemar_power(n, mc_psi, margin, alpha)
     mc_note = f"alpha={alpha:.3g}, two-sided, change {margin:+.3g}, psi used {mc_psi:.3g}"
@@ -339,10 +357,18 @@ def continuous_rows(
     d = np.asarray(diffs, dtype=np.float64).ravel()
     if d.size < 2 or not np.isfinite(d).all():
         raise ValueError(f"diffs needs >= 2 finite values; got {d.size} with NaN/inf removed first")
-    sd = float(d.std(ddof=1))
     if np.ptp(d) == 0:
         raise ValueError("the paired differences have no spread (SD 0): power is not estimable")
-    n = int(d.size)
+    return continuous_power_rows(int(d.size), float(d.std(ddof=1)), endpoint=endpoint,
+                                 margin=margin, alpha=alpha, alpha_tost=alpha_tost)  # fmt: skip
+
+
+def continuous_power_rows(
+    n: int, sd: float, *, endpoint: str, margin: float, alpha: float, alpha_tost: float = 0.05
+) -> list[PowerRow]:
+    """:func:`continuous_rows` from the summary numbers: n pairs and the SD of the differences."""
+    _check_positive("sd", sd)
+    _check_positive("margin", margin)
     det = _row("paired t (bootstrap CI)", endpoint, margin, sd, n,
                paired_t_power(n, sd, margin, alpha),
                smallest_n(lambda m: paired_t_power(m, sd, margin, alpha)),

@@ -13,7 +13,9 @@ from scipy import stats
 from analysis.equivalence import mcnemar_power, newcombe_paired_ci
 from analysis.power import (
     COLUMNS,
+    binary_power_rows,
     binary_rows,
+    continuous_power_rows,
     continuous_rows,
     mcnemar_n_for,
     newcombe_ci_array,
@@ -156,6 +158,9 @@ def test_power_table_rows_and_flags() -> None:
     assert rows[0].observed == pytest.approx(psi)
     assert rows[0].power == pytest.approx(mcnemar_power(63, max(psi, 0.1), 0.10, 0.005))
     assert rows[0].flag_low_power and rows[1].flag_low_power
+    again = binary_power_rows(63, psi, float(ref.mean()), endpoint="preserved: ko vs inert",
+                              margin=0.10, alpha=0.005)  # fmt: skip
+    assert again == rows
     assert rows[1].n_for_80 == smallest_n(
         lambda m: tost_binary_power(m, psi, 0.10, ref_rate=float(ref.mean()))
     )
@@ -165,6 +170,8 @@ def test_power_table_rows_and_flags() -> None:
     assert rows[2].power == pytest.approx(paired_t_power(200, sd, 0.3, 0.005))
     assert rows[3].power == pytest.approx(t_equivalence_power(200, sd, 0.3))
     assert not rows[3].flag_low_power
+    assert continuous_power_rows(200, sd, endpoint="call-site dlogp", margin=0.3,
+                                 alpha=0.005) == rows[2:4]  # fmt: skip
     r0 = rng.binomial(3, 0.6, 100) / 3
     r1 = rng.binomial(3, 0.5, 100) / 3
     rows += rate_rows(r0, r1, 3, endpoint="preserved rate", margin=0.10, alpha=0.005)

@@ -77,20 +77,24 @@ def exit_code(checks: Iterable[Check]) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``doctor`` subcommand's flags."""
     parser.add_argument(
-        "--model", default=None,
+        "--model",
+        default=None,
         help="also check this model (HF name or local directory): architecture supported and "
         "attention edit site found, on a meta-device model built from its config (no weights)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--remote", choices=("none", "local", "ndif"), default="none",
+        "--remote",
+        choices=("none", "local", "ndif"),
+        default="none",
         help="also check a remote run: 'local' runs the tiny verified trace through nnsight's "
         "offline simulation; 'ndif' checks the key, the server, its versions, the model's "
         f"deployment and runs the trace on NDIF (default model {DEFAULT_NDIF_MODEL})",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--device", default="auto",
+        "--device",
+        default="auto",
         help="the device the run will use (auto: cuda when visible, else cpu)",
-    )  # fmt: skip
+    )
 
 
 def run_checks(

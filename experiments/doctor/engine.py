@@ -26,6 +26,7 @@ __all__ = [
     "check_architecture",
     "embedded_self_check",
     "load_config",
+    "load_tokenizer",
     "meta_handle",
     "trace_check",
 ]
@@ -72,21 +73,26 @@ def embedded_self_check(device: str) -> tuple[Any, list[Check]]:
     layer = handle.n_layers - 1
     source = len(PROBE_IDS) - 1
     edits = {
-        "knockout": AttentionEdit(layers=(layer,), sources=(source,), targets=_TARGETS, op=Knockout()),
+        "knockout": AttentionEdit(
+            layers=(layer,), sources=(source,), targets=_TARGETS, op=Knockout()
+        ),
         "set_value": AttentionEdit(
             layers=(layer,), sources=(source,), targets=_TARGETS[:1], op=SetValue(value=_SET_VALUE)
         ),
     }
     items = [
-        Item(key=k, sample_id="doctor", input_ids=PROBE_IDS, condition=Condition(name=k, edits=(e,)))
+        Item(
+            key=k, sample_id="doctor", input_ids=PROBE_IDS, condition=Condition(name=k, edits=(e,))
+        )
         for k, e in edits.items()
     ]
     checks = [
         Check(
-            "self-check", OK,
+            "self-check",
+            OK,
             f"{EMBEDDED_MODEL_NAME} loaded on {handle.device} and its edit sites verified on "
             f"every route ({', '.join(handle.implementations)}) in {loaded:.1f} s",
-        )  # fmt: skip
+        )
     ]
     try:
         results = run(handle, items, batch_size=2)
@@ -101,12 +107,13 @@ def embedded_self_check(device: str) -> tuple[Any, list[Check]]:
         what = "knockout" if res.key == "knockout" else f"SetValue({_SET_VALUE})"
         checks.append(
             Check(
-                res.key.replace("_", " "), OK,
+                res.key.replace("_", " "),
+                OK,
                 f"{what} at layer {layer}, rows {source} -> keys {list(edits[res.key].targets)}: "
                 f"attention {reading.level_before:.4f} -> {reading.level_after:.4f} (requested "
                 f"{requested[res.key]:g}, error {reading.error_ratio:.2g}x tolerance), "
                 f"{_route_label(handle, route)}",
-            )  # fmt: skip
+            )
         )
     return handle, checks
 
@@ -140,6 +147,27 @@ def load_config(name: str) -> Any:
         ) from err
 
 
+def load_tokenizer(name: str) -> Any:
+    """The model's tokenizer from a local directory or the HF cache only (never the network).
+
+    Raises:
+        ConfigUnavailable: it is not there.
+    """
+    from transformers import AutoTokenizer
+
+    path = Path(name).expanduser()
+    try:
+        if path.exists():
+            return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ConfigUnavailable(
+            f"{name}: its tokenizer is not available offline ({_one_line(err)})",
+            f"fetch it (no weights) once: `huggingface-cli download {name} tokenizer.json "
+            "tokenizer_config.json special_tokens_map.json`, or pass a local model directory",
+        ) from err
+
+
 def _meta_model(config: Any) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
@@ -158,8 +186,14 @@ def check_architecture(name: str) -> list[Check]:
         return [Check("model config", FAIL, str(err), err.fix)]
     model_type = str(getattr(config, "model_type", "?"))
     verified = [arch for arch, types in VERIFIED_ARCHITECTURES.items() if model_type in types]
-    checks = [Check("model config", OK, f"{name}: model_type {model_type}, "
-                    f"{config.num_hidden_layers} layers (meta device, no weights)")]  # fmt: skip
+    checks = [
+        Check(
+            "model config",
+            OK,
+            f"{name}: model_type {model_type}, "
+            f"{config.num_hidden_layers} layers (meta device, no weights)",
+        )
+    ]
     try:
         sites = resolve_sites(_meta_model(config))
     except (UnsupportedArchitectureError, ValueError, TypeError, KeyError) as err:
@@ -173,20 +207,31 @@ def check_architecture(name: str) -> list[Check]:
     if verified:
         return [*checks, Check("edit site", OK, f"{text}; {verified[0]} is verified")]
     fix = "the site resolves structurally; check edits on a small model of this family first"
-    return [*checks, Check("edit site", WARN, f"{text}; {model_type} is not in the verified list", fix)]
+    return [
+        *checks,
+        Check("edit site", WARN, f"{text}; {model_type} is not in the verified list", fix),
+    ]
 
 
 def meta_handle(name: str) -> Any:
-    """A :class:`plip_nn.models.ModelHandle` on a meta-device model built from ``name``'s
-    config, for NDIF (the server holds the weights; nothing is loaded here)."""
+    """A :class:`plip_nn.models.ModelHandle` on the meta-device model nnsight builds for
+    ``name`` (its config and tokenizer, no weights), for NDIF: the server holds the weights.
+
+    Built by name, as nnsight builds a remote model, so its remote key names the checkpoint;
+    the task is given (``text-generation``) so that nothing asks the Hub for it.
+    """
     from nnsight import TransformersModel
 
     from plip_nn.models import ModelHandle, resolve_sites
 
-    hf = _meta_model(load_config(name))
-    sites = resolve_sites(hf)  # before nnsight wraps the modules' forwards
-    nn_model = TransformersModel(hf, tokenizer=None)
-    return ModelHandle(nn_model, hf, sites, name=name, attn="as_loaded")
+    config = load_config(name)
+    # Sites are resolved on a bare twin (the same class from the same config): nnsight's
+    # wrapper replaces the modules' forwards the structural lookup reads.
+    sites = resolve_sites(_meta_model(config))
+    nn_model = TransformersModel(
+        name, config=config, tokenizer=load_tokenizer(name), task="text-generation"
+    )
+    return ModelHandle(nn_model, nn_model._module, sites, name=name, attn="as_loaded")
 
 
 @contextlib.contextmanager
@@ -201,11 +246,11 @@ def _result_bytes() -> Iterator[list[int]]:
         seen.append(len(content))
         return real(self, content)
 
-    RemoteBackend.finalize = finalize  # type: ignore[method-assign]
+    RemoteBackend.finalize = finalize
     try:
         yield seen
     finally:
-        RemoteBackend.finalize = real  # type: ignore[method-assign]
+        RemoteBackend.finalize = real
 
 
 def _saved_bytes(saves: dict[str, Any]) -> int:
@@ -244,10 +289,13 @@ def trace_check(handle: Any, remote: str) -> Check:
     stats: Any = None
     start = time.perf_counter()
     try:
-        with _result_bytes() as received:
-            with torch.inference_mode(), model.trace(inputs, remote=remote_arg):
-                stats, _ = kernels.edit_site(model, site, groups, verify, [], route)
-                stats = stats.cpu().save()
+        with (
+            _result_bytes() as received,
+            torch.inference_mode(),
+            model.trace(inputs, remote=remote_arg),
+        ):
+            stats, _ = kernels.edit_site(model, site, groups, verify, [], route)
+            stats = stats.cpu().save()
     except Exception as err:
         return Check(name, FAIL, f"the trace failed: {_one_line(err)}", _trace_fix(remote))
     wall = time.perf_counter() - start
@@ -260,11 +308,12 @@ def trace_check(handle: Any, remote: str) -> Check:
         return Check(name, FAIL, _one_line(err), _trace_fix(remote))
     size = sum(received) if received else _saved_bytes({"stats": stats})
     return Check(
-        name, OK,
+        name,
+        OK,
         f"knockout at layer {layer} verified: attention {st.level_before:.4f} -> "
         f"{st.level_after:.4f} (requested 0), {size:,} bytes returned, {wall:.2f} s wall, "
         f"{_route_label(handle, route)}",
-    )  # fmt: skip
+    )
 
 
 def _trace_fix(remote: str) -> str:

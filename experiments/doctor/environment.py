@@ -80,9 +80,11 @@ def _packages(pins: dict[str, str]) -> list[Check]:
         else:
             out.append(
                 Check(
-                    name, WARN, f"{have}, but plip-nn was tested with {pin} ({where})",
+                    name,
+                    WARN,
+                    f"{have}, but plip-nn was tested with {pin} ({where})",
                     f"pip install -c constraints.txt {name}=={pin}",
-                )  # fmt: skip
+                )
             )
     return out
 
@@ -135,7 +137,11 @@ def _devices(device: str) -> list[Check]:
         name = torch.cuda.get_device_name(i)
         free, total = torch.cuda.mem_get_info(i)
         out.append(
-            Check(f"device cuda:{i}", OK, f"{name}, {free / _GIB:.1f} GiB free of {total / _GIB:.1f} GiB")
+            Check(
+                f"device cuda:{i}",
+                OK,
+                f"{name}, {free / _GIB:.1f} GiB free of {total / _GIB:.1f} GiB",
+            )
         )
     chosen = "cuda" if device == "auto" and n_cuda else ("cpu" if device == "auto" else device)
     kind, _, index = chosen.partition(":")
@@ -151,9 +157,15 @@ def _devices(device: str) -> list[Check]:
         out.append(Check("device chosen", FAIL, f"--device {device} is not a device", fix))
         return out
     elif kind == "mps" and not torch.backends.mps.is_available():
-        out.append(Check("device chosen", FAIL, "--device mps: MPS is not available", "pass --device cpu"))
+        out.append(
+            Check("device chosen", FAIL, "--device mps: MPS is not available", "pass --device cpu")
+        )
         return out
-    note = " (no GPU visible: the study runs on the CPU)" if chosen == "cpu" and device == "auto" else ""
+    note = (
+        " (no GPU visible: the study runs on the CPU)"
+        if chosen == "cpu" and device == "auto"
+        else ""
+    )
     out.append(Check("device chosen", OK, f"{chosen}{note}"))
     return out
 
@@ -166,9 +178,11 @@ def _sandbox() -> Check:
         bwrap = shutil.which("bwrap") or "bwrap"
         return Check("bubblewrap", OK, f"sandbox works ({bwrap}): `executes` is measured")
     return Check(
-        "bubblewrap", WARN,
-        f"{reason.split(';')[0]}: `executes` is left empty (--execute auto)", INSTALL_HINT,
-    )  # fmt: skip
+        "bubblewrap",
+        WARN,
+        f"{reason.split(';')[0]}: `executes` is left empty (--execute auto)",
+        INSTALL_HINT,
+    )
 
 
 def _rustc() -> Check:

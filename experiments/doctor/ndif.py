@@ -34,8 +34,12 @@ def check_ndif(model: str) -> list[Check]:
     server, status = _server_check(CONFIG.API.HOST)
     checks = [key, server]
     if status is None:
-        return [*checks, _skipped("ndif versions", "the server"),
-                _skipped("ndif model", "the server"), _skipped("ndif trace", "the server")]  # fmt: skip
+        return [
+            *checks,
+            _skipped("ndif versions", "the server"),
+            _skipped("ndif model", "the server"),
+            _skipped("ndif trace", "the server"),
+        ]
     checks += [_versions_check(), _model_check(model, status)]
     if key.status == FAIL:
         return [*checks, _skipped("ndif trace", "the key")]
@@ -73,7 +77,9 @@ def _server_check(host: str) -> tuple[Check, dict[str, Any] | None]:
         response.raise_for_status()
         status = response.json()
     except httpx.TimeoutException:
-        return Check("ndif server", FAIL, f"{url} did not answer within {STATUS_TIMEOUT_S:g} s", fix), None
+        return Check(
+            "ndif server", FAIL, f"{url} did not answer within {STATUS_TIMEOUT_S:g} s", fix
+        ), None
     except httpx.HTTPStatusError as err:
         code = err.response.status_code
         return Check("ndif server", FAIL, f"{url} answered HTTP {code}", fix), None
@@ -81,10 +87,14 @@ def _server_check(host: str) -> tuple[Check, dict[str, Any] | None]:
         what = " ".join(str(err).split()) or type(err).__name__
         return Check("ndif server", FAIL, f"cannot reach {url}: {what}", fix), None
     if not isinstance(status, dict):
-        return Check("ndif server", FAIL, f"{url} answered something that is not a status", fix), None
+        return Check(
+            "ndif server", FAIL, f"{url} answered something that is not a status", fix
+        ), None
     deployments = status.get("deployments") or {}
     running = sum(1 for d in deployments.values() if d.get("application_state") == "RUNNING")
-    return Check("ndif server", OK, f"{host} answers: {len(deployments)} deployments, {running} running"), status
+    return Check(
+        "ndif server", OK, f"{host} answers: {len(deployments)} deployments, {running} running"
+    ), status
 
 
 def _versions_check() -> Check:
@@ -94,23 +104,39 @@ def _versions_check() -> Check:
         cmp = nnsight.compare()
     except Exception as err:
         what = " ".join(str(err).split()) or type(err).__name__
-        return Check("ndif versions", FAIL, f"cannot read the server's environment (/env): {what}",
-                     "rerun later; the server must report its versions before a study")  # fmt: skip
+        return Check(
+            "ndif versions",
+            FAIL,
+            f"cannot read the server's environment (/env): {what}",
+            "rerun later; the server must report its versions before a study",
+        )
     critical = cmp.critical_mismatches
     if critical:
-        pairs = ", ".join(f"{p} {v['local']} here vs {v['remote']} on NDIF" for p, v in sorted(critical.items()))
+        pairs = ", ".join(
+            f"{p} {v['local']} here vs {v['remote']} on NDIF" for p, v in sorted(critical.items())
+        )
         pins = " ".join(f"{p}=={v['remote']}" for p, v in sorted(critical.items()))
-        return Check("ndif versions", FAIL, f"critical mismatch: {pairs}",
-                     f"install the server's versions: pip install {pins}")  # fmt: skip
+        return Check(
+            "ndif versions",
+            FAIL,
+            f"critical mismatch: {pairs}",
+            f"install the server's versions: pip install {pins}",
+        )
     notes = []
     if not cmp.python_matches:
         notes.append(f"Python {cmp.local_python} here vs {cmp.remote_python} on NDIF")
     others = len(cmp.mismatches)
     if others:
-        notes.append(f"{others} non-critical package(s) differ (print(nnsight.compare()) lists them)")
+        notes.append(
+            f"{others} non-critical package(s) differ (print(nnsight.compare()) lists them)"
+        )
     if notes:
-        return Check("ndif versions", WARN, "nnsight, transformers and torch match; " + "; ".join(notes),
-                     "align them if a remote trace behaves differently from a local one")  # fmt: skip
+        return Check(
+            "ndif versions",
+            WARN,
+            "nnsight, transformers and torch match; " + "; ".join(notes),
+            "align them if a remote trace behaves differently from a local one",
+        )
     return Check("ndif versions", OK, "nnsight, transformers and torch match the server's")
 
 
@@ -128,14 +154,34 @@ def _model_check(model: str, status: dict[str, Any]) -> Check:
         return Check("ndif model", OK, f"{model} is running on NDIF{how}")
     listed = _listed(model, status)
     if listed:
-        states = ", ".join(sorted({f"{d.get('deployment_level', '?')}/{d.get('application_state', '?')}" for d in listed}))
-        return Check("ndif model", WARN, f"{model} is deployed on NDIF ({states}) but not running now{how}",
-                     "a job waits in the queue until it is running; check nnsight.status() first")  # fmt: skip
-    hosted = sorted({str(d.get("repo_id")) for d in status.get("deployments", {}).values()
-                     if d.get("application_state") == "RUNNING"})  # fmt: skip
+        states = ", ".join(
+            sorted(
+                {
+                    f"{d.get('deployment_level', '?')}/{d.get('application_state', '?')}"
+                    for d in listed
+                }
+            )
+        )
+        return Check(
+            "ndif model",
+            WARN,
+            f"{model} is deployed on NDIF ({states}) but not running now{how}",
+            "a job waits in the queue until it is running; check nnsight.status() first",
+        )
+    hosted = sorted(
+        {
+            str(d.get("repo_id"))
+            for d in status.get("deployments", {}).values()
+            if d.get("application_state") == "RUNNING"
+        }
+    )
     offer = ", ".join(hosted[:6]) or "none"
-    return Check("ndif model", FAIL, f"{model} is not running on NDIF{how}; running now: {offer}",
-                 "pass --model with one of the running models (NDIF hosts no code models)")  # fmt: skip
+    return Check(
+        "ndif model",
+        FAIL,
+        f"{model} is not running on NDIF{how}; running now: {offer}",
+        "pass --model with one of the running models (NDIF hosts no code models)",
+    )
 
 
 def _listed(model: str, status: dict[str, Any]) -> list[dict[str, Any]]:

@@ -392,3 +392,32 @@ def test_leak_detector_catches_a_printed_key(
     monkeypatch.setattr(ndif, "_key_check", lambda: Check("ndif key", OK, f"key {KEY}"))
     with pytest.raises(AssertionError, match="the key leaked"):
         doctor()
+
+
+def test_trace_body_calls_only_the_torch_and_math_kernels() -> None:
+    """What runs on NDIF is the body of the ``model.trace`` block: it may reach only
+    :mod:`plip_nn.kernels` (torch and math, checked by test_remote_sandbox) and plain values."""
+    import ast
+
+    # Read the file itself: an in-process deserialize (the fake server) rewrites linecache.
+    module = ast.parse(Path(engine.__file__).read_text(encoding="utf-8"))
+    tree = next(
+        n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "trace_check"
+    )
+    blocks = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.With)
+        and any("trace" in ast.unparse(item.context_expr) for item in node.items)
+    ]
+    assert len(blocks) == 1
+    names = {n.id for stmt in blocks[0].body for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+    assert names == {"kernels", "model", "site", "groups", "verify", "route", "stats", "_"}
+    calls = {
+        ast.unparse(n.func)
+        for stmt in blocks[0].body
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Call)
+    }
+    assert calls == {"kernels.edit_site", "stats.cpu", "stats.cpu().save"}
+    assert "from plip_nn import kernels" in ast.unparse(tree)

@@ -139,11 +139,10 @@ def load_config(name: str) -> Any:
         return AutoConfig.from_pretrained(name, local_files_only=True)
     except (OSError, ValueError) as err:
         raise ConfigUnavailable(
-            f"{name}: its config is not in the local HF cache, and the doctor does not fetch "
-            "anything offline",
-            f"fetch the config (no weights) once: `huggingface-cli download {name} "
-            "config.json` (gated models need `huggingface-cli login` and accepted terms), or "
-            "pass a local model directory",
+            f"{name}: its config is not in the local HF cache (the doctor never downloads)",
+            f"fetch the config and tokenizer (no weights) once: `huggingface-cli download {name} "
+            "config.json tokenizer.json tokenizer_config.json` (gated models need "
+            "`huggingface-cli login` and accepted terms), or pass a local model directory",
         ) from err
 
 

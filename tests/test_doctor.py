@@ -421,3 +421,17 @@ def test_trace_body_calls_only_the_torch_and_math_kernels() -> None:
     }
     assert calls == {"kernels.edit_site", "stats.cpu", "stats.cpu().save"}
     assert "from plip_nn import kernels" in ast.unparse(tree)
+
+
+def test_cuda_devices_listed_with_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: torch's CUDA queries are faked to check the lines the doctor prints."""
+    gib = 1024**3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"NVIDIA H100 #{i}")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: ((70 + i) * gib, 80 * gib))
+    checks = {c.name: c for c in environment._devices("auto")}
+    assert checks["device cuda:1"].detail == "NVIDIA H100 #1, 71.0 GiB free of 80.0 GiB"
+    assert checks["device chosen"].status == OK and checks["device chosen"].detail == "cuda"
+    assert environment._devices("cuda:2")[-1].status == FAIL
+    assert environment._devices("tpu")[-1].status == FAIL

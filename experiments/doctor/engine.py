@@ -318,7 +318,7 @@ def trace_check(handle: Any, remote: str) -> Check:
 def _trace_fix(remote: str) -> str:
     if remote == "ndif":
         return (
-            "read the server's message above; check https://discuss.ndif.us/ and rerun "
+            "that error came from the server: check https://discuss.ndif.us/ and rerun "
             "`plip-nn doctor --remote local` to see whether it also fails offline"
         )
     return "the in-trace code does not survive nnsight's remote serialization: report this line"

@@ -93,7 +93,7 @@ def _server_check(host: str) -> tuple[Check, dict[str, Any] | None]:
     deployments = status.get("deployments") or {}
     running = sum(1 for d in deployments.values() if d.get("application_state") == "RUNNING")
     return Check(
-        "ndif server", OK, f"{host} answers: {len(deployments)} deployments, {running} running"
+        "ndif server", OK, f"{host} answers: {len(deployments)} deployment(s), {running} running"
     ), status
 
 

@@ -140,6 +140,10 @@ def build_parser(flags_for: Collection[str] | None = None) -> argparse.ArgumentP
     an.add_argument("run_dir", nargs="+", help="one run directory, or one per model")
     an.add_argument("--out", default=None, help="output directory (required for several runs)")
 
+    from experiments import doctor
+
+    doctor.add_arguments(sub.add_parser("doctor", help="check this machine (and NDIF) first"))
+
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.help)
         if flags_for is not None and name not in flags_for:
@@ -199,6 +203,10 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "models":
         return _models()
+    if args.command == "doctor":
+        from experiments.doctor import cli_doctor
+
+        return cli_doctor(args)
     if args.command == "corpus":
         from experiments import corpus_cmd
 

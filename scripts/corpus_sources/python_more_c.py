@@ -431,12 +431,11 @@ class TaskQueue:
 ''',
     ),
     (
-        "py_dataclass_method",
-        r'''from dataclasses import dataclass
+        "py_namedtuple_method",
+        r'''from typing import NamedTuple
 
 
-@dataclass
-class Interval:
+class Interval(NamedTuple):
     low: int
     high: int
 

@@ -40,9 +40,9 @@ from corpus_sources import (  # noqa: E402
 from plip_nn.codesrc import rust_parser  # noqa: E402
 from plip_nn.corpus import (  # noqa: E402
     DEFAULT_CORPUS_PATH,
-    Corpus,
     PY_GENERATION_SUFFIX,
     RUST_GENERATION_SUFFIX,
+    Corpus,
     annotate_file,
     annotate_python,
     annotate_rust,
@@ -51,7 +51,9 @@ from plip_nn.corpus import (  # noqa: E402
 
 logger = logging.getLogger("build_corpus")
 
-PYTHON_TESTS = python_tests.SAMPLES + python_more_a.SAMPLES + python_more_b.SAMPLES + python_more_c.SAMPLES
+PYTHON_TESTS = (
+    python_tests.SAMPLES + python_more_a.SAMPLES + python_more_b.SAMPLES + python_more_c.SAMPLES
+)
 RUST_TESTS = rust_tests.SAMPLES + rust_more_a.SAMPLES + rust_more_b.SAMPLES + rust_more_c.SAMPLES
 
 

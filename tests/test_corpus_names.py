@@ -23,7 +23,9 @@ from synthetic_code import NOUNS, SYLLABLES, VERBS, CodeGenerator  # noqa: E402
 from plip_nn.corpus import load_corpus  # noqa: E402
 
 
-def _names(python: set[str] = frozenset(), rust: set[str] = frozenset()):
+def _names(
+    python: frozenset[str] = frozenset(), rust: frozenset[str] = frozenset()
+) -> trained_names.TrainedNames:
     pool, shape = trained_names.synthetic_names()
     return trained_names.TrainedNames(
         synthetic=pool, syllable_pattern=shape, python_code=frozenset(python),
@@ -50,7 +52,7 @@ def test_syllable_shape_matches_every_random_syllable_name() -> None:
 
 
 def test_reasons_and_offending_list_each_source() -> None:
-    names = _names(python={"median"}, rust={"gcd", "median"})
+    names = _names(python=frozenset({"median"}), rust=frozenset({"gcd", "median"}))
     assert names.reasons("median") == ["def in the training stdlib", "fn in the training crates"]
     assert names.reasons("scale_price") == ["synthetic verb_noun pool"]
     assert names.reasons("greatest_divisor") == []
@@ -68,7 +70,8 @@ def test_defined_names_reads_def_and_fn() -> None:
 def test_build_fails_naming_the_offending_samples() -> None:
     corpus = load_corpus()
     sample = corpus.select(language="python", kind="test")[0]
-    names = _names(python={sample.function.name})
+    assert sample.function is not None
+    names = _names(python=frozenset({sample.function.name}))
     with pytest.raises(SystemExit, match=re.escape(f"{sample.id}: {sample.function.name}")):
         build_corpus.check_names(corpus, names)
     build_corpus.check_names(corpus, _names())  # the shipped corpus passes without real names

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from corpus_sources import (  # noqa: E402
     baselines,
+    baselines_more,
     python_more_a,
     python_more_b,
     python_more_c,
@@ -33,6 +34,7 @@ from corpus_sources import (  # noqa: E402
     rust_more_a,
     rust_more_b,
     rust_more_c,
+    rust_more_d,
     rust_tests,
     trained_names,
 )
@@ -54,7 +56,15 @@ logger = logging.getLogger("build_corpus")
 PYTHON_TESTS = (
     python_tests.SAMPLES + python_more_a.SAMPLES + python_more_b.SAMPLES + python_more_c.SAMPLES
 )
-RUST_TESTS = rust_tests.SAMPLES + rust_more_a.SAMPLES + rust_more_b.SAMPLES + rust_more_c.SAMPLES
+RUST_TESTS = (
+    rust_tests.SAMPLES
+    + rust_more_a.SAMPLES
+    + rust_more_b.SAMPLES
+    + rust_more_c.SAMPLES
+    + rust_more_d.SAMPLES
+)
+PYTHON_BASELINES = baselines.PYTHON + baselines_more.PYTHON
+RUST_BASELINES = baselines.RUST + baselines_more.RUST
 
 
 def python_prompt(sample_id: str, code: str) -> dict[str, str]:
@@ -88,8 +98,8 @@ def raw_corpus() -> dict[str, list[dict[str, str]]]:
     return {
         "python_doctest": [{"id": i, "code": c} for i, c in PYTHON_TESTS],
         "rust_test": [{"id": i, "code": c} for i, c in RUST_TESTS],
-        "python_baseline": [{"id": i, "code": c} for i, c in baselines.PYTHON],
-        "rust_baseline": [{"id": i, "code": c} for i, c in baselines.RUST],
+        "python_baseline": [{"id": i, "code": c} for i, c in PYTHON_BASELINES],
+        "rust_baseline": [{"id": i, "code": c} for i, c in RUST_BASELINES],
         "python_generation": [python_prompt(i, c) for i, c in PYTHON_TESTS],
         "rust_generation": [rust_prompt(i, c) for i, c in RUST_TESTS],
     }

@@ -4,6 +4,9 @@ Generation prompts are cut from the test samples with the annotator and tree-sit
 Python keeps the function up to its first doctest ``>>> `` (the complete function is the
 sample's ``source``); Rust keeps everything before the test item and appends ``#[test]\\nfn ``.
 
+No sample may test a function name the embedded model trained on: ``build`` gathers its
+training sources and fails with the offending names (``corpus_sources/trained_names.py``).
+
 Usage: ``python scripts/build_corpus.py [-o OUT.json]``
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -20,13 +24,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from corpus_sources import baselines, python_tests, rust_tests  # noqa: E402
+from corpus_sources import (  # noqa: E402
+    baselines,
+    baselines_more,
+    python_more_a,
+    python_more_b,
+    python_more_c,
+    python_tests,
+    rust_more_a,
+    rust_more_b,
+    rust_more_c,
+    rust_more_d,
+    rust_tests,
+    trained_names,
+)
 
 from plip_nn.codesrc import rust_parser  # noqa: E402
 from plip_nn.corpus import (  # noqa: E402
     DEFAULT_CORPUS_PATH,
     PY_GENERATION_SUFFIX,
     RUST_GENERATION_SUFFIX,
+    Corpus,
     annotate_file,
     annotate_python,
     annotate_rust,
@@ -34,6 +52,19 @@ from plip_nn.corpus import (  # noqa: E402
 )
 
 logger = logging.getLogger("build_corpus")
+
+PYTHON_TESTS = (
+    python_tests.SAMPLES + python_more_a.SAMPLES + python_more_b.SAMPLES + python_more_c.SAMPLES
+)
+RUST_TESTS = (
+    rust_tests.SAMPLES
+    + rust_more_a.SAMPLES
+    + rust_more_b.SAMPLES
+    + rust_more_c.SAMPLES
+    + rust_more_d.SAMPLES
+)
+PYTHON_BASELINES = baselines.PYTHON + baselines_more.PYTHON
+RUST_BASELINES = baselines.RUST + baselines_more.RUST
 
 
 def python_prompt(sample_id: str, code: str) -> dict[str, str]:
@@ -65,24 +96,37 @@ def rust_prompt(sample_id: str, code: str) -> dict[str, str]:
 def raw_corpus() -> dict[str, list[dict[str, str]]]:
     """The un-annotated input, in the ``corpus annotate`` input format."""
     return {
-        "python_doctest": [{"id": i, "code": c} for i, c in python_tests.SAMPLES],
-        "rust_test": [{"id": i, "code": c} for i, c in rust_tests.SAMPLES],
-        "python_baseline": [{"id": i, "code": c} for i, c in baselines.PYTHON],
-        "rust_baseline": [{"id": i, "code": c} for i, c in baselines.RUST],
-        "python_generation": [python_prompt(i, c) for i, c in python_tests.SAMPLES],
-        "rust_generation": [rust_prompt(i, c) for i, c in rust_tests.SAMPLES],
+        "python_doctest": [{"id": i, "code": c} for i, c in PYTHON_TESTS],
+        "rust_test": [{"id": i, "code": c} for i, c in RUST_TESTS],
+        "python_baseline": [{"id": i, "code": c} for i, c in PYTHON_BASELINES],
+        "rust_baseline": [{"id": i, "code": c} for i, c in RUST_BASELINES],
+        "python_generation": [python_prompt(i, c) for i, c in PYTHON_TESTS],
+        "rust_generation": [rust_prompt(i, c) for i, c in RUST_TESTS],
     }
 
 
+def check_names(corpus: Corpus, names: trained_names.TrainedNames) -> None:
+    """Fail (``SystemExit``) listing every sample whose function the model trained on."""
+    tested = {s.id: s.function.name for s in corpus.samples if s.function is not None}
+    bad = trained_names.offending(tested, names)
+    if bad:
+        raise SystemExit(
+            f"{len(bad)} sample(s) use a function name the embedded model trained on; "
+            "rename them:\n" + "\n".join(bad)
+        )
+
+
 def build(out: Path) -> int:
-    """Annotate the raw corpus into ``out`` and check it; returns the number of samples."""
+    """Annotate the raw corpus into ``out``, check it and its names; returns the sample count."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.json"
+        raw, built = Path(tmp) / "raw.json", Path(tmp) / "corpus.json"
         raw.write_text(json.dumps(raw_corpus(), ensure_ascii=False), encoding="utf-8")
-        corpus, problems = annotate_file(raw, out)
-    problems += check_corpus(out)
-    if problems:
-        raise SystemExit("\n".join(str(p) for p in problems))
+        corpus, problems = annotate_file(raw, built)
+        problems += check_corpus(built)
+        if problems:
+            raise SystemExit("\n".join(str(p) for p in problems))
+        check_names(corpus, trained_names.load_trained_names())
+        shutil.copyfile(built, out)  # written only when every check passed
     return len(corpus)
 
 

@@ -22,9 +22,9 @@ PYTHON: list[tuple[str, str]] = [
     ),
     (
         "pyb_commented_example",
-        r"""def square(n):
+        r"""def squared_number(n):
     # Example (not a doctest):
-    # >>> square(4)
+    # >>> squared_number(4)
     return n * n
 """,
     ),
@@ -61,7 +61,7 @@ def log_input(line, logger=logging.getLogger("repl")):
     (
         "pyb_method_comment",
         r"""class Shell:
-    def run(self, command):
+    def execute_input(self, command):
         # prompt shown to users: >>>
         return command.upper()
 """,
@@ -80,14 +80,14 @@ def log_input(line, logger=logging.getLogger("repl")):
     ),
     (
         "pyb_comment_after_code",
-        r"""def mirror(items):
-    out = items[::-1]  # >>> mirror([1, 2]) gives [2, 1]
+        r"""def mirror_text(items):
+    out = items[::-1]  # >>> mirror_text([1, 2]) gives [2, 1]
     return out
 """,
     ),
     (
         "pyb_arrow_doc",
-        r'''def pipe(value, *funcs):
+        r'''def pipe_into(value, *funcs):
     """Apply funcs left to right: value >>> f >>> g."""
     for f in funcs:
         value = f(value)
@@ -102,14 +102,14 @@ def log_input(line, logger=logging.getLogger("repl")):
     ),
     (
         "pyb_kwonly_comment",
-        r"""def repeat(text, *, times=2):
-    # old doc said: >>> repeat("a") -> "aa"
+        r"""def repeat_phrase(text, *, times=2):
+    # old doc said: >>> repeat_phrase("a") -> "aa"
     return text * times
 """,
     ),
     (
         "pyb_async_comment",
-        r"""async def fetch_line(reader):
+        r"""async def read_prompt_line(reader):
     # reads one line after the >>> prompt
     return await reader.readline()
 """,
@@ -139,7 +139,7 @@ struct Point {
     ),
     (
         "rsb_inline_helper",
-        r"""fn compute(x: u64, y: u64) -> u64 {
+        r"""fn blend_values(x: u64, y: u64) -> u64 {
     fast_add(x, y) * 2
 }
 
@@ -201,13 +201,13 @@ fn to_json(input: &str) -> String {
     ),
     (
         "rsb_deprecated",
-        r"""fn sum(values: &[i32]) -> i32 {
+        r"""fn sum_slice(values: &[i32]) -> i32 {
     values.iter().sum()
 }
 
 #[deprecated(note = "use sum")]
 fn total(values: &[i32]) -> i32 {
-    sum(values)
+    sum_slice(values)
 }
 """,
     ),
@@ -242,14 +242,14 @@ struct Config {
     ),
     (
         "rsb_allow_clippy",
-        r"""fn parse_flag(text: &str) -> bool {
+        r"""fn parse_switch(text: &str) -> bool {
     matches!(text, "1" | "yes" | "true")
 }
 
 #[allow(clippy::needless_range_loop)]
 fn count_flags(items: &[&str]) -> usize {
     let mut n = 0;
-    for i in 0..items.len() { if parse_flag(items[i]) { n += 1 } }
+    for i in 0..items.len() { if parse_switch(items[i]) { n += 1 } }
     n
 }
 """,
@@ -278,7 +278,7 @@ struct Pair(u8, u8);
     ),
     (
         "rsb_non_exhaustive",
-        r"""fn describe(kind: &Kind) -> &'static str {
+        r"""fn describe_kind(kind: &Kind) -> &'static str {
     match kind { Kind::Small => "small", _ => "other" }
 }
 
@@ -291,7 +291,7 @@ enum Kind {
     ),
     (
         "rsb_track_caller",
-        r"""fn first<T: Copy>(items: &[T]) -> T {
+        r"""fn first_or_panic<T: Copy>(items: &[T]) -> T {
     expect_some(items.first().copied())
 }
 
@@ -303,7 +303,7 @@ fn expect_some<T>(v: Option<T>) -> T {
     ),
     (
         "rsb_allow_unused_vars",
-        r"""fn ratio(num: f64, den: f64) -> f64 {
+        r"""fn ratio_of(num: f64, den: f64) -> f64 {
     num / den
 }
 

@@ -6,12 +6,12 @@ Written for plip-nn; every doctest here passes (tests/test_corpus.py runs them).
 SAMPLES: list[tuple[str, str]] = [
     (
         "py_clamp",
-        r'''def clamp(value, low, high):
+        r'''def clamp_between(value, low, high):
     """Limit value to the range [low, high].
 
-    >>> clamp(15, 0, 10)
+    >>> clamp_between(15, 0, 10)
     10
-    >>> clamp(-3, 0, 10)
+    >>> clamp_between(-3, 0, 10)
     0
     """
     return max(low, min(high, value))
@@ -44,10 +44,10 @@ SAMPLES: list[tuple[str, str]] = [
     ),
     (
         "py_mean",
-        r'''def mean(values):
+        r'''def arithmetic_mean(values):
     """Arithmetic mean of a non-empty list.
 
-    >>> mean([1, 2, 3, 4])
+    >>> arithmetic_mean([1, 2, 3, 4])
     2.5
     """
     return sum(values) / len(values)
@@ -55,12 +55,12 @@ SAMPLES: list[tuple[str, str]] = [
     ),
     (
         "py_factorial",
-        r'''def factorial(n: int) -> int:
+        r'''def factorial_of(n: int) -> int:
     """Product of the integers 1..n.
 
-    >>> factorial(5)
+    >>> factorial_of(5)
     120
-    >>> factorial(0)
+    >>> factorial_of(0)
     1
     """
     result = 1
@@ -71,10 +71,10 @@ SAMPLES: list[tuple[str, str]] = [
     ),
     (
         "py_gcd",
-        r'''def gcd(a, b):
+        r'''def greatest_divisor(a, b):
     """Greatest common divisor by Euclid's algorithm.
 
-    >>> gcd(48, 18)
+    >>> greatest_divisor(48, 18)
     6
     """
     while b:
@@ -126,10 +126,10 @@ SAMPLES: list[tuple[str, str]] = [
     ),
     (
         "py_chunk",
-        r'''def chunk(items, size=2):
+        r'''def chunk_items(items, size=2):
     """Split items into lists of at most size elements.
 
-    >>> chunk([1, 2, 3, 4, 5])
+    >>> chunk_items([1, 2, 3, 4, 5])
     [[1, 2], [3, 4], [5]]
     """
     return [items[i:i + size] for i in range(0, len(items), size)]
@@ -179,10 +179,10 @@ SAMPLES: list[tuple[str, str]] = [
         r'''import math
 
 
-def distance(p, q):
+def point_distance(p, q):
     """Euclidean distance between two 2D points.
 
-    >>> distance((0, 0), (3, 4))
+    >>> point_distance((0, 0), (3, 4))
     5.0
     """
     return math.hypot(q[0] - p[0], q[1] - p[1])
@@ -214,10 +214,10 @@ def distance(p, q):
     ),
     (
         "py_flatten",
-        r'''def flatten(nested):
+        r'''def flatten_nested(nested):
     """Flatten one level of nesting.
 
-    >>> flatten([[1], [2, 3], []])
+    >>> flatten_nested([[1], [2, 3], []])
     [1, 2, 3]
     """
     return [x for inner in nested for x in inner]
@@ -225,10 +225,10 @@ def distance(p, q):
     ),
     (
         "py_dedupe",
-        r'''def dedupe(seq):
+        r'''def unique_in_order(seq):
     """Drop repeated items, keeping the first occurrence.
 
-    >>> dedupe([3, 1, 3, 2, 1])
+    >>> unique_in_order([3, 1, 3, 2, 1])
     [3, 1, 2]
     """
     seen = set()
@@ -264,12 +264,12 @@ def distance(p, q):
     ),
     (
         "py_median",
-        r'''def median(values: list[float]) -> float:
+        r'''def middle_value(values: list[float]) -> float:
     """Median of a non-empty list.
 
-    >>> median([3, 1, 2])
+    >>> middle_value([3, 1, 2])
     2
-    >>> median([4, 1, 3, 2])
+    >>> middle_value([4, 1, 3, 2])
     2.5
     """
     s = sorted(values)
@@ -283,10 +283,10 @@ def distance(p, q):
     def __init__(self):
         self.items = []
 
-    def push(self, item):
+    def push_item(self, item):
         """Push item and return the new size.
 
-        >>> Stack().push("x")
+        >>> Stack().push_item("x")
         1
         """
         self.items.append(item)
@@ -299,10 +299,10 @@ def distance(p, q):
     def __init__(self, start=0):
         self.value = start
 
-    def add(self, amount=1):
+    def increment_by(self, amount=1):
         """Increase the counter and return it.
 
-        >>> Counter(5).add(3)
+        >>> Counter(5).increment_by(3)
         8
         """
         self.value += amount
@@ -315,10 +315,10 @@ def distance(p, q):
     def __init__(self, x, y):
         self.x, self.y = x, y
 
-    def dot(self, other):
+    def dot_with(self, other):
         """Dot product with another vector.
 
-        >>> Vector(1, 2).dot(Vector(3, 4))
+        >>> Vector(1, 2).dot_with(Vector(3, 4))
         11
         """
         return self.x * other.x + self.y * other.y
@@ -326,10 +326,10 @@ def distance(p, q):
     ),
     (
         "py_rot_list",
-        r'''def rotate(items, k):
+        r'''def rotate_items(items, k):
     """Rotate a list left by k places.
 
-    >>> rotate([1, 2, 3, 4], 1)
+    >>> rotate_items([1, 2, 3, 4], 1)
     [2, 3, 4, 1]
     """
     if not items:
@@ -351,10 +351,10 @@ def distance(p, q):
     ),
     (
         "py_parse_duration",
-        r'''def parse_duration(text):
+        r'''def duration_seconds(text):
     """Parse 'MM:SS' into seconds.
 
-    >>> parse_duration("02:30")
+    >>> duration_seconds("02:30")
     150
     """
     minutes, seconds = text.split(":")
@@ -405,12 +405,12 @@ def distance(p, q):
     ),
     (
         "py_scale_points",
-        r'''def scale_points(points, /, factor, *, round_to=None):
+        r'''def scale_coords(points, /, factor, *, round_to=None):
     """Multiply each coordinate by factor.
 
-    >>> scale_points([(1, 2)], 1.5)
+    >>> scale_coords([(1, 2)], 1.5)
     [(1.5, 3.0)]
-    >>> scale_points([(1, 2)], 1.25, round_to=1)
+    >>> scale_coords([(1, 2)], 1.25, round_to=1)
     [(1.2, 2.5)]
     """
     out = [(x * factor, y * factor) for x, y in points]
@@ -421,10 +421,10 @@ def distance(p, q):
     ),
     (
         "py_digits",
-        r'''def digits(n):
+        r'''def digit_list(n):
     """Decimal digits of a non-negative integer.
 
-    >>> digits(4071)
+    >>> digit_list(4071)
     [4, 0, 7, 1]
     """
     return [int(ch) for ch in str(n)]
@@ -462,10 +462,10 @@ def distance(p, q):
     ),
     (
         "py_reverse_bits",
-        r'''def reverse_bits(byte):
+        r'''def mirror_byte(byte):
     """Reverse the 8 bits of a byte.
 
-    >>> reverse_bits(0b00000110)
+    >>> mirror_byte(0b00000110)
     96
     """
     out = 0
@@ -477,12 +477,12 @@ def distance(p, q):
     ),
     (
         "py_set_bit",
-        r'''def set_bit(value: int, index: int, on: bool = True) -> int:
+        r'''def with_bit(value: int, index: int, on: bool = True) -> int:
     """Set or clear one bit.
 
-    >>> set_bit(0, 3)
+    >>> with_bit(0, 3)
     8
-    >>> set_bit(15, 0, on=False)
+    >>> with_bit(15, 0, on=False)
     14
     """
     mask = 1 << index
@@ -518,12 +518,12 @@ def distance(p, q):
     ),
     (
         "py_truncate",
-        r'''def truncate(text, limit=10, ellipsis="..."):
+        r'''def ellipsize(text, limit=10, ellipsis="..."):
     """Shorten text to at most limit characters.
 
-    >>> truncate("hello wonderful world")
+    >>> ellipsize("hello wonderful world")
     'hello w...'
-    >>> truncate("short")
+    >>> ellipsize("short")
     'short'
     """
     if len(text) <= limit:
@@ -547,10 +547,10 @@ def distance(p, q):
     ),
     (
         "py_invert_dict",
-        r'''def invert(mapping: dict) -> dict:
+        r'''def swap_keys_values(mapping: dict) -> dict:
     """Swap keys and values.
 
-    >>> invert({"a": 1, "b": 2})
+    >>> swap_keys_values({"a": 1, "b": 2})
     {1: 'a', 2: 'b'}
     """
     return {v: k for k, v in mapping.items()}
@@ -667,10 +667,10 @@ def add_days(iso, days=1):
     ),
     (
         "py_roman",
-        r'''def to_roman(number: int) -> str:
+        r'''def roman_numeral(number: int) -> str:
     """Roman numeral for 1..3999.
 
-    >>> to_roman(1994)
+    >>> roman_numeral(1994)
     'MCMXCIV'
     """
     table = [(1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"),
@@ -686,10 +686,10 @@ def add_days(iso, days=1):
     ),
     (
         "py_parse_kv",
-        r'''def parse_query(query):
+        r'''def parse_pairs(query):
     """Parse 'a=1&b=2' into a dict of strings.
 
-    >>> parse_query("a=1&b=two")
+    >>> parse_pairs("a=1&b=two")
     {'a': '1', 'b': 'two'}
     """
     pairs = (item.split("=", 1) for item in query.split("&") if item)
@@ -737,13 +737,13 @@ async def double_later(x):
 
 
 @functools.lru_cache(maxsize=None)
-def fib(n):
+def fib_memo(n):
     """n-th Fibonacci number.
 
-    >>> fib(10)
+    >>> fib_memo(10)
     55
     """
-    return n if n < 2 else fib(n - 1) + fib(n - 2)
+    return n if n < 2 else fib_memo(n - 1) + fib_memo(n - 2)
 ''',
     ),
     (
@@ -766,10 +766,10 @@ def fib(n):
         self.x, self.y = x, y
 
     @classmethod
-    def origin(cls):
+    def at_origin(cls):
         """The point (0, 0).
 
-        >>> p = Point.origin()
+        >>> p = Point.at_origin()
         >>> (p.x, p.y)
         (0, 0)
         """
@@ -838,10 +838,10 @@ def sum_of_squares(values):
     ),
     (
         "py_interleave",
-        r'''def interleave(a, b):
+        r'''def alternate_items(a, b):
     """Alternate items of two lists; the rest of the longer one follows.
 
-    >>> interleave([1, 2, 3], "ab")
+    >>> alternate_items([1, 2, 3], "ab")
     [1, 'a', 2, 'b', 3]
     """
     out = []
@@ -870,10 +870,10 @@ def top_chars(text, n=2):
         r'''from typing import Sequence
 
 
-def dot(u: Sequence[float], v: Sequence[float]) -> float:
+def dot_product(u: Sequence[float], v: Sequence[float]) -> float:
     """Dot product of two equal-length vectors.
 
-    >>> dot([1, 2, 3], [4, 5, 6])
+    >>> dot_product([1, 2, 3], [4, 5, 6])
     32
     """
     if len(u) != len(v):

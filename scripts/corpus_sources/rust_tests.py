@@ -6,14 +6,14 @@ Written for plip-nn; every sample compiles and passes with ``rustc --test`` (slo
 SAMPLES: list[tuple[str, str]] = [
     (
         "rs_clamp",
-        r"""fn clamp(value: i32, low: i32, high: i32) -> i32 {
+        r"""fn clamp_between(value: i32, low: i32, high: i32) -> i32 {
     value.max(low).min(high)
 }
 
 #[test]
-fn test_clamp() {
-    assert_eq!(clamp(15, 0, 10), 10);
-    assert_eq!(clamp(-3, 0, 10), 0);
+fn test_clamp_between() {
+    assert_eq!(clamp_between(15, 0, 10), 10);
+    assert_eq!(clamp_between(-3, 0, 10), 0);
 }
 """,
     ),
@@ -45,32 +45,32 @@ fn test_is_palindrome() {
     ),
     (
         "rs_mean",
-        r"""fn mean(values: &[f64]) -> f64 {
+        r"""fn arithmetic_mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
 #[test]
-fn test_mean() {
-    assert_eq!(mean(&[1.0, 2.0, 3.0, 4.0]), 2.5);
+fn test_arithmetic_mean() {
+    assert_eq!(arithmetic_mean(&[1.0, 2.0, 3.0, 4.0]), 2.5);
 }
 """,
     ),
     (
         "rs_factorial",
-        r"""fn factorial(n: u64) -> u64 {
+        r"""fn factorial_of(n: u64) -> u64 {
     (1..=n).product()
 }
 
 #[test]
-fn test_factorial() {
-    assert_eq!(factorial(5), 120);
-    assert_eq!(factorial(0), 1);
+fn test_factorial_of() {
+    assert_eq!(factorial_of(5), 120);
+    assert_eq!(factorial_of(0), 1);
 }
 """,
     ),
     (
         "rs_gcd",
-        r"""fn gcd(mut a: u64, mut b: u64) -> u64 {
+        r"""fn greatest_divisor(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
         let t = a % b;
         a = b;
@@ -80,8 +80,8 @@ fn test_factorial() {
 }
 
 #[test]
-fn test_gcd() {
-    assert_eq!(gcd(48, 18), 6);
+fn test_greatest_divisor() {
+    assert_eq!(greatest_divisor(48, 18), 6);
 }
 """,
     ),
@@ -136,13 +136,13 @@ fn test_word_count() {
     ),
     (
         "rs_chunk",
-        r"""fn chunk<T: Clone>(items: &[T], size: usize) -> Vec<Vec<T>> {
+        r"""fn chunk_items<T: Clone>(items: &[T], size: usize) -> Vec<Vec<T>> {
     items.chunks(size).map(|c| c.to_vec()).collect()
 }
 
 #[test]
-fn test_chunk() {
-    assert_eq!(chunk(&[1, 2, 3, 4, 5], 2), vec![vec![1, 2], vec![3, 4], vec![5]]);
+fn test_chunk_items() {
+    assert_eq!(chunk_items(&[1, 2, 3, 4, 5], 2), vec![vec![1, 2], vec![3, 4], vec![5]]);
 }
 """,
     ),
@@ -193,13 +193,13 @@ fn test_days_in_month() {
     ),
     (
         "rs_distance",
-        r"""fn distance(p: (f64, f64), q: (f64, f64)) -> f64 {
+        r"""fn point_distance(p: (f64, f64), q: (f64, f64)) -> f64 {
     ((q.0 - p.0).powi(2) + (q.1 - p.1).powi(2)).sqrt()
 }
 
 #[test]
-fn test_distance() {
-    assert_eq!(distance((0.0, 0.0), (3.0, 4.0)), 5.0);
+fn test_point_distance() {
+    assert_eq!(point_distance((0.0, 0.0), (3.0, 4.0)), 5.0);
 }
 """,
     ),
@@ -240,13 +240,13 @@ fn test_title_case() {
     ),
     (
         "rs_flatten",
-        r"""fn flatten(nested: Vec<Vec<i32>>) -> Vec<i32> {
+        r"""fn flatten_nested(nested: Vec<Vec<i32>>) -> Vec<i32> {
     nested.into_iter().flatten().collect()
 }
 
 #[test]
-fn test_flatten() {
-    assert_eq!(flatten(vec![vec![1], vec![2, 3], vec![]]), vec![1, 2, 3]);
+fn test_flatten_nested() {
+    assert_eq!(flatten_nested(vec![vec![1], vec![2, 3], vec![]]), vec![1, 2, 3]);
 }
 """,
     ),
@@ -254,14 +254,14 @@ fn test_flatten() {
         "rs_dedupe",
         r"""use std::collections::HashSet;
 
-fn dedupe(seq: &[i32]) -> Vec<i32> {
+fn unique_in_order(seq: &[i32]) -> Vec<i32> {
     let mut seen = HashSet::new();
     seq.iter().copied().filter(|x| seen.insert(*x)).collect()
 }
 
 #[test]
-fn test_dedupe() {
-    assert_eq!(dedupe(&[3, 1, 3, 2, 1]), vec![3, 1, 2]);
+fn test_unique_in_order() {
+    assert_eq!(unique_in_order(&[3, 1, 3, 2, 1]), vec![3, 1, 2]);
 }
 """,
     ),
@@ -293,16 +293,16 @@ fn test_to_binary() {
     ),
     (
         "rs_median",
-        r"""fn median(values: &mut Vec<f64>) -> f64 {
+        r"""fn middle_value(values: &mut Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let mid = values.len() / 2;
     if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 }
 }
 
 #[test]
-fn test_median() {
-    assert_eq!(median(&mut vec![3.0, 1.0, 2.0]), 2.0);
-    assert_eq!(median(&mut vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+fn test_middle_value() {
+    assert_eq!(middle_value(&mut vec![3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(middle_value(&mut vec![4.0, 1.0, 3.0, 2.0]), 2.5);
 }
 """,
     ),
@@ -313,16 +313,16 @@ fn test_median() {
 }
 
 impl Stack {
-    fn push(&mut self, item: i32) -> usize {
+    fn push_item(&mut self, item: i32) -> usize {
         self.items.push(item);
         self.items.len()
     }
 }
 
 #[test]
-fn test_push() {
+fn test_push_item() {
     let mut s = Stack { items: vec![] };
-    assert_eq!(s.push(7), 1);
+    assert_eq!(s.push_item(7), 1);
 }
 """,
     ),
@@ -333,16 +333,16 @@ fn test_push() {
 }
 
 impl Counter {
-    fn add(&mut self, amount: u32) -> u32 {
+    fn increment_by(&mut self, amount: u32) -> u32 {
         self.value += amount;
         self.value
     }
 }
 
 #[test]
-fn test_add() {
+fn test_increment_by() {
     let mut c = Counter { value: 5 };
-    assert_eq!(c.add(3), 8);
+    assert_eq!(c.increment_by(3), 8);
 }
 """,
     ),
@@ -354,21 +354,21 @@ fn test_add() {
 }
 
 impl Vector {
-    fn dot(&self, other: &Vector) -> f64 {
+    fn dot_with(&self, other: &Vector) -> f64 {
         self.x * other.x + self.y * other.y
     }
 }
 
 #[test]
-fn test_dot() {
+fn test_dot_with() {
     let a = Vector { x: 1.0, y: 2.0 };
-    assert_eq!(a.dot(&Vector { x: 3.0, y: 4.0 }), 11.0);
+    assert_eq!(a.dot_with(&Vector { x: 3.0, y: 4.0 }), 11.0);
 }
 """,
     ),
     (
         "rs_rotate",
-        r"""fn rotate<T: Clone>(items: &[T], k: usize) -> Vec<T> {
+        r"""fn rotate_items<T: Clone>(items: &[T], k: usize) -> Vec<T> {
     if items.is_empty() {
         return Vec::new();
     }
@@ -377,8 +377,8 @@ fn test_dot() {
 }
 
 #[test]
-fn test_rotate() {
-    assert_eq!(rotate(&[1, 2, 3, 4], 1), vec![2, 3, 4, 1]);
+fn test_rotate_items() {
+    assert_eq!(rotate_items(&[1, 2, 3, 4], 1), vec![2, 3, 4, 1]);
 }
 """,
     ),
@@ -396,15 +396,15 @@ fn test_parse_csv_line() {
     ),
     (
         "rs_parse_duration",
-        r"""fn parse_duration(text: &str) -> Option<u32> {
+        r"""fn duration_seconds(text: &str) -> Option<u32> {
     let (m, s) = text.split_once(':')?;
     Some(m.parse::<u32>().ok()? * 60 + s.parse::<u32>().ok()?)
 }
 
 #[test]
-fn test_parse_duration() {
-    assert_eq!(parse_duration("02:30"), Some(150));
-    assert_eq!(parse_duration("x"), None);
+fn test_duration_seconds() {
+    assert_eq!(duration_seconds("02:30"), Some(150));
+    assert_eq!(duration_seconds("x"), None);
 }
 """,
     ),
@@ -422,13 +422,13 @@ fn test_format_hms() {
     ),
     (
         "rs_digits",
-        r"""fn digits(n: u64) -> Vec<u32> {
+        r"""fn digit_list(n: u64) -> Vec<u32> {
     n.to_string().chars().map(|c| c.to_digit(10).unwrap()).collect()
 }
 
 #[test]
-fn test_digits() {
-    assert_eq!(digits(4071), vec![4, 0, 7, 1]);
+fn test_digit_list() {
+    assert_eq!(digit_list(4071), vec![4, 0, 7, 1]);
 }
 """,
     ),
@@ -472,7 +472,7 @@ fn test_primes_below() {
     ),
     (
         "rs_reverse_bits",
-        r"""fn reverse_bits(byte: u8) -> u8 {
+        r"""fn mirror_byte(byte: u8) -> u8 {
     let mut out = 0u8;
     for i in 0..8 {
         out |= ((byte >> i) & 1) << (7 - i);
@@ -481,21 +481,21 @@ fn test_primes_below() {
 }
 
 #[test]
-fn test_reverse_bits() {
-    assert_eq!(reverse_bits(0b0000_0110), 96);
+fn test_mirror_byte() {
+    assert_eq!(mirror_byte(0b0000_0110), 96);
 }
 """,
     ),
     (
         "rs_set_bit",
-        r"""fn set_bit(value: u32, index: u32, on: bool) -> u32 {
+        r"""fn with_bit(value: u32, index: u32, on: bool) -> u32 {
     if on { value | (1 << index) } else { value & !(1 << index) }
 }
 
 #[test]
-fn test_set_bit() {
-    assert_eq!(set_bit(0, 3, true), 8);
-    assert_eq!(set_bit(15, 0, false), 14);
+fn test_with_bit() {
+    assert_eq!(with_bit(0, 3, true), 8);
+    assert_eq!(with_bit(15, 0, false), 14);
 }
 """,
     ),
@@ -536,7 +536,7 @@ fn test_initials() {
     ),
     (
         "rs_truncate",
-        r"""fn truncate<'a>(text: &'a str, limit: usize) -> std::borrow::Cow<'a, str> {
+        r"""fn ellipsize<'a>(text: &'a str, limit: usize) -> std::borrow::Cow<'a, str> {
     if text.chars().count() <= limit {
         return text.into();
     }
@@ -545,9 +545,9 @@ fn test_initials() {
 }
 
 #[test]
-fn test_truncate() {
-    assert_eq!(truncate("hello wonderful world", 10), "hello w...");
-    assert_eq!(truncate("short", 10), "short");
+fn test_ellipsize() {
+    assert_eq!(ellipsize("hello wonderful world", 10), "hello w...");
+    assert_eq!(ellipsize("short", 10), "short");
 }
 """,
     ),
@@ -654,7 +654,7 @@ fn test_day_of_year() {
     ),
     (
         "rs_roman",
-        r"""fn to_roman(mut number: u32) -> String {
+        r"""fn roman_numeral(mut number: u32) -> String {
     const TABLE: [(u32, &str); 13] = [(1000, "M"), (900, "CM"), (500, "D"), (400, "CD"),
         (100, "C"), (90, "XC"), (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")];
     let mut out = String::new();
@@ -665,8 +665,8 @@ fn test_day_of_year() {
 }
 
 #[test]
-fn test_to_roman() {
-    assert_eq!(to_roman(1994), "MCMXCIV");
+fn test_roman_numeral() {
+    assert_eq!(roman_numeral(1994), "MCMXCIV");
 }
 """,
     ),
@@ -695,7 +695,7 @@ fn test_balanced() {
     ),
     (
         "rs_should_panic_divide",
-        r"""fn checked_div(a: i32, b: i32) -> i32 {
+        r"""fn divide_or_panic(a: i32, b: i32) -> i32 {
     if b == 0 {
         panic!("division by zero");
     }
@@ -705,7 +705,7 @@ fn test_balanced() {
 #[test]
 #[should_panic(expected = "division by zero")]
 fn test_checked_div_by_zero() {
-    checked_div(1, 0);
+    divide_or_panic(1, 0);
 }
 """,
     ),
@@ -759,13 +759,13 @@ fn test_sum_all() {
     ),
     (
         "rs_longest",
-        r"""fn longest<'a>(a: &'a str, b: &'a str) -> &'a str {
+        r"""fn longest_of<'a>(a: &'a str, b: &'a str) -> &'a str {
     if b.len() > a.len() { b } else { a }
 }
 
 #[test]
-fn test_longest() {
-    assert_eq!(longest("apple", "fig"), "apple");
+fn test_longest_of() {
+    assert_eq!(longest_of("apple", "fig"), "apple");
 }
 """,
     ),
@@ -804,7 +804,7 @@ fn test_binary_search() {
     ),
     (
         "rs_interleave",
-        r"""fn interleave(a: &[i32], b: &[i32]) -> Vec<i32> {
+        r"""fn alternate_items(a: &[i32], b: &[i32]) -> Vec<i32> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     for i in 0..a.len().max(b.len()) {
         out.extend(a.get(i));
@@ -814,21 +814,21 @@ fn test_binary_search() {
 }
 
 #[test]
-fn test_interleave() {
-    assert_eq!(interleave(&[1, 2, 3], &[10, 20]), vec![1, 10, 2, 20, 3]);
+fn test_alternate_items() {
+    assert_eq!(alternate_items(&[1, 2, 3], &[10, 20]), vec![1, 10, 2, 20, 3]);
 }
 """,
     ),
     (
         "rs_dot",
-        r"""fn dot(u: &[f64], v: &[f64]) -> f64 {
+        r"""fn dot_product(u: &[f64], v: &[f64]) -> f64 {
     assert_eq!(u.len(), v.len(), "length mismatch");
     u.iter().zip(v).map(|(a, b)| a * b).sum()
 }
 
 #[test]
-fn test_dot() {
-    assert_eq!(dot(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
+fn test_dot_product() {
+    assert_eq!(dot_product(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), 32.0);
 }
 """,
     ),
@@ -893,14 +893,14 @@ fn test_or_zero() {
         "rs_invert_map",
         r"""use std::collections::HashMap;
 
-fn invert(map: &HashMap<String, u32>) -> HashMap<u32, String> {
+fn swap_keys_values(map: &HashMap<String, u32>) -> HashMap<u32, String> {
     map.iter().map(|(k, v)| (*v, k.clone())).collect()
 }
 
 #[test]
-fn test_invert() {
+fn test_swap_keys_values() {
     let m = HashMap::from([("a".to_string(), 1)]);
-    assert_eq!(invert(&m)[&1], "a");
+    assert_eq!(swap_keys_values(&m)[&1], "a");
 }
 """,
     ),

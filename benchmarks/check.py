@@ -32,9 +32,15 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     # section title prefix -> the paths whose last change it must postdate
     "Machine": ("benchmarks/run.py",),
     "Models": ("benchmarks/models.py", "plip_nn/data/"),
-    "Targets": (*_ENGINE, *_HARNESS, "benchmarks/engine_overhead.py", "benchmarks/overhead.py",
-                "benchmarks/generation.py", "benchmarks/memory.py",
-                "benchmarks/intervene_overhead.py"),  # fmt: skip
+    "Targets": (
+        *_ENGINE,
+        *_HARNESS,
+        "benchmarks/engine_overhead.py",
+        "benchmarks/overhead.py",
+        "benchmarks/generation.py",
+        "benchmarks/memory.py",
+        "benchmarks/intervene_overhead.py",
+    ),
     "P1 ": (*_ENGINE, *_HARNESS, "benchmarks/engine_overhead.py"),
     "P1b ": (*_ENGINE, *_HARNESS, "benchmarks/overhead.py", "benchmarks/profile_run.py"),
     "P3 / P4 ": (*_ENGINE, *_HARNESS, "benchmarks/generation.py"),
@@ -43,9 +49,15 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "P7 ": (*_ENGINE, *_HARNESS, "benchmarks/intervene_overhead.py"),
     "P8 ": (*_ENGINE, *_HARNESS, "benchmarks/gen_batching.py"),
     "P9 ": (*_ENGINE, *_HARNESS, "benchmarks/intervene_overhead.py"),
-    "Heads step": (*_ENGINE, "experiments/heads.py", "experiments/records.py",
-                   "experiments/conditions.py", "analysis/heads.py", "benchmarks/heads.py",
-                   "benchmarks/models.py"),  # fmt: skip
+    "Heads step": (
+        *_ENGINE,
+        "experiments/heads.py",
+        "experiments/records.py",
+        "experiments/conditions.py",
+        "analysis/heads.py",
+        "benchmarks/heads.py",
+        "benchmarks/models.py",
+    ),
 }
 
 

@@ -68,6 +68,16 @@ def stamp_line(commit: str) -> str:
     return f"Measured at git `{commit}`."
 
 
+def stamped(lines: list[str], commit: str) -> list[str]:
+    """``lines`` with :func:`stamp_line` under every ``## `` heading (``benchmarks.run``)."""
+    out: list[str] = []
+    for line in lines:
+        out.append(line)
+        if line.startswith("## "):
+            out += ["", stamp_line(commit)]
+    return out
+
+
 def head_commit(root: Path = ROOT) -> str:
     """The short hash of HEAD ('' outside a git checkout)."""
     try:

@@ -583,20 +583,9 @@ def render(res: dict[str, Any], command: str) -> str:
     for attn_key, p8 in res["P8"].items():
         _p8_rows(add, attn_key.removeprefix("embedded_"), p8)
     add("")
+    from benchmarks.check import stamped
+
     return "\n".join(stamped(L, m["git_commit"]))
-
-
-def stamped(lines: list[str], commit: str) -> list[str]:
-    """``lines`` with :func:`benchmarks.check.stamp_line` under every ``## `` heading (what
-    ``make bench-check`` reads)."""
-    from benchmarks.check import stamp_line
-
-    out: list[str] = []
-    for line in lines:
-        out.append(line)
-        if line.startswith("## "):
-            out += ["", stamp_line(commit)]
-    return out
 
 
 def render_p9(p9: dict[str, Any], note: str = "") -> list[str]:

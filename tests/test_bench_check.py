@@ -58,3 +58,8 @@ def test_every_section_of_results_md_has_paths_and_a_stamp():
     for title, stamp in titles:
         assert check.paths_for(title), title
         assert stamp is not None, f"section {title!r} of RESULTS.md carries no commit"
+
+
+def test_stamped_puts_the_commit_under_every_section():
+    lines = check.stamped(["# t", "", "## A", "x", "## B", "y"], "abc1234")
+    assert check.sections("\n".join(lines)) == [("A", "abc1234"), ("B", "abc1234")]

@@ -49,6 +49,16 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise ValueError(f"{what} got an empty table")
 
 
+def _fit(fig: Figure) -> Figure:
+    """Lay ``fig`` out so that no title or axis label is cut: each wraps at the canvas edge
+    (a long model name in a title) and ``tight_layout`` then makes room for it."""
+    for ax in fig.axes:
+        for text in (ax.title, ax.xaxis.label, ax.yaxis.label):
+            text.set_wrap(True)
+    fig.tight_layout()
+    return fig
+
+
 def layer_scan_curves(scan: pd.DataFrame) -> Figure:
     """Attention level from marker to function per layer, Python vs Rust, mean with 95% CI, one
     panel per (model, scope)."""
@@ -66,8 +76,7 @@ def layer_scan_curves(scan: pd.DataFrame) -> Figure:
                      errorbar=("ci", 95), marker="o", ax=ax)  # fmt: skip
         ax.set(title=f"{model}\n{scope}", xlabel="layer", ylabel="attention level per target")
         ax.title.set_fontsize(8)
-    fig.tight_layout()
-    return fig
+    return _fit(fig)
 
 
 def scope_forest(outcomes: Sequence[TriangleOutcome]) -> Figure:
@@ -112,8 +121,7 @@ def scope_forest(outcomes: Sequence[TriangleOutcome]) -> Figure:
         ax.title.set_fontsize(9)
         handles = [plt.Line2D([], [], color=c, lw=3, label=lang) for lang, c in _PALETTE.items()]
         ax.legend(handles=handles, fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return _fit(fig)
 
 
 def kl_by_scope(records: pd.DataFrame, floor: float | None = None) -> Figure:
@@ -137,10 +145,11 @@ def kl_by_scope(records: pd.DataFrame, floor: float | None = None) -> Figure:
                 orient="h", ax=ax)  # fmt: skip
     if floor is not None and np.isfinite(floor):
         ax.axvline(max(floor, 1e-12), color="r", ls="--", lw=1, label="KL noise floor")
-    ax.set(xscale="log", xlabel="KL(baseline ‖ condition) at the prediction [nats]", ylabel="")
+    ax.set(xscale="log", xlabel="KL(baseline ‖ condition) at the prediction [nats]", ylabel="",
+           title="KL at the prediction by scope: knockout vs its control")  # fmt: skip
+    ax.title.set_fontsize(9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _fit(fig)
 
 
 def dose_response(records: pd.DataFrame | None, generations: pd.DataFrame | None) -> Figure:
@@ -189,8 +198,7 @@ def dose_response(records: pd.DataFrame | None, generations: pd.DataFrame | None
             ax.set(xscale="log", xlabel="Scale dose (baseline = 1)",
                    ylabel="achieved attention level", title="attention dose-response")  # fmt: skip
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _fit(fig)
 
 
 _CELL_COLOURS = {
@@ -225,8 +233,7 @@ def outcome_matrix(outcomes: Sequence[TriangleOutcome]) -> Figure:
         f"{100 * outcomes[0].margin:.0f} pp; steering in the default scope)",
         fontsize=9,
     )
-    fig.tight_layout()
-    return fig
+    return _fit(fig)
 
 
 def kl_vs_mass(records: pd.DataFrame) -> Figure:
@@ -249,8 +256,7 @@ def kl_vs_mass(records: pd.DataFrame) -> Figure:
         ylabel="KL at the prediction [nats]",
         title="knockout vs control at the chosen layer",
     )
-    fig.tight_layout()
-    return fig
+    return _fit(fig)
 
 
 def save_figure(fig: Figure, path: Path, *, dpi: int = 120) -> Path:

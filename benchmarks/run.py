@@ -583,7 +583,9 @@ def render(res: dict[str, Any], command: str) -> str:
     for attn_key, p8 in res["P8"].items():
         _p8_rows(add, attn_key.removeprefix("embedded_"), p8)
     add("")
-    return "\n".join(L)
+    from benchmarks.check import stamped
+
+    return "\n".join(stamped(L, m["git_commit"]))
 
 
 def render_p9(p9: dict[str, Any], note: str = "") -> list[str]:

@@ -9,6 +9,7 @@ activation patches, reads and logit lens in one forward pass::
         edited = plip_nn.intervene(handle, [edit])
         h = handle.nn.model.layers[1].output.save()
     edited.value  # {(edit, layer): (EditReading per batch row, ...)}, verified
+    # a failed check raises EditVerificationError as the `with` block is left, read or not
 
 It calls the engine's single in-trace edit site, :func:`plip_nn.kernels.edit_site` (the same
 function ``run()`` and ``generate()`` call), layer by layer in layer order, with groups built by
@@ -117,6 +118,8 @@ class Intervention:
                 walk["steps"], walk["need"], walk["route"], self.verify, self.schedule,
                 self.stats["steps"],
             )  # fmt: skip
+            if self.verify:
+                self.check()  # the loop cannot end without the check (nothing needs to be read)
         except Exception as err:
             if _is_out_of_order(err):
                 first = self.layers[0]
@@ -134,9 +137,11 @@ class Intervention:
     def check(self) -> dict[Any, Any]:
         """Check every (edit, layer) on every batch row (and step, under ``generate`` with
         ``steps``); raise ``EditVerificationError`` on a missing or wrong reading. Returns
-        :attr:`value`."""
-        if self._checked is not None:
-            return self._checked
+        :attr:`value`.
+
+        It runs by itself where the edits end (after the last edited layer; with ``steps``,
+        when the loop over the steps ends), so a wrong edit raises when the ``with`` block is
+        left, whether or not anything is read; calling it again re-checks :attr:`stats`."""
         if not self.verify:
             raise EditVerificationError(
                 "intervene(..., verify=False) recorded no verification; call it with verify=True "
@@ -211,8 +216,8 @@ class Intervention:
     def value(self) -> dict[Any, Any]:
         """``(edit index, layer) -> one EditReading per batch row``; under ``generate`` with
         ``steps``: ``(edit index, layer, step, batch row) -> EditReading`` for every row the
-        source policy edited. Checked on first access."""
-        return self.check()
+        source policy edited. Checked when the edits end (see :meth:`check`)."""
+        return self._checked if self._checked is not None else self.check()
 
 
 def _plain_rows(t: Any) -> list[list[float]]:
@@ -252,7 +257,9 @@ def intervene(
         handle: the loaded model whose ``handle.nn`` the trace was opened on.
         edits: the edits; positions index the traced ``input_ids`` (plus ``offsets``); every
             batch row is edited.
-        verify: verify and record the achieved attention (default); ``False`` only edits.
+        verify: verify and record the achieved attention (default): a failed check raises
+            ``EditVerificationError`` when the trace's ``with`` block is left, nothing needs to
+            be read; ``False`` only edits (the explicit opt-out).
         route: ``"auto"``, ``"softmax"`` or ``"mask"``, as in :func:`plip_nn.run`.
         layers: apply only the edits' layers among these (default: all of them). One call
             touches all its layers in order, so your accesses to modules at or below the last
@@ -274,6 +281,8 @@ def intervene(
         EditSpecError: an invalid edit (layer/head/position out of range, SetValue on the mask
             route), or an argument that does not fit (``source_policy``, ``offsets``).
         InterventionOrderError: the trace already ran past an edited layer (reorder the calls).
+        EditVerificationError: (at the end of the ``with`` block) an edit did not take effect
+            as specified, or a reading is missing.
     """
     edits = tuple(edits)
     if not edits:
@@ -354,6 +363,8 @@ def intervene(
             if stats is not None:
                 result.stats[layer] = stats.cpu().save()
                 result.tags[layer] = list(plan[layer].group_tags)
+        if verify:
+            result.check()  # the trace cannot end without the check (nothing needs to be read)
     except Exception as err:
         if _is_out_of_order(err):
             raise InterventionOrderError(

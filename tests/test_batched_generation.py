@@ -82,12 +82,12 @@ def _marker(handle) -> tuple:
     return ((base.new_token_ids[2],),)
 
 
-SLOW = pytest.mark.slow
+# Every architecture in the default run (tiny configs, N new tokens: under a second each).
 MATRIX = [
     pytest.param("qwen2", "eager", id="qwen2-eager"),
     pytest.param("qwen2", "auto", id="qwen2-auto"),
-    pytest.param("gpt2", "eager", id="gpt2-eager", marks=SLOW),
-    pytest.param("gpt2", "auto", id="gpt2-auto", marks=SLOW),
+    pytest.param("gpt2", "eager", id="gpt2-eager"),
+    pytest.param("gpt2", "auto", id="gpt2-auto"),
 ]
 
 
@@ -120,7 +120,7 @@ def test_one_loop_equals_one_row_at_a_time_and_recompute(arch, policy, attn):
         assert any(r.n_edited_steps >= 2 for r in batched)
 
 
-@pytest.mark.parametrize("arch", ["qwen2", pytest.param("llama", marks=SLOW)])
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
 def test_routes_generate_the_same_tokens(arch):
     """Knockout and Scale on the mask route (SDPA) = the softmax route (eager), in generation."""
     reqs = [

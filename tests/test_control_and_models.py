@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import itertools
 import json
 from types import SimpleNamespace
@@ -91,8 +92,8 @@ def test_build_uses_the_given_control_keys_per_layer() -> None:
     assert ko is not None and ko.edits[0].targets == (0, 1, 2, 4) and ko.edits[0].layers == (0, 1)
     with pytest.raises(ValueError, match="no control keys"):
         conditions.build(Arm("random_control", scope, 1), p, layer=1, n_layers=2, controls=keys)
-    assert control_rng("s", 0, "marker", "plip", 1, 0).integers(1 << 30) == control_rng(
-        "s", 0, "marker", "plip", 1, 0
+    assert control_rng("s", 0, "marker", "plip", 1, 0).integers(1 << 30) == np.random.default_rng(
+        [0, binascii.crc32(b"s"), binascii.crc32(b"marker/plip"), 1, 0]
     ).integers(1 << 30)
 
 

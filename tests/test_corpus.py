@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import doctest
 import json
-import shutil
 import subprocess
 import types
 from pathlib import Path
 
 import pytest
 from archs import tiny_tokenizer
+from sandbox_marks import PLIP_RS, RUSTC, needs_plip_rs, needs_rustc
 
 from experiments.corpus_cmd import cli_annotate, cli_check, cli_convert
 from plip_nn.corpus import (
@@ -38,12 +38,9 @@ from plip_nn.corpus import (
 )
 from plip_nn.positions import locate
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "plip_rs"
-UNIVERSAL = SHARED / "attention_samples_universal.json"
-GENERATION = SHARED / "generation_prompts_n50.json"
-needs_plip = pytest.mark.skipif(
-    not UNIVERSAL.exists(), reason=f"PLIP-rs fixture not present at {SHARED}"
-)
+UNIVERSAL = PLIP_RS / "attention_samples_universal.json"
+GENERATION = PLIP_RS / "generation_prompts_n50.json"
+needs_plip = needs_plip_rs
 
 
 def _universal() -> dict:
@@ -357,12 +354,9 @@ def test_corpus_select_and_errors() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    shutil.which("rustc") is None and not Path("/root/.cargo/bin/rustc").exists(),
-    reason="rustc not installed",
-)
+@needs_rustc
 def test_rust_corpus_compiles_and_tests_pass(tmp_path: Path) -> None:
-    rustc = shutil.which("rustc") or "/root/.cargo/bin/rustc"
+    rustc = str(RUSTC)
     c = load_corpus()
     programs = {s.id: s.code for s in c.select(language="rust", kind="test")}
     programs |= {s.id: s.function.source for s in c.select(language="rust", kind="generation")}

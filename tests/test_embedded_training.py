@@ -5,13 +5,13 @@ from __future__ import annotations
 import doctest
 import math
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sandbox_marks import RUSTC, needs_rustc
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
@@ -28,10 +28,6 @@ from synthetic_code import (  # noqa: E402
     PY_PARAMS,
     RS_PARAMS,
     CodeGenerator,
-)
-
-RUSTC = shutil.which("rustc") or (
-    str(Path.home() / ".cargo/bin/rustc") if (Path.home() / ".cargo/bin/rustc").exists() else None
 )
 
 
@@ -213,7 +209,7 @@ def test_synthetic_python_doctests_pass(random_names, arity_balance):
     assert n_examples > 300
 
 
-@pytest.mark.skipif(RUSTC is None, reason="rustc not installed")
+@needs_rustc
 @pytest.mark.parametrize(
     ("random_names", "arity_balance"), [(False, False), (True, False), (True, True)]
 )
@@ -226,7 +222,15 @@ def test_synthetic_rust_tests_compile_and_pass(tmp_path, random_names, arity_bal
     )
     (tmp_path / "lib.rs").write_text(src)
     build = subprocess.run(
-        [RUSTC, "--edition", "2021", "--test", "-o", str(tmp_path / "t"), str(tmp_path / "lib.rs")],
+        [
+            str(RUSTC),
+            "--edition",
+            "2021",
+            "--test",
+            "-o",
+            str(tmp_path / "t"),
+            str(tmp_path / "lib.rs"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

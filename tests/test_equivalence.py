@@ -144,17 +144,30 @@ def test_h2_trend_and_cross_check() -> None:
     assert up.slope > 0.3 and up.slope_p < 0.01 and up.perm_p < 0.01
     assert flat.slope_p > 0.01 and flat.perm_p > 0.01
     assert up.knot == pytest.approx(4.56) and flat.knot == 1.0
-    # GEE with independence equals plain logistic regression (same estimating equations)
+    # analysis.dose's trend and hinge equal statsmodels' exchangeable GEE fitted here on a
+    # design built from the generations (dose 1 for the baseline, the Scale factor otherwise).
     rows = g[g["language"] == "rust"].copy()
-    rows["x"] = np.log2(np.where(rows["condition"] == "baseline", 1.0, rows["factor"]))
-    exog = sm.add_constant(rows[["x"]].to_numpy(float))
-    glm = sm.GLM(
-        rows["preserved"].astype(float).to_numpy(), exog, family=sm.families.Binomial()
-    ).fit()
-    gee = sm.GEE(rows["preserved"].astype(float).to_numpy(), exog, groups=rows["sample_id"].to_numpy(),
-                 family=sm.families.Binomial(), cov_struct=sm.cov_struct.Independence()).fit()  # fmt: skip
-    assert gee.params[1] == pytest.approx(glm.params[1], rel=1e-6)
-    assert up.slope == pytest.approx(glm.params[1], rel=0.25)  # exchangeable: close to it
+    x = np.log2(np.where(rows["condition"] == "baseline", 1.0, rows["factor"]).astype(float))
+    y, groups = rows["preserved"].astype(float).to_numpy(), rows["sample_id"].to_numpy()
+
+    def gee(*cols: np.ndarray):
+        exog = sm.add_constant(np.column_stack(cols), has_constant="add")
+        return sm.GEE(y, exog, groups=groups, family=sm.families.Binomial(),
+                      cov_struct=sm.cov_struct.Exchangeable()).fit()  # fmt: skip
+
+    trend = gee(x)
+    assert up.n_rows == len(rows) and up.n_prompts == rows["sample_id"].nunique()
+    assert up.slope == pytest.approx(trend.params[1], rel=1e-6)
+    assert up.slope_ci == pytest.approx(tuple(trend.conf_int()[1]), rel=1e-6)
+    assert up.slope_p == pytest.approx(trend.pvalues[1], rel=1e-4)
+    hinge = gee(x, np.maximum(0.0, x - math.log2(4.56)))
+    b, cov = np.asarray(hinge.params), np.asarray(hinge.cov_params())
+    assert up.before[0] == pytest.approx(b[1], rel=1e-6)
+    assert up.after[0] == pytest.approx(b[1] + b[2], rel=1e-6)
+    assert up.bend == pytest.approx(b[2], rel=1e-6)
+    se_after = math.sqrt(cov[1, 1] + cov[2, 2] + 2 * cov[1, 2])
+    assert up.after[2] - up.after[1] == pytest.approx(2 * 1.959963984540054 * se_after, rel=1e-6)
+    assert up.bend_p == pytest.approx(hinge.pvalues[2], rel=1e-4)
     rates = dose_rates(g[g["language"] == "rust"])
     assert [r.dose for r in rates] == sorted(r.dose for r in rates) and rates[0].arm == "scale_0.5"
 

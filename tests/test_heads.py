@@ -4,6 +4,7 @@ are matched and disjoint; the command runs end to end and exits 2 on a bad K."""
 
 from __future__ import annotations
 
+import binascii
 import json
 import subprocess
 import sys
@@ -163,7 +164,9 @@ def test_function_halves_are_disjoint_covering_and_seeded():
     for seed in (0, 1):
         halves = {h: {s for s in ids if function_half(s, seed) == h} for h in (0, 1)}
         assert halves[0].isdisjoint(halves[1]) and halves[0] | halves[1] == set(ids)
-        assert all(function_half(s, seed) == function_half(s, seed) for s in ids)
+        assert all(
+            function_half(s, seed) == binascii.crc32(f"{seed}:{s[4:]}".encode()) % 2 for s in ids
+        )
         assert 50 < len(halves[0]) < 150
     assert any(function_half(s, 0) != function_half(s, 1) for s in ids)
     # A function's prompts and tests share a half (the prefix up to the first "_" is ignored).

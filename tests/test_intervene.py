@@ -210,7 +210,8 @@ def test_out_of_order_access_raises_our_error():
     assert "OutOfOrderError" not in repr(err.value)
 
 
-def test_wrong_write_is_caught_when_read(monkeypatch):
+def test_wrong_write_raises_at_the_end_of_the_block_with_nothing_read(monkeypatch):
+    """A kernel off by 1%: leaving the ``with`` block raises; no ``.value``/``.check()`` read."""
     handle = tiny_handle("qwen2")
     edit = AttentionEdit(layers=(0,), sources=(LAST,), targets=TARGETS, op=Scale(factor=3.0))
     real = kernels.apply_prob_edits
@@ -222,10 +223,18 @@ def test_wrong_write_is_caught_when_read(monkeypatch):
         return real(probs, scores, bent)
 
     monkeypatch.setattr(kernels, "apply_prob_edits", off_by_one_percent)
-    with torch.inference_mode(), handle.nn.trace(torch.tensor([IDS])):
-        edited = plip_nn.intervene(handle, [edit])
+    after = []
     with pytest.raises(EditVerificationError, match="deviates from the request"):
-        edited.check()
+        with torch.inference_mode(), handle.nn.trace(torch.tensor([IDS])):
+            plip_nn.intervene(handle, [edit])
+            handle.nn.model.layers[1].output.save()
+        after.append("left the block")
+    assert after == []
+    # verify=False is the explicit opt-out: the same wrong edit passes unchecked.
+    with torch.inference_mode(), handle.nn.trace(torch.tensor([IDS])):
+        plip_nn.intervene(handle, [edit], verify=False)
+        logits = handle.nn.output.logits.save()
+    assert torch.isfinite(logits).all()
 
 
 def test_remote_local_equals_local():

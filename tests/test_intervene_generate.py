@@ -192,9 +192,9 @@ def test_one_percent_off_kernel_is_caught_at_a_decode_step(monkeypatch):
         return real(probs, scores, bent)
 
     monkeypatch.setattr(kernels, "apply_prob_edits", off_at_decode)
-    _, edited, _ = user_generate(handle, [PROMPTS[0]], [edit], source_policy="continuation")
+    # The loop over the steps ends with the check: the generate block raises, nothing read.
     with pytest.raises(EditVerificationError, match=r"step 1, batch row 0.*deviates"):
-        edited.check()
+        user_generate(handle, [PROMPTS[0]], [edit], source_policy="continuation")
 
 
 def test_a_step_with_a_missing_reading_raises():

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sandbox_marks import needs_sandbox
+from sandbox_marks import needs_rustc, needs_sandbox
 
-from analysis.execution import rustc
 from analysis.preservation import Preservation, score, score_python, score_rust
 
 # ----------------------------------------------------------------------------- Python fixtures
@@ -560,8 +559,6 @@ def test_rust_case_count() -> None:
     assert len(RS_CASES) >= 40
     assert len({c[0] for c in RS_CASES}) == len(RS_CASES)
 
-
-needs_rustc = pytest.mark.skipif(rustc() is None, reason="rustc not installed")
 
 RS_EXEC = [
     (A, "test_add() {\n    assert_eq!(add(2, 3), 5);\n}\n", True),

@@ -23,10 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_marks import needs_sandbox
+from sandbox_marks import needs_rustc, needs_sandbox
 
 from analysis import sandbox
-from analysis.execution import rustc
 from analysis.preservation import Preservation, score, score_python, score_rust
 
 pytestmark = needs_sandbox
@@ -37,8 +36,6 @@ PY_PROMPT = 'def add(a, b):\n    """Add two numbers.\n\n    >>> '
 RS_SRC = "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n"
 RS_PROMPT = RS_SRC + "\n#[test]\nfn "
 FAKE_KEY = "ndif-FAKE-" + uuid.uuid4().hex
-
-needs_rustc = pytest.mark.skipif(rustc() is None, reason="rustc not installed")
 
 
 def doctest(*lines: str, want: str = "True") -> str:

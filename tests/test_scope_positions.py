@@ -10,9 +10,9 @@ from __future__ import annotations
 import ast
 import json
 import re
-from pathlib import Path
 
 import pytest
+from sandbox_marks import PLIP_RS, needs_plip_rs
 
 from plip_nn.codesrc import rust_parser, walk
 from plip_nn.corpus import load_corpus
@@ -28,9 +28,8 @@ from plip_nn.scope import (
     windows,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "plip_rs"
-UNIVERSAL = SHARED / "attention_samples_universal.json"
-needs_plip = pytest.mark.skipif(not UNIVERSAL.exists(), reason=f"PLIP-rs fixture not at {SHARED}")
+UNIVERSAL = PLIP_RS / "attention_samples_universal.json"
+needs_plip = needs_plip_rs
 
 
 @pytest.fixture(scope="module")

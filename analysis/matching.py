@@ -46,7 +46,9 @@ def _edited(ctrl: pd.DataFrame, scope: Scope, chosen: dict) -> pd.DataFrame:
 
 
 def matching_table(
-    control: pd.DataFrame | None, records: pd.DataFrame | None, scopes: Iterable[tuple[str, str, str]]
+    control: pd.DataFrame | None,
+    records: pd.DataFrame | None,
+    scopes: Iterable[tuple[str, str, str]],
 ) -> pd.DataFrame:
     """Rows (model, language, scope, layer, pairs, matched share, median mass ratio) for every
     (model, language, knockout scope) in ``scopes`` whose rows/targets the table holds."""

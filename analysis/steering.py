@@ -94,7 +94,11 @@ def steering_raw(
         call_r = None if calls is None else calls[calls["condition"] == cond]
         call_r = call_r if call_r is not None and len(call_r) else None
         rows_r = pred[pred["condition"] == cond] if pred is not None else None
-        rows_r = call_r if call_r is not None else (rows_r if rows_r is not None and len(rows_r) else None)
+        rows_r = (
+            call_r
+            if call_r is not None
+            else (rows_r if rows_r is not None and len(rows_r) else None)
+        )
         rows_g = gens[gens["condition"] == cond] if gens is not None else None
         rows_g = rows_g if rows_g is not None and len(rows_g) else None
         manip, d_z = manipulation_tests(rows_r) if rows_r is not None else ([], None)

@@ -90,7 +90,9 @@ def _select(df: pd.DataFrame | None, model: str, language: str) -> pd.DataFrame 
     return sub if len(sub) else None
 
 
-def _pdiff_of(gens: pd.DataFrame | None, column: str, cond: str, ref: str) -> PairedDifference | None:
+def _pdiff_of(
+    gens: pd.DataFrame | None, column: str, cond: str, ref: str
+) -> PairedDifference | None:
     if gens is None or column not in gens:
         return None
     p = paired(gens, column, cond, ref)

@@ -21,12 +21,12 @@ from analysis.reach import Reach
 
 __all__ = [
     "DECIDING_STEERING",
+    "DISAGREE",
     "EFFECT_WORDS",
     "INCONCLUSIVE",
     "INTERPRETATIONS",
     "STEERING_NOT_RUN",
     "UNMATCHED",
-    "DISAGREE",
     "UNREACHED",
     "CallDiff",
     "DrawResult",

@@ -163,8 +163,8 @@ def test_steering_that_does_not_reach_the_output_never_decides() -> None:
     assert out.knockouts[0].effect == "none" and out.steering.effect == "unreached"
     assert out.cells[DEFAULT] == STEERING_UNREACHED and out.family_size == 1
     assert interpret("predicted", "unreached") == STEERING_UNREACHED_CAUSAL
-    [sentence] = [f for f in findings([out]) if f.startswith("Steering")]
-    assert "did not reach the output" in sentence
+    [sentence] = [f for f in findings([out]) if f.startswith("Knocking out")]
+    assert "[steering does not reach the output]" in sentence
     # The same SetValue with a KL above the floor reaches the output, and decides.
     r.loc[r["condition"] == SV, "kl"] = 0.1
     g2 = generations_table({"baseline": base, ko(): base, rc(): base, SV: base})

@@ -206,6 +206,11 @@ def _reach(x: Inputs) -> list[str]:
     if x.floor:
         lines.append("KL noise floor (reported, no longer the gate): " + ", ".join(
             f"{m}: {v:.2e} nats" for m, v in x.floor.items()) + ".\n\n")  # fmt: skip
+        high = [m for m, v in x.floor.items() if v >= REACH_NATS / 5]
+        if high:
+            lines.append(f"**Warning**: the noise floor of {', '.join(high)} is at least a fifth "
+                         f"of the {REACH_NATS} nats gate; the gate no longer separates an edit "
+                         "from numerical noise by a wide factor (docs/CONTRACT.md, \"Reach\").\n\n")  # fmt: skip
     else:
         lines.append("_No noise_floor.parquet._\n\n")
     if x.outcomes:

@@ -112,9 +112,10 @@ def call_difference(
 
 
 def call_verdict(c: CallDiff, *, predicted_sign: int, what: str) -> tuple[Effect, str]:
-    """The verdict of one call-site comparison (module docstring) and its reason."""
-    lo, hi = c.ci_adj
-    pct = 100 * c.level_adj
+    """The verdict of one call-site comparison (module docstring) and its reason; without a
+    deciding CI (a compared control) the 95% CI is read."""
+    lo, hi = c.ci95 if math.isnan(c.level_adj) else c.ci_adj
+    pct = 95.0 if math.isnan(c.level_adj) else 100 * c.level_adj
     text = (
         f"call-site Δlog p {what} {c.effect:+.3g} nats over {c.n} prompts, "
         f"{pct:.3g}% BCa CI [{lo:+.3g}, {hi:+.3g}]"

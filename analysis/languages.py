@@ -166,7 +166,9 @@ def h1(
                 diff = bootstrap_mean_diff(py.to_numpy(), rs.to_numpy(), paired=False,
                                            n_resamples=2000, seed=0)  # fmt: skip
                 if np.ptp(py.to_numpy()) > 0 or np.ptp(rs.to_numpy()) > 0:
-                    p = float(welch_t(py, rs).pvalue)  # undefined when both are constant
+                    # Welch's t is undefined when both languages are constant: p stays NaN.
+                    w = welch_t(py, rs).pvalue
+                    p = math.nan if w is None else float(w)
             found.append((scope, measure, res, diff, p, _control(recs if measure in (
                 "call-site Δlog p", "log-PPL") else gens, scope)))  # fmt: skip
     ps = np.array([f[4] for f in found], dtype=float)

@@ -28,6 +28,7 @@ the call-site Δlog p):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -178,7 +179,7 @@ def _knockout_raw(
     kls = read["kl"] if read is not None and "kl" in read else pd.Series(dtype=float)
     top1 = read["top1_same"] if read is not None and "top1_same" in read else None
     ident = token_identical(gens, ko) if gens is not None and ko in set(gens["condition"]) else None
-    dl = ko_calls["dlogp_gold"] if has_call else None
+    dl = ko_calls["dlogp_gold"] if ko_calls is not None and has_call else None
     measure = ("dlogp" if all(x.has_call for x in draws)
                else "preserved" if draws[0].diff is not None else "kl")  # fmt: skip
     if measure != "dlogp":
@@ -192,9 +193,11 @@ def _knockout_raw(
 
 
 def _decide_draw(
-    x: _Draw, k: _Knock, calls: pd.DataFrame | None, adj, alpha: float, margin: float,
-    margin_nats: float, level: float,
+    x: _Draw, k: _Knock, calls: pd.DataFrame | None, adj: Callable[[float], float],
+    alpha: float, margin: float, margin_nats: float, level: float | None,
 ) -> DrawResult:  # fmt: skip
+    """One draw's verdict; ``level`` None (a compared, never-deciding control) skips the
+    deciding CI and reads its Δlog p at 95%."""
     ko, ctrl = f"knockout@{k.scope}", f"{x.control}@{k.scope}#{x.draw}"
     call = None
     if x.has_call and calls is not None:
@@ -323,15 +326,16 @@ def classify(
     for k in raw:
         notes.extend(n for n in k.notes if n not in notes)
         draws = [_decide_draw(x, k, calls, adj, alpha, margin, margin_nats, level) for x in k.draws]
-        compared = [_decide_draw(x, k, calls, adj, alpha, margin, margin_nats, level)
+        compared = [_decide_draw(x, k, calls, adj, alpha, margin, margin_nats, None)
                     for x in k.compared]  # fmt: skip
         matched = scope_matched(match, model, language, k.scope)
         effect, words = _verdict(k, draws, matched)
         first = draws[0]
         gen_effect: Effect | None = None
-        if k.measure == "dlogp" and all(x.diff is not None for x in draws):
-            gv = {classify_change(x.diff, p_adjusted=adj(x.diff.pvalue), alpha=alpha,  # type: ignore[arg-type]
-                                  margin=margin, predicted_sign=-1)[0] for x in draws}  # fmt: skip
+        diffs = [x.diff for x in draws if x.diff is not None]
+        if k.measure == "dlogp" and len(diffs) == len(draws):
+            gv = {classify_change(x, p_adjusted=adj(x.pvalue), alpha=alpha, margin=margin,
+                                  predicted_sign=-1)[0] for x in diffs}  # fmt: skip
             gen_effect = gv.pop() if len(gv) == 1 else "disagree"
         power = math.nan
         if first.diff is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -241,8 +242,8 @@ def make_run_dir(
     for model in models:
         for lang, level in (("python", 0.09), ("rust", 0.025)):
             ko_shift = 0.4 if strong_knockout else 0.0
-            kl: dict[str, np.ndarray] = {"baseline": np.zeros(n)}
-            dl: dict[str, np.ndarray] = {}
+            kl: dict[str, Any] = {"baseline": np.zeros(n)}
+            dl: dict[str, Any] = {}
             for s in scopes:
                 kl[ko(s)] = rng.gamma(2.0, 0.05, n) + ko_shift
                 dl[ko(s)] = rng.normal(-0.9 if strong_knockout else -0.02, 0.2, n)
@@ -261,14 +262,13 @@ def make_run_dir(
                 for arm in STEER if s == DEFAULT else DECIDING_STEER:
                     kl[steer(arm, s)] = rng.gamma(2.0, 0.03, n)
                     dl[steer(arm, s)] = rng.normal(0.3, 0.2, n)
-            kw = {"model": model, "language": lang, "attn_baseline": level, "seed": seed}
-            if new_columns:
-                p_top1 = 0.999 if lang == "rust" else 0.7
-                recs.append(records_table(kl, kind="generation", dlogp=dl, p_top1=p_top1, **kw))
-                recs.append(records_table(kl, kind="test", dlogp=dl, p_top1=0.6, **kw))
-            else:
-                recs.append(records_table(kl, **kw))
-            for s in range(n):
+            kinds = (("generation", 0.999 if lang == "rust" else 0.7), ("test", 0.6))
+            for kind, p_top1 in kinds if new_columns else (("generation", 0.6),):
+                recs.append(records_table(
+                    kl, model=model, language=lang, attn_baseline=level, seed=seed, kind=kind,
+                    dlogp=dl if new_columns else None, p_top1=p_top1,
+                ))  # fmt: skip
+            for j in range(n):
                 for kind, scale in (("test", 1.0), ("baseline", 0.5)):
                     for layer in range(n_layers):
                         lvl = float(np.clip(rng.normal(scale * level * (1 + layer) / 2, level / 5),
@@ -279,8 +279,8 @@ def make_run_dir(
                             if rows == "marker" and not new_columns:
                                 continue
                             scans.append({
-                                "model": model, "sample_id": f"s{s}" if kind == "test"
-                                else f"b{s}", "language": lang, "kind": kind, "rows": rows,
+                                "model": model, "sample_id": f"s{j}" if kind == "test"
+                                else f"b{j}", "language": lang, "kind": kind, "rows": rows,
                                 "targets": targets, "layer": layer,
                                 "attn_level": lvl * (1.5 if rows == "marker" else 1.0),
                                 "attn_mass": 3 * lvl, "n_targets": 3, "n_rows": 1,
@@ -319,7 +319,7 @@ def make_run_dir(
     control = []
     for model in models:
         for lang in ("python", "rust"):
-            for s in range(n):
+            for j in range(n):
                 for rows, targets in (("marker_span", "identifiers"), ("marker", "plip")):
                     for layer in range(n_layers if new_columns else 1):
                         for d in range(draws if new_columns else 1):
@@ -335,7 +335,7 @@ def make_run_dir(
                                     )
                                 )
                             control.append({
-                                "model": model, "sample_id": f"s{s}", "language": lang,
+                                "model": model, "sample_id": f"s{j}", "language": lang,
                                 "kind": "generation", "rows": rows, "targets": targets,
                                 "layer": layer if new_columns else 2, "draw": d,
                                 "n_targets": 3, "n_keys": 3, "pool_size": 12,
@@ -343,7 +343,7 @@ def make_run_dir(
                                 "mass_ratio": ratio, "within_tolerance": abs(ratio - 1) <= 0.1,
                                 "count_matched": True, "tolerance": 0.1,
                                 "token0_share": float(rng.uniform(0.2, 0.7)),
-                                "targets_include_token0": bool(s % 3),
+                                "targets_include_token0": bool(j % 3),
                                 "target_keys": "[0, 1, 2]", "control_keys": "[3, 4, 5]",
                             })  # fmt: skip
     pd.DataFrame(control).to_parquet(path / "control_match.parquet")

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
 from analysis.equivalence import Effect
@@ -32,6 +33,7 @@ __all__ = [
     "N_RESAMPLES",
     "after_marker_rows",
     "call_difference",
+    "call_power",
     "call_rows",
     "call_verdict",
     "cannot_move",
@@ -108,7 +110,21 @@ def call_difference(
         n=len(p), effect=float(d.mean()), ci95=ci(0.95), ci90=ci(0.90),
         ci_adj=ci(level_adj) if level_adj is not None else (math.nan, math.nan),
         level_adj=math.nan if level_adj is None else level_adj, margin=margin, tost=tost,
+        sd=float(d.std(ddof=1)),
     )  # fmt: skip
+
+
+def call_power(c: CallDiff, alpha: float) -> tuple[float, float]:
+    """(power, n for 80%) of the two-sided paired t test at ``alpha`` to detect a difference of
+    ``c.margin`` nats, at the observed SD of the paired differences (statsmodels
+    ``TTestPower``). Differences without spread: (1.0, NaN)."""
+    if not c.sd > 0:
+        return 1.0, math.nan
+    es = c.margin / c.sd
+    tp = TTestPower()
+    power = float(tp.power(effect_size=es, nobs=c.n, alpha=alpha, alternative="two-sided"))
+    n80 = float(tp.solve_power(effect_size=es, power=0.8, alpha=alpha, alternative="two-sided"))
+    return power, math.ceil(n80)
 
 
 def call_verdict(c: CallDiff, *, predicted_sign: int, what: str) -> tuple[Effect, str]:

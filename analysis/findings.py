@@ -12,11 +12,11 @@ import math
 from collections.abc import Sequence
 
 from analysis.dose import H2Result
-from analysis.languages import H1Result, ObserveResult
+from analysis.languages import H1Result, MarkerResult, ObserveResult
 from analysis.verdicts import EFFECT_WORDS, STEERING_NOT_RUN, KnockoutOutcome, TriangleOutcome
 from plip_nn.scope import CHOSEN, EVERY, Scope
 
-__all__ = ["findings", "scope_words"]
+__all__ = ["false_markers_louder", "findings", "scope_words"]
 
 _ROWS = {
     "marker": "the marker's first token",
@@ -55,6 +55,8 @@ def _ko_phrase(k: KnockoutOutcome | None) -> str:
     if k.measure == "dlogp" and d.call is not None:
         c = d.call
         ci = f"{c.effect:+.2f} nats vs the inert control, 95% CI [{c.ci95[0]:+.2f}, {c.ci95[1]:+.2f}]"
+        if not math.isnan(k.call_power) and k.call_power < 0.5:
+            ci += f"; power < 0.5 at ±{c.margin:g} nats, {k.call_n80:.0f} prompts for 80%"
         return {
             "predicted": f"lowered the name's log p at the call beyond the inert control ({ci})",
             "opposite": f"raised the name's log p at the call against the prediction ({ci})",
@@ -128,6 +130,21 @@ def _h1_sentence(h1: Sequence[H1Result], model: str, scope: str) -> str | None:
     return f"H1 ({scope}): " + "; ".join(bits) + "." if bits else None
 
 
+def false_markers_louder(markers: Sequence[MarkerResult], model: str, alpha: float = 0.05) -> str:
+    """ "Rust at layers 1, 2" where false markers draw significantly MORE attention than real
+    ones (raw level; Bonferroni over the layers of a language), or ""."""
+    bits = []
+    raw = [r for r in markers if r.model == model and r.view == "level"]
+    for lang in sorted({r.language for r in raw}):
+        mine = [r for r in raw if r.language == lang]
+        hits = [r.layer for r in mine
+                if r.test.effect < 0 and (r.test.pvalue or 1.0) * len(mine) < alpha]  # fmt: skip
+        if hits:
+            bits.append(f"{lang.capitalize()} at layer{'s' if len(hits) > 1 else ''} "
+                        + ", ".join(map(str, sorted(hits))))  # fmt: skip
+    return "; ".join(bits)
+
+
 def findings(
     outcomes: Sequence[TriangleOutcome],
     h1: Sequence[H1Result] = (),
@@ -135,6 +152,7 @@ def findings(
     observed: Sequence[ObserveResult] = (),
     *,
     layer: str = "the chosen layer",
+    markers: Sequence[MarkerResult] = (),
 ) -> list[str]:
     """3-8 sentences per model for the top of the report (more models: more sentences)."""
     out: list[str] = []
@@ -176,6 +194,9 @@ def findings(
             if norm is not None and not math.isnan(norm.ratio):
                 text += (f"; normalised for marker position the ratio is {norm.ratio:.1f}× "
                          f"(p = {norm.test.pvalue:.2g})")  # fmt: skip
+            louder = false_markers_louder(markers, model)
+            if louder:
+                text += f"; false markers draw MORE attention than real ones in {louder}"
             mine.append(text + ".")
         out.extend(prefix + s for s in mine[:MAX_SENTENCES])
     return out

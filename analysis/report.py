@@ -203,7 +203,7 @@ def analyze(
         by_half = metas[0]["manifest"].get("layer_by_half") or {}
         if len(set(by_half.values())) <= 1:
             layer = f"layer {metas[0]['manifest']['layer']}"
-    found = findings(outcomes, h1s, h2s, observed, layer=layer)
+    found = findings(outcomes, h1s, h2s, observed, layer=layer, markers=markers)
     figures = save_all(out, tables, outcomes, floor=max(floor.values()) if floor else None)
     report = out / "report.md"
     scopes = [(o.model, o.language, k.scope) for o in outcomes for k in o.knockouts]

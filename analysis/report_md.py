@@ -13,7 +13,7 @@ import pandas as pd
 from analysis.callsite import CERTAIN, DLOGP_MARGIN, cannot_move, inert_check
 from analysis.dose import H2Result
 from analysis.families import FAMILIES
-from analysis.findings import scope_words
+from analysis.findings import false_markers_louder, scope_words
 from analysis.languages import H1_MEASURES, H1Result, MarkerResult, ObserveResult
 from analysis.matching import MIN_MATCHED
 from analysis.reach import MIN_CHANGED, REACH_NATS
@@ -324,6 +324,8 @@ def cannot_show(x: Inputs) -> list[str]:
         un = [k.scope for k in o.knockouts if k.effect == "unreached"]
         dis = [k.scope for k in o.knockouts if k.effect == "disagree"]
         weak = [k.scope for k in o.knockouts if not math.isnan(k.power) and k.power < 0.5]
+        weak_call = [f"{k.scope} (n = {k.call_n80:.0f} for 80%)" for k in o.knockouts
+                     if not math.isnan(k.call_power) and k.call_power < 0.5]  # fmt: skip
         no_steer = [k.scope for k in o.knockouts if k.scope not in o.steering_by_scope]
         if un:
             out.append(f"{o.model} / {o.language}: {', '.join(un)} do not reach the output, so "
@@ -334,9 +336,17 @@ def cannot_show(x: Inputs) -> list[str]:
         if weak:
             out.append(f"{o.model} / {o.language}: preservation has power < 0.5 at the margin in "
                        f"{', '.join(weak)}; a change of the margin's size may be missed there.")  # fmt: skip
+        if weak_call:
+            out.append(f"{o.model} / {o.language}: the call-site Δlog p has power < 0.5 at "
+                       f"±{o.margin_nats:g} nats in {', '.join(weak_call)}.")  # fmt: skip
         if no_steer:
             out.append(f"{o.model} / {o.language}: steering was not run in {', '.join(no_steer)}, "
                        "so those scopes say nothing about malleability.")  # fmt: skip
+    for model in sorted({m.model for m in x.markers}):
+        louder = false_markers_louder(x.markers, model)
+        if louder:
+            out.append(f"Observe ({model}): false markers draw more attention than real ones in "
+                       f"{louder}, so the marker is not the only thing that draws it there.")  # fmt: skip
     for r in x.h2s:
         if r.status != "estimated":
             out.append(f"H2 {r.model} / {r.language} / {r.scope or 'all'}: {r.status}.")

@@ -84,6 +84,8 @@ def knockout_table(outcomes: Sequence[TriangleOutcome]) -> pd.DataFrame:
                 "p_adj": first.p_adjusted,
                 "Δ over draws": "" if len(spread) < 2 else f"{100 * min(spread):+.1f} … {100 * max(spread):+.1f}",
                 "power (margin)": k.power,
+                "Δlog p power / n for 80%": "" if math.isnan(k.call_power)
+                else f"{k.call_power:.2f} / {k.call_n80:.0f}",
                 "gens changed %": "" if not k.reach.n_gen else f"{100 * k.reach.changed:.0f}",
                 "preservation verdict": "" if k.gen_effect is None else EFFECT_WORDS[k.gen_effect],
                 "verdict": EFFECT_WORDS[k.effect],
@@ -106,6 +108,7 @@ def steering_table(outcomes: Sequence[TriangleOutcome]) -> pd.DataFrame:
                     "Δlog p vs baseline [95% CI]": _call(t.call),
                     "Δ preserved pp": "" if t.diff is None else pp(t.diff.effect),
                     "90% CI": "" if t.diff is None else ci_pp(t.diff.ci90),
+                    "Δ calls_function pp": "" if t.calls is None else pp(t.calls.effect),
                     "p_adj": np.nan if t.p_adjusted is None else t.p_adjusted,
                     "verdict": EFFECT_WORDS[t.effect] if t.effect is not None
                     else (t.words if t.role == "not deciding" else ""),

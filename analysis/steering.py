@@ -106,18 +106,23 @@ def steering_raw(
         if rows_r is not None:
             r = rows_r.dropna(subset=["attn_achieved", "attn_baseline"])
             direction = rank_sign(r["attn_achieved"] - r["attn_baseline"])
-        diff = None
+        diff = calls = None
         if rows_g is not None:
             p = paired(gens, "preserved", cond, "baseline")
             if len(p):
                 diff = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
+            if gens is not None and "calls_function" in gens:
+                p = paired(gens, "calls_function", cond, "baseline")
+                if len(p):
+                    calls = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
         kls = rows_r["kl"] if rows_r is not None and "kl" in rows_r else pd.Series(dtype=float)
         top1 = rows_r["top1_same"] if rows_r is not None and "top1_same" in rows_r else None
         ident = token_identical(gens, cond) if rows_g is not None else None
         dl = None if call_r is None else call_r["dlogp_gold"]
         out.append(dict(arm=arm, scope=scope, condition=cond,
                         manipulation=manip[0] if manip else None, d_z=d_z, direction=direction,
-                        intended=_intended(arm), diff=diff, has_call=call_r is not None,
+                        intended=_intended(arm), diff=diff, calls=calls,
+                        has_call=call_r is not None,
                         control=arm == "set_value_calibrated"
                         and language == SETVALUE_CONTROL_LANGUAGE,
                         reach=reach(kls, ident, floor, top1, dl)))  # fmt: skip
@@ -172,7 +177,7 @@ def _test(
         manipulation=s["manipulation"], manipulation_p_adjusted=s["manip_adj"],
         manipulation_ok=s["manip_ok"], d_z=math.nan if s["d_z"] is None else s["d_z"],
         diff=s["diff"], p_adjusted=p_adj, effect=eff, words=words, reach=s["reach"],
-        scope=s["scope"], call=call,
+        scope=s["scope"], call=call, calls=s["calls"],
     )  # fmt: skip
 
 

@@ -37,6 +37,7 @@ from analysis.callsite import (
     DLOGP_MARGIN,
     after_marker_rows,
     call_difference,
+    call_power,
     call_rows,
     call_verdict,
     mean_ci,
@@ -337,6 +338,7 @@ def classify(
             gv = {classify_change(x, p_adjusted=adj(x.pvalue), alpha=alpha, margin=margin,
                                   predicted_sign=-1)[0] for x in diffs}  # fmt: skip
             gen_effect = gv.pop() if len(gv) == 1 else "disagree"
+        cpow, n80 = call_power(first.call, alpha / m) if first.call is not None else (math.nan,) * 2
         power = math.nan
         if first.diff is not None:
             power = mcnemar_power(first.diff.n, first.diff.discordance, margin, alpha / m)
@@ -348,7 +350,7 @@ def classify(
             scope=k.scope, effect=effect, words=words, measure=k.measure, draws=tuple(draws),
             reach=k.reach, power=power, knockout_rate=rates[0], control_rate=rates[1],
             n_pairs=n, compared=tuple(compared), vs_baseline=k.vs_baseline,
-            matched=matched[0], gen_effect=gen_effect,
+            matched=matched[0], gen_effect=gen_effect, call_power=cpow, call_n80=n80,
         ))  # fmt: skip
 
     by_scope = steering_outcomes(steer, calls, adj, alpha, margin, level)

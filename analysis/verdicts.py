@@ -116,6 +116,7 @@ class CallDiff:
         ci_adj: the BCa CI at 1 − α/m (the deciding CI; NaNs where not deciding);
         level_adj: its confidence level; margin: the equivalence margin (nats);
         tost: the two one-sided p-values (paired t, H0: effect <= −margin; H0: effect >= margin).
+        sd: the standard deviation of the paired differences (ddof 1).
     """
 
     n: int
@@ -126,6 +127,7 @@ class CallDiff:
     level_adj: float
     margin: float
     tost: tuple[float, float]
+    sd: float = float("nan")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +179,8 @@ class KnockoutOutcome:
         knockout_rate / control_rate: preservation under knockout and the first control.
         n_pairs: pairs behind the first draw's decision.
         gen_effect: the preservation verdict (generation) when the call site decided.
+        call_power / call_n80: power of the paired t test at α_adj to detect a ``margin_nats``
+            difference from the first draw's observed SD, and the prompts 80% would need.
     """
 
     scope: str
@@ -193,6 +197,8 @@ class KnockoutOutcome:
     vs_baseline: TestResult | None = None
     matched: float = float("nan")
     gen_effect: Effect | None = None
+    call_power: float = float("nan")
+    call_n80: float = float("nan")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +220,7 @@ class SteeringTest:
     reach: Reach | None = None
     scope: str = ""
     call: CallDiff | None = None
+    calls: PairedDifference | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,7 +31,8 @@ from synthetic_runs import (
 from analysis import dose
 from analysis.callsite import DLOGP_MARGIN
 from analysis.equivalence import paired_difference, tost_paired_proportions
-from analysis.findings import findings
+from analysis.findings import false_markers_louder, findings
+from analysis.languages import observe, real_vs_false
 from analysis.matching import matching_table
 from analysis.reach import MIN_CHANGED, REACH_NATS, reach
 from analysis.report import analyze, report_findings
@@ -295,3 +296,53 @@ def test_old_run_degrades_with_a_note(tmp_path: Path) -> None:
     assert "no call-site readout" in text and "no inert_control in this run" in text
     assert "_Records lack `readout`/`p_top1_baseline` (an old run)._" in text
     assert "_No inert_control rows with `target_rel_dev` (an old run)._" in text
+
+
+def test_real_vs_false_markers_per_layer_in_the_edited_scope() -> None:
+    rng = np.random.default_rng(7)
+    rows = []
+    for lang in ("python", "rust"):
+        for kind in ("test", "baseline"):
+            for i in range(20):
+                for layer in range(3):
+                    louder = lang == "rust" and kind == "baseline" and layer == 1
+                    for r, t, shift in (
+                        ("marker", "plip", 0.5),
+                        ("marker_span", "identifiers", 0.0),
+                    ):
+                        rows.append({"model": "m", "language": lang, "kind": kind, "rows": r,
+                                     "targets": t, "layer": layer, "sample_id": f"{kind}{i}",
+                                     "n_keys": 40 + i,
+                                     "attn_level": rng.normal(0.05 + shift + 0.03 * louder, 0.005)})  # fmt: skip
+    scan = pd.DataFrame(rows)
+    res = real_vs_false(scan)
+    assert len(res) == 2 * 3 * 2  # languages x layers x (raw, position-normalised)
+    one = next(r for r in res if r.language == "rust" and r.layer == 1 and r.view == "level")
+    sub = scan[
+        (scan["language"] == "rust") & (scan["layer"] == 1) & (scan["rows"] == "marker_span")
+    ]
+    ref = stats.ttest_ind(sub.loc[sub["kind"] == "test", "attn_level"],
+                          sub.loc[sub["kind"] == "baseline", "attn_level"], equal_var=False)  # fmt: skip
+    assert one.test.statistic == pytest.approx(ref.statistic) and one.test.effect < 0
+    assert false_markers_louder(res, "m") == "Rust at layer 1"
+    norm = next(r for r in res if r.language == "rust" and r.layer == 1 and r.view != "level")
+    ref = stats.ttest_ind(sub.loc[sub["kind"] == "test", "attn_level"] * sub.loc[sub["kind"] == "test", "n_keys"],
+                          sub.loc[sub["kind"] == "baseline", "attn_level"] * sub.loc[sub["kind"] == "baseline", "n_keys"],
+                          equal_var=False)  # fmt: skip
+    assert norm.test.statistic == pytest.approx(ref.statistic)
+    # The Python-vs-Rust row reads the edited scope, not the PLIP scope that sorts first.
+    [raw, _] = observe(scan[scan["kind"] == "test"], {f"test{i}": 1 for i in range(20)})
+    assert raw.scope == "marker_span → identifiers" and raw.python_mean < 0.2
+
+
+def test_call_site_power_against_the_noncentral_t() -> None:
+    rng = np.random.default_rng(2)
+    dl = {ko(): rng.normal(-0.3, 0.3, N), ic(): rng.normal(-0.3, 0.3, N)}
+    c = classify(_calls(dl), None).knockout(DEFAULT)
+    d = dl[ko()] - dl[ic()]
+    es, df = DLOGP_MARGIN / d.std(ddof=1), N - 1
+    crit = stats.t.ppf(1 - 0.05 / 2, df)
+    nc = es * math.sqrt(N)
+    ref = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+    assert c.call_power == pytest.approx(ref, rel=1e-6) and c.call_power < 0.5
+    assert c.call_n80 > N

@@ -106,7 +106,7 @@ def steering_raw(
         if rows_r is not None:
             r = rows_r.dropna(subset=["attn_achieved", "attn_baseline"])
             direction = rank_sign(r["attn_achieved"] - r["attn_baseline"])
-        diff = calls = None
+        diff = fn_diff = None
         if rows_g is not None:
             p = paired(gens, "preserved", cond, "baseline")
             if len(p):
@@ -114,14 +114,14 @@ def steering_raw(
             if gens is not None and "calls_function" in gens:
                 p = paired(gens, "calls_function", cond, "baseline")
                 if len(p):
-                    calls = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
+                    fn_diff = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
         kls = rows_r["kl"] if rows_r is not None and "kl" in rows_r else pd.Series(dtype=float)
         top1 = rows_r["top1_same"] if rows_r is not None and "top1_same" in rows_r else None
         ident = token_identical(gens, cond) if rows_g is not None else None
         dl = None if call_r is None else call_r["dlogp_gold"]
         out.append(dict(arm=arm, scope=scope, condition=cond,
                         manipulation=manip[0] if manip else None, d_z=d_z, direction=direction,
-                        intended=_intended(arm), diff=diff, calls=calls,
+                        intended=_intended(arm), diff=diff, calls=fn_diff,
                         has_call=call_r is not None,
                         control=arm == "set_value_calibrated"
                         and language == SETVALUE_CONTROL_LANGUAGE,

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
@@ -116,15 +117,23 @@ def call_difference(
 
 def call_power(c: CallDiff, alpha: float) -> tuple[float, float]:
     """(power, n for 80%) of the two-sided paired t test at ``alpha`` to detect a difference of
-    ``c.margin`` nats, at the observed SD of the paired differences (statsmodels
-    ``TTestPower``). Differences without spread: (1.0, NaN)."""
-    if not c.sd > 0:
-        return 1.0, math.nan
+    ``c.margin`` nats, at the observed SD of the paired differences: the noncentral t
+    (scipy; its normal approximation where the noncentral t gives NaN), and statsmodels
+    ``TTestPower`` for n. Differences without spread: (1.0, NaN)."""
+    if not c.sd > 0 or c.n < 2:
+        return (1.0 if c.sd == 0 else math.nan), math.nan
     es = c.margin / c.sd
-    tp = TTestPower()
-    power = float(tp.power(effect_size=es, nobs=c.n, alpha=alpha, alternative="two-sided"))
-    n80 = float(tp.solve_power(effect_size=es, power=0.8, alpha=alpha, alternative="two-sided"))
-    return power, math.ceil(n80)
+    df, nc = c.n - 1, es * math.sqrt(c.n)
+    crit = float(stats.t.ppf(1 - alpha / 2, df))
+    power = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    if math.isnan(power):
+        power = float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc))
+    try:
+        n80 = float(TTestPower().solve_power(effect_size=es, power=0.8, alpha=alpha,
+                                             alternative="two-sided"))  # fmt: skip
+    except (ValueError, RuntimeError):
+        n80 = math.nan
+    return min(power, 1.0), (math.nan if math.isnan(n80) else float(math.ceil(n80)))
 
 
 def call_verdict(c: CallDiff, *, predicted_sign: int, what: str) -> tuple[Effect, str]:

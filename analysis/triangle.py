@@ -334,7 +334,7 @@ def classify(
         first = draws[0]
         gen_effect: Effect | None = None
         diffs = [x.diff for x in draws if x.diff is not None]
-        if k.measure == "dlogp" and len(diffs) == len(draws):
+        if k.measure == "dlogp" and diffs:  # the generation draws (fewer than single-pass)
             gv = {classify_change(x, p_adjusted=adj(x.pvalue), alpha=alpha, margin=margin,
                                   predicted_sign=-1)[0] for x in diffs}  # fmt: skip
             gen_effect = gv.pop() if len(gv) == 1 else "disagree"

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.callsite import CERTAIN
 from analysis.dose import H2Result
 from analysis.hypothesis import TestResult
 from analysis.languages import H1Result, MarkerResult
@@ -55,6 +56,13 @@ def _mean(r: TestResult | None) -> str:
     return "" if r is None else f"{r.effect:+.3g} [{r.ci_low:+.3g}, {r.ci_high:+.3g}]"
 
 
+def _after(kl: float, p_top1: float) -> str:
+    if math.isnan(kl):
+        return ""
+    stuck = not math.isnan(p_top1) and p_top1 >= CERTAIN
+    return f"{kl:.2g}" + (" (cannot move: next token is certain)" if stuck else "")
+
+
 def knockout_table(outcomes: Sequence[TriangleOutcome]) -> pd.DataFrame:
     """One row per (model, scope, language): call-site Δlog p against the inert control
     (draw 0, range over draws), the renormalising control and baseline; preservation and
@@ -87,6 +95,7 @@ def knockout_table(outcomes: Sequence[TriangleOutcome]) -> pd.DataFrame:
                 "Δlog p power / n for 80%": "" if math.isnan(k.call_power)
                 else f"{k.call_power:.2f} / {k.call_n80:.0f}",
                 "gens changed %": "" if not k.reach.n_gen else f"{100 * k.reach.changed:.0f}",
+                "KL after marker (secondary)": _after(k.kl_after, k.p_top1_after),
                 "preservation verdict": "" if k.gen_effect is None else EFFECT_WORDS[k.gen_effect],
                 "verdict": EFFECT_WORDS[k.effect],
             })  # fmt: skip

@@ -124,6 +124,7 @@ class _Knock:
     base_diff: PairedDifference | None
     measure: str
     notes: list[str] = field(default_factory=list)
+    after: tuple[float, float] = (math.nan, math.nan)
 
 
 def _draw_ids(present: set[str], arm: str, scope: str) -> list[int]:
@@ -183,6 +184,11 @@ def _knockout_raw(
     dl = ko_calls["dlogp_gold"] if ko_calls is not None and has_call else None
     measure = ("dlogp" if all(x.has_call for x in draws)
                else "preserved" if draws[0].diff is not None else "kl")  # fmt: skip
+    at = pred[pred["condition"] == ko] if pred is not None else None
+    after = (math.nan, math.nan)
+    if at is not None and len(at) and "kl" in at:
+        p1 = float(at["p_top1_baseline"].median()) if "p_top1_baseline" in at else math.nan
+        after = (float(at["kl"].median()), p1)
     if measure != "dlogp":
         notes.append("no call-site readout (records lack `readout`/`dlogp_gold`: an old run): "
                      f"decided on {'preservation' if measure == 'preserved' else 'the KL'}")  # fmt: skip
@@ -190,7 +196,7 @@ def _knockout_raw(
                   reach=reach(kls, ident, floor, top1, dl),
                   vs_baseline=mean_ci(dl) if dl is not None else None,
                   base_diff=_pdiff_of(gens, "preserved", ko, "baseline"), measure=measure,
-                  notes=notes)  # fmt: skip
+                  notes=notes, after=after)  # fmt: skip
 
 
 def _decide_draw(
@@ -351,6 +357,7 @@ def classify(
             reach=k.reach, power=power, knockout_rate=rates[0], control_rate=rates[1],
             n_pairs=n, compared=tuple(compared), vs_baseline=k.vs_baseline,
             matched=matched[0], gen_effect=gen_effect, call_power=cpow, call_n80=n80,
+            kl_after=k.after[0], p_top1_after=k.after[1],
         ))  # fmt: skip
 
     by_scope = steering_outcomes(steer, calls, adj, alpha, margin, level)

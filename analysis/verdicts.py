@@ -179,6 +179,8 @@ class KnockoutOutcome:
         knockout_rate / control_rate: preservation under knockout and the first control.
         n_pairs: pairs behind the first draw's decision.
         gen_effect: the preservation verdict (generation) when the call site decided.
+        kl_after / p_top1_after: the secondary readout after the marker: median KL of the
+            knockout there, and the median baseline top-1 probability (≥ 0.99: cannot move).
         call_power / call_n80: power of the paired t test at α_adj to detect a ``margin_nats``
             difference from the first draw's observed SD, and the prompts 80% would need.
     """
@@ -199,6 +201,8 @@ class KnockoutOutcome:
     gen_effect: Effect | None = None
     call_power: float = float("nan")
     call_n80: float = float("nan")
+    kl_after: float = float("nan")
+    p_top1_after: float = float("nan")
 
 
 @dataclass(frozen=True, kw_only=True)

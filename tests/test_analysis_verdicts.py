@@ -283,6 +283,10 @@ def test_report_reads_unmatched_inert_check_and_readouts(run: Path) -> None:
     assert "| rust | marker_span/identifiers/L |" in inert and "| yes |" in inert
     assert "**no**" not in inert
     assert "cannot move: next token is certain" in text
+    knock = text.split("## Knockout by scope")[1].split("### Preservation")[0]
+    rust_rows = [line for line in knock.splitlines() if "| rust |" in line]
+    assert rust_rows and all("(cannot move: next token is certain)" in r for r in rust_rows)
+    assert not any("(cannot move" in r for r in knock.splitlines() if "| python |" in r)
     cannot = text.split("## What this data cannot show")[1]
     assert "Controls unmatched at some edited layer" in cannot and "layer 3" in cannot
     assert "after_marker readout cannot move" in cannot

@@ -352,3 +352,14 @@ def test_call_site_power_against_the_noncentral_t() -> None:
     assert c.call_power == pytest.approx(ref, rel=1e-6) and c.call_power < 0.5
     n80 = TTestPower().solve_power(effect_size=es, power=0.8, alpha=0.05)
     assert c.call_n80 == math.ceil(n80) and c.call_n80 > N
+
+
+def test_new_rows_and_targets_are_read_and_worded() -> None:
+    to_call, mentions = "to_call/identifiers/L", "marker_span/mentions/all"
+    dl = _strong(to_call) | _strong(mentions, seed=5) | _strong(DEFAULT, seed=6)
+    out = classify(_calls(dl), None)
+    assert [k.scope for k in out.knockouts] == [DEFAULT, mentions, to_call]
+    assert all(k.effect == "predicted" for k in out.knockouts)
+    text = " ".join(findings([out]))
+    assert "from every row from the marker to the call to every identifier token" in text
+    assert "every identifier token and earlier mention of the name, at all layers" in text

@@ -30,9 +30,10 @@ from synthetic_runs import (
 )
 
 from analysis import dose
-from analysis.callsite import DLOGP_MARGIN
+from analysis.callsite import DLOGP_MARGIN, paired_bca
 from analysis.equivalence import paired_difference, tost_paired_proportions
 from analysis.findings import false_markers_louder, findings
+from analysis.hypothesis import bootstrap_mean_diff
 from analysis.languages import observe, real_vs_false
 from analysis.matching import matching_table
 from analysis.reach import MIN_CHANGED, REACH_NATS, reach
@@ -363,3 +364,14 @@ def test_new_rows_and_targets_are_read_and_worded() -> None:
     text = " ".join(findings([out]))
     assert "from every row from the marker to the call to every identifier token" in text
     assert "every identifier token and earlier mention of the name, at all layers" in text
+
+
+def test_one_resample_set_gives_the_same_bca_intervals_at_every_level() -> None:
+    d = np.random.default_rng(1).normal(0.1, 0.3, 60)
+    levels = [0.95, 0.90, 1 - 0.05 / 7]
+    got = paired_bca(d, levels)
+    for lv in levels:
+        ref = bootstrap_mean_diff(d, np.zeros(d.size), paired=True, n_resamples=2000, seed=0,
+                                  confidence_level=lv)  # fmt: skip
+        assert got[lv] == pytest.approx((ref.ci_low, ref.ci_high), rel=1e-12)
+    assert paired_bca(np.full(5, -0.2), [0.9]) == {0.9: (-0.2, -0.2)}

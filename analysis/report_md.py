@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.callsite import CERTAIN, DLOGP_MARGIN, cannot_move, inert_check
+from analysis.callsite import CERTAIN, DLOGP_MARGIN, call_rows, cannot_move, inert_check
 from analysis.dose import H2Result
 from analysis.families import FAMILIES
 from analysis.findings import false_markers_louder, scope_words
@@ -317,7 +317,7 @@ def cannot_show(x: Inputs) -> list[str]:
         out.append(f"In {r.language.capitalize()} ({r.model}) the {r.readout} readout cannot "
                    f"move (median p of the baseline's top-1 {r.p:.3f}): KL and top-1 there "
                    "cannot show an effect.")  # fmt: skip
-    if len(moves) == 0 and x.tables.get("records") is not None:
+    if x.tables.get("records") is not None and call_rows(x.tables["records"]) is None:
         out.append("This run has no call-site readout (an old run): the knockouts were judged "
                    "at the token after the marker, which in Rust is `fn` with p ≈ 1.")  # fmt: skip
     for o in x.outcomes:

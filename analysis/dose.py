@@ -1,7 +1,7 @@
 """H2: does preservation rise with the steering dose up to the Python level, then plateau?
 
-Per model and language, over the generations under ``baseline`` (dose 1) and every Scale arm
-of the default scope (``scale_<f>``, ``scale_calibrated``, ``scale_calibrated_x2``), with
+Per model, language and steering scope (H2 runs in every scope where steering reaches the
+output), over the generations under ``baseline`` (dose 1) and every Scale arm of that scope (``scale_<f>``, ``scale_calibrated``, ``scale_calibrated_x2``), with
 ``x = log2(dose)``:
 
 * **Trend**: GEE logistic regression ``preserved ~ x`` with prompts as clusters
@@ -15,6 +15,10 @@ of the default scope (``scale_<f>``, ``scale_calibrated``, ``scale_calibrated_x2
   significantly and the slope beyond is not significantly positive while ``b2 < 0``
   significantly. Python, already at its level at dose 1, is the control: its doses above 1 all
   lie beyond the knot.
+
+When no prompt's preservation changes with the dose, nothing is estimable: the result reads
+"not estimable" with no CI and no p. A fit that raises reads "fit failed: <reason>" (logged at
+WARNING), never "does not vary".
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class H2Result:
             each ``(estimate, ci_low, ci_high, p)``; NaN when the hinge cannot be fitted.
         bend_p: p of ``b2`` (the change of slope at the knot).
         verdict: the finding in words.
+        scope: the steering scope the doses come from ("" = every Scale arm).
+        status: ``estimated``, ``not estimable`` or ``fit failed: <reason>``.
     """
 
     model: str
@@ -66,16 +72,21 @@ class H2Result:
     bend: float
     bend_p: float
     verdict: str
+    scope: str = ""
+    status: str = "estimated"
 
 
-def _dose_table(gens: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the Scale dose-response: sample_id, dose, x = log2(dose), preserved."""
+def _dose_table(gens: pd.DataFrame, scope: str | None = None) -> pd.DataFrame:
+    """Rows of the Scale dose-response: sample_id, dose, x = log2(dose), preserved (Scale
+    arms of ``scope`` only, when given)."""
     g = with_scope(gens)
     scale = (
         g["arm"].str.startswith("scale_") & (g["op"] == "scale")
         if "op" in g
         else g["arm"].str.startswith("scale_")
     )
+    if scope:
+        scale &= g["scope"] == scope
     rows = g[(g["arm"] == "baseline") | scale].copy()
     rows["dose"] = np.where(rows["arm"] == "baseline", 1.0, rows["factor"].astype(float))
     rows = rows[np.isfinite(rows["dose"]) & (rows["dose"] > 0)]
@@ -134,31 +145,53 @@ def _gee(t: pd.DataFrame, cols: list[str]):
     return model.fit()
 
 
-def h2(gens: pd.DataFrame, *, model: str, language: str, alpha: float = 0.05) -> H2Result | None:
-    """H2 for one model and language (module docstring); None without a dose-response."""
+def _failed(what: str, model: str, language: str, scope: str, exc: BaseException) -> str:
+    reason = f"{what} GEE: {type(exc).__name__}: {exc}".replace("\n", " ")
+    log.warning("H2 %s failed for %s/%s/%s: %s", what, model, language, scope or "-", reason)
+    return f"fit failed: {reason}"
+
+
+def h2(
+    gens: pd.DataFrame, *, model: str, language: str, alpha: float = 0.05, scope: str = ""
+) -> H2Result | None:
+    """H2 for one model, language and scope (module docstring); None without a dose-response
+    (fewer than 3 doses or 5 prompts)."""
     g = gens[(gens["model"] == model) & (gens["language"] == language)]
-    t = _dose_table(g)
+    t = _dose_table(g, scope or None)
     if t["dose"].nunique() < 3 or t["sample_id"].nunique() < 5:
         return None
     cal = t.loc[t["arm"] == "scale_calibrated", "dose"]
     knot = 1.0 if language == "python" or cal.empty else float(cal.median())
     nan4 = (math.nan, math.nan, math.nan, math.nan)
-    slope, slope_ci, slope_p = math.nan, (math.nan, math.nan), math.nan
-    if t["preserved"].nunique() > 1:
-        try:
-            fit = _gee(t, ["x"])
-            slope = float(fit.params[1])
-            ci = fit.conf_int()[1]
-            slope_ci, slope_p = (float(ci[0]), float(ci[1])), float(fit.pvalues[1])
-        except Exception as exc:
-            log.info("H2 trend GEE failed for %s/%s: %s", model, language, exc)
+    nan2 = (math.nan, math.nan)
+    if t.groupby("sample_id")["preserved"].nunique().max() < 2:
+        # Every prompt is preserved (or not) at every dose alike: nothing to estimate.
+        return H2Result(
+            model=model, language=language, n_prompts=int(t["sample_id"].nunique()),
+            n_rows=len(t), slope=math.nan, slope_ci=nan2, slope_p=math.nan, perm_p=math.nan,
+            knot=knot, before=nan4, after=nan4, bend=math.nan, bend_p=math.nan,
+            verdict="not estimable: no prompt's preservation changes with the dose (no CI, "
+            "no p)", scope=scope, status="not estimable",
+        )  # fmt: skip
+    status = "estimated"
+    slope, slope_ci, slope_p = math.nan, nan2, math.nan
+    try:
+        fit = _gee(t, ["x"])
+        slope = float(fit.params[1])
+        ci = fit.conf_int()[1]
+        slope_ci, slope_p = (float(ci[0]), float(ci[1])), float(fit.pvalues[1])
+        if not all(map(math.isfinite, (slope, *slope_ci, slope_p))):
+            raise FloatingPointError(f"non-finite estimate (slope {slope}, p {slope_p})")
+    except Exception as exc:
+        status = _failed("trend", model, language, scope, exc)
+        slope, slope_ci, slope_p = math.nan, nan2, math.nan
     perm = permutation_trend(t)
     before, after, bend, bend_p = nan4, nan4, math.nan, math.nan
     t = t.assign(h=np.maximum(0.0, t["x"] - math.log2(knot)))
     if (
         t["preserved"].nunique() > 1
         and t["h"].nunique() > 1
-        and (t["h"] == 0).sum()
+        and t.loc[t["h"] == 0, "x"].nunique() > 1
         and t["x"].nunique() > 2
     ):
         try:
@@ -175,21 +208,21 @@ def h2(gens: pd.DataFrame, *, model: str, language: str, alpha: float = 0.05) ->
             after = lin(np.array([0.0, 1.0, 1.0]))
             bend, _, _, bend_p = lin(np.array([0.0, 0.0, 1.0]))
         except Exception as exc:
-            log.info("H2 hinge GEE failed for %s/%s: %s", model, language, exc)
-    if t.groupby("sample_id")["preserved"].nunique().max() < 2:
-        # Every prompt is preserved (or not) at every dose alike: nothing moves with the dose.
-        verdict = (
-            "preservation is the same at every dose on every prompt (no prompt changes with "
-            f"the dose), so there is no trend and no plateau to test (permutation p = {perm:.2g})"
-        )
+            hinge = _failed("hinge", model, language, scope, exc)
+            status = hinge if status == "estimated" else status
+    if status.startswith("fit failed") and math.isnan(slope_p):
+        verdict = f"{status} (permutation p = {perm:.2g})"
     else:
         verdict = _h2_words(
             language, slope, slope_p, perm, knot, before, after, bend, bend_p, alpha
         )
+        if status.startswith("fit failed"):
+            verdict += f"; the plateau: {status}"
     return H2Result(
         model=model, language=language, n_prompts=int(t["sample_id"].nunique()), n_rows=len(t),
         slope=slope, slope_ci=slope_ci, slope_p=slope_p, perm_p=perm, knot=knot,
-        before=before, after=after, bend=bend, bend_p=bend_p, verdict=verdict,
+        before=before, after=after, bend=bend, bend_p=bend_p, verdict=verdict, scope=scope,
+        status=status,
     )  # fmt: skip
 
 
@@ -198,7 +231,7 @@ def _h2_words(
     before: tuple[float, ...], after: tuple[float, ...], bend: float, bend_p: float, alpha: float,
 ) -> str:  # fmt: skip
     if math.isnan(slope_p):
-        return "no trend could be fitted (preservation does not vary)"
+        return "no trend could be estimated"
     trend = (
         f"preservation {'rises' if slope > 0 else 'falls'} with the dose "
         f"({slope:+.2f} log-odds per doubling, GEE p = {slope_p:.2g}; permutation p = {perm:.2g})"

@@ -33,10 +33,15 @@ __all__ = [
     "mcnemar_power",
     "newcombe_paired_ci",
     "paired_difference",
+    "tost_paired_proportions",
 ]
 
-Effect = Literal["predicted", "none", "opposite", "inconclusive", "unreached"]
-EFFECTS: tuple[Effect, ...] = ("predicted", "none", "opposite", "inconclusive", "unreached")
+Effect = Literal[
+    "predicted", "none", "opposite", "inconclusive", "unreached", "unmatched", "disagree"
+]
+EFFECTS: tuple[Effect, ...] = (
+    "predicted", "none", "opposite", "inconclusive", "unreached", "unmatched", "disagree",
+)  # fmt: skip
 
 
 def newcombe_paired_ci(a: int, b: int, c: int, d: int, conf: float = 0.95) -> tuple[float, float]:
@@ -197,3 +202,24 @@ def classify_change(
         f"{what} {pp:+.1f} pp, 90% CI [{lo90:+.1f}, {hi90:+.1f}] reaches past ±{m:.0f} pp: "
         f"neither significant nor equivalent (a change as large as {worst:+.1f} pp is not ruled out)"
     )
+
+
+def tost_paired_proportions(diff: PairedDifference, margin: float) -> tuple[float, float]:
+    """The two one-sided p-values of TOST for a paired difference of proportions.
+
+    Wald statistic with the McNemar variance ``((b + c)/n − effect²)/n``: ``p_low`` tests
+    H0: effect ≤ −margin, ``p_high`` tests H0: effect ≥ margin (both must be < α for
+    equivalence). A zero variance (no discordant pair) uses the smallest non-zero variance
+    one discordant pair would give, so the p-values stay defined. The verdict itself uses
+    the Newcombe 90% CI (:func:`classify_change`); these p-values go to ``stats.csv``.
+    """
+    if not 0 < margin < 1:
+        raise ValueError(f"margin must lie in (0, 1); got {margin!r}")
+    n = diff.n
+    var = ((diff.b + diff.c) / n - diff.effect**2) / n
+    if var <= 0:
+        var = (1 / n - 1 / n**2) / n
+    se = math.sqrt(var)
+    p_low = float(stats.norm.sf((diff.effect + margin) / se))
+    p_high = float(stats.norm.cdf((diff.effect - margin) / se))
+    return p_low, p_high

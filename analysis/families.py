@@ -26,17 +26,25 @@ FAMILIES: dict[str, str] = {
     "manipulation": "attention achieved vs baseline under each steering condition, paired "
     "(Wilcoxon signed-rank counted; paired t and d_z shown); a deciding steering condition "
     "must pass this family's Bonferroni test",
-    "knockout_kl": "per-prompt KL at the prediction, each knockout scope vs its first control "
-    "draw, paired (Wilcoxon counted; bootstrap CI shown)",
+    "markers": "real vs false markers per language and layer, raw and position-normalised "
+    "(Welch t; Cohen's d)",
+    "knockout_kl": "secondary: per-prompt KL at the token after the marker, each knockout scope "
+    "vs its deciding control's first draw, paired (Wilcoxon counted; bootstrap CI shown)",
+    "callsite": "every edited condition's call-site Δlog p against baseline (mean, paired BCa "
+    "95% CI; shown, not counted)",
     "preservation": "preserved under each condition vs baseline, paired (exact McNemar "
     "counted; Newcombe CIs)",
-    "triangle": "the deciding tests of one model and language: each knockout scope vs its "
-    "mass-matched control (first draw counted; the other draws are adjusted with the same m and "
-    "must agree) and each deciding steering condition vs baseline; the decision uses this "
-    "family's Bonferroni p",
-    "h1": "knockout effect Python − Rust per scope and measure (unpaired bootstrap CI; no p)",
-    "h2": "dose-response per language: GEE logistic trend (counted) with the permutation "
-    "cross-check, and the hinge at the Python level",
+    "triangle": "the deciding tests of one model and language: each knockout scope vs every "
+    "draw of its inert control and each deciding steering condition vs baseline, m of them; "
+    "the call-site Δlog p decides by its paired BCa CI at 1 − α/m (no p), preservation (old "
+    "runs) by this family's Bonferroni p; every draw must agree",
+    "compared": "each knockout vs the renormalising control's draws (shown, never deciding)",
+    "equivalence": "one row per equivalence decision: margin, 90% CI and both one-sided TOST "
+    "p-values (shown; the 90% CI decides)",
+    "h1": "knockout effect Python − Rust per scope and measure (call-site Δlog p, log-PPL, "
+    "preservation, calls_function): unpaired bootstrap CI, Welch p counted, Holm across them",
+    "h2": "dose-response per language and steering scope: GEE logistic trend (counted unless "
+    "not estimable) with the permutation cross-check, and the hinge at the Python level",
     "heads": "held-out top-K heads (analysis.heads): preserved under the top-K knockout vs its "
     "first mass-matched random-heads draw, and under Scale of the top-K heads vs baseline "
     "(exact McNemar counted; the other draws adjusted with the same m); the comparisons with "

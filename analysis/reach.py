@@ -1,15 +1,16 @@
-"""Does an edit reach the output? The KL noise floor and the reach gate.
+"""Does an edit reach the output? The reach gate.
 
-The floor is the largest KL between two unedited passes over identical inputs in different
-batch compositions (``noise_floor.parquet``, experiments.floor). A scope's edit **does not
-reach the output** when it leaves at least ``1 − MAX_CHANGED`` of the generations
-token-identical to baseline *and* its next-token distribution at the prediction did not move:
-its median KL stays at or below the floor, or not one prompt's top-1 prediction changed. Then
-the manipulation failed, and no preservation result there may be read as "no effect".
+A cell decides only if its edit moves the output by a stated practical amount
+(docs/CONTRACT.md, "Reach"): the median over prompts of the call-site ``|Δlog p|`` of the gold
+name token is at least :data:`REACH_NATS`, **or** at least :data:`MIN_CHANGED` of its
+generations differ from baseline. Below both, the cell **does not reach the output**; "no
+effect" and "epiphenomenal" never come from such a cell.
 
-Why top-1 too: on a deterministic CPU the floor is near 0 (two compositions agree to ~1e-12
-nats), so a KL of 1e-8 nats is numerically "above the floor" while changing nothing the model
-does; an edit that changes no prediction and no generation has not reached the behaviour.
+Old runs (records without the call-site readout) fall back to the previous rule, said so in
+:attr:`Reach.basis`: an edit does not reach when at most :data:`MAX_CHANGED` of generations
+changed *and* its KL at the prediction stayed at the noise floor or no top-1 changed. The KL
+floor (``noise_floor.parquet``) is still reported: on a deterministic CPU it is ~1e-12 nats, so
+any edit clears it, which is why it no longer gates a run that has the call-site readout.
 """
 
 from __future__ import annotations
@@ -20,10 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["MAX_CHANGED", "Reach", "kl_floor", "reach", "token_identical"]
+__all__ = [
+    "MAX_CHANGED", "MIN_CHANGED", "REACH_NATS", "Reach", "kl_floor", "reach", "token_identical",
+]  # fmt: skip
 
 MAX_CHANGED = 0.05
-"""At most this share of generations may differ from baseline for "does not reach"."""
+"""Old runs only: at most this share of generations may differ for "does not reach"."""
+REACH_NATS = 0.05
+"""Median call-site |Δlog p| (nats) at or above which an edit reaches the output (CONTRACT)."""
+MIN_CHANGED = 0.10
+"""Share of generations changed at or above which an edit reaches the output."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,7 +45,10 @@ class Reach:
         top1_changed: share of those records whose top-1 prediction changed (NaN: unknown).
         changed: share of generations whose tokens differ from baseline (NaN: none).
         n_gen: generations behind ``changed``.
-        reached: False when the edit stays at the floor and moves almost no generation.
+        reached: whether the edit moved the output by the stated practical amount.
+        median_abs_dlogp: median call-site |Δlog p| (nats) over prompts (NaN: old run).
+        n_call: prompts behind it.
+        basis: ``call-site`` (the gate of docs/CONTRACT.md) or ``legacy`` (old runs).
     """
 
     floor: float
@@ -49,6 +59,9 @@ class Reach:
     changed: float
     n_gen: int
     reached: bool
+    median_abs_dlogp: float = math.nan
+    n_call: int = 0
+    basis: str = "legacy"
 
     @property
     def words(self) -> str:
@@ -65,7 +78,13 @@ class Reach:
             if self.n_gen
             else "no generations"
         )
-        return f"{kl}; {gen}"
+        if self.basis == "call-site":
+            call = (
+                f"median call-site |Δlog p| {self.median_abs_dlogp:.3g} nats over "
+                f"{self.n_call} prompts (gate {REACH_NATS} nats)"
+            )
+            return f"{call}; {gen} (gate {100 * MIN_CHANGED:.0f}%); {kl}"
+        return f"{kl}; {gen} (old run: no call-site readout, legacy gate)"
 
 
 def kl_floor(noise: pd.DataFrame | None, model: str | None = None) -> float:
@@ -97,9 +116,16 @@ def reach(
     identical: pd.Series | None,
     floor: float,
     top1_same: pd.Series | np.ndarray | None = None,
+    dlogp: pd.Series | np.ndarray | None = None,
 ) -> Reach:
-    """The reach of one scope's edit: its KLs and top-1 agreement at the prediction, and its
-    generations' identity with baseline."""
+    """The reach of one scope's edit (module docstring).
+
+    Args:
+        kl / top1_same: KL and top-1 agreement at the prediction (reported; they gate old runs).
+        identical: per sample, whether the generation equals baseline's (None: no generations).
+        floor: the KL noise floor (NaN: none).
+        dlogp: the call-site Δlog p of the gold token per prompt (None or empty: an old run).
+    """
     k = np.asarray(kl, dtype=np.float64)
     k = k[~np.isnan(k)]
     med = float(np.median(k)) if k.size else math.nan
@@ -110,6 +136,15 @@ def reach(
     )
     top = None if top1_same is None else np.asarray(top1_same, dtype=bool)
     top1_changed = math.nan if top is None or not top.size else float((~top).mean())
+    dl = np.empty(0) if dlogp is None else np.asarray(dlogp, dtype=np.float64)
+    dl = dl[~np.isnan(dl)]
+    if dl.size:
+        med_dl = float(np.median(np.abs(dl)))
+        gen_moved = n_gen > 0 and changed >= MIN_CHANGED
+        return Reach(floor=floor, median_kl=med, above_floor=above, n_kl=int(k.size),
+                     top1_changed=top1_changed, changed=changed, n_gen=n_gen,
+                     reached=bool(med_dl >= REACH_NATS or gen_moved), median_abs_dlogp=med_dl,
+                     n_call=int(dl.size), basis="call-site")  # fmt: skip
     at_floor = bool(k.size) and not math.isnan(floor) and med <= floor
     unmoved = at_floor or top1_changed == 0.0
     still = n_gen == 0 or changed <= MAX_CHANGED

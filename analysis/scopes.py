@@ -42,8 +42,9 @@ def scope_order(labels: list[str]) -> list[str]:
 
     def key(label: str) -> tuple[int, int, str]:
         s = Scope.parse(label)
-        rows = {"marker_span": 0, "continuation": 1, "marker": 2}[s.rows]
+        rows = {"marker_span": 0, "to_call": 1, "continuation": 2, "marker": 3}.get(s.rows, 4)
+        tgt = {"identifiers": 0, "mentions": 1, "plip": 2}.get(s.targets, 3)
         lay = 0 if s.layers == "L" else 1 if s.layers == "all" else 2
-        return (2 if s.is_plip else 0, rows * 3 + lay, s.layers)
+        return (2 if s.is_plip else 0, (rows * 4 + tgt) * 3 + lay, s.layers)
 
     return sorted(dict.fromkeys(x for x in labels if x and x != BASELINE), key=key)

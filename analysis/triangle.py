@@ -1,263 +1,88 @@
-"""The causal triangle by scope: knockout × steering → the seed's interpretations, extended.
+"""The causal triangle by scope: knockout × steering of the same scope → an interpretation.
 
-Per model and language (α = ``alpha``, equivalence margin ``margin``):
+Per model and language (α = ``alpha``; margins: ``margin`` on preservation, ``margin_nats`` on
+the call-site Δlog p):
 
-* **Knockout, per scope** (rows/targets/layers; :mod:`plip_nn.scope`): with generations, the
-  paired change in ``preserved``, knockout − random control, for each control draw: exact
-  McNemar, Newcombe CIs (:mod:`analysis.equivalence`). Predicted = a significant *drop*. A
-  draw's verdict is :func:`analysis.equivalence.classify_change`; the scope's verdict is the
-  draws' common verdict, or *inconclusive* when the draws disagree (the result would depend
-  on the control draw). Without generations, the Wilcoxon test of the per-prompt KL at the
-  prediction, knockout vs control, decides (predicted = a significantly larger KL; there is no
-  KL margin, so a null is inconclusive).
-* **Reach gate** (:mod:`analysis.reach`): a scope whose knockout stays at the KL noise floor
-  and leaves almost every generation unchanged **does not reach the output**; that, and never
-  "no effect", is its verdict.
-* **Steering**, in the default scope at the chosen layer: each of ``scale_2``,
-  ``scale_calibrated`` and ``set_value_calibrated`` against ``baseline`` (paired change in
-  ``preserved``; predicted = a rise). A condition decides only if its **manipulation check**
-  passes: its achieved attention moved the intended way (Wilcoxon signed-rank of achieved vs
-  baseline level, Bonferroni over the steering conditions, p_adj < α), and only if it reaches
-  the output (the knockouts' reach gate, applied to its own KL, top-1 and generations). The Python SetValue
-  condition sets Python to its own level: it is the roadmap's control and never decides. The
-  effect is predicted if any deciding condition rises significantly, opposite if one drops and
-  none rises, none if every deciding condition is equivalent to no change, else inconclusive.
+* **Knockout, per scope** (rows/targets/layers; :mod:`plip_nn.scope`), against each draw of
+  the **inert control** (``inert_control``: the same drawn keys as the renormalising control,
+  their mass given to non-target keys only, so the targets' attention stays at baseline). The
+  renormalising ``random_control`` is a compared row and never decides; an old run without
+  the inert control falls back to it, with a note. The deciding endpoint is the **call-site
+  Δlog p** (:mod:`analysis.callsite`: paired BCa bootstrap, CI at 1 − α/m; predicted = the
+  knockout lowers the name's log p more than the control; no effect = the 90% CI inside
+  ±``margin_nats``). Old runs without the call readout decide on preservation (exact McNemar,
+  Newcombe CIs, :mod:`analysis.equivalence`) or, without generations, on the Wilcoxon test of
+  the KL at the prediction.
+* **Verdict of a scope**: "control unmatched" when any edited layer has fewer than 80% of its
+  (prompt, draw) pairs matched on removed mass (:mod:`analysis.matching`; the knockout's
+  effect against baseline is given in words); else "does not reach the output" below the reach
+  gate (:mod:`analysis.reach`); else the draws' common verdict, or "draws disagree".
+* **Steering** in every scope where it ran (:mod:`analysis.steering`), and each knockout is
+  paired with the steering of its *own* scope; a scope without steering reads "steering not
+  run" (:func:`analysis.verdicts.interpret`), never "one-way".
 * **Family**: the deciding tests of one model and language -- one knockout test per scope and
-  the deciding steering tests -- are Bonferroni-corrected together (m = their number); every
-  control draw is adjusted with that same m (the draws must agree, which only makes the
-  decision stricter). :mod:`analysis.families` holds the correction.
-
-Each (scope, language) cell interprets (knockout effect in that scope, steering effect):
-predicted × predicted → "causal and malleable", predicted × none → "causal one-way",
-none × predicted → "confounded", none × none → "epiphenomenal"; an opposite effect names its
-side; "does not reach the output" when the knockout never reached it; a steering condition
-whose edit does not reach the output (the same gate) does not decide, and when no steering
-condition decides for that reason the steering side reads "does not reach the output", so the
-cell never reads "epiphenomenal" on an edit that moved nothing; otherwise "inconclusive".
+  the deciding steering tests of every scope -- share one Bonferroni m; every control draw is
+  judged at the same level (the draws must agree). :mod:`analysis.families` holds it.
 """
 
 from __future__ import annotations
 
-import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
-from analysis.equivalence import (
-    EFFECTS,
-    Effect,
-    PairedDifference,
-    classify_change,
-    mcnemar_power,
-    paired_difference,
+from analysis.callsite import (
+    DLOGP_MARGIN,
+    after_marker_rows,
+    call_difference,
+    call_power,
+    call_rows,
+    call_verdict,
+    mean_ci,
 )
+from analysis.equivalence import Effect, PairedDifference, classify_change, mcnemar_power
+from analysis.equivalence import paired_difference as _pdiff
 from analysis.families import bonferroni
-from analysis.hypothesis import TestResult, cohens_d, paired_t, wilcoxon_signed_rank
+from analysis.hypothesis import TestResult, wilcoxon_signed_rank
+from analysis.matching import MIN_MATCHED, matching_table, scope_matched
 from analysis.pairing import paired
 from analysis.reach import Reach, kl_floor, reach, token_identical
 from analysis.scopes import scope_order, with_scope
+from analysis.steering import assign_roles, manipulation_tests, rank_sign, steering_outcomes
+from analysis.steering import steering_raw as _steering_raw
+from analysis.verdicts import (
+    DECIDING_STEERING,
+    DISAGREE,
+    EFFECT_WORDS,
+    INCONCLUSIVE,
+    INTERPRETATIONS,
+    OPPOSITE_BOTH,
+    OPPOSITE_KNOCKOUT,
+    OPPOSITE_STEERING,
+    STEERING_NOT_RUN,
+    STEERING_UNREACHED,
+    STEERING_UNREACHED_CAUSAL,
+    UNMATCHED,
+    UNREACHED,
+    CallDiff,
+    DrawResult,
+    KnockoutOutcome,
+    SteeringOutcome,
+    SteeringTest,
+    TriangleOutcome,
+    interpret,
+    interpretation_table,
+)
 
 __all__ = [
-    "DECIDING_STEERING",
-    "EFFECT_WORDS",
-    "INCONCLUSIVE",
-    "INTERPRETATIONS",
-    "UNREACHED",
-    "DrawResult",
-    "KnockoutOutcome",
-    "SteeringOutcome",
-    "SteeringTest",
-    "TriangleOutcome",
-    "classify",
-    "classify_all",
-    "interpret",
-    "interpretation_table",
-    "manipulation_tests",
-]
-
-log = logging.getLogger(__name__)
-
-EFFECT_WORDS: dict[str, str] = {
-    "predicted": "in the predicted direction",
-    "none": "no effect (equivalent within the margin)",
-    "opposite": "opposite direction",
-    "inconclusive": "inconclusive",
-    "unreached": "the edit does not reach the output",
-}
-INTERPRETATIONS: dict[tuple[bool, bool], str] = {
-    (True, True): "causal and malleable",
-    (True, False): "causal one-way",
-    (False, True): "confounded",
-    (False, False): "epiphenomenal",
-}
-INCONCLUSIVE = "inconclusive"
-UNREACHED = "the edit does not reach the output"
-OPPOSITE_KNOCKOUT = "opposite direction (knockout)"
-OPPOSITE_STEERING = "opposite direction (steering)"
-OPPOSITE_BOTH = "opposite direction (knockout and steering)"
-STEERING_UNREACHED = "inconclusive (steering does not reach the output)"
-STEERING_UNREACHED_CAUSAL = "causal (knockout); steering does not reach the output"
-DECIDING_STEERING = ("scale_2", "scale_calibrated", "set_value_calibrated")
-"""The steering arms that may decide (others are the dose-response of H2)."""
-SETVALUE_CONTROL_LANGUAGE = "python"
-"""SetValue at the Python level is a no-op control in Python (the roadmap's control)."""
-
-
-def interpret(knockout: str, steering: str) -> str:
-    """The outcome of one (knockout effect, steering effect) pair of :data:`EFFECTS`."""
-    for e in (knockout, steering):
-        if e not in EFFECTS:
-            raise ValueError(f"effect {e!r} is not one of {EFFECTS}")
-    if knockout == "unreached":
-        return UNREACHED
-    if knockout == "opposite" and steering == "opposite":
-        return OPPOSITE_BOTH
-    if knockout == "opposite":
-        return OPPOSITE_KNOCKOUT
-    if steering == "opposite":
-        return OPPOSITE_STEERING
-    if steering == "unreached":
-        return STEERING_UNREACHED_CAUSAL if knockout == "predicted" else STEERING_UNREACHED
-    if "inconclusive" in (knockout, steering):
-        return INCONCLUSIVE
-    return INTERPRETATIONS[(knockout == "predicted", steering == "predicted")]
-
-
-def interpretation_table() -> pd.DataFrame:
-    """Every (knockout effect, steering effect) cell with its outcome."""
-    return pd.DataFrame(
-        [
-            {"knockout effect": EFFECT_WORDS[k], "steering effect": EFFECT_WORDS[s],
-             "outcome": interpret(k, s)}
-            for k in EFFECTS
-            for s in EFFECTS
-        ]
-    )  # fmt: skip
-
-
-@dataclass(frozen=True, kw_only=True)
-class DrawResult:
-    """One control draw's comparison with the knockout of a scope.
-
-    Attributes:
-        draw: the control draw.
-        diff: paired change in ``preserved``, knockout − control (None without generations).
-        kl: Wilcoxon signed-rank of KL at the prediction, knockout vs control (None without
-            records); effect = median difference.
-        kl_direction: sign of the rank sums (W+ − W−) of knockout − control KL.
-        pvalue / p_adjusted: the deciding test's p (preservation when there are generations,
-            else KL) and its Bonferroni adjustment over the family.
-        effect / words: the draw's verdict and its reason.
-    """
-
-    draw: int
-    diff: PairedDifference | None
-    kl: TestResult | None
-    kl_direction: int
-    pvalue: float
-    p_adjusted: float
-    effect: Effect
-    words: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class KnockoutOutcome:
-    """The knockout verdict of one scope in one language.
-
-    Attributes:
-        scope: the scope label (``rows/targets/layers``).
-        effect / words: the verdict and its reason in words.
-        measure: ``preserved`` (generations decide) or ``kl`` (single passes only).
-        draws: one result per control draw (the first decides with the others).
-        reach: whether the knockout reached the output.
-        power: power of the exact McNemar test at α_adj to detect a ``margin`` drop, at the
-            observed discordance (NaN without generations).
-        knockout_rate / control_rate: preservation under knockout and the first control.
-        n_pairs: pairs behind the first draw's decision.
-    """
-
-    scope: str
-    effect: Effect
-    words: str
-    measure: str
-    draws: tuple[DrawResult, ...]
-    reach: Reach
-    power: float
-    knockout_rate: float
-    control_rate: float
-    n_pairs: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class SteeringTest:
-    """One steering condition against baseline.
-
-    Attributes:
-        arm / condition: the arm (``scale_2``) and its full condition name.
-        role: ``deciding``, ``control`` (Python SetValue), ``not deciding`` (manipulation
-            failed), or ``dose`` (H2 evidence only).
-        intended: the intended direction of the attention change (+1 raise, −1 lower).
-        manipulation: Wilcoxon of achieved vs baseline attention (None without records).
-        manipulation_p_adjusted: Bonferroni over the steering conditions of this language.
-        manipulation_ok: the attention moved the intended way, significantly.
-        d_z: paired standardized effect of the manipulation.
-        diff: paired change in ``preserved`` vs baseline (None without generations).
-        p_adjusted: Bonferroni over the triangle family (deciding tests only).
-        effect / words: verdict of a deciding test (words: why a test does not decide).
-        reach: whether the condition reached the output (the knockouts' gate).
-    """
-
-    arm: str
-    condition: str
-    role: str
-    intended: int
-    manipulation: TestResult | None
-    manipulation_p_adjusted: float
-    manipulation_ok: bool
-    d_z: float
-    diff: PairedDifference | None
-    p_adjusted: float | None
-    effect: Effect | None
-    words: str
-    reach: Reach | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class SteeringOutcome:
-    effect: Effect
-    words: str
-    tests: tuple[SteeringTest, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class TriangleOutcome:
-    """The triangle of one model and language, by scope.
-
-    Attributes:
-        model, language: what was classified.
-        alpha, margin: decision level and equivalence margin.
-        family_size: deciding tests the Bonferroni correction divided α by.
-        knockouts: one verdict per knockout scope, in reading order.
-        steering: the steering verdict (default scope).
-        cells: scope -> interpretation of (knockout in that scope, steering).
-        rule: the decision rule in words.
-    """
-
-    model: str
-    language: str
-    alpha: float
-    margin: float
-    family_size: int
-    knockouts: tuple[KnockoutOutcome, ...]
-    steering: SteeringOutcome
-    cells: dict[str, str] = field(default_factory=dict)
-    rule: str = ""
-
-    def knockout(self, scope: str) -> KnockoutOutcome | None:
-        return next((k for k in self.knockouts if k.scope == scope), None)
+    "DECIDING_STEERING", "DISAGREE", "EFFECT_WORDS", "INCONCLUSIVE", "INTERPRETATIONS",
+    "OPPOSITE_BOTH", "OPPOSITE_KNOCKOUT", "OPPOSITE_STEERING", "STEERING_NOT_RUN",
+    "STEERING_UNREACHED", "STEERING_UNREACHED_CAUSAL", "UNMATCHED", "UNREACHED", "CallDiff",
+    "DrawResult", "KnockoutOutcome", "SteeringOutcome", "SteeringTest", "TriangleOutcome",
+    "classify", "classify_all", "interpret", "interpretation_table", "manipulation_tests",
+]  # fmt: skip
 
 
 def _select(df: pd.DataFrame | None, model: str, language: str) -> pd.DataFrame | None:
@@ -267,46 +92,24 @@ def _select(df: pd.DataFrame | None, model: str, language: str) -> pd.DataFrame 
     return sub if len(sub) else None
 
 
-def _rank_sign(diff: pd.Series) -> int:
-    """Sign of W+ − W− of the Wilcoxon signed-rank test (zeros dropped, average ranks)."""
-    d = diff.to_numpy(dtype=np.float64)
-    d = d[d != 0]
-    if d.size == 0:
-        return 0
-    ranks = rankdata(np.abs(d))
-    return int(np.sign(float(ranks[d > 0].sum() - ranks[d < 0].sum())))
+def _pdiff_of(
+    gens: pd.DataFrame | None, column: str, cond: str, ref: str
+) -> PairedDifference | None:
+    if gens is None or column not in gens:
+        return None
+    p = paired(gens, column, cond, ref)
+    return _pdiff(p["ref"].astype(bool), p["cond"].astype(bool)) if len(p) else None
 
 
-def _prediction_records(recs: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Records read at the prediction of the generation prompts (test samples when none)."""
-    if recs is None or "kind" not in recs:
-        return recs
-    gen = recs[recs["kind"] == "generation"]
-    return gen if len(gen) else recs[recs["kind"] == "test"]
-
-
-def manipulation_tests(rows: pd.DataFrame) -> tuple[list[TestResult], float | None]:
-    """Paired manipulation check on one condition's rows: (Wilcoxon, paired t), d_z.
-
-    ``attn_achieved`` vs ``attn_baseline`` of the same rows; tests undefined on the data
-    (e.g. no spread) are left out and logged.
-    """
-    rows = rows.dropna(subset=["attn_achieved", "attn_baseline"])
-    out: list[TestResult] = []
-    d_z: float | None = None
-    if len(rows) < 2:
-        return out, d_z
-    a, b = rows["attn_achieved"], rows["attn_baseline"]
-    out.append(wilcoxon_signed_rank(a, b))
-    try:
-        out.append(paired_t(a, b))
-    except ValueError as exc:
-        log.info("manipulation paired t skipped: %s", exc)
-    try:
-        d_z = cohens_d(a, b, paired=True)
-    except ValueError as exc:
-        log.info("manipulation d_z skipped: %s", exc)
-    return out, d_z
+@dataclass
+class _Draw:
+    draw: int
+    control: str
+    diff: PairedDifference | None
+    calls: PairedDifference | None
+    kl: TestResult | None
+    direction: int
+    has_call: bool
 
 
 @dataclass
@@ -314,102 +117,151 @@ class _Knock:
     """A scope's raw comparisons before the family correction."""
 
     scope: str
-    draws: list[tuple[int, PairedDifference | None, TestResult | None, int]]
+    draws: list[_Draw]
+    compared: list[_Draw]
     reach: Reach
-    rates: tuple[float, float]
-    n: int
+    vs_baseline: TestResult | None
+    base_diff: PairedDifference | None
+    measure: str
+    notes: list[str] = field(default_factory=list)
+    after: tuple[float, float] = (math.nan, math.nan)
+
+
+def _draw_ids(present: set[str], arm: str, scope: str) -> list[int]:
+    pre = f"{arm}@{scope}#"
+    return sorted({int(c.rsplit("#", 1)[1]) for c in present if c.startswith(pre)})
+
+
+def _raw_draw(
+    d: int, arm: str, ko: str, scope: str, pred: pd.DataFrame | None,
+    gens: pd.DataFrame | None, calls: pd.DataFrame | None,
+) -> _Draw | None:  # fmt: skip
+    ctrl = f"{arm}@{scope}#{d}"
+    diff = _pdiff_of(gens, "preserved", ko, ctrl)
+    fn = _pdiff_of(gens, "calls_function", ko, ctrl)
+    kl, direction = None, 0
+    if pred is not None:
+        p = paired(pred, "kl", ko, ctrl)
+        if len(p) >= 2:
+            kl = wilcoxon_signed_rank(p["cond"], p["ref"])
+            direction = rank_sign(p["cond"] - p["ref"])
+    has_call = calls is not None and len(paired(calls, "dlogp_gold", ko, ctrl)) >= 2
+    if diff is None and kl is None and not has_call:
+        return None
+    return _Draw(d, arm, diff, fn, kl, direction, has_call)
 
 
 def _knockout_raw(
-    scope: str, recs: pd.DataFrame | None, gens: pd.DataFrame | None, floor: float
-) -> _Knock | None:
+    scope: str, recs: pd.DataFrame | None, gens: pd.DataFrame | None,
+    calls: pd.DataFrame | None, floor: float,
+) -> _Knock | None:  # fmt: skip
     ko = f"knockout@{scope}"
     present = set() if recs is None else set(recs["condition"])
     present |= set() if gens is None else set(gens["condition"])
     if ko not in present:
         return None
-    draw_ids = sorted(
-        {int(c.rsplit("#", 1)[1]) for c in present if c.startswith(f"random_control@{scope}#")}
-    )
-    pred = _prediction_records(recs)
-    out: list[tuple[int, PairedDifference | None, TestResult | None, int]] = []
-    rates = (math.nan, math.nan)
-    n = 0
-    for d in draw_ids:
-        ctrl = f"random_control@{scope}#{d}"
-        diff = None
-        if gens is not None and ko in set(gens["condition"]) and ctrl in set(gens["condition"]):
-            p = paired(gens, "preserved", ko, ctrl)
-            if len(p):
-                diff = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
-        kl = None
-        direction = 0
-        if pred is not None and ko in set(pred["condition"]) and ctrl in set(pred["condition"]):
-            p = paired(pred, "kl", ko, ctrl)
-            if len(p):
-                kl = wilcoxon_signed_rank(p["cond"], p["ref"])
-                direction = _rank_sign(p["cond"] - p["ref"])
-        if diff is None and kl is None:
-            continue
-        if not out and diff is not None:
-            rates, n = (diff.cond_rate, diff.ref_rate), diff.n
-        elif not out and kl is not None:
-            n = kl.n
-        out.append((d, diff, kl, direction))
-    if not out:
+    notes = []
+    inert = _draw_ids(present, "inert_control", scope)
+    arm = "inert_control" if inert else "random_control"
+    if not inert:
+        notes.append("no inert_control in this run (old run): the renormalising random_control "
+                     "decides")  # fmt: skip
+    pred = after_marker_rows(recs)
+    draws = [x for d in _draw_ids(present, arm, scope)
+             if (x := _raw_draw(d, arm, ko, scope, pred, gens, calls))]  # fmt: skip
+    compared = []
+    if inert:
+        compared = [x for d in _draw_ids(present, "random_control", scope)
+                    if (x := _raw_draw(d, "random_control", ko, scope, pred, gens, calls))]  # fmt: skip
+    if not draws:
         return None
-    rows = pred[pred["condition"] == ko] if pred is not None else None
-    kls = rows["kl"] if rows is not None else pd.Series(dtype=float)
-    top1 = rows["top1_same"] if rows is not None and "top1_same" in rows else None
+    ko_calls = None if calls is None else calls[calls["condition"] == ko]
+    has_call = ko_calls is not None and len(ko_calls) > 0
+    read = ko_calls if has_call else (pred[pred["condition"] == ko] if pred is not None else None)
+    kls = read["kl"] if read is not None and "kl" in read else pd.Series(dtype=float)
+    top1 = read["top1_same"] if read is not None and "top1_same" in read else None
     ident = token_identical(gens, ko) if gens is not None and ko in set(gens["condition"]) else None
-    return _Knock(scope, out, reach(kls, ident, floor, top1), rates, n)
+    dl = ko_calls["dlogp_gold"] if ko_calls is not None and has_call else None
+    measure = ("dlogp" if all(x.has_call for x in draws)
+               else "preserved" if draws[0].diff is not None else "kl")  # fmt: skip
+    at = pred[pred["condition"] == ko] if pred is not None else None
+    after = (math.nan, math.nan)
+    if at is not None and len(at) and "kl" in at:
+        p1 = float(at["p_top1_baseline"].median()) if "p_top1_baseline" in at else math.nan
+        after = (float(at["kl"].median()), p1)
+    if measure != "dlogp":
+        notes.append("no call-site readout (records lack `readout`/`dlogp_gold`: an old run): "
+                     f"decided on {'preservation' if measure == 'preserved' else 'the KL'}")  # fmt: skip
+    return _Knock(scope=scope, draws=draws, compared=compared,
+                  reach=reach(kls, ident, floor, top1, dl),
+                  vs_baseline=mean_ci(dl) if dl is not None else None,
+                  base_diff=_pdiff_of(gens, "preserved", ko, "baseline"), measure=measure,
+                  notes=notes, after=after)  # fmt: skip
 
 
-def _steering_raw(
-    recs: pd.DataFrame | None, gens: pd.DataFrame | None, language: str, floor: float
-) -> list[dict]:
-    """Per steering arm of the default scope: manipulation and preservation vs baseline."""
-    present = set() if recs is None else set(recs["arm"])
-    present |= set() if gens is None else set(gens["arm"])
-    arms = [a for a in DECIDING_STEERING if a in present]
-    out = []
-    pred = _prediction_records(recs)
-    for arm in arms:
-        rows_r = pred[pred["arm"] == arm] if pred is not None else None
-        rows_g = gens[gens["arm"] == arm] if gens is not None else None
-        rows_r = rows_r if rows_r is not None and len(rows_r) else None
-        rows_g = rows_g if rows_g is not None and len(rows_g) else None
-        some = rows_r if rows_r is not None else rows_g
-        if some is None:
-            continue
-        cond = str(some["condition"].iloc[0])
-        manip, d_z = manipulation_tests(rows_r) if rows_r is not None else ([], None)
-        wil = manip[0] if manip else None
-        direction = 0
-        if rows_r is not None and len(rows_r):
-            r = rows_r.dropna(subset=["attn_achieved", "attn_baseline"])
-            direction = _rank_sign(r["attn_achieved"] - r["attn_baseline"])
-        if arm.startswith("scale_") and arm not in ("scale_calibrated",):
-            intended = 1 if float(arm.removeprefix("scale_")) > 1 else -1
+def _decide_draw(
+    x: _Draw, k: _Knock, calls: pd.DataFrame | None, adj: Callable[[float], float],
+    alpha: float, margin: float, margin_nats: float, level: float | None,
+) -> DrawResult:  # fmt: skip
+    """One draw's verdict; ``level`` None (a compared, never-deciding control) skips the
+    deciding CI and reads its Δlog p at 95%."""
+    ko, ctrl = f"knockout@{k.scope}", f"{x.control}@{k.scope}#{x.draw}"
+    call = None
+    if x.has_call and calls is not None:
+        call = call_difference(calls, ko, ctrl, level_adj=level, margin=margin_nats)
+    p = math.nan
+    if k.measure == "dlogp" and call is not None:
+        eff, words = call_verdict(call, predicted_sign=-1, what="knockout − control")
+        p_adj = math.nan
+    elif x.diff is not None:
+        p = x.diff.pvalue
+        p_adj = adj(p)
+        eff, words = classify_change(x.diff, p_adjusted=p_adj, alpha=alpha, margin=margin,
+                                     predicted_sign=-1)  # fmt: skip
+    else:
+        assert x.kl is not None
+        p = float(x.kl.pvalue) if x.kl.pvalue is not None else 1.0
+        p_adj = adj(p)
+        if p_adj < alpha and x.direction != 0:
+            eff = "predicted" if x.direction > 0 else "opposite"
+            words = (f"median KL difference knockout − control {x.kl.effect:+.3g} nats, "
+                     f"p_adj = {p_adj:.3g}: significant")  # fmt: skip
         else:
-            intended = 1
-        diff = None
-        if gens is not None and cond in set(gens["condition"]):
-            p = paired(gens, "preserved", cond, "baseline")
-            if len(p):
-                diff = paired_difference(p["ref"].astype(bool), p["cond"].astype(bool))
-        control = arm == "set_value_calibrated" and language == SETVALUE_CONTROL_LANGUAGE
-        kls = rows_r["kl"] if rows_r is not None and "kl" in rows_r else pd.Series(dtype=float)
-        top1 = rows_r["top1_same"] if rows_r is not None and "top1_same" in rows_r else None
-        ident = (
-            token_identical(gens, cond)
-            if gens is not None and cond in set(gens["condition"])
-            else None
-        )
-        out.append(dict(arm=arm, condition=cond, manipulation=wil, d_z=d_z, direction=direction,
-                        intended=intended, diff=diff, control=control,
-                        reach=reach(kls, ident, floor, top1)))  # fmt: skip
-    return out
+            eff = "inconclusive"
+            words = (f"median KL difference {x.kl.effect:+.3g} nats, p_adj = {p_adj:.3g}: "
+                     "not significant (no equivalence margin for KL)")  # fmt: skip
+    return DrawResult(draw=x.draw, control=x.control, call=call, diff=x.diff, calls=x.calls,
+                      kl=x.kl, kl_direction=x.direction, measure=k.measure, pvalue=p,
+                      p_adjusted=p_adj, effect=eff, words=words)  # fmt: skip
+
+
+def _against_baseline(k: _Knock) -> str:
+    """The knockout's effect against baseline, in words (for an unmatched control)."""
+    v = k.vs_baseline
+    if v is not None:
+        return (f"against baseline the knockout changed the name's call-site log p by "
+                f"{v.effect:+.3g} nats (95% CI [{v.ci_low:+.3g}, {v.ci_high:+.3g}])")  # fmt: skip
+    if k.base_diff is not None:
+        d = k.base_diff
+        return (f"against baseline the knockout changed preservation by {100 * d.effect:+.1f} pp "
+                f"(95% CI [{100 * d.ci95[0]:+.1f}, {100 * d.ci95[1]:+.1f}])")  # fmt: skip
+    return "no effect against baseline could be computed"
+
+
+def _verdict(k: _Knock, draws: list[DrawResult], matched: tuple[float, str]) -> tuple[Effect, str]:
+    share, low = matched
+    verdicts = {x.effect for x in draws}
+    first = draws[0]
+    if not math.isnan(share) and share < MIN_MATCHED:
+        return "unmatched", (f"control unmatched ({low}; every edited layer needs "
+                             f"{100 * MIN_MATCHED:.0f}%): {_against_baseline(k)}")  # fmt: skip
+    if not k.reach.reached:
+        return "unreached", f"does not reach the output ({k.reach.words})"
+    if len(verdicts) == 1:
+        more = f"; the same verdict for all {len(draws)} control draws" if len(draws) > 1 else ""
+        return first.effect, first.words + more
+    listing = ", ".join(f"draw {x.draw}: {EFFECT_WORDS[x.effect]}" for x in draws)
+    return "disagree", f"draws disagree ({listing}); first draw: {first.words}"
 
 
 def classify(
@@ -421,17 +273,18 @@ def classify(
     language: str | None = None,
     alpha: float = 0.05,
     margin: float = 0.10,
+    control_match: pd.DataFrame | None = None,
+    margin_nats: float = DLOGP_MARGIN,
 ) -> TriangleOutcome:
     """Classify the triangle of one model and language, scope by scope (module docstring).
 
     Args:
-        records: ``records.parquet`` rows (or None).
-        generations: ``generations.parquet`` rows (or None).
-        noise_floor: ``noise_floor.parquet`` rows (or None: the reach gate then rests on the
-            generations alone).
+        records / generations: ``records.parquet`` / ``generations.parquet`` rows (or None).
+        noise_floor: ``noise_floor.parquet`` rows (or None).
         model, language: which to classify; may be omitted when the tables hold only one.
         alpha: significance level of the (Bonferroni-adjusted) deciding tests.
-        margin: equivalence margin on preservation (TOST with the 90% CI).
+        margin: equivalence margin on preservation (share); margin_nats: on Δlog p (nats).
+        control_match: ``control_match.parquet`` rows (None: matching is not checked).
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}")
@@ -456,148 +309,79 @@ def classify(
         raise ValueError(f"no rows for model={model!r} language={language!r}; present: {combos}")
     recs = _select(None if records is None else with_scope(records), model, language)
     gens = _select(None if generations is None else with_scope(generations), model, language)
+    calls = call_rows(recs)
     floor = kl_floor(noise_floor, model)
 
     labels = set()
     for t in (recs, gens):
         if t is not None:
             labels |= set(t.loc[t["arm"] == "knockout", "scope"])
-    raw = [k for s in scope_order(sorted(labels)) if (k := _knockout_raw(s, recs, gens, floor))]
-    steer_raw = _steering_raw(recs, gens, language, floor)
-
-    # Manipulation family: every steering arm tested here.
-    manip_p = [s["manipulation"].pvalue for s in steer_raw if s["manipulation"] is not None]
-    manip_adj = iter(bonferroni(manip_p)) if manip_p else iter(())
-    for s in steer_raw:
-        s["manip_adj"] = float(next(manip_adj)) if s["manipulation"] is not None else math.nan
-        s["manip_ok"] = bool(
-            s["manipulation"] is not None and s["manip_adj"] < alpha
-            and s["direction"] == s["intended"]
-        )  # fmt: skip
-        if s["control"]:
-            s["role"] = "control"
-        elif s["intended"] < 0:
-            s["role"] = "dose"
-        elif not s["manip_ok"] or s["diff"] is None or not s["reach"].reached:
-            s["role"] = "not deciding"
-        else:
-            s["role"] = "deciding"
-    deciding_steer = [s for s in steer_raw if s["role"] == "deciding"]
-    m = max(len(raw) + len(deciding_steer), 1)
+    ordered = scope_order(sorted(labels))
+    raw = [k for s in ordered if (k := _knockout_raw(s, recs, gens, calls, floor))]
+    match = matching_table(control_match, recs, [(model, language, k.scope) for k in raw])
+    steer = _steering_raw(recs, gens, calls, language, floor)
+    assign_roles(steer, alpha, bonferroni)
+    n_steer = sum(s["role"] == "deciding" for s in steer)
+    m = max(len(raw) + n_steer, 1)
+    level = 1 - alpha / m
 
     def adj(p: float) -> float:
         return float(min(1.0, p * m))
 
     knockouts = []
+    notes: list[str] = []
     for k in raw:
-        draws = []
-        for d, diff, kl, direction in k.draws:
-            if diff is not None:
-                p = diff.pvalue
-                eff, words = classify_change(diff, p_adjusted=adj(p), alpha=alpha, margin=margin,
-                                             predicted_sign=-1)  # fmt: skip
-            else:
-                assert kl is not None
-                p = float(kl.pvalue) if kl.pvalue is not None else 1.0
-                if adj(p) < alpha and direction != 0:
-                    eff = "predicted" if direction > 0 else "opposite"
-                    words = (f"median KL difference knockout − control {kl.effect:+.3g} nats, "
-                             f"p_adj = {adj(p):.3g}: significant")  # fmt: skip
-                else:
-                    eff = "inconclusive"
-                    words = (f"median KL difference {kl.effect:+.3g} nats, p_adj = {adj(p):.3g}: "
-                             "not significant (no equivalence margin for KL)")  # fmt: skip
-            draws.append(DrawResult(draw=d, diff=diff, kl=kl, kl_direction=direction, pvalue=p,
-                                    p_adjusted=adj(p), effect=eff, words=words))  # fmt: skip
-        verdicts = {x.effect for x in draws}
+        notes.extend(n for n in k.notes if n not in notes)
+        draws = [_decide_draw(x, k, calls, adj, alpha, margin, margin_nats, level) for x in k.draws]
+        compared = [_decide_draw(x, k, calls, adj, alpha, margin, margin_nats, None)
+                    for x in k.compared]  # fmt: skip
+        matched = scope_matched(match, model, language, k.scope)
+        effect, words = _verdict(k, draws, matched)
         first = draws[0]
-        measure = "preserved" if first.diff is not None else "kl"
-        if not k.reach.reached:
-            effect: Effect = "unreached"
-            words = f"the edit does not reach the output ({k.reach.words})"
-        elif len(verdicts) == 1:
-            effect, words = first.effect, first.words
-            if len(draws) > 1:
-                words += f"; the same verdict for all {len(draws)} control draws"
-        else:
-            effect = "inconclusive"
-            words = (
-                "the verdict depends on the control draw ("
-                + ", ".join(f"draw {x.draw}: {x.effect}" for x in draws)
-                + f"); first draw: {first.words}"
-            )
+        gen_effect: Effect | None = None
+        diffs = [x.diff for x in draws if x.diff is not None]
+        if k.measure == "dlogp" and diffs:  # the generation draws (fewer than single-pass)
+            gv = {classify_change(x, p_adjusted=adj(x.pvalue), alpha=alpha, margin=margin,
+                                  predicted_sign=-1)[0] for x in diffs}  # fmt: skip
+            gen_effect = gv.pop() if len(gv) == 1 else "disagree"
+        cpow, n80 = call_power(first.call, alpha / m) if first.call is not None else (math.nan,) * 2
         power = math.nan
         if first.diff is not None:
             power = mcnemar_power(first.diff.n, first.diff.discordance, margin, alpha / m)
+        rates = ((first.diff.cond_rate, first.diff.ref_rate) if first.diff is not None
+                 else (math.nan, math.nan))  # fmt: skip
+        n = (first.call.n if first.call is not None else first.diff.n if first.diff is not None
+             else first.kl.n if first.kl is not None else 0)  # fmt: skip
         knockouts.append(KnockoutOutcome(
-            scope=k.scope, effect=effect, words=words, measure=measure, draws=tuple(draws),
-            reach=k.reach, power=power, knockout_rate=k.rates[0], control_rate=k.rates[1],
-            n_pairs=k.n,
+            scope=k.scope, effect=effect, words=words, measure=k.measure, draws=tuple(draws),
+            reach=k.reach, power=power, knockout_rate=rates[0], control_rate=rates[1],
+            n_pairs=n, compared=tuple(compared), vs_baseline=k.vs_baseline,
+            matched=matched[0], gen_effect=gen_effect, call_power=cpow, call_n80=n80,
+            kl_after=k.after[0], p_top1_after=k.after[1],
         ))  # fmt: skip
 
-    tests = []
-    for s in steer_raw:
-        eff_s: Effect | None = None
-        words = ""
-        p_adj = None
-        if s["role"] == "deciding":
-            p_adj = adj(s["diff"].pvalue)
-            eff_s, words = classify_change(s["diff"], p_adjusted=p_adj, alpha=alpha,
-                                           margin=margin, predicted_sign=1)  # fmt: skip
-        elif s["role"] == "control":
-            words = "sets Python to its own level: the roadmap's control, never deciding"
-        elif s["role"] == "not deciding":
-            if not s["manip_ok"]:
-                words = ("the manipulation check failed: the attention did not move the "
-                         "intended way significantly")  # fmt: skip
-            elif s["diff"] is None:
-                words = "no generations"
-            else:
-                words = f"the edit does not reach the output ({s['reach'].words})"
-        tests.append(SteeringTest(
-            arm=s["arm"], condition=s["condition"], role=s["role"], intended=s["intended"],
-            manipulation=s["manipulation"], manipulation_p_adjusted=s["manip_adj"],
-            manipulation_ok=s["manip_ok"], d_z=math.nan if s["d_z"] is None else s["d_z"],
-            diff=s["diff"], p_adjusted=p_adj, effect=eff_s, words=words, reach=s["reach"],
-        ))  # fmt: skip
-    dec = [t for t in tests if t.role == "deciding"]
-    st_effect: Effect
-    unreached = [t for t, s in zip(tests, steer_raw, strict=True)
-                 if s["role"] == "not deciding" and s["manip_ok"] and s["diff"] is not None
-                 and not s["reach"].reached]  # fmt: skip
-    if not dec and unreached:
-        st_effect = "unreached"
-        st_words = "; ".join(f"{t.arm}: {t.words}" for t in unreached)
-    elif not dec:
-        st_effect = "inconclusive"
-        st_words = "no steering condition passed its manipulation check with generations to judge"
-    else:
-        ups = [t for t in dec if t.effect == "predicted"]
-        downs = [t for t in dec if t.effect == "opposite"]
-        if ups:
-            st_effect = "predicted"
-        elif downs:
-            st_effect = "opposite"
-        elif all(t.effect == "none" for t in dec):
-            st_effect = "none"
-        else:
-            st_effect = "inconclusive"
-        st_words = "; ".join(f"{t.arm}: {t.words}" for t in dec)
-    steering = SteeringOutcome(effect=st_effect, words=st_words, tests=tuple(tests))
-    cells = {k.scope: interpret(k.effect, st_effect) for k in knockouts}
+    by_scope = steering_outcomes(steer, calls, adj, alpha, margin, level)
+    default = next((s for s in scope_order(list(by_scope)) if s in by_scope), None)
+    steering = (by_scope[default] if default is not None else SteeringOutcome(
+        effect="inconclusive", words=STEERING_NOT_RUN, tests=()))  # fmt: skip
+    cells = {k.scope: interpret(k.effect, by_scope[k.scope].effect if k.scope in by_scope
+                                else None) for k in knockouts}  # fmt: skip
     rule = (
-        f"alpha = {alpha}, margin = ±{100 * margin:.0f} pp preservation; Bonferroni over {m} "
-        f"deciding test(s) of {model} / {language} ({len(raw)} knockout scope(s) and "
-        f"{len(deciding_steer)} steering condition(s); alpha_adj = {alpha / m:.3g}); knockout: "
-        "exact McNemar on preserved, knockout vs each mass-matched control draw, Newcombe CIs, "
-        "predicted = significant drop, no effect = 90% CI inside the margin, draws must agree; "
-        "steering: the same vs baseline, predicted = significant rise, only after a passed "
-        "manipulation check; a scope whose knockout stays at the KL noise floor and changes "
-        "almost no generation does not reach the output"
+        f"alpha = {alpha}; margins ±{margin_nats:g} nats call-site Δlog p, ±{100 * margin:.0f} pp "
+        f"preservation; Bonferroni over {m} deciding test(s) of {model} / {language} ({len(raw)} "
+        f"knockout scope(s), {n_steer} steering condition(s); deciding CIs at {100 * level:.3g}%); "
+        "knockout vs each draw of the inert control (the renormalising control is compared, "
+        "never deciding), paired BCa bootstrap of the call-site Δlog p, predicted = the name's "
+        "log p drops more than under the control, no effect = 90% CI inside the margin (TOST), "
+        "every draw must agree; a scope with an edited layer below "
+        f"{100 * MIN_MATCHED:.0f}% matched pairs is 'control unmatched'; below the reach gate "
+        "'does not reach the output'; steering vs baseline in its own scope, predicted = a rise, "
+        "only after a passed manipulation check"
     )
     return TriangleOutcome(
         model=str(model), language=str(language), alpha=alpha, margin=margin, family_size=m,
         knockouts=tuple(knockouts), steering=steering, cells=cells, rule=rule,
+        steering_by_scope=by_scope, margin_nats=margin_nats, notes=tuple(notes),
     )  # fmt: skip
 
 
@@ -608,6 +392,7 @@ def classify_all(
     *,
     alpha: float = 0.05,
     margin: float = 0.10,
+    control_match: pd.DataFrame | None = None,
 ) -> list[TriangleOutcome]:
     """:func:`classify` for every (model, language) present, sorted by model then language."""
     tables = [t for t in (records, generations) if t is not None and len(t)]
@@ -616,6 +401,6 @@ def classify_all(
     )
     return [
         classify(records, generations, noise_floor, model=m, language=g, alpha=alpha,
-                 margin=margin)
+                 margin=margin, control_match=control_match)
         for m, g in combos
     ]  # fmt: skip

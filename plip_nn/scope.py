@@ -53,8 +53,8 @@ __all__ = [
 ]
 
 BASELINE = "baseline"
-ROWS = ("marker", "marker_span", "continuation")
-TARGETS = ("plip", "identifiers")
+ROWS = ("marker", "marker_span", "to_call", "continuation")
+TARGETS = ("plip", "identifiers", "mentions")
 DEFAULT_ROWS = "marker_span"
 DEFAULT_TARGETS = "identifiers"
 PLIP_ROWS = "marker"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,11 @@ def rc(scope: str = DEFAULT, draw: int = 0) -> str:
     return f"random_control@{scope}#{draw}"
 
 
+def ic(scope: str = DEFAULT, draw: int = 0) -> str:
+    """The inert (deciding) control of ``scope``, draw ``draw``."""
+    return f"inert_control@{scope}#{draw}"
+
+
 def steer(arm: str, scope: str = DEFAULT) -> str:
     return f"{arm}@{scope}"
 
@@ -46,6 +52,8 @@ def op_factor(cond: str) -> tuple[str, float, int]:
         return "none", np.nan, layer
     if arm in ("knockout", "random_control"):
         return "knockout", np.nan, layer
+    if arm == "inert_control":
+        return "inert", np.nan, layer
     if arm == "set_value_calibrated":
         return "set_value", SET_VALUE, layer
     if arm == "scale_calibrated":
@@ -112,9 +120,18 @@ def records_table(
     seed: int = 0,
     kind: str = "generation",
     achieved: Mapping[str, Sequence[float]] | None = None,
+    dlogp: Mapping[str, Sequence[float]] | None = None,
+    p_top1: float = 0.6,
 ) -> pd.DataFrame:
     """records.parquet rows: per condition a KL per sample; attention follows the edit (or
-    ``achieved`` where given)."""
+    ``achieved`` where given).
+
+    ``dlogp`` (condition -> call-site Δlog p per sample) adds the columns of the call-site
+    readout (docs/RECORDS.md): ``readout`` ("call" on kind=test, "after_marker" on
+    kind=generation), ``dlogp_gold``, ``logp_gold_*``, ``rank_gold_*``, ``logppl_*``,
+    ``target_rel_dev`` (inert controls) and ``p_top1_baseline`` (= ``p_top1``). Without it
+    the table is an old run's.
+    """
     rng = np.random.default_rng(seed)
     rows = []
     n = len(next(iter(kl.values())))
@@ -161,6 +178,21 @@ def records_table(
                     "seed": 0,
                 }
             )
+            if dlogp is not None:
+                dl = 0.0 if cond == "baseline" else float(dlogp.get(cond, [0.0] * n)[i])
+                base_lp = float(-0.5 - 0.1 * i / n)
+                rows[-1].update({
+                    "readout": {"test": "call", "generation": "after_marker"}.get(kind, ""),
+                    "call_at": 40 if kind == "test" else -1,
+                    "gold_token": 123 if kind == "test" else -1,
+                    "logp_gold_baseline": base_lp, "logp_gold_condition": base_lp + dl,
+                    "dlogp_gold": dl, "rank_gold_baseline": 0,
+                    "rank_gold_condition": 0 if dl > -0.7 else 1,
+                    "logppl_baseline": float(np.log(ppl)),
+                    "logppl_condition": float(np.log(ppl + float(value))),
+                    "target_rel_dev": 0.004 if op == "inert" else np.nan,
+                    "p_top1_baseline": p_top1,
+                })  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -174,6 +206,7 @@ def noise_table(floor: float, n: int = 10, model: str = "m") -> pd.DataFrame:
 
 STEER = ("scale_0.5", "scale_2", "scale_3", "scale_4", "scale_6", "scale_calibrated",
          "scale_calibrated_x2", "set_value_calibrated")  # fmt: skip
+DECIDING_STEER = ("scale_2", "scale_calibrated", "set_value_calibrated")
 
 
 def make_run_dir(
@@ -184,43 +217,89 @@ def make_run_dir(
     models: Sequence[str] = ("tiny-a",),
     n_layers: int = 4,
     strong_knockout: bool = True,
+    new_columns: bool = True,
+    draws: int = 3,
+    unmatched_layer: int | None = None,
+    disagree_scope: str | None = None,
+    steering_scopes: Sequence[str] = (DEFAULT, ALL),
 ) -> Path:
-    """A complete synthetic run dir: records, scan, generations, controls, floor, metadata."""
+    """A complete synthetic run dir: records, scan, generations, controls, floor, metadata.
+
+    ``new_columns`` (default) writes a run of the current design: records read at the call on
+    kind=test (``dlogp_gold`` ...) and after the marker on kind=generation, inert controls
+    (``draws`` single-pass draws, 2 in generation) next to the renormalising ones, steering in
+    ``steering_scopes`` (PLIP has none). False writes an old run (no call readout, no inert
+    control, steering in the default scope only). ``unmatched_layer``: the marker_span /
+    identifiers controls miss the mass there (ratio 0.5). ``disagree_scope``: its inert draw 1
+    moves the call site like the knockout, so the draws disagree.
+    """
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True, exist_ok=True)
     recs, scans, gens, noise = [], [], [], []
     scopes = (DEFAULT, ALL, PLIP)
+    gen_draws = 2  # generation controls: draws 0..1 (--gen-draws)
+    steer_in = tuple(steering_scopes) if new_columns else (DEFAULT,)
     for model in models:
         for lang, level in (("python", 0.09), ("rust", 0.025)):
             ko_shift = 0.4 if strong_knockout else 0.0
-            kl: dict[str, np.ndarray] = {"baseline": np.zeros(n)}
+            kl: dict[str, Any] = {"baseline": np.zeros(n)}
+            dl: dict[str, Any] = {}
             for s in scopes:
                 kl[ko(s)] = rng.gamma(2.0, 0.05, n) + ko_shift
-                kl[rc(s)] = rng.gamma(2.0, 0.05, n)
-                kl[rc(s, 1)] = rng.gamma(2.0, 0.05, n)
-            for arm in STEER:
-                kl[steer(arm)] = rng.gamma(2.0, 0.03, n)
-            recs.append(records_table(kl, model=model, language=lang, attn_baseline=level,
-                                      seed=seed))  # fmt: skip
-            for s in range(n):
-                for layer in range(n_layers):
-                    lvl = float(np.clip(rng.normal(level * (1 + layer) / 2, level / 5), 0, 1))
-                    scans.append({
-                        "model": model, "sample_id": f"s{s}", "language": lang, "kind": "test",
-                        "rows": "marker_span", "targets": "identifiers", "layer": layer,
-                        "attn_level": lvl, "attn_mass": 3 * lvl, "n_targets": 3, "n_rows": 1,
-                        "source": 30 if lang == "python" else 60,
-                        "n_keys": 31 if lang == "python" else 61,
-                    })  # fmt: skip
+                dl[ko(s)] = rng.normal(-0.9 if strong_knockout else -0.02, 0.2, n)
+                for d in range(draws if new_columns else 2):
+                    kl[rc(s, d)] = rng.gamma(2.0, 0.05, n)
+                    dl[rc(s, d)] = rng.normal(0.1, 0.2, n)
+                    if new_columns:
+                        kl[ic(s, d)] = rng.gamma(2.0, 0.05, n)
+                        same = s == disagree_scope and d == 1
+                        dl[ic(s, d)] = (
+                            dl[ko(s)] + rng.normal(0, 0.01, n)
+                            if same
+                            else (dl[ko(s)] + rng.normal(0.9 if strong_knockout else 0.0, 0.05, n))
+                        )
+            for s in steer_in:
+                for arm in STEER if s == DEFAULT else DECIDING_STEER:
+                    kl[steer(arm, s)] = rng.gamma(2.0, 0.03, n)
+                    dl[steer(arm, s)] = rng.normal(0.3, 0.2, n)
+            kinds = (("generation", 0.999 if lang == "rust" else 0.7), ("test", 0.6))
+            for kind, p_top1 in kinds if new_columns else (("generation", 0.6),):
+                recs.append(records_table(
+                    kl, model=model, language=lang, attn_baseline=level, seed=seed, kind=kind,
+                    dlogp=dl if new_columns else None, p_top1=p_top1,
+                ))  # fmt: skip
+            for j in range(n):
+                for kind, scale in (("test", 1.0), ("baseline", 0.5)):
+                    for layer in range(n_layers):
+                        lvl = float(np.clip(rng.normal(scale * level * (1 + layer) / 2, level / 5),
+                                            0, 1))  # fmt: skip
+                        for rows, targets in (("marker", "plip"), ("marker_span", "identifiers")):
+                            if kind == "baseline" and not new_columns:
+                                continue
+                            if rows == "marker" and not new_columns:
+                                continue
+                            scans.append({
+                                "model": model, "sample_id": f"s{j}" if kind == "test"
+                                else f"b{j}", "language": lang, "kind": kind, "rows": rows,
+                                "targets": targets, "layer": layer,
+                                "attn_level": lvl * (1.5 if rows == "marker" else 1.0),
+                                "attn_mass": 3 * lvl, "n_targets": 3, "n_rows": 1,
+                                "source": 30 if lang == "python" else 60,
+                                "n_keys": 31 if lang == "python" else 61,
+                            })  # fmt: skip
             p = {"baseline": 0.6}
             for s in scopes:
                 p[ko(s)] = 0.15 if strong_knockout else 0.6
-                p[rc(s)] = 0.6
-                p[rc(s, 1)] = 0.6
+                for d in range(gen_draws):
+                    p[rc(s, d)] = 0.6
+                    if new_columns:
+                        p[ic(s, d)] = 0.6
             doses = {"scale_0.5": 0.5, "scale_2": 0.7, "scale_3": 0.75, "scale_4": 0.8,
                      "scale_6": 0.85, "scale_calibrated": 0.85, "scale_calibrated_x2": 0.86,
                      "set_value_calibrated": 0.9}  # fmt: skip
-            p.update({steer(a): q for a, q in doses.items()})
+            for s in steer_in:
+                p.update({steer(a, s): q for a, q in doses.items()
+                          if s == DEFAULT or a in DECIDING_STEER})  # fmt: skip
             base = rng.random(n) < p["baseline"]
             flags = {
                 c: base if c == "baseline"
@@ -232,27 +311,41 @@ def make_run_dir(
             g["executes"] = pd.array(
                 np.where(g["preserved"], rng.random(len(g)) < 0.8, False), dtype="boolean"
             )
+            if new_columns:  # calls_function beside preserved: arity fails on some calls
+                g["calls_function"] = g["preserved"] | (rng.random(len(g)) < 0.3)
             gens.append(g)
         noise.append(noise_table(1e-9, model=model))
     pd.concat(recs).reset_index(drop=True).to_parquet(path / "records.parquet")
     control = []
     for model in models:
         for lang in ("python", "rust"):
-            for s in range(n):
+            for j in range(n):
                 for rows, targets in (("marker_span", "identifiers"), ("marker", "plip")):
-                    target = float(rng.uniform(0.05, 0.6))
-                    ratio = float(rng.choice([1.0, 0.95, 1.08, 0.5]))
-                    control.append({
-                        "model": model, "sample_id": f"s{s}", "language": lang,
-                        "kind": "generation", "rows": rows, "targets": targets, "layer": 2,
-                        "draw": 0, "n_targets": 3, "n_keys": 3, "pool_size": 12,
-                        "target_mass": target, "control_mass": target * ratio,
-                        "mass_ratio": ratio, "within_tolerance": abs(ratio - 1) <= 0.1,
-                        "count_matched": True, "tolerance": 0.1,
-                        "token0_share": float(rng.uniform(0.2, 0.7)),
-                        "targets_include_token0": bool(s % 3), "target_keys": "[0, 1, 2]",
-                        "control_keys": "[3, 4, 5]",
-                    })  # fmt: skip
+                    for layer in range(n_layers if new_columns else 1):
+                        for d in range(draws if new_columns else 1):
+                            target = float(rng.uniform(0.05, 0.6))
+                            if not new_columns:
+                                ratio = float(rng.choice([1.0, 0.95, 1.08, 0.5]))
+                            elif layer == unmatched_layer and rows == "marker_span":
+                                ratio = 0.5
+                            else:
+                                ratio = float(
+                                    rng.choice(
+                                        [1.0, 0.95, 1.08, 1.02, 0.5], p=[0.3, 0.25, 0.2, 0.2, 0.05]
+                                    )
+                                )
+                            control.append({
+                                "model": model, "sample_id": f"s{j}", "language": lang,
+                                "kind": "generation", "rows": rows, "targets": targets,
+                                "layer": layer if new_columns else 2, "draw": d,
+                                "n_targets": 3, "n_keys": 3, "pool_size": 12,
+                                "target_mass": target, "control_mass": target * ratio,
+                                "mass_ratio": ratio, "within_tolerance": abs(ratio - 1) <= 0.1,
+                                "count_matched": True, "tolerance": 0.1,
+                                "token0_share": float(rng.uniform(0.2, 0.7)),
+                                "targets_include_token0": bool(j % 3),
+                                "target_keys": "[0, 1, 2]", "control_keys": "[3, 4, 5]",
+                            })  # fmt: skip
     pd.DataFrame(control).to_parquet(path / "control_match.parquet")
     pd.DataFrame(scans).to_parquet(path / "layer_scan.parquet")
     pd.concat(gens).reset_index(drop=True).to_parquet(path / "generations.parquet")

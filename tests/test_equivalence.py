@@ -11,6 +11,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 from synthetic_runs import DEFAULT, generations_table, ko, rc, records_table, steer
 
 from analysis.dose import dose_rates, h2, permutation_trend
@@ -98,12 +99,27 @@ def test_h1_compares_the_languages_effects() -> None:
               rc(): rng.gamma(2, 0.01, n)}  # fmt: skip
         frames_r.append(records_table(kl, language=lang))
         frames_r.append(records_table(kl, language=lang, kind="test"))
-    res = {r.measure: r for r in h1(pd.concat(frames_r), pd.concat(frames_g), "m")}
+    results = h1(pd.concat(frames_r), pd.concat(frames_g), "m")
+    res = {r.measure: r for r in results}
     p = res["preservation drop"]
     assert p.python.effect == pytest.approx(0.5) and p.rust.effect == pytest.approx(0.05)
     assert p.difference.effect == pytest.approx(0.45) and p.verdict == "larger in Python"
-    assert res["KL"].verdict == "larger in Python" and p.scope == DEFAULT
-    assert set(res) == {"preservation drop", "KL", "top-1 changed", "PPL delta"}
+    assert p.scope == DEFAULT and p.control == rc()  # an old run: the renormalising control
+    # An old run (no call-site readout): log-PPL from the ppl columns, no call-site row.
+    assert set(res) == {"log-PPL", "preservation drop", "calls_function drop"}
+    # The p is Welch's t on the per-prompt effects, and Holm runs across every comparison.
+    gens = pd.concat(frames_g)
+
+    def drops(lang: str) -> pd.Series:
+        g = gens[gens["language"] == lang].set_index("sample_id")
+        kept = g["preserved"].astype(float)
+        return kept[g["condition"] == rc()] - kept[g["condition"] == ko()]
+
+    ref = stats.ttest_ind(drops("python"), drops("rust"), equal_var=False)
+    assert p.pvalue == pytest.approx(ref.pvalue, rel=1e-9)
+    ps = [r.pvalue for r in results]
+    holm = multipletests(ps, alpha=0.05, method="holm")[1]
+    np.testing.assert_allclose([r.p_holm for r in results], holm, rtol=1e-12)
     # Swapped languages: Rust's drop is the larger one. A knockout that *raises* Python's
     # preservation (an effect below zero) reads "opposite direction in Python" instead.
     swap = pd.concat(frames_g).replace({"language": {"python": "rust", "rust": "python"}})
@@ -179,8 +195,13 @@ def test_h2_when_no_prompt_changes_with_the_dose_says_so() -> None:
     first = g[g["condition"] == "baseline"].set_index("sample_id")["preserved"]
     g["preserved"] = g["sample_id"].map(first)
     r = h2(g, model="m", language="rust")
-    assert r is not None and "no prompt changes with the dose" in r.verdict
-    assert "both sides" not in r.verdict and r.perm_p == pytest.approx(1.0)
+    # Nothing varies within a prompt: "not estimable", with no CI and no p (issue 28: the old
+    # run printed a slope of -8e-18 with p = 1 here).
+    assert r is not None and r.status == "not estimable" and r.verdict.startswith("not estimable")
+    assert "no prompt's preservation changes with the dose" in r.verdict
+    assert "both sides" not in r.verdict
+    assert np.isnan(r.slope) and np.isnan(r.slope_p) and np.isnan(r.perm_p)
+    assert all(np.isnan(v) for v in (*r.slope_ci, *r.before, *r.after, r.bend_p))
 
 
 def test_permutation_trend_is_a_valid_test_under_the_null() -> None:

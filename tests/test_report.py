@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from synthetic_runs import KO, RC, make_run_dir
+from synthetic_runs import KO, ic, make_run_dir
 
 from analysis.report import STATS_COLUMNS, analyze, cli_analyze, report_findings
 
@@ -48,26 +48,32 @@ def test_stats_csv_schema_and_values(run_dir: Path) -> None:
     df = pd.read_csv(run_dir / "stats.csv")
     assert list(df.columns) == STATS_COLUMNS
     assert set(df["family"]) == {
-        "observe", "knockout_kl", "preservation", "manipulation", "triangle", "h1", "h2",
+        "observe", "markers", "knockout_kl", "callsite", "preservation", "manipulation",
+        "triangle", "compared", "equivalence", "h1", "h2",
     }  # fmt: skip
-    # Independent recomputation of one Wilcoxon row from the raw records.
+    # Independent recomputation of one Wilcoxon row from the raw records: the secondary KL
+    # after the marker, knockout vs the inert (deciding) control's draw 0.
     recs = pd.read_parquet(run_dir / "records.parquet")
-    sub = recs[(recs["model"] == "tiny-b") & (recs["language"] == "rust")]
+    sub = recs[(recs["model"] == "tiny-b") & (recs["language"] == "rust")
+               & (recs["readout"] == "after_marker")]  # fmt: skip
     ko = sub[sub["condition"] == KO].set_index("sample_id")["kl"]
-    rc = sub[sub["condition"] == RC].set_index("sample_id")["kl"].loc[ko.index]
+    rc = sub[sub["condition"] == ic()].set_index("sample_id")["kl"].loc[ko.index]
     row = df[(df["family"] == "knockout_kl") & (df["model"] == "tiny-b") & (df["language"] == "rust")
              & (df["condition"] == KO) & (df["test"] == "wilcoxon_signed_rank")].iloc[0]  # fmt: skip
     assert row["pvalue"] == pytest.approx(stats.wilcoxon(ko, rc).pvalue, rel=1e-9)
     # Corrections are within (model, language, family), over the counted rows only.
     fam = df[(df["family"] == "preservation") & (df["model"] == "tiny-a")
              & (df["language"] == "python") & df["counted"]]  # fmt: skip
-    n_cond = recs.loc[recs["model"] == "tiny-a", "condition"].nunique() - 1
+    gens = pd.read_parquet(run_dir / "generations.parquet")
+    n_cond = gens.loc[gens["model"] == "tiny-a", "condition"].nunique() - 1
     assert len(fam) == n_cond and (fam["family_size"] == n_cond).all()
     np.testing.assert_allclose(fam["p_bonferroni"], np.minimum(1, fam["pvalue"] * len(fam)))
     assert (fam["p_holm"] <= fam["p_bonferroni"] + 1e-12).all()
-    # Observe: Welch python vs rust equals scipy on the scan at the chosen layer (2).
+    # Observe: Welch python vs rust equals scipy on the scan at the chosen layer (2), in the
+    # edited scope (marker_span -> identifiers), not the PLIP scope that sorts first.
     scan = pd.read_parquet(run_dir / "layer_scan.parquet")
-    at = scan[(scan["layer"] == 2) & (scan["model"] == "tiny-a")]
+    at = scan[(scan["layer"] == 2) & (scan["model"] == "tiny-a") & (scan["kind"] == "test")
+              & (scan["rows"] == "marker_span")]  # fmt: skip
     ref = stats.ttest_ind(at.loc[at["language"] == "python", "attn_level"],
                           at.loc[at["language"] == "rust", "attn_level"], equal_var=False)  # fmt: skip
     obs = df[(df["family"] == "observe") & (df["model"] == "tiny-a")
@@ -85,7 +91,7 @@ def test_report_sections(run_dir: Path) -> None:
     text = (run_dir / "report.md").read_text()
     assert text.index("## Findings") < text.index("## Design") < text.index("## Outcome matrix")
     for needle in ("## Knockout by scope", "## Does each edit reach the output?",
-                   "## Steering (default scope)", "## H1:", "## H2:", "## Observe",
+                   "## Steering by scope", "## H1:", "## H2:", "## Observe",
                    "## What this data cannot show", "## Tests and corrections", "Bonferroni",
                    "Holm", "![outcome_matrix](figures/outcome_matrix.png)", "tiny-a / python",
                    "tiny-b / rust", "causal and malleable", "**Layer, held out.**",
@@ -155,22 +161,28 @@ def test_triangle_rows_carry_the_p_the_decision_used(run_dir: Path) -> None:
     recs = pd.read_parquet(run_dir / "records.parquet")
     gens = pd.read_parquet(run_dir / "generations.parquet")
     checked = 0
-    for o in classify_all(recs, gens):
+    ctrl = pd.read_parquet(run_dir / "control_match.parquet")
+    for o in classify_all(recs, gens, control_match=ctrl):
         for k in o.knockouts:
             for d in k.draws:
                 row = tri[(tri["model"] == o.model) & (tri["language"] == o.language)
                           & (tri["condition"] == f"knockout@{k.scope}")
                           & tri["note"].str.contains(f"control draw {d.draw}:")]  # fmt: skip
                 assert len(row) == 1
-                assert row["p_bonferroni"].iloc[0] == pytest.approx(d.p_adjusted, rel=1e-12)
-                assert row["family_size"].iloc[0] == o.family_size
+                # The call-site endpoint decides by its CI at 1 - alpha/m: the row carries it.
+                assert d.measure == "dlogp" and np.isnan(d.p_adjusted)
+                assert row["ci_low"].iloc[0] == pytest.approx(d.call.ci95[0], rel=1e-12)
+                assert (
+                    f"deciding {100 * (1 - o.alpha / o.family_size):.3g}% CI" in row["note"].iloc[0]
+                )
                 checked += 1
-        for t in o.steering.tests:
-            if t.role == "deciding":
-                row = tri[(tri["model"] == o.model) & (tri["language"] == o.language)
-                          & (tri["condition"] == t.condition)]  # fmt: skip
-                assert row["p_bonferroni"].iloc[0] == pytest.approx(t.p_adjusted, rel=1e-12)
-                checked += 1
+        for st in o.steering_by_scope.values():
+            for t in st.tests:
+                if t.role == "deciding":
+                    row = tri[(tri["model"] == o.model) & (tri["language"] == o.language)
+                              & (tri["condition"] == t.condition)]  # fmt: skip
+                    assert row["effect"].iloc[0] == pytest.approx(t.call.effect, rel=1e-12)
+                    checked += 1
     assert checked >= 2 * 2 * 3 * 2  # 2 models x 2 languages x 3 scopes x 2 draws
 
 
@@ -218,5 +230,5 @@ def test_report_states_the_control_mass_match(run_dir: Path) -> None:
     g = ctl[(ctl["model"] == "tiny-a") & (ctl["language"] == "rust") & (ctl["rows"] == "marker")]
     within = f"{100 * g['within_tolerance'].mean():.0f}%"
     median = f"{g['mass_ratio'].median():.3g}"
-    assert f"| tiny-a | rust | marker → plip | 30 | {median} | {within} |" in section
+    assert f"| tiny-a | rust | marker → plip | {len(g)} | {median} | {within} |" in section
     assert "attention sink" in section

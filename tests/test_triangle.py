@@ -163,8 +163,8 @@ def test_steering_that_does_not_reach_the_output_never_decides() -> None:
     assert out.knockouts[0].effect == "none" and out.steering.effect == "unreached"
     assert out.cells[DEFAULT] == STEERING_UNREACHED and out.family_size == 1
     assert interpret("predicted", "unreached") == STEERING_UNREACHED_CAUSAL
-    [sentence] = [f for f in findings([out]) if f.startswith("Steering")]
-    assert "did not reach the output" in sentence
+    [sentence] = [f for f in findings([out]) if f.startswith("Knocking out")]
+    assert "[steering does not reach the output]" in sentence
     # The same SetValue with a KL above the floor reaches the output, and decides.
     r.loc[r["condition"] == SV, "kl"] = 0.1
     g2 = generations_table({"baseline": base, ko(): base, rc(): base, SV: base})
@@ -180,7 +180,8 @@ def test_control_draws_must_agree() -> None:
     out = classify(None, g)
     [k] = out.knockouts
     assert [d.effect for d in k.draws] == ["predicted", "none"]
-    assert k.effect == "inconclusive" and "depends on the control draw" in k.words
+    assert k.effect == "disagree" and k.words.startswith("draws disagree")
+    assert out.cells[DEFAULT] == "draws disagree"
 
 
 def test_failed_manipulation_does_not_decide_and_python_setvalue_is_a_control() -> None:
@@ -206,7 +207,13 @@ def test_opposite_direction_is_reported_never_as_no_effect() -> None:
 
 def test_interpretation_table_covers_every_cell() -> None:
     table = interpretation_table()
-    assert len(table) == 25 and UNREACHED in set(table["outcome"])
+    # 7 knockout effects x (7 steering effects + "steering not run").
+    assert len(table) == 7 * 8 and UNREACHED in set(table["outcome"])
+    assert interpret("predicted", None) == "in the predicted direction (knockout); steering not run"
+    assert "one-way" not in " ".join(table.loc[table["steering effect"] == "steering not run",
+                                               "outcome"])  # fmt: skip
+    assert interpret("unmatched", "predicted") == "control unmatched"
+    assert interpret("disagree", "none") == "draws disagree"
     assert interpret("predicted", "predicted") == "causal and malleable"
     assert interpret("none", "none") == "epiphenomenal"
     assert interpret("unreached", "predicted") == UNREACHED

@@ -22,9 +22,9 @@ once the positions carry it (issue 28; until then whatever :mod:`plip_nn.positio
 3. **Control** -> ``heads_control.parquet``: per sample and draw, ``K`` other (layer, head)
    pairs whose summed marker->function mass (the mass a knockout removes) lies within
    ±:data:`HEADS_TOLERANCE` of the top-K's, **no draw repeating another's set**
-   (:func:`distinct_draws`, seeded per sample). A pool too small for that many distinct
-   matched sets gives the closest distinct sets outside the tolerance (``within_tolerance``
-   False, ``n_matched_sets`` says how many sets matched).
+   (:func:`experiments.head_draws.distinct_draws`, seeded per sample). A pool too small for
+   that many distinct matched sets gives the closest distinct sets outside the tolerance
+   (``within_tolerance`` False, ``n_matched_sets`` says how many sets matched).
 4. **Held-out test** -> ``heads_records.parquet`` (single passes on the test samples, built by
    :func:`experiments.conditions.plan_units` and :func:`experiments.records.run_records`, so
    the records' readout at the call applies) and ``heads_generations.parquet`` (the generation
@@ -46,12 +46,10 @@ The statistics (CIs, tests, verdicts, the share, heads.parquet) are :mod:`analys
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +60,13 @@ from experiments.calibrate import LayerChoice, resolve_layer
 from experiments.conditions import Arm, HeadSets, Unit
 from experiments.floor import measure_floor
 from experiments.generate import GenerationFlags, resolve_execute, run_generation
+from experiments.head_draws import HEADS_TOLERANCE, HeadDraw, Pair, distinct_draws, head_rng
 from experiments.records import record_row, run_records
 from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_study, run_chunks
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Probe
 from plip_nn.scope import BASELINE, EVERY, Scope, function_half, window_label
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from plip_nn.models import ModelHandle
@@ -118,8 +116,9 @@ class HeadsFlags(CommonConfig):
             heads step off. Default: 3 (the triangle: only when the model has at most 64
             heads in all).
         heads_factor: Scale factor of steer_topk (PASTA-style steering of the top-K heads'
-            edges); the all-heads comparison is scale_<factor> at the chosen layer.
-        heads_draws: seeded draws of the K random heads matched on marker->function mass.
+            edges); the all-heads comparison is scale_<factor> at every layer.
+        heads_draws: seeded draws of the K random heads matched on marker->function mass
+            (distinct sets across draws).
     """
 
     heads: int | None = None
@@ -341,82 +340,6 @@ def select_heads(sweep: pd.DataFrame, k: int) -> pd.DataFrame:
                     "mean_kl": float(r.kl), "n_prompts": int(r.n),
                 })  # fmt: skip
     return pd.DataFrame(rows)
-
-
-HEADS_TOLERANCE = 0.25
-"""Random heads match the top-K's marker->function mass within ±25% (relative)."""
-MAX_ENUMERATED = 200_000
-"""Pools with at most this many K-subsets are searched exhaustively (else by random search)."""
-
-Pair = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class HeadDraw:
-    """One random-heads draw: its (layer, head) pairs, their summed mass and the match."""
-
-    heads: tuple[Pair, ...]
-    mass: float
-    ratio: float
-    within: bool
-
-
-def head_rng(sample_id: str, seed: int) -> np.random.Generator:
-    """The seeded generator of one sample's random-heads draws (reruns draw the same heads)."""
-    import numpy as np
-
-    return np.random.default_rng([seed, zlib.crc32(sample_id.encode("utf-8")),
-                                  zlib.crc32(b"random_heads")])  # fmt: skip
-
-
-def _candidates(n_pool: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """K-subsets of ``range(n_pool)`` as index rows: all of them when there are at most
-    :data:`MAX_ENUMERATED`, else that many random ones (duplicates removed)."""
-    import numpy as np
-
-    if math.comb(n_pool, k) <= MAX_ENUMERATED:
-        return np.asarray(list(itertools.combinations(range(n_pool), k)), dtype=np.int64)
-    picks = np.argsort(rng.random((MAX_ENUMERATED, n_pool)), axis=1)[:, :k]
-    return np.unique(np.sort(picks, axis=1), axis=0)
-
-
-def distinct_draws(
-    pool: Sequence[Pair], mass: dict[Pair, float], k: int, goal: float, draws: int,
-    rng: np.random.Generator, *, tolerance: float = HEADS_TOLERANCE,
-) -> tuple[list[HeadDraw], int]:  # fmt: skip
-    """``draws`` distinct sets of ``k`` pairs of ``pool`` matched on summed ``mass``.
-
-    The sets within ``tolerance`` (relative) of ``goal`` are drawn in a seeded random order;
-    when fewer than ``draws`` match, the rest are the closest other sets (``within`` False).
-    Returns the draws and the number of matched sets found (all of them for a pool of at most
-    :data:`MAX_ENUMERATED` subsets).
-
-    Raises:
-        ValueError: the pool has fewer than ``draws`` distinct sets of ``k`` pairs.
-    """
-    import numpy as np
-
-    if len(pool) < k or math.comb(len(pool), k) < draws:
-        raise ValueError(
-            f"random heads: {len(pool)} other heads give fewer than {draws} distinct sets of "
-            f"{k}; use a smaller --heads or --heads-draws"
-        )
-    w = np.asarray([mass[h] for h in pool], dtype=np.float64)
-    sets = _candidates(len(pool), k, rng)
-    total = w[sets].sum(axis=1)
-    off = np.abs(total - goal)
-    inside = np.flatnonzero(off <= tolerance * goal) if goal > 0 else np.flatnonzero(total == 0)
-    order = list(rng.permutation(inside))
-    if len(order) < draws:
-        outside = np.setdiff1d(np.arange(len(sets)), inside)
-        order += list(outside[np.argsort(off[outside], kind="stable")][: draws - len(order)])
-    out = []
-    for i in order[:draws]:
-        heads = tuple(sorted(pool[int(j)] for j in sets[i]))
-        m = float(total[i])
-        out.append(HeadDraw(heads=heads, mass=m, ratio=m / goal if goal > 0 else math.nan,
-                            within=bool(off[i] <= tolerance * goal) if goal > 0 else m == 0))  # fmt: skip
-    return out, len(inside)
 
 
 def head_sets(

@@ -440,7 +440,9 @@ def run_heads(
     selection = select_heads(sweep, k)
     masses = sweep_masses(sweep)
     if prompts:
+        t0 = time.perf_counter()
         masses.update(probe_masses(study, prompts))
+        cost["generation_masses"] = time.perf_counter() - t0
     try:
         sets, control = head_sets([*tests, *prompts], masses, selection, seed=cfg.seed,
                                   draws=cfg.heads_draws, factor=cfg.heads_factor,

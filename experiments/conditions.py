@@ -13,11 +13,12 @@ targets and matched on the attention mass the knockout removes at that layer
 (:func:`match_keys`, measured by :mod:`experiments.control`), so "removing attention to the
 function" can be told apart from "removing this much attention".
 
-The head-level arms (:mod:`experiments.heads`) edit only some heads of the chosen layer, per
-sample (:class:`HeadSets`, chosen on the other half of the samples): ``knockout_topk`` knocks
-out the top-k heads' edges, ``random_heads`` (with a draw) as many other heads matched on mass,
-``steer_topk`` scales the top-k heads' edges (PASTA-style). Their names do not start with
-``scale_``, which names the dose-response arms.
+The head-level arms (:mod:`experiments.heads`) edit only some (layer, head) pairs, per
+sample (:class:`HeadSets`, chosen on the other half of the samples, over every layer): one edit
+per layer with that layer's heads. ``knockout_topk`` knocks out the top-k heads' edges,
+``random_heads`` (with a draw) as many other heads matched on mass, ``steer_topk`` scales the
+top-k heads' edges (PASTA-style). Their names do not start with ``scale_``, which names the
+dose-response arms.
 """
 
 from __future__ import annotations
@@ -111,13 +112,13 @@ class HeadSets:
     """The heads of the head-level arms, per sample (:mod:`experiments.heads`).
 
     Attributes:
-        top: sample id -> the top-k heads of the sample's layer, chosen on the other half.
-        random: (sample id, draw) -> as many other heads of that layer, matched on mass.
+        top: sample id -> the top-k ``(layer, head)`` pairs, chosen on the other half.
+        random: (sample id, draw) -> as many other ``(layer, head)`` pairs, matched on mass.
         factor: the Scale factor of ``steer_topk``.
     """
 
-    top: Mapping[str, tuple[int, ...]]
-    random: Mapping[tuple[str, int], tuple[int, ...]]
+    top: Mapping[str, tuple[tuple[int, int], ...]]
+    random: Mapping[tuple[str, int], tuple[tuple[int, int], ...]]
     factor: float
 
 
@@ -357,8 +358,12 @@ def build(
         if chosen is None:
             return None
         op_h: Knockout | Scale = Scale(factor=heads.factor) if arm.arm == TOPK_STEER else Knockout()
-        edit = AttentionEdit(layers=layers, heads=chosen, sources=sources, targets=targets, op=op_h)
-        return Condition(name=arm.name, edits=(edit,))
+        edits = tuple(  # one edit per layer of the set, with that layer's heads
+            AttentionEdit(layers=(lay,), heads=tuple(h for la, h in chosen if la == lay),
+                          sources=sources, targets=targets, op=op_h)
+            for lay in sorted({la for la, _ in chosen})
+        )  # fmt: skip
+        return Condition(name=arm.name, edits=edits)
     if arm.arm in (SCALE_CALIBRATED, SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED):
         if calibration is None or not math.isfinite(calibration.scale_factor):
             raise ValueError(f"{arm.arm} needs a calibration at layer {layer}; run calibrate")

@@ -1,40 +1,47 @@
 """Which heads carry it: per-head attribution, per-head knockouts and a held-out top-k test.
 
 In the default scope (``--rows``/``--targets``: the marker span's rows, the identifiers'
-keys), on the generation prompts (they end right after the marker, so the prediction is the
-last token; every metric is read there):
+keys), on the **test samples** (kind ``test``): every single-pass metric is read at the
+sample's ``predict_at`` -- the row that predicts the function's name at the test's first call
+once the positions carry it (issue 28; until then whatever :mod:`plip_nn.positions` gives).
 
-1. **Sweep** -> ``head_sweep.parquet``, one row per (prompt, layer, head). One forward and one
-   backward per batch give every head's attribution (:func:`plip_nn.attribute_heads`: the
+1. **Sweep** -> ``head_sweep.parquet``, one row per (test sample, layer, head). One forward and
+   one backward per batch give every head's attribution (:func:`plip_nn.attribute_heads`: the
    estimated change of log p of the greedy token when that head's edges alone are knocked out)
    and its attention level and mass; then each head's edges are knocked out alone, one batch
-   row per (prompt, layer, head) (:func:`plip_nn.run`, which adds one unedited reference row
-   per prompt), for the KL and the measured change of log p(top-1).
-2. **Selection** -> ``heads_selection.parquet``. The halves are those of the layer choice
-   (:func:`plip_nn.scope.function_half`, seeded, by function): per language, the prompts of
-   half ``h`` are tested with the ``K`` heads of *their* layer (chosen on the other half,
-   :mod:`experiments.calibrate`) whose knockout lowers log p(top-1) most on average over the
-   *other* half's prompts (ties: the larger KL). No prompt is tested with heads or a layer
-   chosen on itself, and every prompt is tested once (cross-fitting).
-   The heads are chosen **within the chosen layer**, not over all (layer, head) pairs: the
-   study's knockout scope is that layer, so the test asks which of *its* heads carry the
-   effect, against the same scope at every head (``knockout@rows/targets/L``), and the
-   random heads come from the same layer. The sweep still covers every layer (the heatmaps).
-3. **Control** -> ``heads_control.parquet``: per prompt and draw, ``K`` other heads of the same
-   layer whose summed marker->function mass (the mass a knockout removes) is closest to the
-   top-K's (:func:`experiments.conditions.match_keys`, seeded per prompt and draw).
-4. **Held-out test** -> ``heads_records.parquet`` (single passes) and ``heads_generations.parquet``:
-   ``knockout_topk``, ``random_heads#d`` and ``steer_topk`` (Scale of the top-K heads' edges at
-   ``--heads-factor``, PASTA-style), plus the references the comparison needs (``baseline``,
-   the layer's knockout at every head, Scale of every head at the same factor) unless the
-   calling study already runs them.
+   row per (sample, layer, head) (:func:`plip_nn.run`, which adds one unedited reference row
+   per sample). The measured columns come from :func:`experiments.records.record_row` (the
+   records' own ``kl``, ``dlogp_top1`` and, where the records carry them, ``dlogp_gold`` ...).
+2. **Selection** -> ``heads_selection.parquet``. Per language, the samples of half ``h``
+   (:func:`plip_nn.scope.function_half`, seeded, by function) are tested with the ``K``
+   (layer, head) pairs **over every layer** whose knockout lowers the measure most on average
+   over the *other* half's samples (ties: the larger KL, then the lower layer and head). The
+   measure is ``dlogp_gold`` (log p of the gold name token at the call) when the sweep has it,
+   else ``dlogp_top1`` (column ``measure``). No sample is tested with heads chosen on itself,
+   and every sample is tested once (cross-fitting).
+3. **Control** -> ``heads_control.parquet``: per sample and draw, ``K`` other (layer, head)
+   pairs whose summed marker->function mass (the mass a knockout removes) lies within
+   ±:data:`HEADS_TOLERANCE` of the top-K's, **no draw repeating another's set**
+   (:func:`experiments.head_draws.distinct_draws`, seeded per sample). A pool too small for
+   that many distinct matched sets gives the closest distinct sets outside the tolerance
+   (``within_tolerance`` False, ``n_matched_sets`` says how many sets matched).
+4. **Held-out test** -> ``heads_records.parquet`` (single passes on the test samples, built by
+   :func:`experiments.conditions.plan_units` and :func:`experiments.records.run_records`, so
+   the records' readout at the call applies) and ``heads_generations.parquet`` (the generation
+   prompts, with their own mass-matched random heads): ``knockout_topk``, ``random_heads#d``
+   and ``steer_topk`` (Scale of the top-K heads' edges at ``--heads-factor``, PASTA-style),
+   each one :class:`~plip_nn.edits.AttentionEdit` per layer of the set with that layer's heads,
+   in the all-layer scope (``rows/targets/all``); plus the references (``baseline``, the
+   knockout of the same edges in every head of every layer -- the whole-model effect whose
+   share the top-K carries -- and Scale of every head at the same factor) unless the calling
+   study already runs them.
 5. **Cost** -> the manifest's ``heads_cost``: seconds of each part, and of one plain HF
-   forward over the same prompts in the same batches, measured side by side.
+   forward over the same samples in the same batches, measured side by side.
 
-The KL noise floor of the same prompts (``noise_floor.parquet``, :mod:`experiments.floor`)
+The KL noise floor of the same samples (``noise_floor.parquet``, :mod:`experiments.floor`)
 tells which heads' knockouts reach the prediction at all.
 
-The statistics (CIs, tests, verdicts, heads.parquet) are :mod:`analysis.heads`.
+The statistics (CIs, tests, verdicts, the share, heads.parquet) are :mod:`analysis.heads`.
 """
 
 from __future__ import annotations
@@ -43,7 +50,6 @@ import json
 import logging
 import math
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,17 +57,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from experiments import conditions
 from experiments.calibrate import LayerChoice, resolve_layer
-from experiments.conditions import Arm, HeadSets, match_keys
-from experiments.control import CONTROL_TOLERANCE
+from experiments.conditions import Arm, HeadSets, Unit
 from experiments.floor import measure_floor
 from experiments.generate import GenerationFlags, resolve_execute, run_generation
-from experiments.records import run_records
+from experiments.head_draws import HEADS_TOLERANCE, HeadDraw, Pair, distinct_draws, head_rng
+from experiments.records import record_row, run_records
 from experiments.study import CommonConfig, ConfigError, Prepared, Study, open_study, run_chunks
 from plip_nn.edits import AttentionEdit, Condition, Knockout, Probe
-from plip_nn.scope import BASELINE, CHOSEN, Scope, function_half, window_label
+from plip_nn.scope import BASELINE, EVERY, Scope, function_half, window_label
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from plip_nn.models import ModelHandle
@@ -70,13 +75,19 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTO_MAX_HEADS",
     "DEFAULT_K",
+    "HEADS_TOLERANCE",
     "Config",
+    "HeadDraw",
     "HeadsFlags",
+    "distinct_draws",
+    "head_arms",
     "head_sets",
     "main",
+    "measure_of",
     "reference_arms",
     "resolve_k",
     "run_heads",
+    "run_sweep",
     "select_heads",
 ]
 
@@ -105,8 +116,9 @@ class HeadsFlags(CommonConfig):
             heads step off. Default: 3 (the triangle: only when the model has at most 64
             heads in all).
         heads_factor: Scale factor of steer_topk (PASTA-style steering of the top-K heads'
-            edges); the all-heads comparison is scale_<factor> at the chosen layer.
-        heads_draws: seeded draws of the K random heads matched on marker->function mass.
+            edges); the all-heads comparison is scale_<factor> at every layer.
+        heads_draws: seeded draws of the K random heads matched on marker->function mass
+            (distinct sets across draws).
     """
 
     heads: int | None = None
@@ -160,16 +172,17 @@ def resolve_k(requested: int | None, handle: ModelHandle, *, auto: bool) -> int:
 
 
 def reference_arms(rows: str, targets: str, factor: float) -> list[Arm]:
-    """What the held-out test compares with: baseline, the layer's knockout at every head and
-    Scale of every head at ``factor`` (at the chosen layer)."""
-    scope = Scope(rows, targets, CHOSEN)
+    """What the held-out test compares with: baseline, the knockout of the same edges in every
+    head of every layer (the whole-model effect) and Scale of every head at ``factor``."""
+    scope = Scope(rows, targets, EVERY)
     return [Arm(BASELINE), Arm(conditions.KNOCKOUT, scope),
             Arm(conditions.scale_name(factor), scope)]  # fmt: skip
 
 
 def head_arms(rows: str, targets: str, draws: int) -> list[Arm]:
-    """The held-out conditions: top-K knockout, its random heads, top-K steering."""
-    scope = Scope(rows, targets, CHOSEN)
+    """The held-out conditions (all-layer scope: a head set may span layers): top-K knockout,
+    its random heads, top-K steering."""
+    scope = Scope(rows, targets, EVERY)
     return (
         [Arm(conditions.TOPK_KNOCKOUT, scope)]
         + [Arm(conditions.RANDOM_HEADS, scope, d) for d in range(draws)]
@@ -241,12 +254,15 @@ def run_sweep(study: Study, prompts: Sequence[Prepared], cost: dict[str, float])
         cost["knockouts"] += t2 - t1
         cost["prompts"] += len(chunk)
         measured = {r.key: r for r in results}
+        edited = {it.key: it.condition for it in ko_items}
         rows = []
         for p, a in zip(chunk, attrs, strict=True):
             pos = p.positions
             for layer in layers:
                 for head in range(n_heads):
-                    r = measured[f"{p.id}|{layer}|{head}"]
+                    key = f"{p.id}|{layer}|{head}"
+                    r = measured[key]
+                    rec = _measured(study, p, edited[key], layer, r)
                     rows.append({
                         "experiment": "heads", "model": study.model_name, "sample_id": p.id,
                         "language": p.language, "kind": p.kind,
@@ -257,8 +273,7 @@ def run_sweep(study: Study, prompts: Sequence[Prepared], cost: dict[str, float])
                         "attn_level": a.level[layer][head], "attn_mass": a.mass[layer][head],
                         "attribution": a.estimate[layer][head],
                         "attribution_linear": a.linear[layer][head],
-                        "kl": r.kl, "dlogp_top1": r.dlogp_top1, "top1_same": r.top1_same,
-                        "top1_baseline": r.top1_baseline, "top1_attribution": a.top1,
+                        **rec, "top1_baseline": r.top1_baseline, "top1_attribution": a.top1,
                         "logp_top1": a.logp_top1, "seed": cfg.seed,
                     })  # fmt: skip
         return pd.DataFrame(rows)
@@ -267,100 +282,140 @@ def run_sweep(study: Study, prompts: Sequence[Prepared], cost: dict[str, float])
     return study.run.assemble("head_sweep", SWEEP_ORDER, SWEEP_KEYS)
 
 
-def select_heads(sweep: pd.DataFrame, by_half: dict[int, int], k: int) -> pd.DataFrame:
-    """The top-``k`` heads per language and tested half (module docstring, step 2).
+MEASURED = ("kl", "dlogp_top1", "top1_same", "predict_at")
+"""The sweep's columns taken from the record row of each single-head knockout ..."""
+MEASURED_IF_PRESENT = ("readout", "call_at", "gold_token", "dlogp_gold", "logp_gold_baseline",
+                       "logp_gold_condition", "rank_gold_baseline", "rank_gold_condition")  # fmt: skip
+"""... and these, where the records carry them (the call-site readout, issue 28)."""
 
-    Half ``h`` gets the heads of layer ``by_half[h]`` whose knockout lowers log p(top-1) most
-    on average over the prompts of the other half (ties: the larger mean KL, then the lower
-    head index). A half whose other half has no prompt of the language gets none.
+
+def _measured(study: Study, p: Prepared, cond: Condition, layer: int, result: Any) -> dict:
+    """The measured columns of one single-head knockout, from its records row."""
+    scope = Scope(study.cfg.rows, study.cfg.targets, window_label(layer, layer))
+    unit = Unit(sample=p, condition=cond, record_layer=layer, order=0, arm=Arm(SWEEP_ARM, scope))
+    row = record_row(experiment="heads", model=study.model_name, seed=study.cfg.seed,
+                     unit=unit, result=result)  # fmt: skip
+    return {c: row[c] for c in (*MEASURED, *MEASURED_IF_PRESENT) if c in row}
+
+
+def measure_of(table: pd.DataFrame) -> str:
+    """``dlogp_gold`` when ``table`` has it with some value, else ``dlogp_top1``."""
+    if "dlogp_gold" in table and table["dlogp_gold"].notna().any():
+        return "dlogp_gold"
+    return "dlogp_top1"
+
+
+def select_heads(sweep: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The top-``k`` (layer, head) pairs per language and tested half, over every layer
+    (module docstring, step 2).
+
+    Half ``h`` gets the pairs whose knockout lowers the measure (:func:`measure_of`) most on
+    average over the samples of the other half (ties: the larger mean KL, then the lower layer
+    and head). A half whose other half has no sample of the language gets none.
     One row per (language, half, rank).
     """
     import pandas as pd
 
+    measure = measure_of(sweep)
     rows = []
     for language in sorted(set(sweep["language"])):
         of_lang = sweep[sweep["language"] == language]
         for half in (0, 1):
-            layer = by_half[half]
-            train = of_lang[(of_lang["half"] == 1 - half) & (of_lang["layer"] == layer)]
+            train = of_lang[of_lang["half"] == 1 - half]
             if train.empty:
-                log.warning("heads: no %s prompts in half %d to choose half %d's heads from",
+                log.warning("heads: no %s samples in half %d to choose half %d's heads from",
                             language, 1 - half, half)  # fmt: skip
                 continue
-            score = train.groupby("head").agg(
-                dlogp=("dlogp_top1", "mean"), kl=("kl", "mean"), n=("sample_id", "nunique")
+            score = train.groupby(["layer", "head"]).agg(
+                score=(measure, "mean"), kl=("kl", "mean"), n=("sample_id", "nunique")
             )
             score = score.reset_index().sort_values(
-                ["dlogp", "kl", "head"], ascending=[True, False, True]
+                ["score", "kl", "layer", "head"], ascending=[True, False, True, True]
             )
             for rank, r in enumerate(score.head(k).itertuples(), start=1):
                 rows.append({
                     "model": str(train["model"].iloc[0]), "language": language, "half": half,
-                    "chosen_on_half": 1 - half, "layer": int(layer), "rank": rank,
-                    "head": int(r.head), "mean_dlogp": float(r.dlogp), "mean_kl": float(r.kl),
-                    "n_prompts": int(r.n),
+                    "chosen_on_half": 1 - half, "layer": int(r.layer), "rank": rank,
+                    "head": int(r.head), "measure": measure, "mean_score": float(r.score),
+                    "mean_kl": float(r.kl), "n_prompts": int(r.n),
                 })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def head_rng(sample_id: str, seed: int, layer: int, draw: int) -> np.random.Generator:
-    """The seeded generator of one random-heads draw (reruns draw the same heads)."""
-    import numpy as np
-
-    return np.random.default_rng([seed, zlib.crc32(sample_id.encode("utf-8")), layer, draw,
-                                  zlib.crc32(b"random_heads")])  # fmt: skip
-
-
 def head_sets(
-    prompts: Sequence[Prepared], sweep: pd.DataFrame, selection: pd.DataFrame, *,
-    layer_of: dict[str, int], seed: int, draws: int, factor: float,
+    prompts: Sequence[Any], masses: dict[tuple[str, int, int], float], selection: pd.DataFrame,
+    *, seed: int, draws: int, factor: float, model: str,
 ) -> tuple[HeadSets, pd.DataFrame]:  # fmt: skip
-    """Per prompt: its top-K heads and ``draws`` mass-matched random draws (step 3), and the
-    ``heads_control`` rows that record each match.
+    """Per sample: its top-K (layer, head) pairs and ``draws`` distinct mass-matched random
+    sets (step 3), and the ``heads_control`` rows that record each match.
 
-    With few heads per layer the closest set is often the same for every draw; a draw that
-    repeats an earlier draw's heads is recorded (``same_as_draw``) but not put in the head
-    sets, so it is not run twice: the analysis reads the earlier draw's rows for it.
+    ``masses``: (sample id, layer, head) -> the head's marker->function mass on that sample.
     """
     import pandas as pd
 
     top_of = {
-        (str(lang), int(half)): tuple(int(h) for h in g.sort_values("rank")["head"])
+        (str(lang), int(half)): tuple((int(a), int(b)) for a, b in
+                                      g.sort_values("rank")[["layer", "head"]].to_numpy())
         for (lang, half), g in selection.groupby(["language", "half"])
     } if len(selection) else {}  # fmt: skip
-    mass = {
-        (str(r.sample_id), int(r.layer), int(r.head)): float(r.attn_mass)
-        for r in sweep.itertuples()
-    }
-    n_heads = int(sweep["n_heads"].iloc[0])
-    top: dict[str, tuple[int, ...]] = {}
-    random: dict[tuple[str, int], tuple[int, ...]] = {}
+    top: dict[str, tuple[Pair, ...]] = {}
+    random: dict[tuple[str, int], tuple[Pair, ...]] = {}
     rows = []
     for p in prompts:
-        chosen = top_of.get((p.language, function_half(p.id, seed)))
+        half = function_half(p.id, seed)
+        chosen = top_of.get((p.language, half))
         if not chosen:
             continue
-        layer = layer_of[p.id]
-        pool = [h for h in range(n_heads) if h not in chosen]
-        key_mass = {h: mass[(p.id, layer, h)] for h in range(n_heads)}
-        goal = sum(key_mass[h] for h in chosen)
+        mine = {(lay, h): m for (sid, lay, h), m in masses.items() if sid == p.id}
+        pool = sorted(pair for pair in mine if pair not in chosen)
+        goal = sum(mine[pair] for pair in chosen)
         top[p.id] = chosen
-        first_of: dict[tuple[int, ...], int] = {}
-        for d in range(draws):
-            m = match_keys(pool, key_mass, len(chosen), goal, head_rng(p.id, seed, layer, d),
-                           tolerance=CONTROL_TOLERANCE)  # fmt: skip
-            same = first_of.setdefault(m.keys, d)
-            if same == d:  # a repeated set is not run again (its rows are the first draw's)
-                random[(p.id, d)] = m.keys
+        found, n_matched = distinct_draws(pool, mine, len(chosen), goal, draws,
+                                          head_rng(p.id, seed))  # fmt: skip
+        for d, m in enumerate(found):
+            random[(p.id, d)] = m.heads
             rows.append({
-                "model": str(sweep["model"].iloc[0]), "sample_id": p.id, "language": p.language,
-                "half": function_half(p.id, seed), "layer": layer, "draw": d,
-                "top_heads": json.dumps(list(chosen)), "control_heads": json.dumps(list(m.keys)),
-                "target_mass": m.target_mass, "control_mass": m.control_mass,
-                "mass_ratio": m.ratio, "within_tolerance": m.within, "count_matched": m.count_ok,
-                "tolerance": CONTROL_TOLERANCE, "same_as_draw": -1 if same == d else same,
+                "model": model, "sample_id": p.id, "language": p.language, "kind": p.kind,
+                "half": half, "draw": d, "top_heads": json.dumps([list(x) for x in chosen]),
+                "control_heads": json.dumps([list(x) for x in m.heads]),
+                "target_mass": goal, "control_mass": m.mass, "mass_ratio": m.ratio,
+                "within_tolerance": m.within, "tolerance": HEADS_TOLERANCE,
+                "n_matched_sets": n_matched, "pool_size": len(pool),
             })  # fmt: skip
     return HeadSets(top=top, random=random, factor=float(factor)), pd.DataFrame(rows)
+
+
+def sweep_masses(sweep: pd.DataFrame) -> dict[tuple[str, int, int], float]:
+    """(sample id, layer, head) -> marker->function mass, from the sweep."""
+    return {
+        (str(r.sample_id), int(r.layer), int(r.head)): float(r.attn_mass)
+        for r in sweep[["sample_id", "layer", "head", "attn_mass"]].itertuples()
+    }
+
+
+def probe_masses(study: Study, prompts: Sequence[Prepared]) -> dict[tuple[str, int, int], float]:
+    """(sample id, layer, head) -> marker->function mass of ``prompts`` (the generation prompts,
+    which the sweep does not cover), from the attribution pass's unedited read."""
+    from plip_nn.attribution import attribute_heads
+    from plip_nn.trace import Item
+
+    cfg = study.cfg
+    layers = tuple(range(study.handle.n_layers))
+    items = []
+    for p in prompts:
+        pos = p.positions
+        probe = Probe(
+            layers=layers, sources=pos.rows(cfg.rows), targets=pos.target_set(cfg.targets)
+        )
+        items.append(Item(key=p.id, sample_id=p.id, input_ids=p.input_ids,
+                          condition=Condition(name=BASELINE), probe=probe,
+                          predict_at=pos.predict_at))  # fmt: skip
+    attrs = attribute_heads(study.handle, items, batch_size=cfg.batch_size,
+                            remote=cast("Remote", cfg.remote))  # fmt: skip
+    return {
+        (a.sample_id, layer, head): float(m)
+        for a in attrs for layer, per_head in a.mass.items() for head, m in enumerate(per_head)
+    }  # fmt: skip
 
 
 def run_heads(
@@ -368,35 +423,54 @@ def run_heads(
 ) -> None:
     """The heads step (module docstring): sweep, selection, control, held-out test, cost.
 
-    ``k``: K, resolved for the model (:func:`resolve_k`). ``references``: the reference arms to
-    run here (the triangle passes only those its own grid lacks; :func:`analysis.heads` reads
-    the rest from ``records``/``generations``). The flags are the study's (the triangle's
-    config is a heads config).
+    ``k``: K, resolved for the model (:func:`resolve_k`). ``choice``: the layer choice (only
+    the baseline rows' record layer reads it: the head sets span every layer).
+    ``references``: the reference arms to run here (the triangle passes only those its own
+    grid lacks; :func:`analysis.heads` reads the rest from ``records``/``generations``). The
+    flags are the study's (the triangle's config is a heads config).
     """
     cfg = study.cfg
-    prompts = study.select("generation")
-    if not prompts:
-        raise ConfigError("the heads step needs generation prompts; use a corpus with some")
-    measure_floor(study, prompts)  # the study's own when it ran one (same parts: skipped)
+    tests = study.select("test")
+    if not tests:
+        raise ConfigError("the heads step needs test samples; use a corpus with some")
+    prompts = study.select("generation") if cfg.generation else []
+    measure_floor(study, tests)  # the study's own when it ran one (same parts: skipped)
     cost = {"plain": 0.0, "attribution": 0.0, "knockouts": 0.0, "prompts": 0}
-    sweep = run_sweep(study, prompts, cost)
-    selection = select_heads(sweep, choice.by_half, k)
-    layer_of = choice.layers_of([p.id for p in prompts])
-    sets, control = head_sets(prompts, sweep, selection, layer_of=layer_of, seed=cfg.seed,
-                              draws=cfg.heads_draws, factor=cfg.heads_factor)  # fmt: skip
+    sweep = run_sweep(study, tests, cost)
+    selection = select_heads(sweep, k)
+    masses = sweep_masses(sweep)
+    if prompts:
+        t0 = time.perf_counter()
+        masses.update(probe_masses(study, prompts))
+        cost["generation_masses"] = time.perf_counter() - t0
+    try:
+        sets, control = head_sets([*tests, *prompts], masses, selection, seed=cfg.seed,
+                                  draws=cfg.heads_draws, factor=cfg.heads_factor,
+                                  model=study.model_name)  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     _write(study, "heads_selection", selection, SELECTION_ORDER, SELECTION_KEYS)
     _write(study, "heads_control", control, CONTROL_ORDER, CONTROL_KEYS)
     arms = head_arms(cfg.rows, cfg.targets, cfg.heads_draws) + list(references)
-    units = conditions.plan_units(prompts, arms, layer_of=layer_of,
-                                  n_layers=study.handle.n_layers, heads=sets)  # fmt: skip
+    n_layers = study.handle.n_layers
+
+    def plan(samples: Sequence[Prepared]) -> list:
+        layer_of = choice.layers_of([p.id for p in samples])
+        return conditions.plan_units(samples, arms, layer_of=layer_of, n_layers=n_layers,
+                                     heads=sets)  # fmt: skip
+
+    units = plan(tests)
     t0 = time.perf_counter()
     run_records(study, units, experiment="heads", desc="heads records", table="heads_records")
     cost["held_out_records"] = time.perf_counter() - t0
-    if cfg.generation:
+    n_units = len(units)
+    if prompts:
+        gen_units = plan(prompts)
+        n_units += len(gen_units)
         t0 = time.perf_counter()
-        run_generation(study, units, experiment="heads", table="heads_generations")
+        run_generation(study, gen_units, experiment="heads", table="heads_generations")
         cost["generation"] = time.perf_counter() - t0
-    study.run.update_manifest(heads_cost=_cost_note(cost, k=k, n_units=len(units)))
+    study.run.update_manifest(heads_cost=_cost_note(cost, k=k, n_units=n_units))
 
 
 def _write(study: Study, table: str, df: pd.DataFrame, order: list[str], keys: list[str]) -> None:

@@ -1,6 +1,8 @@
 """Which heads carry it (experiments.heads, analysis.heads): a built copy head is found first by
-both the sweep and the attribution; the held-out split is disjoint and seeded; the random heads
-are matched and disjoint; the command runs end to end and exits 2 on a bad K."""
+both the sweep and the attribution; the held-out split is disjoint and seeded; the top-K is
+chosen over every layer and becomes one edit per layer; the random heads are matched within
+±25% and never repeat across draws; the share of the whole-model effect matches a hand
+computation; the command runs end to end and exits 2 on a bad K."""
 
 from __future__ import annotations
 
@@ -19,9 +21,26 @@ from archs import tiny_handle, tiny_tokenizer
 from study_fixtures import write_corpus, write_model_dir
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from analysis.heads import held_out, summarize, top_overlap, validate_attribution
+from analysis.heads import (
+    held_out,
+    summarize,
+    top_overlap,
+    validate_attribution,
+    whole_model_share,
+)
+from experiments import conditions
 from experiments.cli import main as cli_main
-from experiments.heads import HeadsFlags, head_sets, resolve_k, run_sweep, select_heads
+from experiments.heads import (
+    HEADS_TOLERANCE,
+    HeadsFlags,
+    distinct_draws,
+    head_arms,
+    head_sets,
+    resolve_k,
+    run_sweep,
+    select_heads,
+    sweep_masses,
+)
 from experiments.study import Prepared, Study
 from plip_nn.models import wrap_model
 from plip_nn.positions import TokenPositions
@@ -176,63 +195,122 @@ def test_function_halves_are_disjoint_covering_and_seeded():
 @pytest.mark.parametrize("seed", [0, 3])
 def test_each_half_is_tested_with_heads_chosen_on_the_other(seed):
     sweep = _synthetic_sweep(seed)
-    sel = select_heads(sweep, {0: 1, 1: 1}, k=2)
+    sel = select_heads(sweep, k=2)
     assert set(sel["half"]) == {0, 1}
     assert (sel["chosen_on_half"] == 1 - sel["half"]).all()
-    top = {h: list(g.sort_values("rank")["head"]) for h, g in sel.groupby("half")}
-    # Half 0's prompts are tested with half 1's worst head (2), and the reverse.
-    assert top[0][0] == 2 and top[1][0] == 1
+    assert (sel["measure"] == "dlogp_top1").all()  # the sweep has no dlogp_gold
+    top = {h: list(map(tuple, g.sort_values("rank")[["layer", "head"]].to_numpy()))
+           for h, g in sel.groupby("half")}  # fmt: skip
+    # Half 0's samples are tested with half 1's worst head (1.2), and the reverse; second: head
+    # 3 (-0.03) ties across layers and the lower layer wins.
+    assert top[0] == [(1, 2), (0, 3)] and top[1] == [(1, 1), (0, 3)]
     for r in sel.itertuples():  # the scores are the other half's means, recomputed here
-        train = sweep[(sweep["half"] == 1 - r.half) & (sweep["layer"] == 1)
+        train = sweep[(sweep["half"] == 1 - r.half) & (sweep["layer"] == r.layer)
                       & (sweep["head"] == r.head)]  # fmt: skip
-        assert r.mean_dlogp == pytest.approx(train["dlogp_top1"].mean())
+        assert r.mean_score == pytest.approx(train["dlogp_top1"].mean())
         assert r.n_prompts == train["sample_id"].nunique()
     # Selecting on a half leaves the other half's data out entirely: changing half h's own
     # numbers cannot change the heads it is tested with.
     changed = sweep.copy()
     own = changed["half"] == 0
     changed.loc[own, "dlogp_top1"] = -changed.loc[own, "dlogp_top1"]
-    sel2 = select_heads(changed, {0: 1, 1: 1}, k=2)
-    assert list(sel2[sel2["half"] == 0]["head"]) == list(sel[sel["half"] == 0]["head"])
+    sel2 = select_heads(changed, k=2)
+    h0 = ["layer", "head"]
+    assert (sel2[sel2["half"] == 0][h0].to_numpy() == sel[sel["half"] == 0][h0].to_numpy()).all()
 
 
-def test_random_heads_are_other_heads_of_the_layer_matched_on_mass_and_seeded():
+def test_selection_spans_layers_and_becomes_one_edit_per_layer():
+    # The strongest heads lie in different layers (as in the embedded model: 6 of the 7
+    # strongest in layer 3): the top-K is chosen over every (layer, head), not inside a layer.
+    rows = []
+    for i in range(30):
+        sid = f"pyg_fn{i}"
+        for layer in range(3):
+            for head in range(4):
+                effect = {(2, 1): -2.0, (0, 3): -1.5, (2, 0): -1.0}.get((layer, head), -0.01)
+                rows.append({"model": "m", "sample_id": sid, "language": "python",
+                             "half": function_half(sid, 0), "layer": layer, "head": head,
+                             "dlogp_top1": effect, "kl": -effect, "attn_mass": 0.1})  # fmt: skip
+    sweep = pd.DataFrame(rows)
+    sel = select_heads(sweep, k=3)
+    for _, g in sel.groupby("half"):
+        assert list(zip(g["layer"], g["head"], strict=True)) == [(2, 1), (0, 3), (2, 0)]
+    # With dlogp_gold present the selection uses it (and says so).
+    gold = sweep.assign(dlogp_gold=np.where(sweep["head"] == 2, -3.0, 0.0) - 0.1 * sweep["layer"])
+    sel_gold = select_heads(gold, k=2)
+    assert (sel_gold["measure"] == "dlogp_gold").all()
+    assert list(zip(sel_gold["layer"], sel_gold["head"], strict=True))[:2] == [(2, 2), (1, 2)]
+    # The condition: one AttentionEdit per layer of the set, each with that layer's heads.
+    ids = tuple(range(10, 20))
+    pos = TokenPositions(input_ids=ids, source=9, targets=(1, 2), bos_offset=0,
+                         mid_token_chars=(), dropped_targets=())  # fmt: skip
+    p = Prepared(sample=SimpleNamespace(id="py_fn0", language="python", kind="test"),
+                 positions=pos)  # fmt: skip
+    sets = conditions.HeadSets(top={p.id: ((0, 3), (2, 0), (2, 1))},
+                               random={(p.id, 0): ((1, 0), (1, 2), (2, 3))}, factor=4.0)  # fmt: skip
+    arms = head_arms("marker", "identifiers", draws=1)
+    units = conditions.plan_units([p], arms, layer_of=1, n_layers=3, heads=sets)
+    got = {u.arm.arm: u for u in units}
+    ko = got["knockout_topk"].condition
+    assert [(e.layers, e.heads) for e in ko.edits] == [((0,), (3,)), ((2,), (0, 1))]
+    assert all(isinstance(e.op, conditions.Knockout) for e in ko.edits)
+    rnd = got["random_heads"].condition
+    assert [(e.layers, e.heads) for e in rnd.edits] == [((1,), (0, 2)), ((2,), (3,))]
+    steer = got["steer_topk"].condition
+    assert {e.op.factor for e in steer.edits} == {4.0}  # type: ignore[union-attr]
+    assert all(u.record_layer == conditions.ALL_LAYERS for u in units)
+    assert got["knockout_topk"].condition.name == "knockout_topk@marker/identifiers/all"
+
+
+def test_random_heads_are_distinct_across_draws_matched_within_25_percent_and_seeded():
     seed = 0
     sweep = _synthetic_sweep(seed)
-    sel = select_heads(sweep, {0: 1, 1: 1}, k=1)
-    prompts = [SimpleNamespace(id=s, language="python") for s in sorted(set(sweep["sample_id"]))]
-    layer_of = {p.id: 1 for p in prompts}
-    sets, control = head_sets(prompts, sweep, sel, layer_of=layer_of, seed=seed, draws=3,
-                              factor=6.0)  # fmt: skip
-    again, _ = head_sets(prompts, sweep, sel, layer_of=layer_of, seed=seed, draws=3, factor=6.0)
-    assert sets == again
-    mass = sweep.set_index(["sample_id", "layer", "head"])["attn_mass"]
+    sel = select_heads(sweep, k=2)
+    prompts = [SimpleNamespace(id=s, language="python", kind="test")
+               for s in sorted(set(sweep["sample_id"]))]  # fmt: skip
+    masses = sweep_masses(sweep)
+    sets, control = head_sets(prompts, masses, sel, seed=seed, draws=4, factor=6.0, model="m")
+    assert sets == head_sets(prompts, masses, sel, seed=seed, draws=4, factor=6.0, model="m")[0]
+    assert len(control) == len(prompts) * 4
+    assert (control["tolerance"] == HEADS_TOLERANCE).all() and HEADS_TOLERANCE == 0.25
     for p in prompts:
         chosen = sets.top[p.id]
-        assert chosen == ((2,) if function_half(p.id, seed) == 0 else (1,))
-        best = min(abs(mass[(p.id, 1, h)] - sum(mass[(p.id, 1, c)] for c in chosen))
-                   for h in range(4) if h not in chosen)  # fmt: skip
-        drawn = control[control["sample_id"] == p.id].sort_values("draw")
-        for d, r in enumerate(drawn.itertuples()):
-            rnd = tuple(json.loads(r.control_heads))
-            assert len(rnd) == len(chosen) and not set(rnd) & set(chosen)
-            goal = sum(mass[(p.id, 1, c)] for c in chosen)
-            got = sum(mass[(p.id, 1, h)] for h in rnd)
-            # Within the study's tolerance (experiments.control), or else the closest head.
-            assert abs(got - goal) <= 0.10 * goal or abs(got - goal) == pytest.approx(best)
+        goal = sum(masses[(p.id, lay, h)] for lay, h in chosen)
+        drawn = [sets.random[(p.id, d)] for d in range(4)]
+        assert len(set(drawn)) == 4  # no draw repeats another's head set
+        others = [c for c in masses if c[0] == p.id and c[1:] not in chosen]
+        n_within = sum(  # every set of 2 other heads within ±25%, counted by hand
+            abs(masses[a] + masses[b] - goal) <= 0.25 * goal
+            for i, a in enumerate(others) for b in others[i + 1:]
+        )  # fmt: skip
+        rows = control[control["sample_id"] == p.id].sort_values("draw")
+        for d, (rnd, r) in enumerate(zip(drawn, rows.itertuples(), strict=True)):
+            assert r.draw == d and tuple(map(tuple, json.loads(r.control_heads))) == rnd
+            assert len(rnd) == 2 and not set(rnd) & set(chosen)
+            got = sum(masses[(p.id, lay, h)] for lay, h in rnd)
             assert r.target_mass == pytest.approx(goal) and r.control_mass == pytest.approx(got)
-            # A draw that repeats an earlier one is recorded but not run again.
-            earlier = [tuple(json.loads(x)) for x in drawn["control_heads"].iloc[:d]]
-            if rnd in earlier:
-                assert r.same_as_draw == earlier.index(rnd) and (p.id, d) not in sets.random
-            else:
-                assert r.same_as_draw == -1 and sets.random[(p.id, d)] == rnd
-    assert len(control) == len(prompts) * 3
-    ratio_ok = (control["control_mass"] - control["target_mass"]).abs() <= 0.10 * control[
-        "target_mass"
-    ]
-    assert (control["within_tolerance"] == ratio_ok).all()
-    assert control["control_heads"].map(json.loads).map(len).eq(1).all()
+            assert r.mass_ratio == pytest.approx(got / goal)
+            assert r.within_tolerance == (abs(got - goal) <= 0.25 * goal)
+            assert r.n_matched_sets == n_within
+            # Matched whenever enough matched sets exist.
+            assert r.within_tolerance or d >= n_within
+
+
+def test_distinct_draws_by_hand_and_a_pool_too_small():
+    pool = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    mass = {(0, 0): 0.10, (0, 1): 0.20, (1, 0): 0.30, (1, 1): 0.50}
+    rng = np.random.default_rng(0)
+    # Sets of 2 within ±25% of 0.45: {0.1+0.3=0.4, 0.2+0.3=0.5}; 0.6, 0.7, 0.3, 0.8 are not.
+    found, n = distinct_draws(pool, mass, 2, 0.45, 2, rng)
+    assert n == 2 and all(d.within for d in found)
+    assert {d.heads for d in found} == {((0, 0), (1, 0)), ((0, 1), (1, 0))}
+    # A third draw: no third matched set; the closest other (0.3 or 0.6) is marked outside.
+    found3, n3 = distinct_draws(pool, mass, 2, 0.45, 3, np.random.default_rng(0))
+    assert n3 == 2 and len({d.heads for d in found3}) == 3
+    assert not found3[2].within and abs(found3[2].mass - 0.45) == pytest.approx(0.15)
+    assert found3[2].ratio == pytest.approx(found3[2].mass / 0.45)
+    with pytest.raises(ValueError, match="fewer than 7 distinct sets"):
+        distinct_draws(pool, mass, 2, 0.45, 7, rng)  # C(4, 2) = 6 sets
 
 
 def test_resolve_k_is_three_up_to_64_heads_and_off_above_in_the_triangle():
@@ -278,7 +356,7 @@ def test_summary_and_validation_against_direct_computation():
 def _held_tables(n: int, drop: int) -> dict[str, pd.DataFrame]:
     """Generations where the top-K knockout loses ``drop`` of ``n`` preserved prompts and the
     random heads lose none."""
-    scope = "marker_span/identifiers/L"
+    scope = "marker_span/identifiers/all"
     rows = []
     for i in range(n):
         for cond, preserved in (
@@ -305,28 +383,77 @@ def test_held_out_verdicts_use_the_study_rule():
     assert h.vs_random[0].diff.effect == pytest.approx(-0.5)
     assert h.vs_layer is not None and h.vs_layer.effect == "none"  # identical to the layer's
     assert h.steer is not None and h.steer.effect == "none"
-    assert h.selection == {0: (1, (2,)), 1: (1, (3,))}
+    assert h.selection == {0: ((1, 2),), 1: ((1, 3),)}
     [h0] = held_out(_held_tables(60, 0), alpha=0.05, margin=0.10)
     assert h0.knockout_effect == "none"  # no change, 90% CI inside ±10 pp
     [small] = held_out(_held_tables(8, 2), alpha=0.05, margin=0.10)
     assert small.knockout_effect == "inconclusive"
 
 
-def test_repeated_draws_are_read_from_the_first_draw():
-    tables = _held_tables(60, 30)
-    gens = tables["heads_generations"]
-    repeated = "random_heads@marker_span/identifiers/L#1"
-    tables["heads_generations"] = gens[gens["condition"] != repeated]
-    tables["heads_control"] = pd.DataFrame([
-        {"model": "m", "language": "python", "sample_id": f"pyg_f{i}", "draw": d,
-         "same_as_draw": -1 if d == 0 else 0, "within_tolerance": False, "mass_ratio": 0.5,
-         "tolerance": 0.1}
-        for i in range(60) for d in (0, 1)
-    ])  # fmt: skip
+def test_share_of_the_whole_model_effect_against_a_hand_computation():
+    rng = np.random.default_rng(3)
+    n = 40
+    whole = rng.normal(-1.0, 0.3, n)
+    topk = 0.4 * whole + rng.normal(0, 0.05, n)
+    scope = "marker_span/identifiers/all"
+    rows = []
+    for i in range(n):
+        for cond, v in ((f"knockout_topk@{scope}", topk[i]), (f"knockout@{scope}", whole[i]),
+                        (f"random_heads@{scope}#0", 0.0), ("baseline", 0.0)):  # fmt: skip
+            rows.append({"model": "m", "language": "python", "sample_id": f"py_f{i}",
+                         "kind": "test", "condition": cond, "dlogp_top1": v, "kl": abs(v),
+                         "top1_same": False, "dlogp_gold": 2 * v,
+                         "attn_baseline": 0.1, "attn_achieved": 0.1, "factor": np.nan})  # fmt: skip
+    recs = pd.DataFrame(rows)
+    sh = whole_model_share(recs, f"knockout_topk@{scope}", f"knockout@{scope}", "dlogp_top1")
+    assert sh is not None and sh.n == n
+    assert sh.topk_mean == pytest.approx(topk.mean())
+    assert sh.whole_mean == pytest.approx(whole.mean())
+    assert sh.share == pytest.approx(topk.mean() / whole.mean())  # the hand computation
+    # The CI: a percentile bootstrap of the same ratio over resampled samples, by hand.
+    idx = np.random.default_rng(7).integers(0, n, (4000, n))
+    hand = topk[idx].mean(axis=1) / whole[idx].mean(axis=1)
+    lo, hi = np.percentile(hand, [2.5, 97.5])
+    assert sh.ci_low < sh.share < sh.ci_high
+    assert sh.ci_low == pytest.approx(lo, abs=0.02) and sh.ci_high == pytest.approx(hi, abs=0.02)
+    # A constant ratio gives a CI of that ratio.
+    is_top = recs["condition"] == f"knockout_topk@{scope}"
+    by_id = dict(zip([f"py_f{i}" for i in range(n)], whole, strict=True))
+    const = recs.assign(dlogp_top1=np.where(is_top, 0.25 * recs["sample_id"].map(by_id),
+                                            recs["dlogp_top1"]))  # fmt: skip
+    c = whole_model_share(const, f"knockout_topk@{scope}", f"knockout@{scope}", "dlogp_top1")
+    assert c is not None and [c.share, c.ci_low, c.ci_high] == pytest.approx([0.25] * 3)
+    # held_out reports it per language, on dlogp_gold when the records have it.
+    tables = {**_held_tables(n, 0), "heads_records": recs}
     [h] = held_out(tables, alpha=0.05, margin=0.10)
-    assert [c.ref for c in h.vs_random] == [f"random_heads@{h.scope}#0", repeated]
-    assert h.vs_random[0].diff == h.vs_random[1].diff and h.vs_random[1].diff.n == 60
-    assert h.control == {"within": 0.0, "median_ratio": 0.5, "n": 120.0, "tolerance": 0.1}
+    assert h.measure == "dlogp_gold" and h.share is not None
+    assert h.share.share == pytest.approx((2 * topk).mean() / (2 * whole).mean())
+    assert h.share.whole == f"knockout@{scope}"
+    from analysis.heads import stats_rows
+
+    [row] = [r for r in stats_rows(pd.DataFrame(), [h]) if r["test"].startswith("share")]
+    assert row["effect"] == pytest.approx(h.share.share) and row["n"] == n
+    # Without dlogp_gold the share falls back to dlogp_top1.
+    [h1] = held_out({**tables, "heads_records": recs.drop(columns="dlogp_gold")}, alpha=0.05,
+                    margin=0.10)  # fmt: skip
+    assert h1.measure == "dlogp_top1" and h1.share is not None
+    assert h1.share.share == pytest.approx(sh.share)
+
+
+def test_control_summary_says_whether_draws_repeat_and_pools_were_short():
+    tables = _held_tables(10, 0)
+    ctrl = pd.DataFrame([
+        {"model": "m", "language": "python", "sample_id": f"pyg_f{i}", "draw": d,
+         "control_heads": json.dumps([[0, d]]), "within_tolerance": d == 0,
+         "mass_ratio": 1.0 + 0.5 * d, "tolerance": 0.25, "n_matched_sets": 1}
+        for i in range(10) for d in (0, 1)
+    ])  # fmt: skip
+    [h] = held_out({**tables, "heads_control": ctrl}, alpha=0.05, margin=0.10)
+    assert h.control == {"within": 0.5, "median_ratio": 1.25, "n": 20.0, "tolerance": 0.25,
+                         "distinct": 1.0, "short": 10.0}  # fmt: skip
+    ctrl.loc[ctrl["draw"] == 1, "control_heads"] = json.dumps([[0, 0]])
+    [h2] = held_out({**tables, "heads_control": ctrl}, alpha=0.05, margin=0.10)
+    assert h2.control["distinct"] == 0.0
 
 
 def test_analysis_heads_loads_no_model_stack():
@@ -363,13 +490,19 @@ def test_heads_command_end_to_end(tmp_path):
     sel = pd.read_parquet(out / "heads_selection.parquet")
     top = recs[recs["arm"] == "knockout_topk"]
     assert len(top) and top["sample_id"].is_unique
+    assert set(top["kind"]) == {"test"} and set(recs["kind"]) == {"test"}
     for r in top.itertuples():  # tested with the heads chosen on the other half of the functions
         half = function_half(r.sample_id, 0)
-        [edit] = json.loads(r.edit)
+        edits = json.loads(r.edit)
         chosen = sel[(sel["language"] == r.language) & (sel["half"] == half)]
         assert (chosen["chosen_on_half"] == 1 - half).all()
-        assert edit["heads"] == list(chosen.sort_values("rank")["head"])
-        assert edit["layers"] == [int(chosen["layer"].iloc[0])]
+        pairs = {(lay, h) for e in edits for lay in e["layers"] for h in e["heads"]}
+        assert pairs == set(zip(chosen["layer"], chosen["head"], strict=True))
+        assert all(len(e["layers"]) == 1 for e in edits)  # one edit per layer
+    assert "knockout@marker_span/identifiers/all" in set(recs["condition"])
+    control = pd.read_parquet(out / "heads_control.parquet")
+    assert (control.groupby("sample_id")["control_heads"].nunique() == 2).all()
+    assert {"mass_ratio", "within_tolerance", "tolerance"} <= set(control.columns)
     gens = pd.read_parquet(out / "heads_generations.parquet")
     assert {"baseline", "knockout_topk", "random_heads", "steer_topk", "knockout"} <= set(
         gens["condition"].str.split("@").str[0]
@@ -418,14 +551,12 @@ def test_triangle_runs_the_heads_step_and_reuses_its_own_references(tmp_path):
     recs = pd.read_parquet(out / "records.parquet")
     heads_recs = pd.read_parquet(out / "heads_records.parquet")
     heads_gens = pd.read_parquet(out / "heads_generations.parquet")
-    # The references the study already runs (baseline, the layer's knockout, scale_6) are not
-    # run twice; the heads tables hold only the head-level arms.
+    # The references the study already runs (baseline, the all-layer knockout) are not run
+    # twice; the heads tables hold the head-level arms and Scale of every head at all layers.
     for table in (heads_recs, heads_gens):
-        assert set(table["arm"]) == {"knockout_topk", "random_heads", "steer_topk"}
+        assert set(table["arm"]) == {"knockout_topk", "random_heads", "steer_topk", "scale_6"}
     assert not set(recs["arm"]) & {"knockout_topk", "random_heads", "steer_topk"}
-    assert {"knockout@marker_span/identifiers/L", "scale_6@marker_span/identifiers/L"} <= set(
-        recs["condition"]
-    )
+    assert "knockout@marker_span/identifiers/all" in set(recs["condition"])
     report = (out / "report.md").read_text()
     assert "## Heads: which heads carry it" in report and "knockout@marker_span" in report
     assert (out / "heads.parquet").exists()

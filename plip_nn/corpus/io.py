@@ -210,6 +210,15 @@ def entry_id(key: str, i: int, entry: Any) -> str:
     return f"{key}[{i}]"
 
 
+def _shipped(path: str | Path) -> Path:
+    """``path``, or the shipped corpus it names (``real`` -> plip_nn/data/corpus/real.json)."""
+    p = Path(path)
+    named = DEFAULT_CORPUS_PATH.parent / f"{p.name}.json"
+    if not p.exists() and p.suffix == "" and len(p.parts) == 1 and named.exists():
+        return named
+    return p
+
+
 def load_corpus(path: str | Path | None = None) -> Corpus:
     """Load a corpus: ours, PLIP-rs universal v2.0, or PLIP-rs generation prompts.
 
@@ -222,7 +231,7 @@ def load_corpus(path: str | Path | None = None) -> Corpus:
     Raises:
         CorpusError: Malformed file or sample; the message names the file, the sample and the fix.
     """
-    p = Path(path) if path is not None else DEFAULT_CORPUS_PATH
+    p = _shipped(path) if path is not None else DEFAULT_CORPUS_PATH
     data = read_json(p)
     if is_generation_prompts(data):
         return Corpus(tuple(convert_generation_prompts(data, p)), p)

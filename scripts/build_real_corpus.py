@@ -37,7 +37,7 @@ NAMES = ROOT / "scripts" / "real_exclude_names.txt"
 STDLIB = ("libpython3.11-stdlib", "libpython3.11-testsuite", "python3-lib2to3", "idle-python3.11")
 #: Licences that allow redistribution (matched as words in the metadata's spelling).
 PERMISSIVE = re.compile(
-    r"\b(MIT|Expat|Apache|BSD|PSF|PYTHON SOFTWARE FOUNDATION|MPL|ISC|Unlicense|Zlib|BSL|CC0)",
+    r"(?<![A-Za-z])(MIT|Expat|Apache|BSD|PSF|PYTHON SOFTWARE FOUNDATION|MPL|ISC|Unlicense|Zlib|BSL|CC0)",
     re.IGNORECASE,
 )
 COPYLEFT = re.compile(r"\b(L?GPL|AGPL|EUPL|CC-BY-SA)", re.IGNORECASE)

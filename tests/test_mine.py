@@ -180,6 +180,21 @@ def test_rust_fixture_pairs_and_drops(tmp_path: Path) -> None:
     assert [bump.code[t] for t in bump.target_char_positions] == ["f", "b", "s", "b"]
 
 
+def test_rust_dedent_keeps_multiline_strings(tmp_path: Path) -> None:
+    src = (
+        "fn count(s: &str) -> usize {\n    s.lines().count()\n}\n\n"
+        "#[cfg(test)]\nmod tests {\n    use super::*;\n\n"
+        '    #[test]\n    fn counts() {\n        let s = "a\nb\n    c";\n'
+        "        assert_eq!(count(s), 3);\n    }\n}\n"
+    )
+    (tmp_path / "lib.rs").write_text(src)
+    r = mine(MineConfig(paths=(tmp_path,), language="rust"), token_counter=_tokens)
+    (m,) = r.samples
+    assert m.test.code.endswith(
+        '#[test]\nfn counts() {\n    let s = "a\nb\n    c";\n    assert_eq!(count(s), 3);\n}\n'
+    )
+
+
 def test_provenance_on_every_sample(tmp_path: Path) -> None:
     py, rs = _tree(tmp_path)
     for root, lang, pkg, lic in ((py, "python", "pyproj", "MIT License"),

@@ -11,12 +11,11 @@ and the test dedented out of its module: ``use super::*`` and the module wrapper
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from plip_nn.codesrc import RUST_GENERATION_SUFFIX, has_error, rust_calls, rust_parser
+from plip_nn.codesrc import RUST_GENERATION_SUFFIX, has_error, rust_calls, rust_parser, walk
 from plip_nn.corpus.mine.model import Candidate, Drop
 
 __all__ = ["rust_candidates"]
@@ -104,7 +103,7 @@ def _path_before(data: bytes, start: int) -> str:
 
 #: Method names that std types share: a ``x.len()`` in a test is not evidence that it calls the
 #: file's own ``len`` (the receiver's type is unknown without compiling); such names match a
-#: receiver call only when the test's name contains them.
+#: receiver call only when the test is named after them (``len``, ``test_len``, ``len_works``).
 _STD_METHODS = frozenset(
     "len is_empty new default get get_mut insert remove push pop iter iter_mut into_iter next "
     "clone to_string to_owned into from as_ref as_mut as_str as_slice unwrap expect map contains "
@@ -128,14 +127,29 @@ def _matches(d: _Def, call: Any, data: bytes) -> bool:
 
 def _named(d: _Def, call: Any, test_name: str) -> bool:
     """A receiver call of a common method name counts when the test is named after it."""
-    return bool(call.method and d.has_self and d.name in test_name)
+    bare = test_name.removeprefix("test_").removesuffix("_test").removesuffix("_works")
+    return bool(call.method and d.has_self and bare == d.name)
 
 
 def _block(data: bytes, node: Any, first: Any | None = None) -> str:
-    """The node's text from its first line (with ``first`` attributes), dedented."""
+    """The node's text from its first line (with ``first`` attributes), dedented by the first
+    line's indent; lines that start inside a string literal keep every character."""
     start = (first or node).start_byte
     line_start = data.rfind(b"\n", 0, start) + 1
-    return textwrap.dedent(data[line_start : node.end_byte].decode("utf-8", "replace"))
+    indent = data[line_start:start]
+    if indent.strip():
+        indent = b""
+    strings = [
+        (n.start_byte, n.end_byte)
+        for n in walk(node)
+        if n.type in ("string_literal", "raw_string_literal")
+    ]
+    out, pos = [], line_start
+    for line in data[line_start : node.end_byte].split(b"\n"):
+        inside = any(a < pos < b for a, b in strings)
+        out.append(line if inside or not line.startswith(indent) else line[len(indent) :])
+        pos += len(line) + 1
+    return b"\n".join(out).decode("utf-8", "replace")
 
 
 def _function_text(d: _Def, data: bytes) -> str:
@@ -143,7 +157,8 @@ def _function_text(d: _Def, data: bytes) -> str:
         return _block(data, d.node)
     body = d.impl.child_by_field_name("body")
     header = data[d.impl.start_byte : body.start_byte].decode("utf-8", "replace").rstrip()
-    method = textwrap.indent(_block(data, d.node), "    ")
+    line_start = data.rfind(b"\n", 0, d.node.start_byte) + 1
+    method = data[line_start : d.node.end_byte].decode("utf-8", "replace")  # as indented there
     return f"{header} {{\n{method}\n}}"
 
 

@@ -10,13 +10,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from plip_nn.corpus.mine import MineConfig, MineError, mine, write_mined
+from plip_nn.corpus.model import Language
 
 __all__ = ["add_mine_parser", "cli_mine"]
 
 
-def add_mine_parser(csub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_mine_parser(csub: argparse._SubParsersAction) -> None:
     """Register ``corpus mine`` and its flags."""
     m = csub.add_parser("mine", help="mine (function, test that calls it) pairs from source trees")
     m.add_argument("paths", nargs="+", metavar="PATH", help="source trees or files (read only)")
@@ -48,7 +50,7 @@ def cli_mine(args: argparse.Namespace) -> int:
     try:
         cfg = MineConfig(
             paths=tuple(Path(p) for p in args.paths),
-            language=args.language,
+            language=cast(Language, args.language),  # MineConfig checks it
             max_tokens=args.max_tokens,
             min_params=args.min_params,
             max_params=args.max_params,

@@ -153,7 +153,9 @@ def main() -> int:
     args = parser.parse_args()
     missing = [p for p in (*PYTHON_PACKAGES, *METADATA_PACKAGES) if not (args.sources / p).is_dir()]
     if missing:
-        print(f"error: {missing} not under {args.sources}; run fetch_real_sources.py", file=sys.stderr)
+        print(
+            f"error: {missing} not under {args.sources}; run fetch_real_sources.py", file=sys.stderr
+        )
         return 2
     report = build(args.sources, args.out)
     print(json.dumps(report, indent=1))

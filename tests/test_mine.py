@@ -13,7 +13,7 @@ import pytest
 from experiments import cli
 from plip_nn.codesrc import has_error, rust_parser
 from plip_nn.corpus import DEFAULT_CORPUS_PATH, check_corpus, load_corpus
-from plip_nn.corpus.mine import MineConfig, MineError, mine
+from plip_nn.corpus.mine import MineConfig, mine
 from plip_nn.corpus.mine.provenance import debian_licences
 
 REAL = DEFAULT_CORPUS_PATH.parent / "real.json"
@@ -113,7 +113,9 @@ def _tree(tmp: Path) -> tuple[Path, Path]:
     (py / "pkg").mkdir(parents=True)
     (py / "LICENSE").write_text("MIT License\n\nCopyright (c) someone\n")
     (py / "pkg" / "shapes.py").write_text(PY_MOD)
-    (py / "pkg" / "latin1.py").write_bytes(b'def f(x):\n    """caf\xe9\n\n    >>> f(1)\n    1\n    """\n')
+    (py / "pkg" / "latin1.py").write_bytes(
+        b'def f(x):\n    """caf\xe9\n\n    >>> f(1)\n    1\n    """\n'
+    )
     (py / "pkg" / "loop").symlink_to(py / "pkg")  # a symlink loop
     rs = tmp / "crate"
     (rs / "src").mkdir(parents=True)
@@ -214,7 +216,7 @@ def test_provenance_on_every_sample(tmp_path: Path) -> None:
 
 
 def test_mining_is_deterministic(tmp_path: Path) -> None:
-    py, rs = _tree(tmp_path)
+    _py, rs = _tree(tmp_path)
     outs = []
     for k in range(2):
         out = tmp_path / f"out{k}.json"

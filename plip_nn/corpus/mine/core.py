@@ -17,12 +17,15 @@ from plip_nn.corpus.io import annotate_sample
 from plip_nn.corpus.mine.files import read_source, source_files
 from plip_nn.corpus.mine.model import Candidate, Drop
 from plip_nn.corpus.mine.provenance import provenance
-from plip_nn.corpus.model import FORMAT_VERSION, CorpusError, Sample
+from plip_nn.corpus.model import FORMAT_VERSION, CorpusError, Language, Sample
 
 __all__ = ["MineConfig", "MineError", "MineResult", "Summary", "mine", "write_mined"]
 
 _SUFFIX = {"python": ".py", "rust": ".rs"}
-_LISTS = {"python": ("python_doctest", "python_generation"), "rust": ("rust_test", "rust_generation")}
+_LISTS = {
+    "python": ("python_doctest", "python_generation"),
+    "rust": ("rust_test", "rust_generation"),
+}
 _PREFIX = {"python": ("py", "pyg"), "rust": ("rs", "rsg")}
 _TOKENIZER = Path(__file__).resolve().parents[2] / "data" / "model" / "tokenizer.json"
 
@@ -46,7 +49,7 @@ class MineConfig:
     """
 
     paths: tuple[Path, ...]
-    language: str
+    language: Language
     max_tokens: int = 512
     min_params: int = 1
     max_params: int = 6
@@ -151,7 +154,7 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def _annotate(c: Candidate, language: str, sid: str, gid: str) -> tuple[Sample, Sample]:
+def _annotate(c: Candidate, language: Language, sid: str, gid: str) -> tuple[Sample, Sample]:
     """(test sample, generation sample); CorpusError when the annotator disagrees."""
     test = annotate_sample({"id": sid, "code": c.code, "function": c.name}, language, "test")
     if test.marker_char_pos != c.marker_char_pos:
@@ -160,7 +163,7 @@ def _annotate(c: Candidate, language: str, sid: str, gid: str) -> tuple[Sample, 
         )
     if language == "python":
         prompt = c.code[: test.marker_char_pos] + PY_GENERATION_SUFFIX
-        raw = {"id": gid, "code": prompt, "function": c.name, "source": c.code}
+        raw: dict[str, Any] = {"id": gid, "code": prompt, "function": c.name, "source": c.code}
     else:
         raw = {"id": gid, "code": c.prompt, "function": c.name}
     gen = annotate_sample(raw, language, "generation")

@@ -11,13 +11,14 @@ not found stays ``None``: the licence is never inferred from a package's name or
 from __future__ import annotations
 
 import os
-from fnmatch import fnmatch
 import re
-import tomllib
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 __all__ = ["PackageInfo", "debian_licences", "debian_root", "package_of", "provenance"]
 

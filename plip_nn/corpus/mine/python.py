@@ -90,7 +90,9 @@ def _cut(text: str, fn: _Fn, method: bool) -> Candidate | Drop | None:
         return None
     node, body, quote = found
     try:
-        examples = [e for e in doctest.DocTestParser().parse(body) if isinstance(e, doctest.Example)]
+        examples = [
+            e for e in doctest.DocTestParser().parse(body) if isinstance(e, doctest.Example)
+        ]
     except ValueError:
         return Drop("doctest_malformed", fn.lineno, fn.name)
     if not examples:
@@ -107,7 +109,7 @@ def _cut(text: str, fn: _Fn, method: bool) -> Candidate | Drop | None:
     if last >= node.end_lineno:  # the docstring closes on the example's last line
         return Drop("docstring_closes_on_example", fn.lineno, fn.name)
     indent = lines[ex_line][: len(lines[ex_line]) - len(lines[ex_line].lstrip())]
-    head = lines[start:last] + [indent + quote]
+    head = [*lines[start:last], indent + quote]
     rest = lines[fn.body[1].lineno - 1 : fn.end_lineno] if len(fn.body) > 1 else []
     if len(fn.body) > 1 and fn.body[1].lineno <= node.end_lineno:
         return Drop("code_after_docstring_line", fn.lineno, fn.name)

@@ -105,13 +105,106 @@ def _path_before(data: bytes, start: int) -> str:
 #: file's own ``len`` (the receiver's type is unknown without compiling); such names match a
 #: receiver call only when the test is named after them (``len``, ``test_len``, ``len_works``).
 _STD_METHODS = frozenset(
-    "len is_empty new default get get_mut insert remove push pop iter iter_mut into_iter next "
-    "clone to_string to_owned into from as_ref as_mut as_str as_slice unwrap expect map contains "
-    "clear extend append first last sort keys values entry parse fmt eq cmp partial_cmp hash "
-    "write read flush split join trim chars bytes lines find replace take skip collect count "
-    "min max sum rev zip chain filter fold any all position with_capacity capacity reserve "
-    "truncate drain retain dedup swap set reset add sub mul div neg abs is_some is_none ok err "
-    "and_then or_else unwrap_or len_utf8 to_vec finish build run start stop".split()
+    [
+        "len",
+        "is_empty",
+        "new",
+        "default",
+        "get",
+        "get_mut",
+        "insert",
+        "remove",
+        "push",
+        "pop",
+        "iter",
+        "iter_mut",
+        "into_iter",
+        "next",
+        "clone",
+        "to_string",
+        "to_owned",
+        "into",
+        "from",
+        "as_ref",
+        "as_mut",
+        "as_str",
+        "as_slice",
+        "unwrap",
+        "expect",
+        "map",
+        "contains",
+        "clear",
+        "extend",
+        "append",
+        "first",
+        "last",
+        "sort",
+        "keys",
+        "values",
+        "entry",
+        "parse",
+        "fmt",
+        "eq",
+        "cmp",
+        "partial_cmp",
+        "hash",
+        "write",
+        "read",
+        "flush",
+        "split",
+        "join",
+        "trim",
+        "chars",
+        "bytes",
+        "lines",
+        "find",
+        "replace",
+        "take",
+        "skip",
+        "collect",
+        "count",
+        "min",
+        "max",
+        "sum",
+        "rev",
+        "zip",
+        "chain",
+        "filter",
+        "fold",
+        "any",
+        "all",
+        "position",
+        "with_capacity",
+        "capacity",
+        "reserve",
+        "truncate",
+        "drain",
+        "retain",
+        "dedup",
+        "swap",
+        "set",
+        "reset",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "neg",
+        "abs",
+        "is_some",
+        "is_none",
+        "ok",
+        "err",
+        "and_then",
+        "or_else",
+        "unwrap_or",
+        "len_utf8",
+        "to_vec",
+        "finish",
+        "build",
+        "run",
+        "start",
+        "stop",
+    ]
 )
 
 
@@ -119,7 +212,9 @@ def _matches(d: _Def, call: Any, data: bytes) -> bool:
     path = _path_before(data, call.start_byte)
     owner = path.removesuffix("::").rsplit("::", 1)[-1].split("<")[0] if path else ""
     if d.impl is None:
-        return not call.method and (not path or owner in ("super", "crate", "self") or owner.islower())
+        return not call.method and (
+            not path or owner in ("super", "crate", "self") or owner.islower()
+        )
     if call.method:
         return d.has_self and d.name not in _STD_METHODS
     return owner == d.impl_type

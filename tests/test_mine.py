@@ -323,7 +323,7 @@ def _real() -> dict:
 
 
 def test_real_corpus_checks_loads_by_name_and_has_200_per_language() -> None:
-    assert check_corpus(REAL) == []
+    assert check_corpus(REAL) == [] and check_corpus("real") == []
     corpus = load_corpus("real")
     assert corpus.path == REAL
     for lang in ("python", "rust"):

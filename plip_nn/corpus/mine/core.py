@@ -124,6 +124,8 @@ class MinedSample:
 
 @dataclass(frozen=True)
 class MineResult:
+    """The kept pairs in mining order, the total summary, and one summary per root."""
+
     samples: tuple[MinedSample, ...]
     summary: Summary
     per_root: tuple[tuple[str, Summary], ...]

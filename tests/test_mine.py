@@ -216,14 +216,18 @@ def test_provenance_on_every_sample(tmp_path: Path) -> None:
 
 
 def test_mining_is_deterministic(tmp_path: Path) -> None:
-    _py, rs = _tree(tmp_path)
-    outs = []
-    for k in range(2):
-        out = tmp_path / f"out{k}.json"
-        assert cli.main(["corpus", "mine", str(rs), "--language", "rust", "--out", str(out)]) == 0
-        outs.append(out.read_bytes())
-    assert outs[0] == outs[1]
-    assert check_corpus(tmp_path / "out0.json") == []
+    py, rs = _tree(tmp_path)
+    for root, lang in ((py, "python"), (rs, "rust")):
+        outs = []
+        for k in range(2):
+            out = tmp_path / f"{lang}{k}.json"
+            assert (
+                cli.main(["corpus", "mine", str(root), "--language", lang, "--out", str(out)]) == 0
+            )
+            outs.append(out.read_bytes())
+        assert outs[0] == outs[1]
+        assert check_corpus(out) == []
+    outs = [(tmp_path / "rust0.json").read_bytes()]
     data = json.loads(outs[0])
     assert len(data["rust_test"]) == 2 and len(data["rust_generation"]) == 2
 
@@ -446,3 +450,16 @@ def test_annotator_fixes_found_by_mining() -> None:
     gen = annotate_python(fenced, kind="generation", function="size", source=source)
     assert gen.marker_char_pos == len(fenced) - 3
     assert [fenced[t : t + 4] for t in gen.target_char_positions] == ["def ", "size", "n: i"]
+
+
+def test_hand_checked_samples_are_in_the_shipped_corpus() -> None:
+    """docs/CORPUS.md's hand-check table names 40 samples per language, all still shipped."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "CORPUS.md").read_text()
+    ids = re.findall(r"^\| \d+ \| `((?:py|rs)_[^`]+)` \|", doc, flags=re.M)
+    data = _real()
+    shipped = {e["id"]: e for k in ("python_doctest", "rust_test") for e in data[k]}
+    assert sum(i.startswith("py_") for i in ids) == 40
+    assert sum(i.startswith("rs_") for i in ids) == 40
+    assert len(set(ids)) == 80 and all(i in shipped for i in ids)

@@ -135,6 +135,9 @@ def build_parser(flags_for: Collection[str] | None = None) -> argparse.ArgumentP
     v = csub.add_parser("convert", help="convert PLIP-rs files to the plip-nn format")
     v.add_argument("file")
     v.add_argument("-o", "--output", required=True)
+    from experiments.mine_cmd import add_mine_parser
+
+    add_mine_parser(csub)
 
     an = sub.add_parser("analyze", help="statistics, report and figures from run directories")
     an.add_argument("run_dir", nargs="+", help="one run directory, or one per model")
@@ -214,6 +217,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             "check": lambda: corpus_cmd.cli_check(args.file),
             "annotate": lambda: corpus_cmd.cli_annotate(args.file, args.output),
             "convert": lambda: corpus_cmd.cli_convert(args.file, args.output),
+            "mine": lambda: __import__("experiments.mine_cmd").mine_cmd.cli_mine(args),
         }
         return handlers[args.corpus_command]()
     run_main, cfg = config_from_args(args)

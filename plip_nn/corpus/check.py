@@ -11,6 +11,7 @@ from plip_nn.corpus.io import (
     entry_id,
     is_generation_prompts,
     read_json,
+    resolve_corpus_path,
     sample_from_json,
 )
 from plip_nn.corpus.model import LISTS, Corpus, CorpusError, Problem, Sample
@@ -33,7 +34,7 @@ def check_corpus(corpus_or_path: Corpus | str | Path) -> list[Problem]:
     if isinstance(corpus_or_path, Corpus):
         where = str(corpus_or_path.path or "<corpus>")
         return _masked_problems(corpus_or_path.samples, where)
-    p = Path(corpus_or_path)
+    p = resolve_corpus_path(corpus_or_path)  # a shipped corpus by name: `real`
     try:
         data = read_json(p)
     except CorpusError as exc:

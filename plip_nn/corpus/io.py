@@ -35,6 +35,7 @@ __all__ = [
     "is_generation_prompts",
     "load_corpus",
     "read_json",
+    "resolve_corpus_path",
     "sample_from_json",
 ]
 
@@ -210,6 +211,15 @@ def entry_id(key: str, i: int, entry: Any) -> str:
     return f"{key}[{i}]"
 
 
+def resolve_corpus_path(path: str | Path) -> Path:
+    """``path``, or the shipped corpus it names (``real`` -> plip_nn/data/corpus/real.json)."""
+    p = Path(path)
+    named = DEFAULT_CORPUS_PATH.parent / f"{p.name}.json"
+    if not p.exists() and p.suffix == "" and len(p.parts) == 1 and named.exists():
+        return named
+    return p
+
+
 def load_corpus(path: str | Path | None = None) -> Corpus:
     """Load a corpus: ours, PLIP-rs universal v2.0, or PLIP-rs generation prompts.
 
@@ -222,7 +232,7 @@ def load_corpus(path: str | Path | None = None) -> Corpus:
     Raises:
         CorpusError: Malformed file or sample; the message names the file, the sample and the fix.
     """
-    p = Path(path) if path is not None else DEFAULT_CORPUS_PATH
+    p = resolve_corpus_path(path) if path is not None else DEFAULT_CORPUS_PATH
     data = read_json(p)
     if is_generation_prompts(data):
         return Corpus(tuple(convert_generation_prompts(data, p)), p)

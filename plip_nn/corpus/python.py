@@ -128,7 +128,10 @@ class _PySource:
         found = []
         for ex in doctest.DocTestParser().parse(body):
             if isinstance(ex, doctest.Example):
-                p = body_start + body_lines[ex.lineno] + ex.indent
+                # ex.indent counts columns after tab expansion; the '>>>' is the line's
+                # first non-blank character.
+                line = body[body_lines[ex.lineno] :]
+                p = body_start + body_lines[ex.lineno] + len(line) - len(line.lstrip(" \t"))
                 if self.code[p : p + 3] != PY_MARKER:
                     raise AnnotationFailure(
                         f"doctest example of {fn.name!r} does not map to '>>>' at {p}"
@@ -170,12 +173,15 @@ def _close_python_prompt(code: str) -> str:
         raise AnnotationFailure("the trailing '>>>' must start its own docstring line")
     for quote in ('"""', "'''"):
         # `None` makes the trailing `>>>` a real (non-blank) doctest example for `doctest`.
-        completed = f"{code[:marker]}>>> None\n{indent}{quote}\n{indent}pass\n"
-        try:
-            ast.parse(completed)
-        except SyntaxError:
-            continue
-        return completed
+        # The body's `pass` goes at the marker's indent or, for an example indented deeper
+        # than the function body (a fenced block), at the first shorter indent that parses.
+        for cut in range(len(indent), -1, -1):
+            completed = f"{code[:marker]}>>> None\n{indent}{quote}\n{indent[:cut]}pass\n"
+            try:
+                ast.parse(completed)
+            except SyntaxError:
+                continue
+            return completed
     raise AnnotationFailure(
         "the code before the trailing '>>>' is not a function with an open docstring"
     )

@@ -307,6 +307,7 @@ def prepare(
             # trailing space is cut; docs/CONTRACT.md, "Prompts"). Positions are unchanged by the cut.
             s = replace(s, code=generation_prompt(s.code, s.language))
         text, shift = render(handle.tokenizer, s.code, chat_template)
+        call = _call_char(s)
         tp = locate(
             handle.tokenizer,
             text,
@@ -315,6 +316,7 @@ def prepare(
             sample_id=s.id,
             marker_pattern=s.marker_pattern,
             language=s.language,
+            call_char_pos=None if call is None else call + shift,
         )
         if not tp.targets:
             raise ConfigError(f"sample {s.id!r}: no target tokens left after mapping; fix it")
@@ -342,6 +344,28 @@ def prepare(
             )
         out.append(Prepared(sample=s, positions=tp, text=text))
     return out
+
+
+def _call_char(s: Any) -> int | None:
+    """A test sample's call position (the first char of the function's name at the test's
+    first call; :func:`plip_nn.codesrc.call_char_pos`), None for other kinds.
+
+    Raises:
+        ConfigError: the test never calls the function (names the sample).
+    """
+    from plip_nn.codesrc import call_char_pos, function_name_at
+
+    if s.kind != "test":
+        return None
+    try:
+        name = (
+            s.function.name
+            if s.function is not None
+            else function_name_at(s.code, s.target_char_positions)
+        )
+        return call_char_pos(s.code, s.language, name, s.marker_char_pos, sample_id=s.id)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _bad_prompt(s: Any) -> str:

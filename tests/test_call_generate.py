@@ -26,7 +26,7 @@ from plip_nn.generate import GenerationRequest, generate, generate_recompute, to
 from plip_nn.padding import pad_batch, pad_id
 
 N = 24
-PROMPT_IDS = ("pyg_clamp", "pyg_count_vowels", "rsg_clamp", "rsg_count_vowels")
+PROMPT_IDS = ("pyg_count_vowels", "rsg_count_vowels")  # both write the call within N
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,7 @@ def test_to_call_kv_cached_equals_recompute_on_the_embedded_model(embedded, prom
         assert edited == expect, (p.id, res.text)
         assert res.n_edited_steps == len(expect)
         stopped += len(expect) < N
-    assert stopped >= 2  # the stop is exercised, not only "edit every row"
+    assert stopped == 2  # the stop is exercised, not only "edit every row"
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "gpt2"])

@@ -130,7 +130,7 @@ def record_row(
         "n_rows": int(n_rows),
         "n_tokens": len(prepared.input_ids),
         "source": prepared.positions.source,
-        "predict_at": readout_row(prepared),
+        "predict_at": _read_at(prepared, result),
         "n_scored_tokens": int(result.n_tokens),
         "attn_baseline": attn_b,
         "attn_achieved": attn_a,
@@ -170,21 +170,32 @@ def readout_row(prepared: Prepared) -> int:
     return pos.readout_at if prepared.kind == "test" else pos.predict_at
 
 
+def _read_at(prepared: Prepared, result: ItemResult) -> int:
+    """The row the result was read at: the call where it read a gold token there."""
+    call_at = prepared.positions.call_at
+    return (
+        call_at if result.gold_token >= 0 and call_at is not None else prepared.positions.predict_at
+    )
+
+
 def readout_columns(prepared: Prepared, result: ItemResult) -> dict[str, Any]:
     """The readout columns (docs/RECORDS.md): ``readout`` (``call`` / ``after_marker`` /
     ``""`` on false markers), the call row and gold token, the gold token's log p and rank in
     the baseline and the condition, the baseline's top-1 probability and the log-perplexity in
     nats per scored token."""
-    pos = prepared.positions
-    has_call = prepared.kind == "test" and pos.call_at is not None
-    readout = {"test": "call", "generation": "after_marker"}.get(prepared.kind, "")
-    if prepared.kind == "test" and not has_call:
-        readout = "after_marker"
+    # "call" where the item read a gold token at the call (run_records, on test samples)
+    call_at = prepared.positions.call_at if result.gold_token >= 0 else None
+    has_call = call_at is not None
+    readout = (
+        "call"
+        if has_call
+        else {"test": "after_marker", "generation": "after_marker"}.get(prepared.kind, "")
+    )
     n = max(int(result.n_tokens), 1)
     dlogp = result.logp_gold_condition - result.logp_gold_baseline
     return {
         "readout": readout,
-        "call_at": int(pos.call_at) if has_call else -1,
+        "call_at": -1 if call_at is None else int(call_at),
         "gold_token": int(result.gold_token) if has_call else -1,
         "logp_gold_baseline": float(result.logp_gold_baseline),
         "logp_gold_condition": float(result.logp_gold_condition),

@@ -257,6 +257,7 @@ def test_corpus_call_rows_on_the_embedded_tokenizer() -> None:
     assert len(preps) == 123
     for p in preps:
         tp = p.positions
+        assert tp.call_at is not None, p.id
         enc = _Handle.tokenizer(p.text, return_offsets_mapping=True)
         a, b = enc["offset_mapping"][tp.call_at + 1]
         name = p.sample.function.name
@@ -328,9 +329,9 @@ def embedded():
 
 
 def test_gold_logp_equals_a_plain_forward_on_the_embedded_model(embedded) -> None:
-    from experiments.study import prepare
-
     from transformers import AutoModelForCausalLM
+
+    from experiments.study import prepare
 
     plain = AutoModelForCausalLM.from_pretrained(
         EMBEDDED_MODEL_DIR, attn_implementation="eager", dtype=torch.float32

@@ -196,3 +196,12 @@ def test_to_call_needs_the_function() -> None:
             key="k", sample_id="s1", input_ids=(1, 2), condition=Condition(name="c"),
             language="go",
         )  # fmt: skip
+
+
+def test_to_call_under_remote_local_equals_local(embedded, prompts) -> None:
+    p = next(p for p in prompts if p.id == "pyg_count_vowels")
+    req = _request(p, Scale(factor=0.5))
+    [here] = generate(embedded, [req], max_new_tokens=10)
+    [local] = generate(embedded, [req], max_new_tokens=10, remote="local")
+    assert here.new_token_ids == local.new_token_ids
+    assert here.n_edited_steps == local.n_edited_steps < 10

@@ -349,3 +349,24 @@ def test_gold_token_is_checked() -> None:
                 gold_token=10_000)  # fmt: skip
     with pytest.raises(Exception, match="outside the model's vocabulary"):
         run(handle, [item])
+
+
+def test_gold_readout_under_remote_local_equals_local() -> None:
+    handle = tiny_handle("qwen2")
+    tp = _locate(handle.tokenizer, RUST_HEADER, "rust")
+    edit = AttentionEdit(
+        layers=(0, 1), sources=tp.rows("to_call"), targets=tp.identifier_targets, op=Knockout()
+    )
+    items = [
+        Item(key=k, sample_id="s", input_ids=tp.input_ids, condition=c, predict_at=tp.call_at,
+             gold_token=tp.gold_token)
+        for k, c in (("b", Condition(name="baseline")), ("k", Condition(name="ko", edits=(edit,))))
+    ]  # fmt: skip
+    here = run(handle, items, batch_size=2)
+    local = run(handle, items, batch_size=2, remote="local")
+    for a, b in zip(here, local, strict=True):
+        assert (a.logp_gold_baseline, a.logp_gold_condition, a.rank_gold_condition) == (
+            b.logp_gold_baseline, b.logp_gold_condition, b.rank_gold_condition,
+        )  # fmt: skip
+        assert a.p_top1_baseline == b.p_top1_baseline
+    assert here[1].dlogp_gold != 0.0

@@ -101,10 +101,13 @@ class CommonConfig:
             marker), one warning line each, listed in the manifest (``skipped_masked``);
             without it such a sample is an error (exit 2).
         rows: query rows of the study's default scope: marker (the marker's first token,
-            PLIP-rs), marker_span (every token of the marker, plus generated markers) or
-            continuation (from the marker on, plus every generated row).
+            PLIP-rs), marker_span (every token of the marker, plus generated markers), to_call
+            (from the marker to the call's prediction row; in generation until the test's
+            first call is written) or continuation (from the marker on, plus every generated
+            row).
         targets: key columns of the default scope: identifiers (every token of def/fn, the
-            name and each parameter) or plip (the token at each target char, PLIP-rs).
+            name and each parameter), plip (the token at each target char, PLIP-rs) or
+            mentions (the identifiers plus every earlier mention of the name).
         attn: attention implementation: ``auto`` (the fastest route each pass allows: SDPA
             with the additive-mask route for knockout, Scale and reads, eager for SetValue;
             recorded in the manifest), ``eager`` (every pass eager, softmax route) or
@@ -187,6 +190,16 @@ class Prepared:
     @property
     def input_ids(self) -> tuple[int, ...]:
         return self.positions.input_ids
+
+    @property
+    def call_at(self) -> int | None:
+        """A test sample's call row (the prediction of the name's first token), else None."""
+        return self.positions.call_at
+
+    @property
+    def gold_token(self) -> int | None:
+        """A test sample's gold token at the call (the name's first token), else None."""
+        return self.positions.gold_token
 
     @property
     def id(self) -> str:

@@ -370,3 +370,21 @@ def test_gold_readout_under_remote_local_equals_local() -> None:
         )  # fmt: skip
         assert a.p_top1_baseline == b.p_top1_baseline
     assert here[1].dlogp_gold != 0.0
+
+
+def test_a_test_sample_without_a_call_is_a_config_error() -> None:
+    from dataclasses import replace
+
+    from experiments.study import ConfigError, prepare
+
+    class _Handle:
+        tokenizer = _embedded_tokenizer()
+        config = type("C", (), {"max_position_embeddings": 1024})()
+
+    [s] = [s for s in load_corpus().select(kind="test") if s.id == "py_clamp"]
+    code = s.code.replace("clamp(15, 0, 10)", "print(15, 0, 10)").replace(
+        "clamp(-3, 0, 10)", "print(-3, 0, 10)"
+    )
+    assert len(code) == len(s.code)
+    with pytest.raises(ConfigError, match=r"sample py_clamp: .*never calls 'clamp'"):
+        prepare(_Handle(), [replace(s, code=code)])  # type: ignore[arg-type]

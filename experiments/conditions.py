@@ -335,9 +335,11 @@ def build(
     pos = p.positions
     sources = pos.rows(scope.rows)
     targets = pos.target_set(scope.targets)
+    # (sources, targets) groups: one unless a target (a mention) lies after the first row
+    edges = pos.edges(scope.rows, scope.targets)
     layers = scope.layer_indices(layer, n_layers)
     if arm.arm == KNOCKOUT:
-        return _cond(arm.name, [(layers, sources, targets, Knockout())])
+        return _cond(arm.name, [(layers, s, t, Knockout()) for s, t in edges])
     if arm.arm == CONTROL:
         if controls is None or arm.draw is None:
             raise ValueError(f"{arm.name}: a random control needs matched keys (run control)")
@@ -374,13 +376,13 @@ def build(
         else:
             mult = 2.0 if arm.arm == SCALE_CALIBRATED_X2 else 1.0
             op = Scale(factor=mult * calibration.scale_factor)
-        return _cond(arm.name, [(layers, sources, targets, op)])
+        return _cond(arm.name, [(layers, s, t, op) for s, t in edges])
     if arm.arm.startswith("scale_"):
         try:
             factor = float(arm.arm.removeprefix("scale_"))
         except ValueError:
             raise ValueError(f"arm {arm.arm!r}: expected scale_<factor>, e.g. scale_2") from None
-        return _cond(arm.name, [(layers, sources, targets, Scale(factor=factor))])
+        return _cond(arm.name, [(layers, s, t, Scale(factor=factor)) for s, t in edges])
     raise ValueError(
         f"unknown arm {arm.arm!r}; use baseline, knockout, random_control, scale_<factor>, "
         f"{SCALE_CALIBRATED}, {SCALE_CALIBRATED_X2} or {SET_VALUE_CALIBRATED}"

@@ -52,7 +52,9 @@ class GenerationFlags(CommonConfig):
 
     Which rows a condition edits during generation follows its scope's rows (``--rows``):
     ``marker``/``marker_span`` edit the prompt's marker rows and every generated marker,
-    ``continuation`` every row from the marker on, generated rows included.
+    ``to_call`` every row from the marker on until the test's first call of the function has
+    been written (or the first test ends), ``continuation`` every row from the marker on,
+    generated rows included.
 
     Attributes:
         max_new_tokens: tokens generated per prompt before trimming.
@@ -196,9 +198,23 @@ def _preservation(p: Prepared, text: str, execute: ExecuteMode) -> Preservation:
     )
 
 
+def function_name(p: Prepared) -> str:
+    """The name of the function a prompt tests (read from the code for PLIP-rs files)."""
+    from plip_nn.codesrc import function_name_at
+
+    fn = p.sample.function
+    return (
+        str(fn.name)
+        if fn is not None
+        else function_name_at(p.sample.code, p.sample.target_char_positions)
+    )
+
+
 def policy_of(unit: Unit) -> str:
     """The engine's source policy for a unit: ``continuation`` rows edit every generated row,
-    the marker scopes edit the prompt's marker rows and every generated marker."""
+    ``to_call`` rows every generated row until the test's first call of the function has been
+    written or the first test ends, the marker scopes the prompt's marker rows and every
+    generated marker."""
     from plip_nn.generate import resolve_source_policy
     from plip_nn.kernels import POLICY_MARKERS
 
@@ -262,6 +278,8 @@ def run_generation(
                 condition=u.condition,
                 marker_token_seqs=marker_seqs[u.sample.language],
                 source_policy=policy_of(u),
+                call_name=function_name(u.sample),
+                language=u.sample.language,
             )
             for u in chunk
         ]

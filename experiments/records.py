@@ -27,6 +27,8 @@ __all__ = [
     "SCAN_KEYS",
     "SCAN_ORDER",
     "generation_row",
+    "readout_columns",
+    "readout_row",
     "record_row",
     "run_records",
     "scan_rows",
@@ -96,6 +98,9 @@ def record_row(
     edges at the record's layer (all layers averaged for -1), so a control's side effect on the
     real targets is visible too. ``mass_removed`` (knockouts only, else NaN) is the attention
     mass the knockout took from the marker row: ``mass_baseline - mass_achieved``.
+
+    The readout (:func:`readout_columns`) is at ``predict_at``: the call on a test sample,
+    after the marker on a generation prompt.
     """
     prepared, condition = unit.sample, unit.condition
     names = _unit_columns(experiment, model, unit)
@@ -103,17 +108,18 @@ def record_row(
         readings = result.readings
         attn_b = _mean([r.level_before for r in readings])
         attn_a = _mean([r.level_after for r in readings])
-        # Mass per layer is summed over the condition's edits at that layer (a control edits
-        # each layer with its own keys, one edit per layer), then averaged over layers.
         layers = sorted({r.layer for r in readings})
-        mass_b = _mean([sum(r.mass_before for r in readings if r.layer == lay) for lay in layers])
-        mass_a = _mean([sum(r.mass_after for r in readings if r.layer == lay) for lay in layers])
-        n_edges = len(condition.edits[0].sources) * len(condition.edits[0].targets)
+        mass_b = _mean([_layer_mass(condition, readings, lay, True) for lay in layers])
+        mass_a = _mean([_layer_mass(condition, readings, lay, False) for lay in layers])
+        first = min(condition.edits[0].layers)
+        at_first = [e for e in condition.edits if first in e.layers]
+        n_edges = sum(len(e.sources) * len(e.targets) for e in at_first)
+        n_rows = len({s for e in at_first for s in e.sources})
     else:
         levels = list(result.probe_baseline.values())
         attn_b = attn_a = _mean([lv for lv, _ in levels])
         mass_b = mass_a = _mean([m for _, m in levels])
-        n_edges = 0
+        n_edges = n_rows = 0
     tb = list(result.probe_baseline.values())
     tc = list(result.probe_condition.values())
     return {
@@ -121,10 +127,10 @@ def record_row(
         "kind": prepared.kind,
         "layer": int(unit.record_layer),
         "n_edges": int(n_edges),
-        "n_rows": len(condition.edits[0].sources) if condition.edits else 0,
+        "n_rows": int(n_rows),
         "n_tokens": len(prepared.input_ids),
         "source": prepared.positions.source,
-        "predict_at": prepared.positions.predict_at,
+        "predict_at": _read_at(prepared, result),
         "n_scored_tokens": int(result.n_tokens),
         "attn_baseline": attn_b,
         "attn_achieved": attn_a,
@@ -138,8 +144,67 @@ def record_row(
         "dlogp_top1": float(result.dlogp_top1),
         "ppl_baseline": float(result.ppl_baseline),
         "ppl_condition": float(result.ppl_condition),
+        **readout_columns(prepared, result),
         "edit": edit_json(unit),
         "seed": int(seed),
+    }
+
+
+def _layer_mass(condition: Any, readings: Sequence[Any], layer: int, before: bool) -> float:
+    """The edited mass at ``layer``: summed over the edits that share their rows (a control
+    edits each layer with its own keys), averaged over row groups weighted by their rows (a
+    ``mentions`` scope splits the rows by the targets they can see)."""
+    by_rows: dict[tuple[int, ...], float] = {}
+    for r in readings:
+        if r.layer == layer:
+            src = condition.edits[r.edit].sources
+            by_rows[src] = by_rows.get(src, 0.0) + (r.mass_before if before else r.mass_after)
+    n = sum(len(src) for src in by_rows)
+    return sum(len(src) * m for src, m in by_rows.items()) / n if n else math.nan
+
+
+def readout_row(prepared: Prepared) -> int:
+    """The row read for KL, top-1 and the gold token: the call's prediction row on a test
+    sample with a call, else the prediction after the marker."""
+    pos = prepared.positions
+    return pos.readout_at if prepared.kind == "test" else pos.predict_at
+
+
+def _read_at(prepared: Prepared, result: ItemResult) -> int:
+    """The row the result was read at: the call where it read a gold token there."""
+    call_at = prepared.positions.call_at
+    return (
+        call_at if result.gold_token >= 0 and call_at is not None else prepared.positions.predict_at
+    )
+
+
+def readout_columns(prepared: Prepared, result: ItemResult) -> dict[str, Any]:
+    """The readout columns (docs/RECORDS.md): ``readout`` (``call`` / ``after_marker`` /
+    ``""`` on false markers), the call row and gold token, the gold token's log p and rank in
+    the baseline and the condition, the baseline's top-1 probability and the log-perplexity in
+    nats per scored token."""
+    # "call" where the item read a gold token at the call (run_records, on test samples)
+    call_at = prepared.positions.call_at if result.gold_token >= 0 else None
+    has_call = call_at is not None
+    readout = (
+        "call"
+        if has_call
+        else {"test": "after_marker", "generation": "after_marker"}.get(prepared.kind, "")
+    )
+    n = max(int(result.n_tokens), 1)
+    dlogp = result.logp_gold_condition - result.logp_gold_baseline
+    return {
+        "readout": readout,
+        "call_at": -1 if call_at is None else int(call_at),
+        "gold_token": int(result.gold_token) if has_call else -1,
+        "logp_gold_baseline": float(result.logp_gold_baseline),
+        "logp_gold_condition": float(result.logp_gold_condition),
+        "dlogp_gold": 0.0 if not result.readings and has_call else float(dlogp),
+        "rank_gold_baseline": int(result.rank_gold_baseline),
+        "rank_gold_condition": int(result.rank_gold_condition),
+        "p_top1_baseline": float(result.p_top1_baseline),
+        "logppl_baseline": float(result.nll_baseline) / n,
+        "logppl_condition": float(result.nll_condition) / n,
     }
 
 
@@ -265,7 +330,10 @@ def run_records(
                 sources=pos.rows(scope.rows),
                 targets=pos.target_set(scope.targets),
             ),
-            predict_at=pos.predict_at,
+            # The readout: at the call on a test sample (its gold token: the name's first
+            # token), after the marker elsewhere.
+            predict_at=readout_row(u.sample),
+            gold_token=pos.gold_token if u.sample.kind == "test" else None,
             # Only tokens after the marker can change under an edit of rows from the marker
             # on; a generation prompt has none, so its NLL covers the whole prompt.
             nll_from=None if u.sample.kind == "generation" else pos.predict_at,

@@ -101,10 +101,13 @@ class CommonConfig:
             marker), one warning line each, listed in the manifest (``skipped_masked``);
             without it such a sample is an error (exit 2).
         rows: query rows of the study's default scope: marker (the marker's first token,
-            PLIP-rs), marker_span (every token of the marker, plus generated markers) or
-            continuation (from the marker on, plus every generated row).
+            PLIP-rs), marker_span (every token of the marker, plus generated markers), to_call
+            (from the marker to the call's prediction row; in generation until the test's
+            first call is written) or continuation (from the marker on, plus every generated
+            row).
         targets: key columns of the default scope: identifiers (every token of def/fn, the
-            name and each parameter) or plip (the token at each target char, PLIP-rs).
+            name and each parameter), plip (the token at each target char, PLIP-rs) or
+            mentions (the identifiers plus every earlier mention of the name).
         attn: attention implementation: ``auto`` (the fastest route each pass allows: SDPA
             with the additive-mask route for knockout, Scale and reads, eager for SetValue;
             recorded in the manifest), ``eager`` (every pass eager, softmax route) or
@@ -187,6 +190,16 @@ class Prepared:
     @property
     def input_ids(self) -> tuple[int, ...]:
         return self.positions.input_ids
+
+    @property
+    def call_at(self) -> int | None:
+        """A test sample's call row (the prediction of the name's first token), else None."""
+        return self.positions.call_at
+
+    @property
+    def gold_token(self) -> int | None:
+        """A test sample's gold token at the call (the name's first token), else None."""
+        return self.positions.gold_token
 
     @property
     def id(self) -> str:
@@ -307,6 +320,7 @@ def prepare(
             # trailing space is cut; docs/CONTRACT.md, "Prompts"). Positions are unchanged by the cut.
             s = replace(s, code=generation_prompt(s.code, s.language))
         text, shift = render(handle.tokenizer, s.code, chat_template)
+        call = _call_char(s)
         tp = locate(
             handle.tokenizer,
             text,
@@ -315,6 +329,7 @@ def prepare(
             sample_id=s.id,
             marker_pattern=s.marker_pattern,
             language=s.language,
+            call_char_pos=None if call is None else call + shift,
         )
         if not tp.targets:
             raise ConfigError(f"sample {s.id!r}: no target tokens left after mapping; fix it")
@@ -342,6 +357,28 @@ def prepare(
             )
         out.append(Prepared(sample=s, positions=tp, text=text))
     return out
+
+
+def _call_char(s: Any) -> int | None:
+    """A test sample's call position (the first char of the function's name at the test's
+    first call; :func:`plip_nn.codesrc.call_char_pos`), None for other kinds.
+
+    Raises:
+        ConfigError: the test never calls the function (names the sample).
+    """
+    from plip_nn.codesrc import call_char_pos, function_name_at
+
+    if s.kind != "test":
+        return None
+    try:
+        name = (
+            s.function.name
+            if s.function is not None
+            else function_name_at(s.code, s.target_char_positions)
+        )
+        return call_char_pos(s.code, s.language, name, s.marker_char_pos, sample_id=s.id)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _bad_prompt(s: Any) -> str:

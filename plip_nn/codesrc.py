@@ -25,7 +25,10 @@ __all__ = [
     "RUST_BASELINE_MARKER",
     "RUST_GENERATION_SUFFIX",
     "RUST_TEST_MARKER",
+    "CallNotFoundError",
     "RustCall",
+    "call_char_pos",
+    "function_name_at",
     "generation_prompt",
     "generation_suffix",
     "has_error",
@@ -327,3 +330,153 @@ def rust_test_end(text: str) -> int | None:
             if depth == 0:
                 return len(data[: leaf.end_byte].decode("utf-8", "replace"))
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# The test's first call of the function (the readout at the call)
+# --------------------------------------------------------------------------------------------
+
+
+class CallNotFoundError(ValueError):
+    """A test sample whose test never calls the function under test."""
+
+
+def function_name_at(code: str, target_char_positions: tuple[int, ...] | list[int]) -> str:
+    """The function's name from a sample's annotation: the identifier at its second target
+    character (targets are ``def``/``fn``, the name, then each parameter). PLIP-rs files carry
+    no function record, so this is how their name is read.
+
+    Raises:
+        ValueError: fewer than two targets, or no identifier at the second one.
+    """
+    if len(target_char_positions) < 2:
+        raise ValueError(
+            f"target_char_positions={list(target_char_positions)}: need the keyword and the "
+            "name (at least two targets) to read the function's name"
+        )
+    start, end = identifier_span(code, target_char_positions[1])
+    name = code[start:end]
+    if not name or not _ident_char(name[0]):
+        raise ValueError(f"no identifier at target char {start} (found {code[start:end]!r})")
+    return name
+
+
+def _line_spans(code: str, start: int) -> Iterator[tuple[int, str]]:
+    """``(char offset, text)`` of each line from the one holding ``start`` on; the first
+    line starts at ``start``."""
+    pos = start
+    while pos <= len(code):
+        nl = code.find("\n", pos)
+        end = len(code) if nl < 0 else nl
+        yield pos, code[pos:end]
+        if nl < 0:
+            return
+        pos = nl + 1
+
+
+def _doctest_examples(code: str, marker: int) -> Iterator[list[tuple[int, str]]]:
+    """The doctest examples from the marker on: per example, its source lines as ``(char
+    offset of the source text, text)``; the first example starts at the marker itself."""
+    example: list[tuple[int, str]] = []
+    for off, line in _line_spans(code, marker):
+        stripped = line.lstrip()
+        lead = len(line) - len(stripped)
+        for prompt, is_new in ((PY_MARKER, True), ("...", False)):
+            if stripped.startswith(prompt) and (is_new or example):
+                skip = (
+                    lead
+                    + len(prompt)
+                    + (1 if stripped[len(prompt) : len(prompt) + 1] == " " else 0)
+                )
+                if is_new and example:
+                    yield example
+                    example = []
+                example.append((off + skip, line[skip:]))
+                break
+        else:
+            if example:
+                yield example
+                example = []
+    if example:
+        yield example
+
+
+def _python_call_char(code: str, name: str, marker: int) -> int | None:
+    import ast
+
+    for example in _doctest_examples(code, marker):
+        try:
+            tree = ast.parse("\n".join(text for _, text in example))
+        except SyntaxError:
+            continue  # an example that does not parse calls nothing (preservation's rule)
+        found: list[tuple[int, int]] = []
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == name:
+                found.append((func.lineno, func.col_offset))
+            elif (
+                isinstance(func, ast.Attribute)
+                and func.attr == name
+                and func.end_lineno is not None
+                and func.end_col_offset is not None
+            ):
+                found.append((func.end_lineno, func.end_col_offset - len(name.encode("utf-8"))))
+        if found:
+            line, col = min(found)
+            off, text = example[line - 1]
+            return off + len(text.encode("utf-8")[:col].decode("utf-8", "replace"))
+    return None
+
+
+def _rust_call_char(code: str, name: str, marker: int) -> int | None:
+    data = code.encode("utf-8")
+    marker_byte = len(code[:marker].encode("utf-8"))
+    root = rust_parser().parse(data).root_node
+    fn = next(
+        (n for n in walk(root) if n.type == "function_item" and n.start_byte >= marker_byte),
+        None,
+    )
+    body = None if fn is None else fn.child_by_field_name("body")
+    if body is None:
+        return None
+    call = next((c for c in rust_calls(body, data) if c.name == name), None)
+    if call is None:
+        return None
+    return len(data[: call.start_byte].decode("utf-8", "replace"))
+
+
+def call_char_pos(
+    code: str, language: str, name: str, marker_char_pos: int, *, sample_id: str = "?"
+) -> int:
+    """Char position of the first character of ``name`` where the test first *calls* it.
+
+    Python: the first doctest example from the marker on that calls ``name`` (``name(..)``,
+    ``mod.name(..)``, ``obj.name(..)``; found with ``ast``), its first such call in source
+    order. Rust: the first call of ``name`` in the body of the first function after the marker
+    (the ``#[test]`` function; ``name(..)``, ``T::name(..)``, ``name::<T>(..)``, ``x.name(..)``,
+    macro arguments included; found with tree-sitter-rust) -- never the ``fn test_<name>``
+    header, which is no call.
+
+    Raises:
+        CallNotFoundError: the test never calls ``name`` (the message names the sample).
+        ValueError: an unknown language or a marker outside the code.
+    """
+    if language not in ("python", "rust"):
+        raise ValueError(f"language must be 'python' or 'rust'; got {language!r}")
+    if not 0 <= marker_char_pos < len(code):
+        raise ValueError(
+            f"sample {sample_id}: marker_char_pos={marker_char_pos} is outside the code "
+            f"(length {len(code)})"
+        )
+    find = _python_call_char if language == "python" else _rust_call_char
+    pos = find(code, name, marker_char_pos)
+    if pos is None:
+        where = "doctest example" if language == "python" else "first test body"
+        raise CallNotFoundError(
+            f"sample {sample_id}: its {where} after the marker (char {marker_char_pos}) never "
+            f"calls {name!r}; a test sample must call the function it tests (fix the sample or "
+            "drop it from the corpus)"
+        )
+    return pos

@@ -11,10 +11,17 @@ user's ``generate``) and named through :func:`resolve_source_policy`:
   token, because its earlier tokens were already processed when the marker became recognisable.
 * ``"continuation"``: the prompt's marker row and every row after it, generated rows included
   (the whole generated test is cut off from the function).
+* ``"to_call"``: the prompt's rows from the marker on, then every generated row until the
+  test's first call of the function has been written (the name and its ``(``: the rows of the
+  name's tokens are edited, the row of the token that completes the call is not) or the first
+  test ends (Python: the docstring closes; Rust: the first body's ``}``), whichever comes
+  first. The request names the function and the language (``call_name``, ``language``); the
+  check runs in the trace on the generated tokens' texts
+  (:func:`plip_nn.kernels.call_done`).
 
 The edit scope's row names (:data:`plip_nn.scope.ROWS`) name them too: ``marker`` and
 ``marker_span`` are ``"markers"`` (the edits' sources say which prompt rows), ``continuation``
-is ``"continuation"``.
+is ``"continuation"`` and ``to_call`` is ``"to_call"``.
 
 Edits on scores are not cached, so they are re-applied at every step. A KV-cached run that edits
 the new query row at each step equals a full recomputation that applies the accumulated edge set
@@ -44,19 +51,22 @@ __all__ = [
     "SOURCE_POLICIES",
     "GenerationRequest",
     "GenerationResult",
+    "call_watch",
     "generate",
     "generate_recompute",
     "marker_token_sequences",
     "resolve_source_policy",
+    "token_texts",
 ]
 
 log = logging.getLogger(__name__)
 
-SOURCE_POLICIES = (kernels.POLICY_MARKERS, kernels.POLICY_CONTINUATION)
+SOURCE_POLICIES = (kernels.POLICY_MARKERS, kernels.POLICY_CONTINUATION, kernels.POLICY_TO_CALL)
 # The edit scope's row names (plip_nn.scope.ROWS) -> the source policy that edits those rows.
 _SCOPE_ROWS = {
     "marker": kernels.POLICY_MARKERS,
     "marker_span": kernels.POLICY_MARKERS,
+    "to_call": kernels.POLICY_TO_CALL,
     "continuation": kernels.POLICY_CONTINUATION,
 }
 
@@ -91,6 +101,8 @@ class GenerationRequest:
         marker_token_seqs: token-id sequences that, when generated, form a new marker.
         source_policy: this request's source policy (``None``: the ``generate`` call's), so
             that one batch can mix conditions of different row scopes.
+        call_name: the function whose first call ends ``to_call`` editing (needed there).
+        language: ``python`` or ``rust``: how the first test ends (needed for ``to_call``).
     """
 
     key: str
@@ -99,11 +111,65 @@ class GenerationRequest:
     condition: Condition
     marker_token_seqs: tuple[tuple[int, ...], ...] = ()
     source_policy: str | None = None
+    call_name: str | None = None
+    language: str | None = None
 
     def __post_init__(self) -> None:
         if self.source_policy is not None:
             policy = resolve_source_policy(self.source_policy, f"{self.sample_id!r}: source_policy")
             object.__setattr__(self, "source_policy", policy)
+        if self.language is not None and self.language not in ("python", "rust"):
+            raise EditSpecError(
+                f"sample {self.sample_id!r}: language={self.language!r}; use python or rust"
+            )
+
+    def call(self, policy: str, tokenizer: Any) -> list | None:
+        """The row's ``to_call`` watch ``[name, language, texts]`` under ``policy`` (None for
+        the other policies).
+
+        Raises:
+            EditSpecError: ``to_call`` without ``call_name`` or ``language``.
+        """
+        where = f"sample {self.sample_id!r}: GenerationRequest"
+        return call_watch(policy, self.call_name, self.language, tokenizer, where)
+
+
+def call_watch(
+    policy: str, call_name: str | None, language: str | None, tokenizer: Any, where: str
+) -> list | None:
+    """The ``to_call`` watch of a generation row, ``[name, language, texts]`` (the ``C_*``
+    layout of :mod:`plip_nn.kernels`); None for the other policies.
+
+    Raises:
+        EditSpecError: ``to_call`` without a function name or language (``where`` names the
+            caller).
+    """
+    if policy != kernels.POLICY_TO_CALL:
+        return None
+    if not call_name or language not in ("python", "rust"):
+        raise EditSpecError(
+            f"{where}: the to_call policy stops at the test's first call of the function; "
+            f"pass call_name= (got {call_name!r}) and language='python' or 'rust' (got "
+            f"{language!r})"
+        )
+    return [call_name, language, token_texts(tokenizer)]
+
+
+_TEXTS: dict[int, tuple[Any, list[str]]] = {}
+
+
+def token_texts(tokenizer: Any) -> list[str]:
+    """Each token id's text (``texts[id]``), as the in-trace ``to_call`` check reads generated
+    tokens; decoded once per tokenizer (special tokens read as empty)."""
+    got = _TEXTS.get(id(tokenizer))
+    if got is not None and got[0] is tokenizer:
+        return got[1]
+    n = len(tokenizer)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
+    texts = ["" if i in special else t for i, t in enumerate(texts)]
+    _TEXTS[id(tokenizer)] = (tokenizer, texts)
+    return texts
 
 
 @dataclass(frozen=True)
@@ -151,6 +217,7 @@ def marker_token_sequences(tokenizer: Any, marker: str, contexts: Sequence[str] 
 
 def _check_request(handle: ModelHandle, req: GenerationRequest, policy: str, route: str) -> None:
     validate_edits(handle, req.sample_id, req.condition.edits, len(req.input_ids), route)
+    req.call(req.source_policy or policy, handle.tokenizer)  # to_call names its function
     if req.condition.edits:
         handle.require_route(route, f"generation with {route}-route attention edits")
     for _edit in req.condition.edits[:1]:
@@ -162,12 +229,14 @@ def _check_request(handle: ModelHandle, req: GenerationRequest, policy: str, rou
 
 
 def _rows(
-    reqs: Sequence[GenerationRequest], offsets: Sequence[int], policy: str
+    reqs: Sequence[GenerationRequest], offsets: Sequence[int], policy: str, tokenizer: Any
 ) -> list[dict[str, Any]]:
-    return [
-        generation_row(req.condition.edits, off, req.source_policy or policy, req.marker_token_seqs)
-        for req, off in zip(reqs, offsets, strict=True)
-    ]
+    rows = []
+    for req, off in zip(reqs, offsets, strict=True):
+        pol = req.source_policy or policy
+        call = req.call(pol, tokenizer)
+        rows.append(generation_row(req.condition.edits, off, pol, req.marker_token_seqs, call))
+    return rows
 
 
 def _verify(req: GenerationRequest, mine: list[list[float]]) -> None:
@@ -280,7 +349,7 @@ def _generate_batch(
     pad = gen_kwargs["pad_token_id"]
     inputs, offsets = pad_batch([r.input_ids for r in batch], pad, handle.device)
     del inputs["position_ids"]  # generate derives positions from the mask at every step
-    rows = _rows(batch, offsets, source_policy)
+    rows = _rows(batch, offsets, source_policy, handle.tokenizer)
     args = (handle.nn, inputs, sites, embed, rows, max_new_tokens, gen_kwargs, route)
     with torch.inference_mode():
         if remote_arg:
@@ -357,7 +426,10 @@ def generate_recompute(
     banned = _eos_ids(handle)
     seq = list(request.input_ids)
     prompt_len = len(seq)
-    row = generation_row(request.condition.edits, 0, policy, request.marker_token_seqs)
+    row = generation_row(
+        request.condition.edits, 0, policy, request.marker_token_seqs,
+        request.call(policy, handle.tokenizer),
+    )  # fmt: skip
     sites = plain_sites(handle)
     new: list[int] = []
     edited_rows: list[int] = []
@@ -366,7 +438,7 @@ def generate_recompute(
         # policy definition; a full recomputation keeps every row edited so far.
         edited_rows += kernels.policy_rows(
             row[kernels.ROW_POLICY], row[kernels.ROW_SOURCES], len(seq), step,
-            seq[prompt_len:], row[kernels.ROW_MARKERS],
+            seq[prompt_len:], row[kernels.ROW_MARKERS], row[kernels.ROW_CALL],
         )  # fmt: skip
         if not edited_rows:  # nothing to edit yet: the plain model
             edits: tuple[AttentionEdit, ...] = ()

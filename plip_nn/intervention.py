@@ -48,7 +48,7 @@ from typing import Any
 
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, EditSpecError, EditVerificationError
-from plip_nn.generate import embed_path, resolve_source_policy
+from plip_nn.generate import call_watch, embed_path, resolve_source_policy
 from plip_nn.models import ModelHandle
 from plip_nn.plan import build_plan, generation_row, plain_plan, plain_sites
 from plip_nn.routes import resolve_route, validate_edits
@@ -239,6 +239,8 @@ def intervene(
     steps: Iterable[int] | None = None,
     source_policy: str = "markers",
     marker_token_seqs: Sequence[Sequence[int]] = (),
+    call_name: str | None = None,
+    language: str | None = None,
 ) -> Intervention:
     """Apply ``edits`` inside the nnsight trace the caller has open on ``handle.nn``.
 
@@ -276,6 +278,9 @@ def intervene(
             ``marker_span``, ``continuation``); see :mod:`plip_nn.generate`.
         marker_token_seqs: with ``steps`` and ``"markers"``: token sequences that form a
             marker when generated (:func:`plip_nn.generate.marker_token_sequences`).
+        call_name, language: with ``steps`` and ``"to_call"``: the function whose first call
+            ends the editing, and the language (how the first test ends); see
+            :mod:`plip_nn.generate`.
 
     Raises:
         EditSpecError: an invalid edit (layer/head/position out of range, SetValue on the mask
@@ -322,11 +327,12 @@ def intervene(
     need = 1 + max(p + o for e in edits for p in (*e.sources, *e.targets) for o in offs)
     validate_edits(handle, "intervene", edits, need, route)
     if steps is not None:
+        call = call_watch(policy, call_name, language, handle.tokenizer, "intervene")
         walk = {
             "model": model,
             "sites": sites,
             "embed_path": embed_path(handle),
-            "rows": [generation_row(edits, off, policy, marker_token_seqs) for off in offs],
+            "rows": [generation_row(edits, off, policy, marker_token_seqs, call) for off in offs],
             "steps": steps,
             "need": need,
             "route": route,

@@ -28,9 +28,11 @@ Layouts (plain lists that travel to NDIF; their slots are named by the constants
   :data:`N_ATTR` slots): the first-order change of the metric when the read's edges are knocked
   out in that head alone, and that head's level and mass on them (:func:`knockout_attribution`).
 * **generation row** -- one batch row of a generation: ``{ROW_EDITS: [edit], ROW_SOURCES:
-  [int], ROW_POLICY: POLICY_MARKERS | POLICY_CONTINUATION, ROW_MARKERS: [[token ids]]}``; an
-  edit is ``[layers, heads, targets, op, param]`` (``E_*``). Which rows a step edits is
-  :func:`policy_rows` (the one definition of the source policies).
+  [int], ROW_POLICY: POLICY_MARKERS | POLICY_CONTINUATION | POLICY_TO_CALL, ROW_MARKERS:
+  [[token ids]], ROW_CALL: call}``; an edit is ``[layers, heads, targets, op, param]``
+  (``E_*``), a call ``[name, language, texts]`` (``C_*``; ``texts[id]`` is token ``id``'s
+  text) or ``[]``. Which rows a step edits is :func:`policy_rows` (the one definition of the
+  source policies).
 
 **Vectorised.** A layer's groups become a few flat index lists in plain Python
 (:func:`edge_index`), and every group is then edited -- and verified -- by the same handful of
@@ -39,7 +41,8 @@ so the cost per layer does not grow with the number of groups in a batch.
 
 Saved results of a traced pass live under one key scheme, :func:`result_key`: ``"stats/L"``,
 ``"reads/L"`` and ``"attr/L"`` per layer ``L`` plus the per-row summaries ``"nll"``, ``"ntok"``,
-``"top1"``, ``"kl"``, ``"top1_base"``, ``"dlogp"`` and ``"lp"``.
+``"top1"``, ``"kl"``, ``"top1_base"``, ``"dlogp"``, ``"ptop1"`` (p of the row's top-1),
+``"lp_gold"``, ``"rank_gold"`` (the gold token's log p and rank) and ``"lp"``.
 
 **What is verified.** Softmax route: the probabilities the model multiplies with V (the input
 of the consumer call, read after the model's own casts), for every head of every edited query
@@ -76,7 +79,9 @@ GEN_STEP, GEN_ROW, GEN_LAYER, GEN_EDIT, GEN_STATS = 0, 1, 2, 3, 4
 E_LAYERS, E_HEADS, E_TARGETS, E_OP, E_PARAM = 0, 1, 2, 3, 4
 L_OP, L_PARAM, L_SOURCES, L_TARGETS = 0, 1, 2, 3
 ROW_EDITS, ROW_SOURCES, ROW_POLICY, ROW_MARKERS = "edits", "sources", "policy", "markers"
-POLICY_MARKERS, POLICY_CONTINUATION = "markers", "continuation"
+ROW_CALL = "call"
+POLICY_MARKERS, POLICY_CONTINUATION, POLICY_TO_CALL = "markers", "continuation", "to_call"
+C_NAME, C_LANGUAGE, C_TEXTS = 0, 1, 2
 
 PLAN_EDITS = "edits"
 PLAN_VERIFY = "verify"
@@ -761,6 +766,20 @@ def token_nll(
     return nll, valid.sum(-1)
 
 
+def gold_readout(lp: torch.Tensor, gold: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p and rank of each row's gold token in ``lp`` ``[batch, vocab]`` (the prediction-
+    position log-probs): ``(log p [batch] float64, rank [batch] int64)``, rank 0 = top-1 (the
+    number of tokens with a strictly larger log p). Rows with gold -1 read NaN and rank -1."""
+    ids = torch.tensor(gold, device=lp.device)
+    has = ids >= 0
+    safe = torch.where(has, ids, torch.zeros_like(ids))
+    lp_gold = lp.gather(-1, safe[:, None])[:, 0]
+    rank = (lp > lp_gold[:, None]).sum(-1)
+    lp_gold = torch.where(has, lp_gold.double(), torch.full_like(lp_gold.double(), math.nan))
+    rank = torch.where(has, rank, torch.full_like(rank, -1))
+    return lp_gold, rank
+
+
 def output_summaries(
     model,
     inputs: dict,
@@ -770,12 +789,15 @@ def output_summaries(
     in_session: bool,
     predict_at: list | None = None,
     nll_from: list | None = None,
+    gold: list | None = None,
 ) -> torch.Tensor:
     """In-trace: NLL, top-1 and (with ``base_rows``) KL / top-1 / greedy log-prob change against
     reference rows, at each row's prediction position (``predict_at``, padded; default last).
 
     ``"dlogp"`` is ``log p_cond(t) - log p_base(t)`` for the reference row's top-1 token ``t``.
-    Fills ``out`` with saved values and returns the prediction-position log-probs.
+    With ``gold`` (one token id per row, -1 for none) the readout of that token at the
+    prediction position (:func:`gold_readout`). Fills ``out`` with saved values and returns
+    the prediction-position log-probs.
     """
     logits = model.output.logits
     lp_last = last_logprobs(logits, predict_at)
@@ -783,6 +805,11 @@ def output_summaries(
     out["nll"] = nll.cpu().save()
     out["ntok"] = ntok.cpu().save()
     out["top1"] = lp_last.argmax(-1).cpu().save()
+    out["ptop1"] = lp_last.max(-1).values.exp().double().cpu().save()
+    if gold is not None:
+        lp_gold, rank = gold_readout(lp_last, gold)
+        out["lp_gold"] = lp_gold.cpu().save()
+        out["rank_gold"] = rank.cpu().save()
     if base_rows is not None:
         ref = lp_last[base_rows]
         top_ref = ref.argmax(-1)
@@ -808,6 +835,7 @@ def traced_pass(
     route: str = ROUTE_SOFTMAX,
     predict_at: list | None = None,
     nll_from: list | None = None,
+    gold: list | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One nnsight trace applying ``plan`` (layer -> layer plan) and computing the summaries.
 
@@ -816,7 +844,8 @@ def traced_pass(
     unedited row of the same prompt: same shapes and padding, so an identity edit gives a KL
     of exactly 0). ``predict_at`` / ``nll_from``: per row, the padded position whose
     next-token distribution is summarised, and the first prediction counted in the NLL
-    (:func:`output_summaries`). Returns ``(saved results under the key scheme, prediction-
+    (:func:`output_summaries`); ``gold``: per row the token whose log p and rank are read
+    there (-1: none). Returns ``(saved results under the key scheme, prediction-
     position log-probs)``; inside a session the log-probs stay on the server and only come
     back if ``keep``.
     """
@@ -832,7 +861,7 @@ def traced_pass(
             if reads is not None:
                 out[result_key(READS, layer)] = reads.cpu().save()
         lp_last = output_summaries(
-            model, inputs, out, base_rows, keep, in_session, predict_at, nll_from
+            model, inputs, out, base_rows, keep, in_session, predict_at, nll_from, gold
         )
     return out, lp_last
 
@@ -843,27 +872,138 @@ def ends_with(buf: list, seq: list) -> bool:
     return n > 0 and len(buf) >= n and buf[len(buf) - n :] == seq
 
 
+def _ident(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _skip_spaces(text: str, j: int) -> int:
+    while j < len(text) and text[j] in " \t\r\n":
+        j += 1
+    return j
+
+
+def _after_turbofish(text: str, j: int) -> int:
+    """Index after a Rust ``::<...>`` at ``j`` (``j`` when there is none or it is open)."""
+    k = _skip_spaces(text, j)
+    if not text.startswith("::", k):
+        return j
+    k = _skip_spaces(text, k + 2)
+    if k >= len(text) or text[k] != "<":
+        return j
+    depth = 0
+    while k < len(text):
+        depth += {"<": 1, ">": -1}.get(text[k], 0)
+        k += 1
+        if depth == 0:
+            return k
+    return j
+
+
+def calls_name(text: str, name: str) -> bool:
+    """Whether ``text`` (generated code) holds a call of ``name``: the name not glued to an
+    identifier character on either side, not right after ``def``/``fn`` (a definition, or a
+    ``fn test_<name>`` header: ``_`` glues), then optional blanks (and a Rust turbofish
+    ``::<T>``) and ``(``. Qualified calls (``obj.name(``, ``T::name(``) count. A text scan, as
+    in-trace code has no parser; the start of ``text`` follows the marker (a boundary)."""
+    n = len(name)
+    i = text.find(name) if n else -1
+    while i >= 0:
+        end = i + n
+        glued = (i > 0 and _ident(text[i - 1])) or (end < len(text) and _ident(text[end]))
+        head = text[:i].rstrip(" \t")
+        defined = False
+        for kw in ("def", "fn"):
+            if head.endswith(kw) and (len(head) == len(kw) or not _ident(head[-len(kw) - 1])):
+                defined = defined or len(head) < i
+        if not glued and not defined:
+            j = _skip_spaces(text, _after_turbofish(text, end))
+            if j < len(text) and text[j] == "(":
+                return True
+        i = text.find(name, i + 1)
+    return False
+
+
+def first_test_ended(text: str, language: str) -> bool:
+    """Whether generated ``text`` has finished its first test: Python's docstring closed
+    (a triple quote), Rust's first body closed (braces outside strings and line
+    comments back to depth 0 after one opened)."""
+    if language == "python":
+        return '"""' in text or "'''" in text
+    depth, opened, i, quote = 0, False, 0, False
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quote = False
+        elif c == '"':
+            quote = True
+        elif text.startswith("//", i):
+            nl = text.find("\n", i)
+            i = len(text) if nl < 0 else nl
+            continue
+        elif c == "'" and i + 2 < len(text) and text[i + 2] == "'":
+            i += 3  # a char literal such as '{'
+            continue
+        elif c == "{":
+            depth, opened = depth + 1, True
+        elif c == "}" and opened:
+            depth -= 1
+            if depth == 0:
+                return True
+        i += 1
+    return False
+
+
+def call_done(generated: list, call: list) -> bool:
+    """Whether the generated tokens have written the test's first call of the function (the
+    call's ``(`` included) or ended its first test (:func:`calls_name`,
+    :func:`first_test_ended`); ``call`` is ``[name, language, texts]`` (``C_*``)."""
+    texts = call[C_TEXTS]
+    text = "".join(texts[t] if 0 <= t < len(texts) else "" for t in generated)
+    return calls_name(text, call[C_NAME]) or first_test_ended(text, call[C_LANGUAGE])
+
+
+def watches(row: dict) -> bool:
+    """Whether a generation row needs the generated tokens (markers or a call to watch)."""
+    return bool((row[ROW_MARKERS] or row.get(ROW_CALL)) and row[ROW_SOURCES])
+
+
 def policy_rows(
-    policy: str, sources: list, q_len: int, step: int, generated: list, markers: list
+    policy: str,
+    sources: list,
+    q_len: int,
+    step: int,
+    generated: list,
+    markers: list,
+    call: list | None = None,
 ) -> list:
     """The one definition of the source policies: the query rows a generation step edits.
 
     ``sources`` are the prompt's source positions (padded), ``q_len`` the number of query rows
     of this step's pass, ``generated`` the tokens generated so far (the one fed at this step
     last) and ``markers`` the token sequences of a marker. At step 0 (the prefill, or a full
-    recomputation's prompt) :data:`POLICY_MARKERS` edits the sources and
-    :data:`POLICY_CONTINUATION` every row from the first source on. At a later step the new
-    token's row -- the last query row, ``q_len - 1`` (0 under a KV cache, the absolute position
-    in a full recomputation) -- is edited under ``continuation``, or when ``generated`` ends
-    with a marker (the row of the marker's last token: its earlier tokens were processed
-    before the marker could be recognised). No sources: no row, at any step.
+    recomputation's prompt) :data:`POLICY_MARKERS` edits the sources, and
+    :data:`POLICY_CONTINUATION` and :data:`POLICY_TO_CALL` every row from the first source on.
+    At a later step the new token's row -- the last query row, ``q_len - 1`` (0 under a KV
+    cache, the absolute position in a full recomputation) -- is edited under ``continuation``;
+    under ``to_call`` while the generated tokens, the fed one included, have not yet written
+    the test's first call of the function nor ended the first test (:func:`call_done` on
+    ``call``, ``[name, language, texts]``): the rows of the name's tokens are edited, the row
+    of the token that completes the call (its ``(``) and every later row are not; under
+    ``markers`` when ``generated`` ends with a marker (the row of the marker's last token: its
+    earlier tokens were processed before the marker could be recognised). No sources: no row,
+    at any step.
     """
     if not sources:
         return []
     if step == 0:
-        if policy == POLICY_CONTINUATION:
+        if policy in (POLICY_CONTINUATION, POLICY_TO_CALL):
             return list(range(min(sources), q_len))
         return list(sources)
+    if policy == POLICY_TO_CALL:
+        return [] if not call or call_done(generated, call) else [q_len - 1]
     hit = policy == POLICY_CONTINUATION
     for seq in markers:
         if ends_with(generated, seq):
@@ -893,7 +1033,15 @@ def step_edits(
     edit index, *stats]``; empty when ``verify`` is false).
     """
     active = [
-        policy_rows(row[ROW_POLICY], row[ROW_SOURCES], q_len, step, generated[r], row[ROW_MARKERS])
+        policy_rows(
+            row[ROW_POLICY],
+            row[ROW_SOURCES],
+            q_len,
+            step,
+            generated[r],
+            row[ROW_MARKERS],
+            row.get(ROW_CALL),
+        )
         for r, row in enumerate(rows)
     ]
     stats: list = []
@@ -930,14 +1078,15 @@ def generation_pass(
 
     ``rows[r]`` describes batch row ``r``: ``{"edits": [[layers, heads, targets, op, param],
     ...], "sources": [...], "policy": "markers" | "continuation", "markers": [[ids], ...]}`` in
-    padded coordinates (``ROW_*`` keys). Each step edits the rows :func:`policy_rows` names
+    padded coordinates (``ROW_*`` keys; ``"policy"`` may be ``"to_call"``, with ``"call"``).
+    Each step edits the rows :func:`policy_rows` names
     (:func:`step_edits`). Returns ``(sequences, stats)``: ``stats`` is a list of ``[groups,
     GEN_STATS + N_STATS]`` tensors, one per edited (step, layer), each row ``[step, row, layer,
     edit index, *stats]`` (``GEN_*`` then ``ST_*`` shifted by :data:`GEN_STATS`). The host
     reads the generated tokens once per step, and only when some row watches for markers.
     """
     layers = row_layers(rows)
-    watch = [r for r, row in enumerate(rows) if row[ROW_MARKERS] and row[ROW_SOURCES]]
+    watch = [r for r, row in enumerate(rows) if watches(row)]
     with model.generate(
         inputs, max_new_tokens=n_steps, min_new_tokens=n_steps, **gen_kwargs
     ) as tracer:
@@ -1000,7 +1149,7 @@ def walk_steps(
             rows = rows * batch
         if not generated:
             generated = [[] for _ in rows]
-            watch = [r for r, row in enumerate(rows) if row[ROW_MARKERS] and row[ROW_SOURCES]]
+            watch = [r for r, row in enumerate(rows) if watches(row)]
         if step == 0 and q_len < need:
             raise ValueError(
                 "intervene: the edits reach position "

@@ -80,12 +80,17 @@ def build_plan(
 
 
 def generation_row(
-    edits: Sequence[AttentionEdit], offset: int, policy: str, markers: Sequence[Sequence[int]]
+    edits: Sequence[AttentionEdit],
+    offset: int,
+    policy: str,
+    markers: Sequence[Sequence[int]],
+    call: list | None = None,
 ) -> dict[str, Any]:
     """One batch row of a generation (the ``ROW_*`` layout of :mod:`plip_nn.kernels`): the
     edits with their targets and sources shifted by the row's pad ``offset``, the source
-    ``policy`` (an engine policy name, already checked) and the marker token sequences (none
-    when the row has no edit)."""
+    ``policy`` (an engine policy name, already checked), the marker token sequences and, for
+    ``to_call``, the ``call`` ``[name, language, texts]`` (neither when the row has no
+    edit)."""
     plain = []
     sources: set[int] = set()
     for e in edits:
@@ -103,6 +108,7 @@ def generation_row(
         kernels.ROW_SOURCES: sorted(sources),
         kernels.ROW_POLICY: policy,
         kernels.ROW_MARKERS: [list(m) for m in markers] if plain else [],
+        kernels.ROW_CALL: list(call) if plain and call else [],
     }
 
 

@@ -28,11 +28,17 @@ Policy (docs/CONTRACT.md, "Token positions"):
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plip_nn.codesrc import identifier_span, marker_span_chars, signature_span
+from plip_nn.codesrc import (
+    function_name_at,
+    identifier_span,
+    marker_span_chars,
+    signature_span,
+)
 from plip_nn.scope import ROWS, TARGETS, ScopeError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +66,13 @@ class TokenPositions:
             sorted, marker tokens excluded (default: ``targets``).
         signature: Tokens of the function's signature, identifier tokens included (default:
             the identifier targets).
+        call_at: On a test sample, the call's prediction row: the token before the token that
+            holds the first character of the function's name where the test first calls it
+            (:func:`plip_nn.codesrc.call_char_pos`); None elsewhere (generation prompts,
+            false markers).
+        mention_targets: The ``mentions`` targets: the identifier targets plus every token
+            that overlaps an earlier mention of the name (``add`` in ``fn test_add``) up to
+            the readout row, marker tokens excluded (default: the identifier targets).
     """
 
     input_ids: tuple[int, ...]
@@ -71,6 +84,8 @@ class TokenPositions:
     marker_span: tuple[int, ...] = ()
     identifier_targets: tuple[int, ...] = ()
     signature: tuple[int, ...] = ()
+    call_at: int | None = None
+    mention_targets: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.input_ids)
@@ -97,6 +112,19 @@ class TokenPositions:
                 f"marker token {span}"
             )
         sig = tuple(sorted(set(self.signature) | set(idents)))
+        if self.call_at is not None and not (
+            isinstance(self.call_at, int) and span[-1] <= self.call_at < n - 1
+        ):
+            raise PositionError(
+                f"call_at={self.call_at!r} must be a row in {span[-1]}..{n - 2}: at or after "
+                "the marker's last token, with the name's token after it"
+            )
+        mentions = tuple(sorted(set(self.mention_targets) | set(idents)))
+        if any(not 0 <= t < n for t in mentions) or set(mentions) & set(span):
+            raise PositionError(
+                f"mention_targets={mentions} must lie in 0..{n - 1} and hold no marker token"
+            )
+        object.__setattr__(self, "mention_targets", mentions)
         object.__setattr__(self, "marker_span", tuple(span))
         object.__setattr__(self, "identifier_targets", tuple(idents))
         object.__setattr__(self, "signature", sig)
@@ -114,11 +142,29 @@ class TokenPositions:
         """
         return self.marker_span[-1]
 
+    @property
+    def gold_token(self) -> int | None:
+        """The token that holds the first character of the called name (the token after
+        :attr:`call_at`); None without a call."""
+        return None if self.call_at is None else self.input_ids[self.call_at + 1]
+
+    @property
+    def readout(self) -> str:
+        """``"call"`` when the sample has a call position, else ``"after_marker"``."""
+        return "after_marker" if self.call_at is None else "call"
+
+    @property
+    def readout_at(self) -> int:
+        """The readout row: :attr:`call_at` on a test sample, else :attr:`predict_at`."""
+        return self.predict_at if self.call_at is None else self.call_at
+
     def rows(self, name: str) -> tuple[int, ...]:
         """The query rows of a scope's ``rows`` name (:mod:`plip_nn.scope`) in this text.
 
         ``continuation`` runs from the marker to the end of this text (for a generation
         prompt that is the marker span; the generated rows are added during generation).
+        ``to_call`` runs from the marker to the call's prediction row (:attr:`call_at`)
+        included; without a call (a generation prompt) to the end of this text.
         """
         if name == "marker":
             return (self.source,)
@@ -126,21 +172,55 @@ class TokenPositions:
             return self.marker_span
         if name == "continuation":
             return tuple(range(self.source, self.n_tokens))
+        if name == "to_call":
+            end = self.n_tokens if self.call_at is None else self.call_at + 1
+            return tuple(range(self.source, end))
         raise ScopeError(f"rows {name!r}: use one of {', '.join(ROWS)}")
 
     def target_set(self, name: str) -> tuple[int, ...]:
-        """The key columns of a scope's ``targets`` name: ``plip`` or ``identifiers``."""
+        """The key columns of a scope's ``targets`` name: ``plip``, ``identifiers`` or
+        ``mentions``."""
         if name == "plip":
             return self.targets
         if name == "identifiers":
             return self.identifier_targets
+        if name == "mentions":
+            return self.mention_targets
         raise ScopeError(f"targets {name!r}: use one of {', '.join(TARGETS)}")
+
+    def edges(self, rows: str, targets: str) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
+        """The scope's causally valid edges as ``(sources, targets)`` groups, one per run of
+        rows that see the same targets.
+
+        A row sees the targets before it. For ``plip``/``identifiers`` (every target before
+        the marker) that is the single group ``(rows, targets)``; a mention after the marker
+        (``add`` in ``fn test_add``) joins the groups of the rows after it. Each row is in one
+        group, so an operation acts once per row over every target the row can see (SetValue
+        and Scale keep their meaning).
+        """
+        tgt = self.target_set(targets)
+        groups: list[tuple[list[int], tuple[int, ...]]] = []
+        for r in self.rows(rows):
+            seen = tuple(t for t in tgt if t < r)
+            if not seen:
+                continue
+            if groups and groups[-1][1] == seen:
+                groups[-1][0].append(r)
+            else:
+                groups.append(([r], seen))
+        return tuple((tuple(src), seen) for src, seen in groups)
 
     def control_pool(self, rows: str) -> tuple[int, ...]:
         """Keys a random control may draw for ``rows``: causally valid for every row (before
-        the first), outside the function's signature and outside every target."""
+        the first), outside the function's signature and outside every target (mentions
+        included)."""
         first = self.rows(rows)[0]
-        banned = set(self.signature) | set(self.identifier_targets) | set(self.targets)
+        banned = (
+            set(self.signature)
+            | set(self.identifier_targets)
+            | set(self.targets)
+            | set(self.mention_targets)
+        )
         return tuple(t for t in range(first) if t not in banned)
 
 
@@ -209,6 +289,7 @@ def locate(
     sample_id: str = "?",
     marker_pattern: str | None = None,
     language: str | None = None,
+    call_char_pos: int | None = None,
 ) -> TokenPositions:
     """Tokenize ``text`` and map the marker and target characters to token positions.
 
@@ -222,6 +303,9 @@ def locate(
             it the span is the source token alone).
         language: ``python`` or ``rust``; gives the signature span (without it the signature
             is the identifier tokens).
+        call_char_pos: On a test sample, the first character of the function's name at the
+            test's first call (:func:`plip_nn.codesrc.call_char_pos`); gives ``call_at``, the
+            token before the one holding it.
 
     Returns:
         The token positions, with the BOS offset and mid-token characters recorded.
@@ -293,6 +377,17 @@ def locate(
     if language is not None:
         sig = _overlapping(offsets, *signature_span(text, min(target_char_positions), language))
         sig -= set(span)
+    call_at = None
+    if call_char_pos is not None:
+        gold = to_token(call_char_pos, "call")
+        if gold <= span[-1]:
+            raise PositionError(
+                f"sample {sample_id}: the call's name (char {call_char_pos}) shares token "
+                f"{gold} with the marker; the call has no prediction row after the marker"
+            )
+        call_at = gold - 1
+    readout = span[-1] if call_at is None else call_at
+    mentions = _mentions(text, offsets, target_char_positions, readout) - set(span)
     return TokenPositions(
         input_ids=tuple(ids),
         source=source,
@@ -303,7 +398,28 @@ def locate(
         marker_span=span,
         identifier_targets=tuple(sorted(idents)),
         signature=tuple(sorted(sig)),
+        call_at=call_at,
+        mention_targets=tuple(sorted(mentions | idents)),
     )
+
+
+def _mentions(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    target_char_positions: Sequence[int],
+    readout: int,
+) -> set[int]:
+    """Tokens up to row ``readout`` that overlap a mention of the function's name: the name
+    (read at the second target char) not glued to a letter or digit on either side, so ``add``
+    in ``test_add`` counts and ``address`` does not. Empty when the name cannot be read."""
+    try:
+        name = function_name_at(text, list(target_char_positions))
+    except ValueError:
+        return set()
+    out: set[int] = set()
+    for m in re.finditer(r"(?<![A-Za-z0-9])" + re.escape(name) + r"(?![A-Za-z0-9])", text):
+        out |= {t for t in _overlapping(offsets, m.start(), m.end()) if t <= readout}
+    return out
 
 
 def _overlapping(offsets: Sequence[tuple[int, int]], start: int, end: int) -> set[int]:

@@ -10,12 +10,20 @@ labels and the condition-name format; it imports neither torch nor a model, so
   ``marker`` -- the token that holds the marker's first character (PLIP-rs);
   ``marker_span`` -- every token of the marker text (``>>>``; ``#[test]`` and its line
   break), plus every marker the model generates;
+  ``to_call`` -- from the marker's first token to the call's prediction row, included (on a
+  test sample: the row that predicts the first token of the function's name where the test
+  first calls it); on a generation prompt from the marker to the end of the prompt, plus
+  every generated row until the test's first call has been written or the first test ends;
   ``continuation`` -- from the marker to the end of the prompt (of the sample, in a single
   pass over a full test), plus every generated row.
 * **targets** (key positions):
   ``plip`` -- the token holding each target character (the first character of ``def``/``fn``,
   the name and each parameter; PLIP-rs);
-  ``identifiers`` -- every token of those identifiers (a name is often several tokens).
+  ``identifiers`` -- every token of those identifiers (a name is often several tokens);
+  ``mentions`` -- the ``identifiers`` tokens plus every token that overlaps an earlier
+  mention of the function's name before the readout row (``add`` in a Rust ``fn test_add``
+  header), so the report can say which path a copy of the name takes. A mention after the
+  marker is edited only from the rows after it (causally valid edges).
 * **layers**: ``L`` -- the chosen layer (per sample: it may be chosen on the other half of
   the samples, see :mod:`experiments.calibrate`); ``all`` -- every layer; ``w<a>-<b>`` -- the
   window of layers a..b of a sweep that slides over the layers (Geva et al. 2023).

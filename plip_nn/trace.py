@@ -45,7 +45,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Remote = Literal["none", "local", "ndif"]
-Prompt = tuple[tuple[int, ...], int | None, int | None]  # (input_ids, predict_at, nll_from)
+# (input_ids, predict_at, nll_from, gold_token)
+Prompt = tuple[tuple[int, ...], int | None, int | None, int | None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +63,9 @@ class Item:
             log-prob change (``None``: the last token), e.g. the token after the marker.
         nll_from: the NLL (perplexity) counts only the tokens after this position (``None``:
             every token); an edit of rows from the marker on changes only those.
+        gold_token: a token id whose log p and rank are read at ``predict_at`` in the baseline
+            and the edited pass (``None``: not read). At the call it is the token that holds
+            the first character of the called name, ``input_ids[predict_at + 1]``.
     """
 
     key: str
@@ -71,6 +75,7 @@ class Item:
     probe: Probe | None = None
     predict_at: int | None = None
     nll_from: int | None = None
+    gold_token: int | None = None
 
     def __post_init__(self) -> None:
         ids = tuple(int(i) for i in self.input_ids)
@@ -88,11 +93,17 @@ class Item:
                     f"sample {self.sample_id!r}: {name}={v!r} must be a token position in "
                     f"0..{len(ids) - 1} (or None)"
                 )
+        g = self.gold_token
+        if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 0):
+            raise EditSpecError(
+                f"sample {self.sample_id!r}: gold_token={g!r} must be a token id >= 0 (or None)"
+            )
 
     @property
     def prompt(self) -> Prompt:
-        """What a reference row is shared by: the tokens and where they are summarised."""
-        return (self.input_ids, self.predict_at, self.nll_from)
+        """What a reference row is shared by: the tokens, where they are summarised and the
+        gold token read there."""
+        return (self.input_ids, self.predict_at, self.nll_from, self.gold_token)
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,18 @@ class ItemResult:
     edit_baseline: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
     # log p_condition(t) - log p_baseline(t) for the baseline's top-1 token t (0 for baseline)
     dlogp_top1: float = 0.0
+    # the readout of Item.gold_token at the prediction position (NaN / -1 without one)
+    gold_token: int = -1
+    logp_gold_baseline: float = math.nan
+    logp_gold_condition: float = math.nan
+    rank_gold_baseline: int = -1
+    rank_gold_condition: int = -1
+    p_top1_baseline: float = math.nan  # baseline probability of the baseline's top-1 token
+
+    @property
+    def dlogp_gold(self) -> float:
+        """``logp_gold_condition - logp_gold_baseline`` (NaN without a gold token)."""
+        return self.logp_gold_condition - self.logp_gold_baseline
 
     @property
     def ppl_baseline(self) -> float:
@@ -154,6 +177,12 @@ def _edge_reads(edits: Sequence[AttentionEdit], probe: Probe | None) -> list[Edg
 def _validate(handle: ModelHandle, item: Item, route: str) -> None:
     n = len(item.input_ids)
     validate_edits(handle, item.sample_id, item.condition.edits, n, route)
+    vocab = getattr(handle.config, "vocab_size", None)
+    if item.gold_token is not None and vocab is not None and item.gold_token >= int(vocab):
+        raise EditSpecError(
+            f"sample {item.sample_id!r}: gold_token={item.gold_token} is outside the model's "
+            f"vocabulary (0..{int(vocab) - 1})"
+        )
     if route == kernels.ROUTE_SOFTMAX and (item.condition.edits or item.probe is not None):
         handle.require_route(route, "the softmax route (editing or reading probabilities)")
     if item.probe is not None:
@@ -326,9 +355,10 @@ def _run_chunk(
         width = inputs["input_ids"].shape[1]
         summary = {
             "predict_at": [width - 1 if at is None else at + off
-                           for (_, at, _), off in zip(prompts, offsets, strict=True)],
+                           for (_, at, _, _), off in zip(prompts, offsets, strict=True)],
             "nll_from": [off if start is None else start + off
-                         for (_, _, start), off in zip(prompts, offsets, strict=True)],
+                         for (_, _, start, _), off in zip(prompts, offsets, strict=True)],
+            "gold": [-1 if g is None else g for (_, _, _, g) in prompts],
         }  # fmt: skip
         specs: list[tuple[Sequence[AttentionEdit], list[Edges]]] = [
             (it.condition.edits, _edge_reads((), it.probe)) for it in ps.edited
@@ -361,14 +391,14 @@ def _run_chunk(
             with model.session(remote=remote_arg):
                 outs = [
                     kernels.traced_pass(model, inputs, sites, plan, rows, keep, True, route,
-                                        sm["predict_at"], sm["nll_from"])[0]
+                                        sm["predict_at"], sm["nll_from"], sm["gold"])[0]
                     for inputs, plan, rows, sm in plains
                 ]  # fmt: skip
                 outs = nnsight.save(outs)
         else:
             outs = [
                 kernels.traced_pass(model, inputs, sites, plan, rows, keep, False, route,
-                                    sm["predict_at"], sm["nll_from"])[0]
+                                    sm["predict_at"], sm["nll_from"], sm["gold"])[0]
                 for inputs, plan, rows, sm in plains
             ]  # fmt: skip
 
@@ -398,6 +428,7 @@ def _run_chunk(
                     probe_condition=_probe_of(row_reads, b, it),
                     logprobs=out["lp"][b].detach().cpu().clone() if keep else None,
                     edit_baseline={},
+                    **_gold_fields(out, b, b, it),
                 )
         for r, it in enumerate(ps.edited):
             b = ref_row[it.prompt]
@@ -431,7 +462,23 @@ def _run_chunk(
                 logprobs=out["lp"][r].clone() if keep else None,
                 edit_baseline=_edit_baseline(row_reads, b, it),
                 dlogp_top1=float(out["dlogp"][r]),
+                **_gold_fields(out, b, r, it),
             )
+
+
+def _gold_fields(out: dict, base: int, row: int, item: Item) -> dict[str, Any]:
+    """The readout columns of batch row ``row`` against its reference row ``base``: the gold
+    token's log p and rank in both, and the baseline's top-1 probability."""
+    fields: dict[str, Any] = {"p_top1_baseline": float(out["ptop1"][base])}
+    if item.gold_token is not None:
+        fields.update(
+            gold_token=int(item.gold_token),
+            logp_gold_baseline=float(out["lp_gold"][base]),
+            logp_gold_condition=float(out["lp_gold"][row]),
+            rank_gold_baseline=int(out["rank_gold"][base]),
+            rank_gold_condition=int(out["rank_gold"][row]),
+        )
+    return fields
 
 
 def _collect_reads(plan: dict[int, LayerPlan], out: dict) -> dict[int, dict[Edges, tuple]]:

@@ -135,30 +135,51 @@ def test_knockout_records_match_reference(env, hf, tmp_path):
     ko = df[df.condition == KO_L]
     assert (ko.attn_achieved == 0).all() and (ko.attn_baseline > 0).all()
     assert (df[df.condition == "knockout@marker_span/identifiers/all"].layer == -1).all()
-    # KL, top-1 and the greedy log-prob at the prediction position, and the perplexity of the
-    # tokens after it, equal the hand-written reference attention's
+    # KL, top-1, the greedy log-prob and the gold token's log p at the readout row (the call:
+    # the token before the one holding "mul" in ">>> mul(1, 1)"), and the perplexity of the
+    # tokens after the marker, equal the hand-written reference attention's
     model, tok = hf
-    ids, span, idents, _, at = _token_positions(tok, _sample("py_mul"))
+    sample = _sample("py_mul")
+    ids, span, idents, _, mk = _token_positions(tok, sample)
+    call = sample["code"].index("mul(1, 1)")
+    offs = tok(sample["code"], return_offsets_mapping=True)["offset_mapping"]
+    at = next(i for i, (a, b) in enumerate(offs) if a <= call < b) - 1
+    gold = ids[at + 1]
     x = torch.tensor([ids])
-    with torch.inference_mode():
-        plain = torch.log_softmax(model(input_ids=x).logits[0].double(), -1)
-        with reference_attention(model, knock={1: [(0, s, t) for s in span for t in idents]}):
-            edited = torch.log_softmax(model(input_ids=x).logits[0].double(), -1)
-    kl_ref = float((plain[at].exp() * (plain[at] - edited[at])).sum())
-    top = int(plain[at].argmax())
-    row = ko[ko.sample_id == "py_mul"].iloc[0]
-    assert row.kl == pytest.approx(kl_ref, rel=1e-3, abs=1e-7)
-    assert row.dlogp_top1 == pytest.approx(float(edited[at, top] - plain[at, top]), abs=1e-4)
-    assert row.top1_same == (int(edited[at].argmax()) == top)
-    after = torch.arange(at, len(ids) - 1)
-    nxt = torch.tensor(ids)[after + 1]
+    for cond, layers in ((KO_L, (1,)), ("knockout@marker_span/identifiers/all", (0, 1))):
+        knock = {lay: [(0, s, t) for s in span for t in idents] for lay in layers}
+        with torch.inference_mode():
+            plain = torch.log_softmax(model(input_ids=x).logits[0].double(), -1)
+            with reference_attention(model, knock=knock):
+                edited = torch.log_softmax(model(input_ids=x).logits[0].double(), -1)
+        kl_ref = float((plain[at].exp() * (plain[at] - edited[at])).sum())
+        top = int(plain[at].argmax())
+        row = df[(df.condition == cond) & (df.sample_id == "py_mul")].iloc[0]
+        assert (row.readout, row.call_at, row.predict_at, row.gold_token) == ("call", at, at, gold)
+        assert row.kl == pytest.approx(kl_ref, rel=1e-3, abs=1e-7)
+        assert row.dlogp_top1 == pytest.approx(float(edited[at, top] - plain[at, top]), abs=1e-4)
+        assert row.top1_same == (int(edited[at].argmax()) == top)
+        assert row.logp_gold_baseline == pytest.approx(float(plain[at, gold]), abs=1e-5)
+        assert row.logp_gold_condition == pytest.approx(float(edited[at, gold]), abs=1e-5)
+        assert row.dlogp_gold == pytest.approx(float(edited[at, gold] - plain[at, gold]), abs=1e-5)
+        assert row.rank_gold_baseline == int((plain[at] > plain[at, gold]).sum())
+        assert row.rank_gold_condition == int((edited[at] > edited[at, gold]).sum())
+        assert row.p_top1_baseline == pytest.approx(float(plain[at].max().exp()), abs=1e-6)
+        after = torch.arange(mk, len(ids) - 1)
+        nxt = torch.tensor(ids)[after + 1]
 
-    def ppl(lp):
-        return math.exp(float(-lp[after, nxt].mean()))
+        def ppl(lp, after=after, nxt=nxt):
+            return math.exp(float(-lp[after, nxt].mean()))
 
-    assert row.ppl_baseline == pytest.approx(ppl(plain), rel=1e-4)
-    assert row.ppl_condition == pytest.approx(ppl(edited), rel=1e-4)
-    assert row.n_edges == len(span) * len(idents) and row.predict_at == at
+        assert row.ppl_baseline == pytest.approx(ppl(plain), rel=1e-4)
+        assert row.ppl_condition == pytest.approx(ppl(edited), rel=1e-4)
+        assert row.logppl_condition == pytest.approx(math.log(ppl(edited)), rel=1e-4)
+        assert row.n_edges == len(span) * len(idents)
+    assert row.dlogp_gold != 0.0  # the all-layer knockout reaches the call (layer 0 -> 1)
+    tests, false = base[base.kind == "test"], base[base.kind == "baseline"]
+    assert (tests.dlogp_gold == 0.0).all() and (tests.readout == "call").all()
+    assert len(false) == 2 and (false.readout == "").all() and (false.call_at == -1).all()
+    assert false.dlogp_gold.isna().all() and (false.gold_token == -1).all()
     # the random control knocks out as many edges, none of them in the signature
     rc = df[(df.condition == "random_control@marker_span/identifiers/L#0")
             & (df.sample_id == "py_mul")].iloc[0]  # fmt: skip

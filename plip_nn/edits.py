@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = [
+    "INERT_TARGET_TOLERANCE",
     "AttentionEdit",
     "CausallyMaskedEdgeError",
     "Condition",
     "EditSpecError",
     "EditVerificationError",
-    "INERT_TARGET_TOLERANCE",
     "Inert",
     "Knockout",
     "Operation",
@@ -204,9 +204,7 @@ def operation_from_json(data: dict[str, Any]) -> Operation:
         return SetValue(value=data["value"])
     if op == "inert":
         return Inert(protect=tuple(data["protect"]))
-    raise EditSpecError(
-        f"unknown op {op!r}; expected 'knockout', 'scale', 'set_value' or 'inert'"
-    )
+    raise EditSpecError(f"unknown op {op!r}; expected 'knockout', 'scale', 'set_value' or 'inert'")
 
 
 @dataclass(frozen=True, kw_only=True)

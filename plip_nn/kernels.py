@@ -333,6 +333,7 @@ def apply_prob_edits(
                     raise ValueError("SetValue and Inert need the pre-softmax scores")
                 allowed = scores[b, :, s, :] > masked_threshold(scores.dtype)
         if edits[run[0]][G_OP] == INERT:
+            assert allowed is not None
             kindex = edge_index(keep_edges(edits), rows, srcs, dev)
             removed = edge_sum(index, heads, member, shape, torch.float32) > 0
             kept = edge_sum(kindex, heads, member, shape, torch.float32) > 0

@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 from plip_nn import kernels
 from plip_nn.edits import (
+    INERT_TARGET_TOLERANCE,
     AttentionEdit,
     CausallyMaskedEdgeError,
-    INERT_TARGET_TOLERANCE,
     EditVerificationError,
     Inert,
     Knockout,

@@ -85,7 +85,9 @@ def make_reference(
             allowed = scores > torch.finfo(scores.dtype).min / 2
             for b, s, removed, protected in rows:
                 for h in range(probs.shape[1]):
-                    edited[b, h, s] = inert_row(before[b, h, s], allowed[b, h, s], removed, protected)
+                    edited[b, h, s] = inert_row(
+                        before[b, h, s], allowed[b, h, s], removed, protected
+                    )
             probs = edited.float()
             if record is not None:
                 record[module.layer_idx] = (before, edited)

@@ -71,7 +71,9 @@ def test_inert_equals_reference_and_targets_stay_at_baseline():
         before, after = record[layer]
         for s in SOURCES:
             # targets exactly at the pass's own baseline, drawn keys 0, rows sum to 1
-            torch.testing.assert_close(after[0, :, s, list(TARGETS)], before[0, :, s, list(TARGETS)])
+            torch.testing.assert_close(
+                after[0, :, s, list(TARGETS)], before[0, :, s, list(TARGETS)]
+            )
             assert (after[0, :, s, list(KEYS)] == 0).all()
             torch.testing.assert_close(after[0, :, s].sum(-1), torch.ones(4, dtype=torch.float64))
     assert len(res.readings) == 2
@@ -160,9 +162,9 @@ def test_spec_round_trips_and_rejects_overlap():
     with pytest.raises(EditSpecError, match="both removed"):
         AttentionEdit(layers=(0,), sources=(9,), targets=(1, 2), op=Inert(protect=(2,)))
     with pytest.raises(EditSpecError, match="protected target position"):
-        AttentionEdit(
-            layers=(0,), sources=(9,), targets=(1,), op=Inert(protect=(99,))
-        ).validate(n_layers=2, n_heads=4, seq_len=14)
+        AttentionEdit(layers=(0,), sources=(9,), targets=(1,), op=Inert(protect=(99,))).validate(
+            n_layers=2, n_heads=4, seq_len=14
+        )
 
 
 def test_auto_route_picks_eager_and_the_mask_route_refuses():

@@ -142,7 +142,7 @@ def test_config_draws_and_generation_plan() -> None:
     assert cfg.factors == (0.5, 2.0, 4.0)
     with pytest.raises(ConfigError, match="--gen-draws"):
         triangle.Config(gen_draws=0)
-    knock, steer = triangle.study_arms(cfg, 4, "w1-2")
+    _knock, steer = triangle.study_arms(cfg, 4, "w1-2")
     single, gen = triangle.steering_plan(cfg, steer)
     assert single == steer
     assert {a.arm for a in gen} == set(conditions.DECIDING_DOSES)

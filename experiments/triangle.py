@@ -7,9 +7,10 @@
    -> ``noise_floor.parquet`` (experiments.floor);
 4. the mass-matched control keys of every knockout scope, per layer and draw
    -> ``control_match.parquet`` (experiments.control);
-5. single passes of the knockouts -> ``records.parquet``: test samples and generation prompts
-   under baseline, every knockout and every control draw (``random_control`` and
-   ``inert_control``, draws ``0..--draws-1``), and the false-marker baselines unedited;
+5. single passes of the knockouts -> ``records.parquet``: test samples under baseline, every
+   knockout and every control draw (``random_control`` and ``inert_control``, draws
+   ``0..--draws-1``), generation prompts under the same with the first ``--gen-draws`` draws,
+   and the false-marker baselines unedited;
 6. the window of the sweep with the largest knockout effect (:func:`choose_window`: median
    |dlogp_gold| on test samples, |kl| where that column is absent);
 7. single passes of the steering (:func:`steering_plan`) in every deciding knockout scope:
@@ -200,11 +201,16 @@ def main(cfg: Config) -> Path:
     base = [Arm(BASELINE)]
     plan = dict(layer_of=layer_of, n_layers=n_layers, calibration=choice.calibrations,
                 controls=controls)  # fmt: skip
-    # Stage 1: the knockouts and every control draw, on test samples and generation prompts.
+    gen_draws = min(cfg.gen_draws, cfg.draws)
+    # Stage 1: the knockouts and every control draw on test samples (the call-site endpoint);
+    # generation prompts (KL after the marker, secondary) get the draws generation uses.
+    on_prompts = {a.name for a in conditions.control_draws(knock, gen_draws)}
     units = (
-        conditions.plan_units(tests + prompts, base + knock, **plan)  # type: ignore[arg-type]
+        conditions.plan_units(tests, base + knock, **plan)  # type: ignore[arg-type]
+        + [u for u in conditions.plan_units(prompts, base + knock, **plan)  # type: ignore[arg-type]
+           if u.arm.name in on_prompts or u.arm.arm == BASELINE]
         + conditions.plan_units(study.select("baseline"), base, **plan)  # type: ignore[arg-type]
-    )
+    )  # fmt: skip
     records = run_records(study, units, experiment="triangle", desc="records")
     # Stage 2: the window that acts most, then the steering in every deciding scope.
     window = None
@@ -218,7 +224,7 @@ def main(cfg: Config) -> Path:
     steer_units = [u for u in grid if u.order > len(knock)]
     run_records(study, steer_units, experiment="triangle", desc="steering")
     if cfg.generation:
-        gen_arms = base + conditions.control_draws(knock, min(cfg.gen_draws, cfg.draws)) + steer_gen
+        gen_arms = base + conditions.control_draws(knock, gen_draws) + steer_gen
         gen_units = conditions.plan_units(prompts, gen_arms, **plan)  # type: ignore[arg-type]
         run_generation(study, gen_units, experiment="triangle")
     heads_k = resolve_k(cfg.heads, study.handle, auto=True)

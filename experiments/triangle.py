@@ -7,17 +7,18 @@
    -> ``noise_floor.parquet`` (experiments.floor);
 4. the mass-matched control keys of every knockout scope, per layer and draw
    -> ``control_match.parquet`` (experiments.control);
-5. single passes of the knockouts -> ``records.parquet``: test samples under baseline, every
-   knockout and every control draw (``random_control`` and ``inert_control``, draws
-   ``0..--draws-1``), generation prompts under the same with the first ``--gen-draws`` draws,
-   and the false-marker baselines unedited;
+5. single passes of the knockouts on test samples -> ``records.parquet``: baseline, every
+   knockout and its controls (``random_control`` and ``inert_control``, the same keys per
+   draw; ``--draws`` draws in the deciding scopes, ``--gen-draws`` in the compared ones), and
+   the false-marker baselines unedited (:func:`study_plan`);
 6. the window of the sweep with the largest knockout effect (:func:`choose_window`: median
-   |dlogp_gold| on test samples, |kl| where that column is absent);
-7. single passes of the steering (:func:`steering_plan`) in every deciding knockout scope:
-   each of ``--knockout-rows`` at the chosen layer and at all layers, and that window;
-8. generation -> ``generations.parquet`` (with preservation): baseline, the knockouts, their
-   controls' first ``--gen-draws`` draws and the steering doses that decide (the calibrated
-   factor, twice it and SetValue) in every steering scope;
+   |dlogp_gold| on test samples, |kl| where that column is absent); its other draws;
+7. the steering (Scale at ``--factors``, the calibrated factor, twice it, SetValue) on test
+   samples in every deciding knockout scope: each of ``--knockout-rows`` at the chosen layer
+   and at all layers, and that window; generation prompts' single passes (baseline, the
+   deciding knockouts, their first ``--gen-draws`` draws);
+8. generation -> ``generations.parquet`` (with preservation): what the prompts' single passes
+   ran, and the steering doses that decide (the calibrated factor, twice it and SetValue);
 9. with ``--heads K`` (default 3 for models with at most 64 heads in all): which heads carry
    it -- per-head attribution and knockouts, and the held-out top-K test
    (:mod:`experiments.heads`);
@@ -56,8 +57,8 @@ if TYPE_CHECKING:
 
     from plip_nn.models import ModelHandle
 
-__all__ = ["Config", "choose_window", "main", "main_models", "model_slug", "steering_plan",
-           "study_arms"]  # fmt: skip
+__all__ = ["Config", "StudyPlan", "choose_window", "main", "main_models", "model_slug",
+           "study_arms", "study_plan"]  # fmt: skip
 
 LAYER_SCOPES = ("layer", "all", "window")
 #: the knockout rows of the study (``to_call`` once :data:`plip_nn.scope.ROWS` has it)
@@ -82,8 +83,11 @@ class Config(HeadsConfig):
             comparison; --no-plip-scope: leave that scope out.
         draws: seeded draws of the mass-matched controls per knockout scope in single passes
             (random_control and inert_control, draws 0..draws-1 of the same keys).
-        gen_draws: control draws in generation (the first gen_draws of the single passes', at
-            most --draws).
+        gen_draws: control draws in generation and on the generation prompts' single passes,
+            and on test samples for the compared scopes (the first gen_draws of the single
+            passes', at most --draws).
+        gen_compared: also run the compared knockout scopes (the window sweep's other windows,
+            the PLIP-rs scope) on the generation prompts and in generation.
         factors: Scale factors of the steering in every deciding knockout scope (and of H2's
             dose-response), besides the calibrated factor and twice it.
         margin: the smallest preservation change of interest: "no effect" means the 90% CI of
@@ -98,6 +102,7 @@ class Config(HeadsConfig):
     plip_scope: bool = True
     draws: int = 5
     gen_draws: int = 2
+    gen_compared: bool = False
     factors: tuple[float, ...] = conditions.STEERING_FACTORS
     margin: float = 0.10
     alpha: float = 0.05
@@ -174,10 +179,49 @@ def choose_window(records: pd.DataFrame, rows: str, targets: str) -> str | None:
     return str(max(order, key=lambda w: (effect[w], -order.index(w))))
 
 
-def steering_plan(cfg: Config, steer: list[Arm]) -> tuple[list[Arm], list[Arm]]:
-    """(steering arms of the single passes, those of generation): every arm in single passes;
-    in generation only the doses that decide (:data:`conditions.DECIDING_DOSES`)."""
-    return steer, [a for a in steer if a.arm in conditions.DECIDING_DOSES]
+@dataclass(frozen=True)
+class StudyPlan:
+    """The condition names of each part of the study (:func:`study_plan`).
+
+    Attributes:
+        tests: single passes on test samples (the call-site endpoint).
+        prompts: single passes on generation prompts (KL after the marker).
+        generation: generation on the generation prompts.
+    """
+
+    tests: set[str]
+    prompts: set[str]
+    generation: set[str]
+
+
+def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | None) -> StudyPlan:
+    """Which conditions run where, so that the default run fits its time budget.
+
+    The *deciding* knockout scopes are those that get steering
+    (:func:`conditions.steering_scopes`: each of ``--knockout-rows`` at the chosen layer and at
+    all layers, and the chosen ``window``); the others (the rest of the window sweep, the
+    PLIP-rs scope) are compared rows. Test samples: baseline, every knockout, every control
+    draw of the deciding scopes (``--draws``), the first ``--gen-draws`` draws of the compared
+    ones, and every steering arm. Generation prompts (single passes and generation): baseline,
+    the deciding knockouts with their first ``--gen-draws`` draws (the compared scopes too with
+    ``--gen-compared``); generation adds the steering doses that decide
+    (:data:`conditions.DECIDING_DOSES`).
+    """
+    few = min(cfg.gen_draws, cfg.draws)
+    deciding = set(conditions.steering_scopes(cfg.knockout_rows, cfg.targets, cfg.layer_scopes,
+                                              window))  # fmt: skip
+
+    def draw_ok(a: Arm, n: int) -> bool:
+        return a.arm not in conditions.CONTROL_ARMS or (a.draw or 0) < n
+
+    tests = {BASELINE}
+    tests |= {a.name for a in knock if draw_ok(a, cfg.draws if a.scope in deciding else few)}
+    tests |= {a.name for a in steer}
+    prompts = {BASELINE} | {
+        a.name for a in knock if draw_ok(a, few) and (a.scope in deciding or cfg.gen_compared)
+    }
+    generation = prompts | {a.name for a in steer if a.arm in conditions.DECIDING_DOSES}
+    return StudyPlan(tests=tests, prompts=prompts, generation=generation)
 
 
 def main(cfg: Config) -> Path:
@@ -201,35 +245,39 @@ def main(cfg: Config) -> Path:
     base = [Arm(BASELINE)]
     plan = dict(layer_of=layer_of, n_layers=n_layers, calibration=choice.calibrations,
                 controls=controls)  # fmt: skip
-    gen_draws = min(cfg.gen_draws, cfg.draws)
-    # Stage 1: the knockouts and every control draw on test samples (the call-site endpoint);
-    # generation prompts (KL after the marker, secondary) get the draws generation uses.
-    on_prompts = {a.name for a in conditions.control_draws(knock, gen_draws)}
-    units = (
-        conditions.plan_units(tests, base + knock, **plan)  # type: ignore[arg-type]
-        + [u for u in conditions.plan_units(prompts, base + knock, **plan)  # type: ignore[arg-type]
-           if u.arm.name in on_prompts or u.arm.arm == BASELINE]
-        + conditions.plan_units(study.select("baseline"), base, **plan)  # type: ignore[arg-type]
-    )  # fmt: skip
+    tests_and_prompts = {"test": tests, "generation": prompts}
+
+    def units_of(kind: str, names: set[str], arms: list[Arm]) -> list:
+        # planned with the whole grid so that condition_order is unique and in grid order
+        grid = conditions.plan_units(tests_and_prompts[kind], arms, **plan)  # type: ignore[arg-type]
+        return [u for u in grid if u.arm.name in names]
+
+    # Stage 1: the knockouts and their controls on test samples (the call-site endpoint).
+    first = study_plan(cfg, knock, [], None)
+    units = units_of("test", first.tests, base + knock) + conditions.plan_units(
+        study.select("baseline"),
+        base,
+        **plan,  # type: ignore[arg-type]
+    )
     records = run_records(study, units, experiment="triangle", desc="records")
-    # Stage 2: the window that acts most, then the steering in every deciding scope.
+    # Stage 2: the window that acts most; the steering in every deciding scope; prompts.
     window = None
     if "window" in cfg.layer_scopes and cfg.knockout_rows:
         window = choose_window(records, cfg.knockout_rows[0], cfg.targets)
         study.run.update_manifest(steering_window=window)
     _, steer = study_arms(cfg, n_layers, window)
-    steer_single, steer_gen = steering_plan(cfg, steer)
-    # planned with the whole list so that condition_order stays unique and in grid order
-    grid = conditions.plan_units(tests + prompts, base + knock + steer_single, **plan)  # type: ignore[arg-type]
-    steer_units = [u for u in grid if u.order > len(knock)]
-    run_records(study, steer_units, experiment="triangle", desc="steering")
+    sp = study_plan(cfg, knock, steer, window)
+    every = base + knock + steer
+    units = units_of("test", sp.tests - first.tests, every) + units_of(
+        "generation", sp.prompts, every
+    )
+    run_records(study, units, experiment="triangle", desc="steering")
     if cfg.generation:
-        gen_arms = base + conditions.control_draws(knock, gen_draws) + steer_gen
-        gen_units = conditions.plan_units(prompts, gen_arms, **plan)  # type: ignore[arg-type]
+        gen_units = units_of("generation", sp.generation, every)
         run_generation(study, gen_units, experiment="triangle")
     heads_k = resolve_k(cfg.heads, study.handle, auto=True)
     if heads_k:
-        have = {a.name for a in base + knock + steer_single}
+        have = sp.tests | sp.prompts
         refs = [a for a in reference_arms(cfg.rows, cfg.targets, cfg.heads_factor)
                 if a.name not in have]  # fmt: skip
         run_heads(study, choice, k=heads_k, references=refs)

@@ -468,9 +468,10 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
     assert man["steering_window"] in ("w0-1",)  # the sweep of 2 layers has one window
     knock, steer_arms = triangle.study_arms(cfg, 2, man["steering_window"])
     grid = {"baseline", *(a.name for a in knock + steer_arms)}
+    sp = triangle.study_plan(cfg, knock, steer_arms, man["steering_window"])
     prompts = rec[rec.kind == "generation"]
     set_values = {a.name for a in steer_arms if a.arm == "set_value_calibrated"}
-    assert grid - set_values <= set(prompts.condition)
+    assert set(prompts.condition) == sp.prompts
     assert {"marker_span/identifiers/L", "continuation/identifiers/all", "marker/plip/L",
             "marker/plip/all", "marker_span/identifiers/w0-1"} <= set(rec.scope)  # fmt: skip
     tests = rec[rec.kind == "test"]
@@ -494,9 +495,8 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
     # the scan reads every layer, the last included
     assert set(pd.read_parquet(out / "layer_scan.parquet").layer) == {0, 1}
     gen = pd.read_parquet(out / "generations.parquet")
-    doses = {a.name for a in steer_arms if a.arm in conditions.DECIDING_DOSES}
-    gen_grid = {"baseline", *(a.name for a in knock)} | doses
-    assert gen_grid - set_values <= set(gen.condition) <= gen_grid
+    assert sp.generation - set_values <= set(gen.condition) <= sp.generation
+    assert "knockout@marker/plip/all" not in sp.generation  # a compared scope
     assert man["layer"] in (0, 1) and man["status"] == "complete"
     report = (out / "report.md").read_text()
     assert report.index("## Findings") < report.index("## Outcome matrix")

@@ -136,15 +136,39 @@ def test_the_window_is_the_largest_median_knockout_effect_on_tests() -> None:
     assert triangle.choose_window(_records({"L": [1.0]}), "marker_span", "identifiers") is None
 
 
-def test_config_draws_and_generation_plan() -> None:
+def test_config_draws_and_the_plan_of_each_part() -> None:
     cfg = triangle.Config()
-    assert cfg.draws == 5 and cfg.gen_draws == 2
+    assert cfg.draws == 5 and cfg.gen_draws == 2 and not cfg.gen_compared
     assert cfg.factors == (0.5, 2.0, 4.0)
     with pytest.raises(ConfigError, match="--gen-draws"):
         triangle.Config(gen_draws=0)
-    _knock, steer = triangle.study_arms(cfg, 4, "w1-2")
-    single, gen = triangle.steering_plan(cfg, steer)
-    assert single == steer
-    assert {a.arm for a in gen} == set(conditions.DECIDING_DOSES)
-    assert {a.scope for a in gen} == {a.scope for a in steer}
-    assert any(a.scope is not None and a.scope.layers == "w1-2" for a in gen)
+    cfg = triangle.Config(knockout_rows=("marker_span", "continuation"))
+    knock, steer = triangle.study_arms(cfg, 4, "w1-2")
+    sp = triangle.study_plan(cfg, knock, steer, "w1-2")
+    deciding = ["marker_span/identifiers/L", "marker_span/identifiers/all",
+                "continuation/identifiers/L", "continuation/identifiers/all",
+                "marker_span/identifiers/w1-2"]  # fmt: skip
+    compared = ["marker_span/identifiers/w0-1", "marker_span/identifiers/w2-3", "marker/plip/L",
+                "marker/plip/all"]  # fmt: skip
+    for label in deciding:
+        assert f"knockout@{label}" in sp.tests and f"knockout@{label}" in sp.generation
+        for kind in ("random_control", "inert_control"):
+            assert {f"{kind}@{label}#{d}" for d in range(5)} <= sp.tests  # every draw on tests
+            assert {f"{kind}@{label}#{d}" for d in range(2)} <= sp.generation
+            assert f"{kind}@{label}#2" not in sp.generation | sp.prompts
+        for arm in ("scale_0.5", "scale_2", "scale_4", "scale_calibrated", "scale_calibrated_x2",
+                    "set_value_calibrated"):  # fmt: skip
+            assert f"{arm}@{label}" in sp.tests and f"{arm}@{label}" not in sp.prompts
+        for arm in conditions.DECIDING_DOSES:
+            assert f"{arm}@{label}" in sp.generation
+        assert f"scale_2@{label}" not in sp.generation
+    for label in compared:
+        assert f"inert_control@{label}#1" in sp.tests and f"inert_control@{label}#2" not in sp.tests
+        assert f"knockout@{label}" not in sp.generation | sp.prompts
+    assert sp.prompts <= sp.generation and "baseline" in sp.prompts
+    both = triangle.study_plan(triangle.Config(gen_compared=True), knock, steer, "w1-2")
+    assert "knockout@marker/plip/all" in both.generation
+    # before the window is chosen, the sweep's windows are compared scopes
+    first = triangle.study_plan(cfg, knock, [], None)
+    assert "inert_control@marker_span/identifiers/w1-2#4" not in first.tests
+    assert sp.tests - first.tests >= {"inert_control@marker_span/identifiers/w1-2#4"}

@@ -5,9 +5,11 @@ pass reads, at every layer, the head-mean attention of those rows (mean over row
 of the control pool (:meth:`plip_nn.positions.TokenPositions.control_pool`: before the rows,
 outside the signature and the targets) and on the targets. For every layer and draw,
 :func:`experiments.conditions.match_keys` then picks as many pool keys as there are targets
-whose summed attention is within the tolerance of the targets' (or the closest achievable),
+whose summed attention is within the tolerance of the targets' -- or, when no set of that size
+can, as many keys as it takes (``count_matched`` False) -- or else the closest achievable,
 seeded per (sample, scope, layer, draw). A control of a multi-layer scope edits each layer
-with that layer's keys, so its removed mass is matched layer by layer.
+with that layer's keys, so its removed mass is matched layer by layer. Draw ``d`` of
+``random_control`` and of ``inert_control`` edit the same keys.
 
 One row per (sample, rows, targets, layer, draw) goes to ``control_match.parquet``
 (resumable): the masses, their ratio, whether it is within the tolerance, whether the count

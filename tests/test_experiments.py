@@ -125,8 +125,8 @@ def test_knockout_records_match_reference(env, hf, tmp_path):
     out = knockout.main(cfg)
     df = pd.read_parquet(out / "records.parquet")
     names = {"baseline", KO_L, "knockout@marker_span/identifiers/all",
-             *(f"random_control@marker_span/identifiers/{lay}#{d}" for lay in ("L", "all")
-               for d in (0, 1))}  # fmt: skip
+             *(f"{arm}@marker_span/identifiers/{lay}#{d}" for lay in ("L", "all")
+               for d in (0, 1) for arm in ("random_control", "inert_control"))}  # fmt: skip
     assert set(df.condition) == names
     assert len(df) == 6 * len(names)  # 4 tests + 2 baselines
     assert not df.duplicated(["sample_id", "condition", "layer"]).any()
@@ -175,9 +175,21 @@ def test_knockout_records_match_reference(env, hf, tmp_path):
         {i for i, (a, b) in enumerate(tok(_sample("py_mul")["code"], return_offsets_mapping=True)["offset_mapping"]) if a < sig_end and b > a}
         for _ in [0]
     ))  # fmt: skip
-    assert len(edit["targets"]) == len(idents) and not set(edit["targets"]) & sig
+    cm = pd.read_parquet(out / "control_match.parquet")
+    match = cm[(cm.sample_id == "py_mul") & (cm.layer == 1) & (cm.draw == 0)].iloc[0]
+    assert json.loads(match.control_keys) == edit["targets"]
+    assert (len(edit["targets"]) == len(idents)) == match.count_matched
+    assert not set(edit["targets"]) & sig
     assert all(t < span[0] for t in edit["targets"])
     assert rc.attn_achieved == 0
+    # the inert control zeroes the same keys and leaves the targets' attention at baseline,
+    # where the renormalising control raises it
+    ic = df[(df.condition == "inert_control@marker_span/identifiers/L#0")
+            & (df.sample_id == "py_mul")].iloc[0]  # fmt: skip
+    assert json.loads(ic.edit)[0]["targets"] == edit["targets"] and ic.attn_achieved == 0
+    assert 0 <= ic.target_rel_dev <= 0.02 and math.isnan(rc.target_rel_dev)
+    assert ic.target_attn_condition == pytest.approx(ic.target_attn_baseline, rel=0.02)
+    assert rc.target_attn_condition > rc.target_attn_baseline
 
 
 def test_knockout_every_layer(env, tmp_path):

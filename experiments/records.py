@@ -133,7 +133,8 @@ def record_row(
         "mass_removed": mass_b - mass_a if names["op"] in ("knockout", "inert") else math.nan,
         # inert control: the largest relative move of a protected target (<= 0.02, checked)
         "target_rel_dev": max(
-            (r.target_rel_dev for r in result.readings if r.op == "inert"), default=math.nan
+            (r.target_rel_dev for r in result.readings if r.target_rel_dev is not None),
+            default=math.nan,
         ),
         "target_attn_baseline": _mean([lv for lv, _ in tb]),
         "target_attn_condition": _mean([lv for lv, _ in tc]),

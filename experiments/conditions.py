@@ -9,9 +9,13 @@ which query rows, which key columns and which layers. A condition is an arm in a
 ``random_control`` knocks out *other* keys of the same rows at the same layers: for each
 edited layer its own set of keys from :meth:`plip_nn.positions.TokenPositions.control_pool`
 (before every row, outside the function's signature and every target), as many as the
-targets and matched on the attention mass the knockout removes at that layer
-(:func:`match_keys`, measured by :mod:`experiments.control`), so "removing attention to the
-function" can be told apart from "removing this much attention".
+targets where that matches, else as many as it takes, matched on the attention mass the
+knockout removes at that layer (:func:`match_keys`, measured by :mod:`experiments.control`),
+so "removing attention to the function" can be told apart from "removing this much
+attention". It renormalises the rows through softmax, so it also *raises* the targets'
+attention: a compared row. ``inert_control`` (the deciding control) edits the same keys of the
+same draw with :class:`plip_nn.edits.Inert`: they read 0 and their mass goes to the other
+non-target keys, so the targets' attention stays at baseline (checked, 2% relative).
 
 The head-level arms (:mod:`experiments.heads`) edit only some (layer, head) pairs, per
 sample (:class:`HeadSets`, chosen on the other half of the samples, over every layer): one edit
@@ -29,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from plip_nn.edits import AttentionEdit, Condition, Knockout, Scale, SetValue
+from plip_nn.edits import AttentionEdit, Condition, Inert, Knockout, Operation, Scale, SetValue
 from plip_nn.scope import (
     BASELINE,
     CHOSEN,
@@ -53,13 +57,17 @@ if TYPE_CHECKING:  # study imports nothing from here; the annotation is all that
 __all__ = [
     "ALL_LAYERS",
     "CONTROL",
+    "CONTROL_ARMS",
+    "DECIDING_DOSES",
     "DOSE_FACTORS",
     "HEAD_ARMS",
+    "INERT_CONTROL",
     "KNOCKOUT",
     "RANDOM_HEADS",
     "SCALE_CALIBRATED",
     "SCALE_CALIBRATED_X2",
     "SET_VALUE_CALIBRATED",
+    "STEERING_FACTORS",
     "TOPK_KNOCKOUT",
     "TOPK_STEER",
     "Arm",
@@ -70,16 +78,20 @@ __all__ = [
     "Unit",
     "build",
     "condition_op",
+    "control_draws",
     "knockout_arms",
     "match_keys",
     "plan_units",
     "scale_name",
     "steering_arms",
+    "steering_scopes",
 ]
 
 ALL_LAYERS = -1
 KNOCKOUT = "knockout"
 CONTROL = "random_control"
+INERT_CONTROL = "inert_control"
+CONTROL_ARMS = (CONTROL, INERT_CONTROL)
 SCALE_CALIBRATED = "scale_calibrated"
 SCALE_CALIBRATED_X2 = "scale_calibrated_x2"
 SET_VALUE_CALIBRATED = "set_value_calibrated"
@@ -89,6 +101,10 @@ TOPK_STEER = "steer_topk"
 HEAD_ARMS = (TOPK_KNOCKOUT, RANDOM_HEADS, TOPK_STEER)
 DOSE_FACTORS = (0.5, 2.0, 3.0, 4.0, 6.0)
 """Scale factors of the dose-response (H2), besides the calibrated factor and twice it."""
+STEERING_FACTORS = (0.5, 2.0, 4.0)
+"""Scale factors of the steering in every deciding knockout scope (besides the calibrated ones)."""
+DECIDING_DOSES = (SCALE_CALIBRATED, SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED)
+"""The steering doses that decide (and run in generation): calibrated, twice it, SetValue."""
 
 #: (sample id, rows, targets, layer, draw) -> the control's keys at that layer.
 ControlKeys = Mapping[tuple[str, str, str, int, int], tuple[int, ...]]
@@ -153,13 +169,16 @@ def knockout_arms(
     stride: int,
     plip: bool,
     draws: int,
+    window_rows: Sequence[str] | None = None,
 ) -> list[Arm]:
-    """The knockouts of the study and, right after each, its ``draws`` controls.
+    """The knockouts of the study and, right after each, its controls: ``random_control``
+    draws ``0..draws-1`` then ``inert_control`` draws ``0..draws-1`` (draw ``d`` of both edits
+    the same keys).
 
     ``layer_scopes`` holds ``layer`` (the chosen layer), ``all`` and ``window`` (the sweep,
-    for the first of ``rows`` only, whose windows are :func:`plip_nn.scope.windows`);
-    ``plip`` adds the PLIP-rs scope (``marker`` rows, ``plip`` targets) at the chosen layer
-    and at all layers.
+    whose windows are :func:`plip_nn.scope.windows`, in each of ``window_rows``: default the
+    first of ``rows``); ``plip`` adds the PLIP-rs scope (``marker`` rows, ``plip`` targets)
+    at the chosen layer and at all layers.
     """
     scopes: list[Scope] = []
     for r in rows:
@@ -167,9 +186,11 @@ def knockout_arms(
             scopes.append(Scope(r, targets, CHOSEN))
         if "all" in layer_scopes:
             scopes.append(Scope(r, targets, EVERY))
-    if "window" in layer_scopes and rows:
-        for w in windows(n_layers, window, stride):
-            scopes.append(Scope(rows[0], targets, window_label(w[0], w[-1])))
+    sweep_rows = list(rows[:1]) if window_rows is None else list(window_rows)
+    if "window" in layer_scopes:
+        for r in sweep_rows:
+            for w in windows(n_layers, window, stride):
+                scopes.append(Scope(r, targets, window_label(w[0], w[-1])))
     if plip:
         for name, lay in (("layer", CHOSEN), ("all", EVERY)):
             if name in layer_scopes:
@@ -177,23 +198,46 @@ def knockout_arms(
     out: list[Arm] = []
     for s in dict.fromkeys(scopes):
         out.append(Arm(KNOCKOUT, s))
-        out.extend(Arm(CONTROL, s, d) for d in range(draws))
+        for arm in CONTROL_ARMS:
+            out.extend(Arm(arm, s, d) for d in range(draws))
     return out
+
+
+def control_draws(arms: Sequence[Arm], draws: int) -> list[Arm]:
+    """``arms`` with the control arms' draws cut to ``0..draws-1`` (generation's fewer draws:
+    the same keys as the single passes' first draws)."""
+    return [a for a in arms if a.arm not in CONTROL_ARMS or (a.draw or 0) < draws]
 
 
 def steering_arms(
     factors: Sequence[float], *, rows: str = DEFAULT_ROWS, targets: str = DEFAULT_TARGETS,
-    calibrated: bool = True,
+    calibrated: bool = True, scopes: Sequence[Scope] | None = None,
 ) -> list[Arm]:  # fmt: skip
-    """Scale at each factor, then the calibrated Scale, twice it and SetValue (at the chosen
-    layer of the default scope)."""
-    scope = Scope(rows, targets, CHOSEN)
-    arms = [Arm(scale_name(f), scope) for f in factors]
-    if calibrated:
-        arms += [
-            Arm(a, scope) for a in (SCALE_CALIBRATED, SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED)
-        ]
+    """Scale at each factor, then the calibrated Scale, twice it and SetValue, in each of
+    ``scopes`` in turn (default: the chosen layer of ``rows``/``targets``)."""
+    arms: list[Arm] = []
+    for scope in dict.fromkeys(scopes or [Scope(rows, targets, CHOSEN)]):
+        arms += [Arm(scale_name(f), scope) for f in factors]
+        if calibrated:
+            arms += [Arm(a, scope) for a in DECIDING_DOSES]
     return arms
+
+
+def steering_scopes(
+    rows: Sequence[str], targets: str, layer_scopes: Sequence[str], window: str | None = None
+) -> list[Scope]:
+    """The deciding knockout scopes that get steering: each of ``rows`` at the chosen layer
+    and at all layers (as ``layer_scopes`` has them), then the chosen ``window`` (the window
+    label with the largest knockout effect, in the first of ``rows``) when given."""
+    out = [
+        Scope(r, targets, lay)
+        for r in rows
+        for name, lay in (("layer", CHOSEN), ("all", EVERY))
+        if name in layer_scopes
+    ]
+    if window is not None and rows:
+        out.append(Scope(rows[0], targets, window))
+    return out
 
 
 def _rng(sample_id: str, seed: int, *extra: int) -> np.random.Generator:
@@ -208,8 +252,9 @@ class ControlMatch(NamedTuple):
     ``target_mass`` / ``control_mass``: baseline head-mean attention of the rows (mean over
     rows) summed over the knockout's targets / the control's keys (the mass each knockout
     removes); ``ratio`` = control / target (NaN when the target mass is 0); ``within``:
-    |ratio − 1| is within the tolerance; ``count_ok``: as many keys as targets (False only
-    when the pool is smaller than the targets: then every pool key is used).
+    |ratio − 1| is within the tolerance; ``count_ok``: as many keys as targets (False when
+    the pool is smaller than the targets, or when only another number of keys matches the
+    mass).
     """
 
     keys: tuple[int, ...]
@@ -230,14 +275,17 @@ def match_keys(
     tolerance: float = 0.10,
     restarts: int = 16,
 ) -> ControlMatch:
-    """``n_targets`` keys of ``pool`` whose summed ``key_mass`` is closest to ``target_mass``.
+    """Keys of ``pool`` whose summed ``key_mass`` is closest to ``target_mass``: ``n_targets``
+    of them when that count can match, else as many as the mass needs.
 
     From a random draw of keys (``rng``), repeatedly make the single swap (one chosen key out,
     one pool key in) that brings the control's mass closest to the goal, until it is within
     ``tolerance`` (relative) or no swap improves; up to ``restarts`` draws, keeping the first
-    within tolerance or else the closest. When the goal is above the heaviest (or below the
-    lightest) achievable set, the search ends at that set, the closest achievable. A pool
-    smaller than ``n_targets`` gives every pool key (``count_ok`` False).
+    within tolerance or else the closest. When no set of ``n_targets`` keys gets within the
+    tolerance (the targets hold more attention than any as many other keys), the count is
+    freed (:func:`_free_count`: a random greedy fill, then single adds, drops and swaps) and
+    the closer of the two sets is kept. A pool smaller than ``n_targets`` gives every pool
+    key (``count_ok`` False); the freed search never takes every key of a pool of two or more.
 
     Raises:
         ValueError: an empty pool, or a pool key without a mass.
@@ -255,7 +303,16 @@ def match_keys(
     goal = float(target_mass)
     tol = tolerance * goal
     best: tuple[float, np.ndarray] | None = None
-    for _ in range(restarts):
+    order = np.argsort(w, kind="stable")
+    heavy, light = order[len(w) - n :], order[:n]
+    for ends, out_of_reach in (
+        (heavy, lambda m: m < goal - tol),
+        (light, lambda m: m > goal + tol),
+    ):
+        total = float(w[ends].sum())
+        if out_of_reach(total):  # the heaviest (lightest) n keys are the closest set
+            best = (abs(total - goal), np.isin(np.arange(len(w)), ends))
+    for _ in range(0 if best is not None else restarts):
         inside = np.zeros(len(w), dtype=bool)
         inside[rng.choice(len(w), size=n, replace=False)] = True
         total = float(w[inside].sum())
@@ -272,11 +329,64 @@ def match_keys(
         if abs(total - goal) <= tol:
             break
     assert best is not None
+    if best[0] > tol and len(w) > 1:
+        free = _free_count(w, goal, tol, rng, restarts)
+        if abs(float(w[free].sum()) - goal) < best[0]:
+            best = (abs(float(w[free].sum()) - goal), free)
     keys = tuple(sorted(pool[int(k)] for k in np.flatnonzero(best[1])))
     control = float(sum(float(key_mass[k]) for k in keys))
     ratio = control / goal if goal > 0 else math.nan
     within = abs(control - goal) <= tol if goal > 0 else control == 0
-    return ControlMatch(keys, goal, control, ratio, bool(within), n == n_targets)
+    return ControlMatch(keys, goal, control, ratio, bool(within), len(keys) == n_targets)
+
+
+def _free_count(w: np.ndarray, goal: float, tol: float, rng: np.random.Generator,
+                restarts: int) -> np.ndarray:  # fmt: skip
+    """A bool mask over keys of weights ``w`` (at most all but one) whose sum is closest to
+    ``goal``: per restart, add keys in a random order while the sum stays <= goal + tol, then
+    take the single add, drop or swap that brings it closest, until within ``tol`` or none
+    improves; the first restart within ``tol`` wins, else the closest."""
+    import numpy as np
+
+    cap = len(w) - 1
+    lightest = int(np.argmin(w))
+    if float(w.sum() - w[lightest]) < goal - tol:  # out of reach: all but the lightest
+        return np.arange(len(w)) != lightest
+    if float(w[lightest]) > goal + tol:  # any key overshoots: the lightest alone
+        return np.arange(len(w)) == lightest
+    best: tuple[float, np.ndarray] | None = None
+    for _ in range(restarts):
+        inside = np.zeros(len(w), dtype=bool)
+        total = 0.0
+        for i in rng.permutation(len(w)):
+            if inside.sum() < cap and total + w[i] <= goal + tol:
+                inside[i], total = True, total + float(w[i])
+        while abs(total - goal) > tol:
+            ins, outs = np.flatnonzero(inside), np.flatnonzero(~inside)
+            moves: list[tuple[float, int, int]] = [
+                (abs(total - float(w[i]) - goal), int(i), -1) for i in ins if len(ins) > 1
+            ]
+            if len(ins) < cap:
+                moves += [(abs(total + float(w[j]) - goal), -1, int(j)) for j in outs]
+            if len(ins) and len(outs):
+                swap = total - w[ins][:, None] + w[outs][None, :]
+                a, b = np.unravel_index(np.argmin(np.abs(swap - goal)), swap.shape)
+                moves.append((abs(float(swap[a, b]) - goal), int(ins[a]), int(outs[b])))
+            if not moves:
+                break
+            gap, out_k, in_k = min(moves)
+            if gap >= abs(total - goal):
+                break
+            if out_k >= 0:
+                inside[out_k], total = False, total - float(w[out_k])
+            if in_k >= 0:
+                inside[in_k], total = True, total + float(w[in_k])
+        if best is None or abs(total - goal) < best[0]:
+            best = (abs(total - goal), inside.copy())
+        if abs(total - goal) <= tol:
+            break
+    assert best is not None
+    return best[1]
 
 
 def control_rng(sample_id: str, seed: int, scope_rows: str, targets: str, layer: int, draw: int):
@@ -340,15 +450,16 @@ def build(
     layers = scope.layer_indices(layer, n_layers)
     if arm.arm == KNOCKOUT:
         return _cond(arm.name, [(layers, s, t, Knockout()) for s, t in edges])
-    if arm.arm == CONTROL:
+    if arm.arm in CONTROL_ARMS:
         if controls is None or arm.draw is None:
-            raise ValueError(f"{arm.name}: a random control needs matched keys (run control)")
+            raise ValueError(f"{arm.name}: a control needs matched keys (run control)")
+        ctl_op: Operation = Knockout() if arm.arm == CONTROL else Inert(protect=targets)
         parts = []
         for lay in layers:
             key = (p.id, scope.rows, scope.targets, lay, arm.draw)
             if key not in controls:
                 raise ValueError(f"sample {p.id!r} has no control keys for {key[1:]}")
-            parts.append(((lay,), sources, controls[key], Knockout()))
+            parts.append(((lay,), sources, controls[key], ctl_op))
         return _cond(arm.name, parts)
     if arm.arm in HEAD_ARMS:
         if heads is None:
@@ -372,7 +483,7 @@ def build(
         if arm.arm == SET_VALUE_CALIBRATED:
             if calibration.set_value * len(targets) >= 1.0:
                 return None
-            op: Knockout | Scale | SetValue = SetValue(value=calibration.set_value)
+            op: Operation = SetValue(value=calibration.set_value)
         else:
             mult = 2.0 if arm.arm == SCALE_CALIBRATED_X2 else 1.0
             op = Scale(factor=mult * calibration.scale_factor)
@@ -384,15 +495,16 @@ def build(
             raise ValueError(f"arm {arm.arm!r}: expected scale_<factor>, e.g. scale_2") from None
         return _cond(arm.name, [(layers, s, t, Scale(factor=factor)) for s, t in edges])
     raise ValueError(
-        f"unknown arm {arm.arm!r}; use baseline, knockout, random_control, scale_<factor>, "
+        f"unknown arm {arm.arm!r}; use baseline, knockout, random_control, inert_control, "
+        "scale_<factor>, "
         f"{SCALE_CALIBRATED}, {SCALE_CALIBRATED_X2} or {SET_VALUE_CALIBRATED}"
     )
 
 
 def check_arm(name: str) -> None:
     """Raise ValueError for an unknown arm name (before anything runs)."""
-    if name in (BASELINE, KNOCKOUT, CONTROL, SCALE_CALIBRATED, SCALE_CALIBRATED_X2,
-                SET_VALUE_CALIBRATED):  # fmt: skip
+    if name in (BASELINE, KNOCKOUT, CONTROL, INERT_CONTROL, SCALE_CALIBRATED,
+                SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED):  # fmt: skip
         return
     if name.startswith("scale_"):
         try:
@@ -402,7 +514,8 @@ def check_arm(name: str) -> None:
         if math.isfinite(f) and f > 0:
             return
     raise ValueError(
-        f"unknown arm {name!r}; use baseline, knockout, random_control, scale_<factor> with "
+        f"unknown arm {name!r}; use baseline, knockout, random_control, inert_control, "
+        "scale_<factor> with "
         f"factor > 0, {SCALE_CALIBRATED}, {SCALE_CALIBRATED_X2} or {SET_VALUE_CALIBRATED}"
     )
 
@@ -448,14 +561,14 @@ def condition_op(cond: Condition) -> tuple[str, float]:
         return "scale", op.factor
     if isinstance(op, SetValue):
         return "set_value", op.value
+    if isinstance(op, Inert):
+        return "inert", math.nan
     return "knockout", math.nan
 
 
 def _cond(
     name: str,
-    parts: Sequence[
-        tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Knockout | Scale | SetValue]
-    ],
+    parts: Sequence[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Operation]],
 ) -> Condition:
     edits = tuple(
         AttentionEdit(layers=layers, sources=sources, targets=targets, op=op)

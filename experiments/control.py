@@ -5,9 +5,11 @@ pass reads, at every layer, the head-mean attention of those rows (mean over row
 of the control pool (:meth:`plip_nn.positions.TokenPositions.control_pool`: before the rows,
 outside the signature and the targets) and on the targets. For every layer and draw,
 :func:`experiments.conditions.match_keys` then picks as many pool keys as there are targets
-whose summed attention is within the tolerance of the targets' (or the closest achievable),
+whose summed attention is within the tolerance of the targets' -- or, when no set of that size
+can, as many keys as it takes (``count_matched`` False) -- or else the closest achievable,
 seeded per (sample, scope, layer, draw). A control of a multi-layer scope edits each layer
-with that layer's keys, so its removed mass is matched layer by layer.
+with that layer's keys, so its removed mass is matched layer by layer. Draw ``d`` of
+``random_control`` and of ``inert_control`` edit the same keys.
 
 One row per (sample, rows, targets, layer, draw) goes to ``control_match.parquet``
 (resumable): the masses, their ratio, whether it is within the tolerance, whether the count
@@ -99,13 +101,17 @@ def match_controls(
                     return results[f"{sid}|{r}|{name}"].probe_baseline[layer][1]
 
                 for t in ts:
+                    # never a key of this scope's own targets (e.g. a `mentions` target outside
+                    # the signature): the inert control protects them
+                    banned = set(pos.target_set(t))
+                    pool_t = tuple(k for k in pool if k not in banned)
                     n_targets = len(pos.target_set(t))
                     for layer in layers:
                         key_mass = {j: mass(f"k{j}", layer) for j in pool}
                         goal = mass(f"T{t}", layer)
                         for d in range(draws):
                             m = match_keys(
-                                pool, key_mass, n_targets, goal,
+                                pool_t, key_mass, n_targets, goal,
                                 control_rng(p.id, seed, r, t, layer, d),
                                 tolerance=CONTROL_TOLERANCE,
                             )  # fmt: skip
@@ -114,7 +120,7 @@ def match_controls(
                                 "language": p.language, "kind": p.kind, "rows": r,
                                 "targets": t, "layer": layer, "draw": d,
                                 "n_targets": n_targets, "n_keys": len(m.keys),
-                                "pool_size": len(pool), "target_mass": m.target_mass,
+                                "pool_size": len(pool_t), "target_mass": m.target_mass,
                                 "control_mass": m.control_mass, "mass_ratio": m.ratio,
                                 "within_tolerance": m.within, "count_matched": m.count_ok,
                                 "tolerance": CONTROL_TOLERANCE,

@@ -136,7 +136,12 @@ def record_row(
         "attn_achieved": attn_a,
         "mass_baseline": mass_b,
         "mass_achieved": mass_a,
-        "mass_removed": mass_b - mass_a if names["op"] == "knockout" else math.nan,
+        "mass_removed": mass_b - mass_a if names["op"] in ("knockout", "inert") else math.nan,
+        # inert control: the largest relative move of a protected target (<= 0.02, checked)
+        "target_rel_dev": max(
+            (r.target_rel_dev for r in result.readings if r.target_rel_dev is not None),
+            default=math.nan,
+        ),
         "target_attn_baseline": _mean([lv for lv, _ in tb]),
         "target_attn_condition": _mean([lv for lv, _ in tc]),
         "kl": float(result.kl),

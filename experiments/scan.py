@@ -104,10 +104,9 @@ def choose_layer(
     and over ``sample_ids`` (default: all). Falls back to all test samples when there is no
     Python.
 
-    The last layer is never chosen (unless it is the only one): an edit of the marker's row
-    there changes only the marker position's own logits, which no later position reads, so
-    the single-pass KL at the last position is exactly 0 by construction and generation is
-    affected only through the marker's own next token.
+    Every layer can be chosen, the last included: the readouts are at the call (the edited
+    rows run up to its prediction row) and after the marker (Python's marker row is the
+    prediction row), so an edit of the last layer reaches the output there.
     """
     tests = scan[scan["kind"] == "test"]
     if "rows" in tests and len(tests):
@@ -121,9 +120,6 @@ def choose_layer(
     if use.empty:
         raise ConfigError("cannot choose a layer: the scan has no test samples; pass --layer")
     means = use.groupby("layer")["attn_level"].mean()
-    last = int(scan["layer"].max())
-    if len(means) > 1:
-        means = means.drop(index=last, errors="ignore")
     return int(means.idxmax())
 
 

@@ -5,25 +5,31 @@
 2. calibrate SetValue / Scale at that layer in the default scope -> ``calibration.json``;
 3. the KL noise floor: unedited generation prompts in two batch compositions
    -> ``noise_floor.parquet`` (experiments.floor);
-4. the mass-matched random controls of every knockout scope, per layer and draw
+4. the mass-matched control keys of every knockout scope, per layer and draw
    -> ``control_match.parquet`` (experiments.control);
-5. single passes -> ``records.parquet``: generation prompts under every condition (KL, top-1
-   and the greedy token's log-prob at the prediction after the marker), test samples under
-   the knockouts of ``--knockout-rows`` at the chosen layer and at all layers and their first
-   control draw (perplexity of the test after the marker), and the false-marker baselines
-   unedited;
-6. generation under every condition -> ``generations.parquet`` (with preservation);
-7. with ``--heads K`` (default 3 for models with at most 64 heads in all): which heads carry
+5. single passes of the knockouts on test samples -> ``records.parquet``: baseline, every
+   knockout and its controls (``random_control`` and ``inert_control``, the same keys per
+   draw; ``--draws`` draws in the deciding scopes, ``--gen-draws`` in the compared ones), and
+   the false-marker baselines unedited (:func:`study_plan`);
+6. the window of the sweep with the largest knockout effect (:func:`choose_window`: median
+   |dlogp_gold| on test samples, |kl| where that column is absent); its other draws;
+7. the steering (Scale at ``--factors``, the calibrated factor, twice it, SetValue) on test
+   samples in every deciding knockout scope: each of ``--knockout-rows`` at the chosen layer
+   and at all layers, and that window; generation prompts' single passes (baseline, the
+   deciding knockouts, their first ``--gen-draws`` draws);
+8. generation -> ``generations.parquet`` (with preservation): what the prompts' single passes
+   ran, and the steering doses that decide (the calibrated factor, twice it and SetValue);
+9. with ``--heads K`` (default 3 for models with at most 64 heads in all): which heads carry
    it -- per-head attribution and knockouts, and the held-out top-K test
    (:mod:`experiments.heads`);
-8. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
+10. :func:`analysis.report.analyze` -> ``stats.csv``, ``report.md``, ``figures/``.
 
 The conditions form a grid over scope (:mod:`plip_nn.scope`): knockouts in each of
 ``--knockout-rows`` × {chosen layer, all layers} with the default targets, a window sweep in
-the default rows, and the PLIP-rs scope (``marker`` rows, ``plip`` targets); each with
-``--draws`` mass-matched random controls in its own rows and layers; and steering (Scale at
-``--factors``, the calibrated factor, twice it, and SetValue at the Python level) in the
-default scope.
+the first of them, and the PLIP-rs scope (``marker`` rows, ``plip`` targets); each with
+``--draws`` mass-matched controls of both kinds in its own rows and layers; and steering (Scale
+at ``--factors``, the calibrated factor, twice it, and SetValue at the Python level) in every
+deciding knockout scope, so each knockout is paired with the steering of its own scope.
 """
 
 from __future__ import annotations
@@ -47,11 +53,16 @@ from experiments.study import ConfigError, default_out, open_study
 from plip_nn.scope import BASELINE, ROWS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from plip_nn.models import ModelHandle
 
-__all__ = ["Config", "main", "main_models", "model_slug", "study_arms"]
+__all__ = ["Config", "StudyPlan", "choose_window", "main", "main_models", "model_slug",
+           "study_arms", "study_plan"]  # fmt: skip
 
 LAYER_SCOPES = ("layer", "all", "window")
+#: the knockout rows of the study (``to_call`` once :data:`plip_nn.scope.ROWS` has it)
+KNOCKOUT_ROWS = tuple(r for r in ("marker_span", "to_call", "continuation") if r in ROWS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,21 +81,29 @@ class Config(HeadsConfig):
             2); they move by half a width.
         plip_scope: also knock out in the PLIP-rs scope (marker rows, plip targets) for
             comparison; --no-plip-scope: leave that scope out.
-        draws: seeded draws of the mass-matched random control per knockout scope.
-        factors: Scale factors of the dose-response (H2), besides the calibrated factor and
-            twice it.
+        draws: seeded draws of the mass-matched controls per knockout scope in single passes
+            (random_control and inert_control, draws 0..draws-1 of the same keys).
+        gen_draws: control draws in generation and on the generation prompts' single passes,
+            and on test samples for the compared scopes (the first gen_draws of the single
+            passes', at most --draws).
+        gen_compared: also run the compared knockout scopes (the window sweep's other windows,
+            the PLIP-rs scope) on the generation prompts and in generation.
+        factors: Scale factors of the steering in every deciding knockout scope (and of H2's
+            dose-response), besides the calibrated factor and twice it.
         margin: the smallest preservation change of interest: "no effect" means the 90% CI of
             the paired difference lies inside +-margin (TOST).
         alpha: significance level of the decisions.
     """
 
     generation: bool = True
-    knockout_rows: tuple[str, ...] = ("marker_span", "continuation")
+    knockout_rows: tuple[str, ...] = KNOCKOUT_ROWS
     layer_scopes: tuple[str, ...] = LAYER_SCOPES
     window: int = 0
     plip_scope: bool = True
-    draws: int = 2
-    factors: tuple[float, ...] = conditions.DOSE_FACTORS
+    draws: int = 5
+    gen_draws: int = 2
+    gen_compared: bool = False
+    factors: tuple[float, ...] = conditions.STEERING_FACTORS
     margin: float = 0.10
     alpha: float = 0.05
 
@@ -105,6 +124,8 @@ class Config(HeadsConfig):
             raise ConfigError(f"--window {self.window!r}: use an integer >= 0 (0: automatic)")
         if not isinstance(self.draws, int) or self.draws < 1:
             raise ConfigError(f"--draws {self.draws!r}: use an integer >= 1")
+        if not isinstance(self.gen_draws, int) or self.gen_draws < 1:
+            raise ConfigError(f"--gen-draws {self.gen_draws!r}: use an integer >= 1")
         facs = tuple(float(f) for f in self.factors)
         if not facs or any(not f > 0 for f in facs):
             raise ConfigError(f"--factors {self.factors!r}: use positive numbers")
@@ -122,15 +143,85 @@ def window_width(cfg: Config, n_layers: int) -> tuple[int, int]:
     return width, max(1, width // 2)
 
 
-def study_arms(cfg: Config, n_layers: int) -> tuple[list[Arm], list[Arm]]:
-    """(knockout arms with their controls, steering arms) of the study's grid."""
+def study_arms(
+    cfg: Config, n_layers: int, window: str | None = None
+) -> tuple[list[Arm], list[Arm]]:
+    """(knockout arms with their controls, steering arms) of the study's grid; the steering
+    runs in every deciding knockout scope (:func:`conditions.steering_scopes`), with the
+    ``window`` label of :func:`choose_window` when the sweep ran."""
     width, stride = window_width(cfg, n_layers)
     knock = conditions.knockout_arms(
         rows=cfg.knockout_rows, targets=cfg.targets, layer_scopes=cfg.layer_scopes,
         n_layers=n_layers, window=width, stride=stride, plip=cfg.plip_scope, draws=cfg.draws,
     )  # fmt: skip
-    steer = conditions.steering_arms(cfg.factors, rows=cfg.rows, targets=cfg.targets)
+    scopes = conditions.steering_scopes(cfg.knockout_rows, cfg.targets, cfg.layer_scopes, window)
+    steer = conditions.steering_arms(cfg.factors, scopes=scopes)
     return knock, steer
+
+
+def choose_window(records: pd.DataFrame, rows: str, targets: str) -> str | None:
+    """The window label (e.g. ``w2-3``) of the sweep in ``rows``/``targets`` whose knockout
+    moves the test samples' output most: the largest median ``|dlogp_gold|`` over kind=test
+    rows (``|kl|`` when the records have no ``dlogp_gold``, or no test rows); None without a
+    window knockout. Ties go to the earlier window."""
+    from plip_nn.scope import window_layers
+
+    ko = records[(records["arm"] == conditions.KNOCKOUT) & (records["rows"] == rows)
+                 & (records["targets"] == targets)]  # fmt: skip
+    ko = ko[[lay not in ("L", "all") for lay in ko["layers"]]]
+    if ko.empty:
+        return None
+    tests = ko[ko["kind"] == "test"]
+    col = "dlogp_gold" if "dlogp_gold" in ko.columns and tests["dlogp_gold"].notna().any() else "kl"
+    use = tests if not tests.empty and tests[col].notna().any() else ko
+    effect = use.assign(e=use[col].abs()).groupby("layers")["e"].median()
+    order = sorted(effect.index, key=lambda w: window_layers(str(w))[0])
+    return str(max(order, key=lambda w: (effect[w], -order.index(w))))
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """The condition names of each part of the study (:func:`study_plan`).
+
+    Attributes:
+        tests: single passes on test samples (the call-site endpoint).
+        prompts: single passes on generation prompts (KL after the marker).
+        generation: generation on the generation prompts.
+    """
+
+    tests: set[str]
+    prompts: set[str]
+    generation: set[str]
+
+
+def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | None) -> StudyPlan:
+    """Which conditions run where, so that the default run fits its time budget.
+
+    The *deciding* knockout scopes are those that get steering
+    (:func:`conditions.steering_scopes`: each of ``--knockout-rows`` at the chosen layer and at
+    all layers, and the chosen ``window``); the others (the rest of the window sweep, the
+    PLIP-rs scope) are compared rows. Test samples: baseline, every knockout, every control
+    draw of the deciding scopes (``--draws``), the first ``--gen-draws`` draws of the compared
+    ones, and every steering arm. Generation prompts (single passes and generation): baseline,
+    the deciding knockouts with their first ``--gen-draws`` draws (the compared scopes too with
+    ``--gen-compared``); generation adds the steering doses that decide
+    (:data:`conditions.DECIDING_DOSES`).
+    """
+    few = min(cfg.gen_draws, cfg.draws)
+    deciding = set(conditions.steering_scopes(cfg.knockout_rows, cfg.targets, cfg.layer_scopes,
+                                              window))  # fmt: skip
+
+    def draw_ok(a: Arm, n: int) -> bool:
+        return a.arm not in conditions.CONTROL_ARMS or (a.draw or 0) < n
+
+    tests = {BASELINE}
+    tests |= {a.name for a in knock if draw_ok(a, cfg.draws if a.scope in deciding else few)}
+    tests |= {a.name for a in steer}
+    prompts = {BASELINE} | {
+        a.name for a in knock if draw_ok(a, few) and (a.scope in deciding or cfg.gen_compared)
+    }
+    generation = prompts | {a.name for a in steer if a.arm in conditions.DECIDING_DOSES}
+    return StudyPlan(tests=tests, prompts=prompts, generation=generation)
 
 
 def main(cfg: Config) -> Path:
@@ -145,33 +236,48 @@ def main(cfg: Config) -> Path:
                        check_model=check_heads)  # fmt: skip
     choice = resolve_layer(study, ("test", "baseline"), calibration=True, note_choice=True)
     n_layers = study.handle.n_layers
-    knock, steer = study_arms(cfg, n_layers)
+    knock, _ = study_arms(cfg, n_layers)
     tests, prompts = study.select("test"), study.select("generation")
     layer_of = choice.layers_of([p.id for p in study.samples])
     measure_floor(study, prompts)
     scopes = [(a.scope.rows, a.scope.targets) for a in knock if a.scope is not None]
     controls = match_controls(study, tests + prompts, scopes, cfg.draws)
     base = [Arm(BASELINE)]
-    # Test samples give the perplexity of the test after the marker (H1): the knockouts of
-    # --knockout-rows at the chosen layer and at all layers, with their first control draw.
-    first_draw = [
-        a for a in knock
-        if a.draw in (None, 0) and a.scope and not a.scope.is_window and not a.scope.is_plip
-    ]  # fmt: skip
     plan = dict(layer_of=layer_of, n_layers=n_layers, calibration=choice.calibrations,
                 controls=controls)  # fmt: skip
-    units = (
-        conditions.plan_units(prompts, base + knock + steer, **plan)  # type: ignore[arg-type]
-        + conditions.plan_units(tests, base + first_draw, **plan)  # type: ignore[arg-type]
-        + conditions.plan_units(study.select("baseline"), base, **plan)  # type: ignore[arg-type]
+    tests_and_prompts = {"test": tests, "generation": prompts}
+
+    def units_of(kind: str, names: set[str], arms: list[Arm]) -> list:
+        # planned with the whole grid so that condition_order is unique and in grid order
+        grid = conditions.plan_units(tests_and_prompts[kind], arms, **plan)  # type: ignore[arg-type]
+        return [u for u in grid if u.arm.name in names]
+
+    # Stage 1: the knockouts and their controls on test samples (the call-site endpoint).
+    first = study_plan(cfg, knock, [], None)
+    units = units_of("test", first.tests, base + knock) + conditions.plan_units(
+        study.select("baseline"),
+        base,
+        **plan,  # type: ignore[arg-type]
     )
-    run_records(study, units, experiment="triangle", desc="records")
+    records = run_records(study, units, experiment="triangle", desc="records")
+    # Stage 2: the window that acts most; the steering in every deciding scope; prompts.
+    window = None
+    if "window" in cfg.layer_scopes and cfg.knockout_rows:
+        window = choose_window(records, cfg.knockout_rows[0], cfg.targets)
+        study.run.update_manifest(steering_window=window)
+    _, steer = study_arms(cfg, n_layers, window)
+    sp = study_plan(cfg, knock, steer, window)
+    every = base + knock + steer
+    units = units_of("test", sp.tests - first.tests, every) + units_of(
+        "generation", sp.prompts, every
+    )
+    run_records(study, units, experiment="triangle", desc="steering")
     if cfg.generation:
-        gen_units = conditions.plan_units(prompts, base + knock + steer, **plan)  # type: ignore[arg-type]
+        gen_units = units_of("generation", sp.generation, every)
         run_generation(study, gen_units, experiment="triangle")
     heads_k = resolve_k(cfg.heads, study.handle, auto=True)
     if heads_k:
-        have = {a.name for a in base + knock + steer}
+        have = sp.tests | sp.prompts
         refs = [a for a in reference_arms(cfg.rows, cfg.targets, cfg.heads_factor)
                 if a.name not in have]  # fmt: skip
         run_heads(study, choice, k=heads_k, references=refs)

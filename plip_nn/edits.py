@@ -8,6 +8,10 @@ target token positions (key columns) and one operation:
   its sum. The target mass after it is :meth:`Scale.expected_mass` of the mass before.
 * :class:`SetValue` -- each target edge gets exactly ``v``; the other *allowed* keys keep their
   relative proportions and share ``1 - v*|T|``. Masked (future) keys stay 0.
+* :class:`Inert` -- the inert control: post-softmax ``p[s, k] = 0`` for ``k`` in the edit's
+  targets (the drawn control keys), ``p[s, t]`` unchanged for ``t`` in :attr:`Inert.protect`
+  (the scope's real targets), and the removed mass goes to the other allowed keys in proportion
+  to their weights. Masked (future) keys stay 0; a row with no other allowed key is an error.
 
 Positions are absolute token positions in the full (unpadded) sequence. Specs are frozen,
 keyword-only, validated at construction and JSON round-trippable. The tensor functions that
@@ -24,11 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = [
+    "INERT_TARGET_TOLERANCE",
     "AttentionEdit",
     "CausallyMaskedEdgeError",
     "Condition",
     "EditSpecError",
     "EditVerificationError",
+    "Inert",
     "Knockout",
     "Operation",
     "Probe",
@@ -58,6 +64,9 @@ class CausallyMaskedEdgeError(EditSpecError):
 
 class EditVerificationError(RuntimeError):
     """The attention achieved in an edited pass disagrees with the requested operation."""
+
+
+INERT_TARGET_TOLERANCE = 0.02  # largest relative change of a protected target under Inert
 
 
 def _int_tuple(
@@ -158,7 +167,30 @@ class SetValue:
         return {"op": self.kind, "value": self.value}
 
 
-Operation = Knockout | Scale | SetValue
+@dataclass(frozen=True, kw_only=True)
+class Inert:
+    """Zero the edit's target edges post-softmax and give their mass to the other allowed keys,
+    never to the ``protect`` keys (whose weights stay exactly as they were).
+
+    The inert control of the study: the edit's targets are the drawn control keys, ``protect``
+    the scope's real targets (absolute positions, like the edit's). Each receiving key (allowed,
+    neither removed nor protected) gets ``p * (1 + removed / receivers' mass)``; with no
+    receiving weight, the removed mass is shared evenly among the receiving keys.
+    """
+
+    protect: tuple[int, ...]
+    kind: ClassVar[str] = "inert"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "protect", _int_tuple("Inert.protect", self.protect, allow_empty=True)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.kind, "protect": list(self.protect)}
+
+
+Operation = Knockout | Scale | SetValue | Inert
 
 
 def operation_from_json(data: dict[str, Any]) -> Operation:
@@ -170,7 +202,9 @@ def operation_from_json(data: dict[str, Any]) -> Operation:
         return Scale(factor=data["factor"])
     if op == "set_value":
         return SetValue(value=data["value"])
-    raise EditSpecError(f"unknown op {op!r}; expected 'knockout', 'scale' or 'set_value'")
+    if op == "inert":
+        return Inert(protect=tuple(data["protect"]))
+    raise EditSpecError(f"unknown op {op!r}; expected 'knockout', 'scale', 'set_value' or 'inert'")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,11 +231,18 @@ class AttentionEdit:
         object.__setattr__(self, "targets", _int_tuple("targets", self.targets))
         if self.heads is not None:
             object.__setattr__(self, "heads", _int_tuple("heads", self.heads))
-        if not isinstance(self.op, (Knockout, Scale, SetValue)):
+        if not isinstance(self.op, (Knockout, Scale, SetValue, Inert)):
             raise EditSpecError(
-                f"op={self.op!r} is not an operation; use Knockout(), Scale(factor=...) "
-                "or SetValue(value=...)"
+                f"op={self.op!r} is not an operation; use Knockout(), Scale(factor=...), "
+                "SetValue(value=...) or Inert(protect=...)"
             )
+        if isinstance(self.op, Inert):
+            both = sorted(set(self.op.protect) & set(self.targets))
+            if both:
+                raise EditSpecError(
+                    f"Inert: positions {both} are both removed (targets) and protected; "
+                    "draw the control keys outside the protected targets"
+                )
         if isinstance(self.op, SetValue) and self.op.value * len(self.targets) >= 1.0:
             raise EditSpecError(
                 f"SetValue.value={self.op.value} with {len(self.targets)} targets gives "
@@ -244,7 +285,12 @@ class AttentionEdit:
                         f"sample {sample!r}: head {h} is out of range; the model has {n_heads} "
                         f"heads (0..{n_heads - 1})"
                     )
-        for name, positions in (("source", self.sources), ("target", self.targets)):
+        protect = self.op.protect if isinstance(self.op, Inert) else ()
+        for name, positions in (
+            ("source", self.sources),
+            ("target", self.targets),
+            ("protected target", protect),
+        ):
             for p in positions:
                 if p >= seq_len:
                     raise EditSpecError(

@@ -6,10 +6,13 @@ spec objects. A test imports it with every other import blocked.
 
 Layouts (plain lists that travel to NDIF; their slots are named by the constants below):
 
-* **group** -- one edit on one batch row: ``[row, heads, sources, targets, op, param]``
+* **group** -- one edit on one batch row: ``[row, heads, sources, targets, op, param, keep]``
   (``G_*``). ``heads`` is a list of head indices or ``None`` (all heads), ``sources`` are
   query-row indices into ``q``, ``targets`` key indices into ``k``; ``op`` is
-  :data:`KNOCKOUT`, :data:`SCALE` (``param`` = factor) or :data:`SET_VALUE` (``param`` = value).
+  :data:`KNOCKOUT`, :data:`SCALE` (``param`` = factor), :data:`SET_VALUE` (``param`` = value)
+  or :data:`INERT` (the targets are zeroed post-softmax and their mass goes to the allowed keys
+  outside ``keep``, key indices whose weights stay unchanged). ``keep`` may be left out (no
+  protected keys).
 * **read** -- edges whose attention is read: ``[row, sources, targets]`` (``R_*``).
 * **site** -- where a layer's attention lives: ``(module_path, call_op, softmax_op,
   consumer_op, probs_arg)`` (``SITE_*``); ``consumer_op`` is the call that multiplies the
@@ -21,15 +24,17 @@ Layouts (plain lists that travel to NDIF; their slots are named by the constants
   masses before/after (head-mean over all heads; level = mean over targets, averaged over the
   sources; mass = sum over targets), ``max_error`` (largest absolute deviation of the consumed
   weights from the expected rows), ``error_ratio`` (the largest deviation divided by its
-  tolerance: the edit is verified iff it is <= 1) and ``n_bad`` (edges already masked, rows
-  left with no allowed key). Generation prefixes ``[step, row, layer, edit]`` (``GEN_*``).
+  tolerance: the edit is verified iff it is <= 1), ``n_bad`` (edges already masked, rows
+  left with no allowed key) and ``target_rel_dev`` (Inert: the largest relative change of a
+  protected key's consumed weight from its weight before the edit, over the group's rows and
+  heads; NaN for other ops). Generation prefixes ``[step, row, layer, edit]`` (``GEN_*``).
 * **reads** -- one ``[level, mass]`` row per read (``RD_*``).
 * **attribution** -- per read, one ``[estimate, level, mass]`` row per head (``A_*``,
   :data:`N_ATTR` slots): the first-order change of the metric when the read's edges are knocked
   out in that head alone, and that head's level and mass on them (:func:`knockout_attribution`).
 * **generation row** -- one batch row of a generation: ``{ROW_EDITS: [edit], ROW_SOURCES:
   [int], ROW_POLICY: POLICY_MARKERS | POLICY_CONTINUATION | POLICY_TO_CALL, ROW_MARKERS:
-  [[token ids]], ROW_CALL: call}``; an edit is ``[layers, heads, targets, op, param]``
+  [[token ids]], ROW_CALL: call}``; an edit is ``[layers, heads, targets, op, param, keep]``
   (``E_*``), a call ``[name, language, texts]`` (``C_*``; ``texts[id]`` is token ``id``'s
   text) or ``[]``. Which rows a step edits is :func:`policy_rows` (the one definition of the
   source policies).
@@ -60,8 +65,9 @@ import torch
 KNOCKOUT = 0
 SCALE = 1
 SET_VALUE = 2
+INERT = 3
 
-G_ROW, G_HEADS, G_SOURCES, G_TARGETS, G_OP, G_PARAM = 0, 1, 2, 3, 4, 5
+G_ROW, G_HEADS, G_SOURCES, G_TARGETS, G_OP, G_PARAM, G_KEEP = 0, 1, 2, 3, 4, 5, 6
 R_ROW, R_SOURCES, R_TARGETS = 0, 1, 2
 SITE_PATH, SITE_CALL, SITE_SOFTMAX, SITE_CONSUMER, SITE_PROBS_ARG = 0, 1, 2, 3, 4
 (
@@ -72,11 +78,12 @@ SITE_PATH, SITE_CALL, SITE_SOFTMAX, SITE_CONSUMER, SITE_PROBS_ARG = 0, 1, 2, 3, 
     ST_MAX_ERROR,
     ST_ERROR_RATIO,
     ST_N_BAD,
-) = 0, 1, 2, 3, 4, 5, 6
-N_STATS = 7
+    ST_TARGET_REL_DEV,
+) = 0, 1, 2, 3, 4, 5, 6, 7
+N_STATS = 8
 RD_LEVEL, RD_MASS = 0, 1
 GEN_STEP, GEN_ROW, GEN_LAYER, GEN_EDIT, GEN_STATS = 0, 1, 2, 3, 4
-E_LAYERS, E_HEADS, E_TARGETS, E_OP, E_PARAM = 0, 1, 2, 3, 4
+E_LAYERS, E_HEADS, E_TARGETS, E_OP, E_PARAM, E_KEEP = 0, 1, 2, 3, 4, 5
 L_OP, L_PARAM, L_SOURCES, L_TARGETS = 0, 1, 2, 3
 ROW_EDITS, ROW_SOURCES, ROW_POLICY, ROW_MARKERS = "edits", "sources", "policy", "markers"
 ROW_CALL = "call"
@@ -167,6 +174,12 @@ def edge_index(edges: list, rows: list, srcs: list, device) -> tuple:
 def group_edges(groups: list) -> list:
     """``[row, sources, targets]`` of each group (the input of :func:`edge_index`)."""
     return [[g[G_ROW], g[G_SOURCES], g[G_TARGETS]] for g in groups]
+
+
+def keep_edges(groups: list) -> list:
+    """``[row, sources, keep]`` of each group (no keys where a group has no ``keep`` slot); its
+    :func:`edge_index` has the same (item, source) pairs as that of :func:`group_edges`."""
+    return [[g[G_ROW], g[G_SOURCES], g[G_KEEP] if len(g) > G_KEEP else []] for g in groups]
 
 
 def read_edges(reads: list) -> list:
@@ -290,12 +303,14 @@ def apply_knockouts(scores: torch.Tensor, groups: list) -> torch.Tensor:
 def apply_prob_edits(
     probs: torch.Tensor, scores: torch.Tensor | None, groups: list
 ) -> torch.Tensor:
-    """In place: every Scale and SetValue group on the post-softmax ``probs``, in order.
+    """In place: every Scale, SetValue and Inert group on the post-softmax ``probs``, in order.
 
     Computed in float32 on the gathered query rows and cast back. Scale multiplies the target
     weights by ``f`` and renormalises the row (``f = 1`` leaves it bitwise unchanged);
     SetValue gives each target exactly ``v`` and lets the other allowed keys (pre-softmax
-    ``scores`` above :func:`masked_threshold`, after knockouts) keep their proportions.
+    ``scores`` above :func:`masked_threshold`, after knockouts) keep their proportions; Inert
+    zeroes the targets and gives their mass to the allowed keys outside ``keep``
+    (:func:`inert_rows`).
     """
     edits = [
         g for g in groups if g[G_OP] != KNOCKOUT and not (g[G_OP] == SCALE and g[G_PARAM] == 1.0)
@@ -320,8 +335,15 @@ def apply_prob_edits(
         else:
             if allowed is None:
                 if scores is None:
-                    raise ValueError("SetValue needs the pre-softmax scores (allowed keys)")
+                    raise ValueError("SetValue and Inert need the pre-softmax scores")
                 allowed = scores[b, :, s, :] > masked_threshold(scores.dtype)
+        if edits[run[0]][G_OP] == INERT:
+            assert allowed is not None
+            kindex = edge_index(keep_edges(edits), rows, srcs, dev)
+            removed = edge_sum(index, heads, member, shape, torch.float32) > 0
+            kept = edge_sum(kindex, heads, member, shape, torch.float32) > 0
+            new = inert_rows(p, allowed, removed, kept)
+        elif edits[run[0]][G_OP] == SET_VALUE:
             target = edge_sum(index, heads, member, shape, torch.float32) > 0
             value = row_sum(index, heads, member * info[:, L_PARAM], shape[0], torch.float32)
             count = row_sum(index, heads, member * info[:, L_TARGETS], shape[0], torch.float32)
@@ -335,6 +357,24 @@ def apply_prob_edits(
         p = torch.where(touched, new, p)
     probs[b, :, s, :] = p.to(probs.dtype)
     return probs
+
+
+def inert_rows(
+    p: torch.Tensor, allowed: torch.Tensor, removed: torch.Tensor, kept: torch.Tensor
+) -> torch.Tensor:
+    """Rows ``[N, H, K]`` after Inert: ``removed`` keys read 0, ``kept`` (and masked) keys keep
+    their weights, and every receiving key (allowed, neither removed nor kept) gets ``p * (1 +
+    m / R)`` with ``m`` the removed mass and ``R`` the receivers' mass (evenly ``m / n`` when
+    the receivers carry no weight). Works in the dtype of ``p``; the caller checks that each
+    row has a receiver."""
+    recv = allowed & ~removed & ~kept
+    zero = torch.zeros_like(p)
+    gone = torch.where(removed, p, zero).sum(-1, keepdim=True)
+    recv_w = torch.where(recv, p, zero)
+    recv_mass = recv_w.sum(-1, keepdim=True)
+    uniform = recv.to(p.dtype) / recv.sum(-1, keepdim=True).clamp(min=1)
+    share = torch.where(recv_mass > 0, recv_w / recv_mass.clamp(min=1e-300), uniform)
+    return torch.where(removed, zero, torch.where(recv, p + share * gone, p))
 
 
 def _one(group: list, op: int) -> list:
@@ -376,7 +416,7 @@ def set_value_probs(
 
 
 def expected_probs(
-    scores_rows: torch.Tensor, groups: list, layout_: tuple, thresh: float
+    scores_rows: torch.Tensor, groups: list, layout_: tuple, thresh: float, kindex=None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows ``[N, H, K]`` the model should consume, in float64: the softmax of the unedited
     scores with every knockout applied, then the Scale / SetValue groups in order.
@@ -385,7 +425,8 @@ def expected_probs(
     computed here as ``softmax(log p + log f)`` (the contract's equivalence), not by the
     edit's multiply-and-divide, so the check does not repeat the write. Returns ``(before,
     expected, allowed)``: the unedited probabilities, the expected ones, and the keys allowed
-    after the knockouts.
+    after the knockouts. ``kindex``: the :func:`edge_index` of the groups' :func:`keep_edges`
+    over the same rows (needed when a group is an Inert).
     """
     index, heads, info = layout_
     sc = scores_rows.double()
@@ -408,6 +449,12 @@ def expected_probs(
         if groups[edits[run[0]]][G_OP] == SCALE:
             log_f = edge_sum(index, heads, _log_f(member, info), shape, torch.float64)
             e = torch.softmax(torch.log(p) + log_f, dim=-1)
+        elif groups[edits[run[0]]][G_OP] == INERT:
+            if kindex is None:
+                raise ValueError("expected_probs: an Inert group needs kindex (its keep keys)")
+            removed = edge_sum(index, heads, member, shape, torch.float64) > 0
+            kept = edge_sum(kindex, heads, member, shape, torch.float64) > 0
+            e = inert_rows(p, allowed, removed, kept)
         else:
             tmask = edge_sum(index, heads, member, shape, torch.float64) > 0
             value = row_sum(index, heads, member * info[:, L_PARAM], shape[0], torch.float64)
@@ -443,6 +490,7 @@ def group_stats(
     ratio: torch.Tensor,
     masked: torch.Tensor,
     bad_rows: torch.Tensor,
+    rel_dev: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[groups, N_STATS]`` (``ST_*``) from the verified rows of a layer.
 
@@ -451,7 +499,8 @@ def group_stats(
     ``diff``/``ratio`` ``[N, H, *]``: deviations and deviations over tolerance (the maximum
     over a group's query rows is its error); ``masked`` ``[N, H, K]``: keys masked before the
     edit; ``bad_rows`` ``[pairs, H]``: per (group, source) pair, query rows left without a key
-    the op needs.
+    the op needs; ``rel_dev`` ``[groups]``: the Inert groups' ``target_rel_dev`` (NaN
+    elsewhere; all NaN when left out).
     """
     (e_row, e_key, e_item, _e_src, s_row, s_item), heads, info = layout_
     dev = before.device
@@ -468,9 +517,43 @@ def group_stats(
     n_bad = n_bad.index_add_(0, s_item, (bad_rows & heads[s_item]).sum(1).double())
     n_src = info[:, L_SOURCES, None]
     level, mass = sums / (n_src * info[:, L_TARGETS, None]), sums / n_src
+    if rel_dev is None:
+        rel_dev = torch.full((n_groups,), math.nan, dtype=f64, device=dev)
     return torch.stack(
-        [level[:, 0], level[:, 1], mass[:, 0], mass[:, 1], worst[:, 0], worst[:, 1], n_bad], 1
+        [
+            level[:, 0],
+            level[:, 1],
+            mass[:, 0],
+            mass[:, 1],
+            worst[:, 0],
+            worst[:, 1],
+            n_bad,
+            rel_dev.double(),
+        ],
+        1,
     ).float()
+
+
+def target_rel_dev(
+    kindex: tuple, heads: torch.Tensor, before: torch.Tensor, after: torch.Tensor, inert: list
+) -> torch.Tensor:
+    """``[groups]`` float64: per Inert group (``inert`` [G] bool), the largest ``|after -
+    before| / before`` over its keep keys, rows and heads (a key that had no weight counts 0 if
+    it still has none, inf otherwise; 0 for a group without keep keys); NaN for the other
+    groups. ``kindex`` is the :func:`edge_index` of the groups' :func:`keep_edges`."""
+    k_row, k_key, k_item = kindex[0], kindex[1], kindex[2]
+    dev = before.device
+    out = torch.zeros(heads.shape[0], dtype=torch.float64, device=dev)
+    if k_row.numel() > 0:
+        b = before.double()[k_row, :, k_key]  # [E, H]
+        a = after.double()[k_row, :, k_key]
+        moved = (a - b).abs() / b.clamp(min=1e-300)
+        rel = torch.where(b > 0, moved, torch.where(a == 0, 0.0, math.inf))
+        rel = torch.nan_to_num(rel, nan=math.inf)
+        rel = torch.where(heads[k_item], rel, torch.zeros_like(rel)).amax(1)  # own heads only
+        out = out.scatter_reduce(0, k_item, rel, "amax", include_self=True)
+    is_inert = torch.tensor(inert, dtype=torch.bool, device=dev)
+    return torch.where(is_inert, out, torch.full_like(out, math.nan))
 
 
 def verify_groups(
@@ -492,19 +575,26 @@ def verify_groups(
     """
     dev = scores_rows.device
     lay = layout(groups, rows, srcs, scores_rows.shape[1], dev)
-    before, expected, allowed = expected_probs(scores_rows, groups, lay, thresh)
+    kindex = edge_index(keep_edges(groups), rows, srcs, dev)
+    before, expected, allowed = expected_probs(scores_rows, groups, lay, thresh, kindex)
     consumed = consumed_rows.double()
     diff, ratio = compare(consumed, expected, rtol, atol)
-    (e_row, e_key, _e_item, e_src, s_row, s_item), _heads, info = lay
+    (e_row, e_key, _e_item, e_src, s_row, s_item), heads, info = lay
     op = info[s_item, L_OP, None]  # [pairs, 1]
     on_targets = torch.zeros(len(s_row), allowed.shape[1], dtype=torch.float64, device=dev)
     on_targets.index_add_(0, e_src, allowed[e_row, :, e_key].double())
+    on_keep = torch.zeros_like(on_targets)
+    on_keep.index_add_(0, kindex[3], allowed[kindex[0], :, kindex[1]].double())
     n_allowed = allowed.sum(-1).double()[s_row]  # [pairs, H]
-    bad_rows = ((op == KNOCKOUT) & (n_allowed == 0)) | (
-        (op == SET_VALUE) & (n_allowed - on_targets == 0)
+    bad_rows = (
+        ((op == KNOCKOUT) & (n_allowed == 0))
+        | ((op == SET_VALUE) & (n_allowed - on_targets == 0))
+        | ((op == INERT) & (n_allowed - on_targets - on_keep <= 0))
     )
     masked = scores_rows <= thresh
-    return group_stats(lay, before, consumed, diff, ratio, masked, bad_rows)
+    inert = [g[G_OP] == INERT for g in groups]
+    rel = target_rel_dev(kindex, heads, before, consumed, inert) if any(inert) else None
+    return group_stats(lay, before, consumed, diff, ratio, masked, bad_rows, rel)
 
 
 def read_levels(probs: torch.Tensor, reads: list) -> torch.Tensor:
@@ -652,6 +742,13 @@ def _mask_site(model, site, edits: list, verify: list, reads: list) -> tuple:
     rounded scores and probabilities). Levels after the edit come from that verified ``P``;
     reads come from ``softmax(q kᵀ·scaling + mask as passed)``.
     """
+    for g in edits + verify:
+        if g[G_OP] != KNOCKOUT and g[G_OP] != SCALE:
+            raise ValueError(
+                "the mask route edits only Knockout and Scale; SetValue (op 2) and Inert (op 3) "
+                "edit probabilities and need the softmax route (eager attention); got op "
+                + str(g[G_OP])
+            )
     call = getattr(model.get(site[SITE_PATH]).source, site[SITE_CALL])
     args, kwargs = call.inputs
     q, k, v = args[1], args[2], args[3]
@@ -1053,7 +1150,10 @@ def step_edits(
                 continue
             for e_idx, e in enumerate(row[ROW_EDITS]):
                 if layer in e[E_LAYERS]:
-                    groups.append([r, e[E_HEADS], active[r], e[E_TARGETS], e[E_OP], e[E_PARAM]])
+                    keep = e[E_KEEP] if len(e) > E_KEEP else []
+                    groups.append(
+                        [r, e[E_HEADS], active[r], e[E_TARGETS], e[E_OP], e[E_PARAM], keep]
+                    )
                     tags.append([float(step), float(r), float(layer), float(e_idx)])
         if not groups:
             continue

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plip_nn import kernels
-from plip_nn.edits import AttentionEdit, Knockout, Scale, SetValue
+from plip_nn.edits import AttentionEdit, Inert, Operation, Scale, SetValue
 from plip_nn.models import ModelHandle
 
 __all__ = [
@@ -33,13 +33,20 @@ __all__ = [
 Edges = tuple[int, tuple[int, ...], tuple[int, ...]]  # (layer, sources, targets), unpadded
 
 
-def opcode(op: Knockout | Scale | SetValue) -> tuple[int, float]:
+def opcode(op: Operation) -> tuple[int, float]:
     """The in-trace opcode and parameter of an operation."""
-    if isinstance(op, Knockout):
-        return kernels.KNOCKOUT, 0.0
     if isinstance(op, Scale):
         return kernels.SCALE, op.factor
-    return kernels.SET_VALUE, op.value
+    if isinstance(op, SetValue):
+        return kernels.SET_VALUE, op.value
+    if isinstance(op, Inert):
+        return kernels.INERT, 0.0
+    return kernels.KNOCKOUT, 0.0
+
+
+def keep_keys(op: Operation, offset: int) -> list[int]:
+    """The protected keys of an Inert (shifted by the pad ``offset``); none for other ops."""
+    return [t + offset for t in op.protect] if isinstance(op, Inert) else []
 
 
 def plain_sites(handle: ModelHandle) -> list[tuple[str, str, str, str, int]]:
@@ -69,7 +76,7 @@ def build_plan(
             group = [r, heads, [s + off for s in edit.sources], [t + off for t in edit.targets]]
             for layer in edit.layers:
                 lp = plan.setdefault(layer, LayerPlan())
-                lp.groups.append([*group, code, param])
+                lp.groups.append([*group, code, param, keep_keys(edit.op, off)])
                 lp.group_tags.append((r, e_idx))
         for edges in dict.fromkeys(reads):
             layer, sources, targets = edges
@@ -95,12 +102,13 @@ def generation_row(
     sources: set[int] = set()
     for e in edits:
         code, param = opcode(e.op)
-        edit: list[Any] = [None] * 5
+        edit: list[Any] = [None] * 6
         edit[kernels.E_LAYERS] = list(e.layers)
         edit[kernels.E_HEADS] = None if e.heads is None else list(e.heads)
         edit[kernels.E_TARGETS] = [t + offset for t in e.targets]
         edit[kernels.E_OP] = code
         edit[kernels.E_PARAM] = param
+        edit[kernels.E_KEEP] = keep_keys(e.op, offset)
         plain.append(edit)
         sources.update(s + offset for s in e.sources)
     return {

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from plip_nn import kernels
-from plip_nn.edits import AttentionEdit, EditSpecError, SetValue
+from plip_nn.edits import AttentionEdit, EditSpecError, Inert, SetValue
 from plip_nn.models import ModelHandle
 
-__all__ = ["ROUTES", "item_route", "resolve_route", "validate_edits"]
+__all__ = ["ROUTES", "item_route", "needs_probs", "resolve_route", "validate_edits"]
 
 ROUTES = (kernels.ROUTE_SOFTMAX, kernels.ROUTE_MASK)
 
@@ -34,21 +34,27 @@ def item_route(handle: ModelHandle, edits: Sequence[AttentionEdit], route: str) 
     """The route of one forward pass or generation row with ``edits``.
 
     ``"auto"``: the handle's choice (:meth:`ModelHandle.route_for`): the softmax route (eager)
-    when an edit is a SetValue or the handle runs eager, else the mask route. ``run`` and
+    when an edit is a SetValue or an Inert or the handle runs eager, else the mask route. ``run`` and
     ``generate`` switch the model's implementation per pass / batch
     (:meth:`ModelHandle.use_route`). Other values are checked and returned.
     """
     if route == "auto":
-        return handle.route_for(needs_probs=any(isinstance(e.op, SetValue) for e in edits))
+        return handle.route_for(needs_probs=any(needs_probs(e) for e in edits))
     if route not in ROUTES:
         raise EditSpecError(f"route={route!r}; use 'auto', 'softmax' or 'mask'")
     return route
 
 
+def needs_probs(edit: AttentionEdit) -> bool:
+    """Whether ``edit`` writes probabilities (SetValue, Inert): only the softmax route can."""
+    return isinstance(edit.op, (SetValue, Inert))
+
+
 def validate_edits(
     handle: ModelHandle, sample_id: str, edits: Sequence[AttentionEdit], seq_len: int, route: str
 ) -> None:
-    """Check every edit against the model and sequence; SetValue needs the softmax route."""
+    """Check every edit against the model and sequence; SetValue and Inert need the softmax
+    route."""
     for edit in edits:
         edit.validate(
             n_layers=handle.n_layers,
@@ -57,9 +63,10 @@ def validate_edits(
             sample=sample_id,
             sliding_windows=handle.sliding_windows,
         )
-        if isinstance(edit.op, SetValue) and route == kernels.ROUTE_MASK:
+        if needs_probs(edit) and route == kernels.ROUTE_MASK:
+            name = "SetValue" if isinstance(edit.op, SetValue) else "Inert"
             raise EditSpecError(
-                f"sample {sample_id!r}: SetValue edits probabilities directly and needs "
+                f"sample {sample_id!r}: {name} edits probabilities directly and needs "
                 "the softmax route with eager attention; load the model with "
                 "attn_implementation='eager'"
             )

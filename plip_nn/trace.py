@@ -119,6 +119,7 @@ class EditReading:
     mass_after: float
     max_error: float  # largest |consumed - expected| weight on the edited rows
     error_ratio: float = 0.0  # max_error over its tolerance (relative to value and dtype)
+    target_rel_dev: float | None = None  # Inert: largest relative change of a protected target
 
 
 @dataclass(frozen=True)
@@ -541,4 +542,5 @@ def edit_reading(edit: AttentionEdit, e_idx: int, layer: int, st: EditStats) -> 
         mass_after=st.mass_after,
         max_error=st.max_error,
         error_ratio=st.error_ratio,
+        target_rel_dev=None if math.isnan(st.target_rel_dev) else st.target_rel_dev,
     )

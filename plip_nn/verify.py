@@ -7,14 +7,17 @@ into an error that names the sample, condition and layer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from plip_nn import kernels
 from plip_nn.edits import (
+    INERT_TARGET_TOLERANCE,
     AttentionEdit,
     CausallyMaskedEdgeError,
     EditVerificationError,
+    Inert,
     Knockout,
 )
 
@@ -31,6 +34,7 @@ class EditStats(NamedTuple):
     max_error: float
     error_ratio: float
     n_bad: float
+    target_rel_dev: float = math.nan  # Inert only: largest relative change of a protected key
 
     @classmethod
     def from_row(cls, row: Sequence[float]) -> EditStats:
@@ -48,6 +52,12 @@ def check_stats(stats: EditStats, edit: AttentionEdit, where: str, sample: str) 
                 f"{where}: knockout would leave a query row with no allowed key, or an edge was "
                 "already masked (e.g. by a sliding window or padding); remove those edges"
             )
+        if isinstance(edit.op, Inert):
+            raise EditVerificationError(
+                f"{where}: inert control would leave a query row with no allowed key outside "
+                "the removed and protected keys to take the removed mass, or a removed key was "
+                "already masked; draw fewer control keys or use rows with more context"
+            )
         raise CausallyMaskedEdgeError(
             sample=sample,
             source=edit.sources[0],
@@ -59,6 +69,12 @@ def check_stats(stats: EditStats, edit: AttentionEdit, where: str, sample: str) 
             f"{where}: {edit.op.kind} -- the attention the model consumed deviates from the "
             f"request by {stats.max_error:.3g} ({stats.error_ratio:.3g}x the tolerance for its "
             "value and dtype); the edit did not take effect as specified"
+        )
+    if isinstance(edit.op, Inert) and not stats.target_rel_dev <= INERT_TARGET_TOLERANCE:
+        raise EditVerificationError(
+            f"{where}: inert control moved a protected target's attention by "
+            f"{stats.target_rel_dev:.3g} (relative; at most {INERT_TARGET_TOLERANCE} allowed); "
+            "the removed mass reached the targets, so the control is not inert"
         )
 
 

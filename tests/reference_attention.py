@@ -29,15 +29,44 @@ def masked_scores(query, key, value, attention_mask, scaling=None, softcap=None)
     return scores, v
 
 
-def make_reference(knock: dict[int, list[tuple[int, int, int]]] | None = None, bias=None):
+def inert_row(probs_row, allowed_row, removed, protected):
+    """The inert control on one row of probabilities, written out key by key (float64): the
+    removed keys read 0, the protected keys keep their weight, and every other allowed key gets
+    a share of the removed mass proportional to its weight."""
+    row = [float(x) for x in probs_row]
+    gone = sum(row[k] for k in removed)
+    receivers = [
+        j
+        for j in range(len(row))
+        if bool(allowed_row[j]) and j not in removed and j not in protected
+    ]
+    assert receivers, "the reference row has no key to take the removed mass"
+    total = sum(row[j] for j in receivers)
+    for j in receivers:
+        row[j] = row[j] + gone * row[j] / total
+    for k in removed:
+        row[k] = 0.0
+    return torch.tensor(row, dtype=torch.float64)
+
+
+def make_reference(
+    knock: dict[int, list[tuple[int, int, int]]] | None = None,
+    bias=None,
+    inert=None,
+    record: dict | None = None,
+):
     """Reference attention.
 
     ``knock[layer] = [(batch, source, target), ...]``: score -> -inf on all heads.
     ``bias[layer] = [(batch, source, target, add), ...]``: ``add`` added to the masked score
     (``log f`` there is Scale(f): softmax(s + log f) = f p / sum(f p)).
+    ``inert[layer] = [(batch, source, removed keys, protected keys), ...]``: the inert control
+    on every head of that row (:func:`inert_row`), applied to the probabilities.
+    ``record``: filled with ``layer -> (probs before the inert edit, probs after)`` (float64).
     """
     knock = knock or {}
     bias = bias or {}
+    inert = inert or {}
 
     def attention(
         module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None, **_
@@ -48,7 +77,21 @@ def make_reference(knock: dict[int, list[tuple[int, int, int]]] | None = None, b
             extra[b, :, s, t] = float("-inf")
         for b, s, t, add in bias.get(module.layer_idx, []):
             extra[b, :, s, t] += add
-        probs = torch.softmax((scores + extra).float(), dim=-1).to(value.dtype)
+        probs = torch.softmax((scores + extra).float(), dim=-1)
+        rows = inert.get(module.layer_idx, [])
+        if rows or record is not None:
+            before = probs.double().clone()
+            edited = before.clone()
+            allowed = scores > torch.finfo(scores.dtype).min / 2
+            for b, s, removed, protected in rows:
+                for h in range(probs.shape[1]):
+                    edited[b, h, s] = inert_row(
+                        before[b, h, s], allowed[b, h, s], removed, protected
+                    )
+            probs = edited.float()
+            if record is not None:
+                record[module.layer_idx] = (before, edited)
+        probs = probs.to(value.dtype)
         out = torch.matmul(probs, v).transpose(1, 2).contiguous()
         return out, probs
 
@@ -74,6 +117,6 @@ def swapped_attention(model: torch.nn.Module, fn):
             mod.eager_attention_forward = orig
 
 
-def reference_attention(model: torch.nn.Module, knock=None, bias=None):
+def reference_attention(model: torch.nn.Module, knock=None, bias=None, inert=None, record=None):
     """Swap every attention module's eager function for the reference while the block runs."""
-    return swapped_attention(model, make_reference(knock, bias))
+    return swapped_attention(model, make_reference(knock, bias, inert, record))

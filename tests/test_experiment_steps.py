@@ -30,7 +30,7 @@ from plip_nn.scope import Scope, function_half
 
 # Head-mean levels per layer (4 layers). The functions "a" and "d" fall into different halves
 # (seed 0): Python "a" peaks at layer 2, "d" at layer 1; Rust is flat and lower.
-PY_LEVELS = {"py_a": [0.10, 0.20, 0.40, 0.90], "py_d": [0.10, 0.30, 0.20, 0.70]}
+PY_LEVELS = {"py_a": [0.10, 0.20, 0.40, 0.05], "py_d": [0.10, 0.30, 0.20, 0.05]}
 RS_LEVELS = {"rs_a": [0.05, 0.10, 0.10, 0.10], "rs_d": [0.05, 0.10, 0.20, 0.10]}
 N_TARGETS = 2
 
@@ -93,8 +93,8 @@ def test_the_halves_split_the_functions() -> None:
 @pytest.mark.parametrize(
     ("flag", "kw", "scanned", "by_half", "manifest"),
     [
-        # no --layer: scan; each half takes the Python peak of the other half (never the last
-        # layer): half of "a" gets "d"'s peak 1, half of "d" gets "a"'s peak 2
+        # no --layer: scan; each half takes the Python peak of the other half (any layer, the
+        # last included): half of "a" gets "d"'s peak 1, half of "d" gets "a"'s peak 2
         (None, {}, True, {"a": 1, "d": 2}, {}),
         # --layer and nothing to calibrate: no scan at all
         (1, {}, False, {"a": 1, "d": 1}, {}),
@@ -239,11 +239,18 @@ def test_calibration_and_layer_are_written_alike_by_every_experiment(env, tmp_pa
     for name, out in runs.items():
         man = _manifest(out)
         cal = json.loads((out / "calibration.json").read_text())
-        # the tiny model has 2 layers and the last is never chosen: the scan peak is layer 0
-        assert man["layer"] == cal["layer"] == 0, name
+        # every layer can be chosen (the last included): each half takes the Python test
+        # peak of the other half's functions, recomputed here from the scan
+        scan = pd.read_parquet(out / "layer_scan.parquet")
+        py = scan[(scan.kind == "test") & (scan.language == "python")
+                  & (scan.rows == "marker_span") & (scan.targets == "identifiers")]  # fmt: skip
+        half = py.sample_id.map(lambda sid: function_half(sid, 0))
+        expected = {str(h): int(py[half != h].groupby("layer").attn_level.mean().idxmax())
+                    for h in (0, 1)}  # fmt: skip
+        assert man["layer_by_half"] == expected, name
+        assert man["layer"] == cal["layer"] == expected["0"], name
         assert ("layer_choice" in man) == (name == "triangle"), name
-        assert man["layer_by_half"] == {"0": 0, "1": 0}, name
-        ref = _independent_calibration(out, 0)
+        ref = _independent_calibration(out, cal["layer"])
         assert cal["python_level"] == pytest.approx(ref["python_level"], abs=1e-9), name
         assert cal["set_value"] == cal["python_level"], name
         assert cal["rust_level"] == pytest.approx(ref["rust_level"], abs=1e-9), name
@@ -256,7 +263,8 @@ def test_calibration_and_layer_are_written_alike_by_every_experiment(env, tmp_pa
     # the calibrated value is the one the SetValue rows got
     rec = pd.read_parquet(runs["steer"] / "records.parquet")
     sv = rec[rec.arm == "set_value_calibrated"]
-    assert len(sv) > 0 and (sv.factor == cals["steer"]["set_value"]).all()
+    by_layer = {int(k): v["set_value"] for k, v in cals["steer"]["by_layer"].items()}
+    assert len(sv) > 0 and (sv.factor == sv.layer.map(by_layer)).all()
 
 
 def test_each_experiment_scans_and_calibrates_only_as_before(env, tmp_path):
@@ -301,6 +309,6 @@ def test_record_parts_hold_whole_batches(env, tmp_path):
         )
     )  # fmt: skip
     parts = sorted((out / "parts" / "records").glob("*.parquet"))
-    # 4 tests x 5 conditions (baseline, knockout and control at L and all) = 20 units;
-    # parts of 4 batches of 3 = 12 units
-    assert [len(pd.read_parquet(p)) for p in parts] == [12, 8]
+    # 4 tests x 7 conditions (baseline; knockout, random and inert control at L and all) = 28
+    # units; parts of 4 batches of 3 = 12 units
+    assert [len(pd.read_parquet(p)) for p in parts] == [12, 12, 4]

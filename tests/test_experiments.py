@@ -125,8 +125,8 @@ def test_knockout_records_match_reference(env, hf, tmp_path):
     out = knockout.main(cfg)
     df = pd.read_parquet(out / "records.parquet")
     names = {"baseline", KO_L, "knockout@marker_span/identifiers/all",
-             *(f"random_control@marker_span/identifiers/{lay}#{d}" for lay in ("L", "all")
-               for d in (0, 1))}  # fmt: skip
+             *(f"{arm}@marker_span/identifiers/{lay}#{d}" for lay in ("L", "all")
+               for d in (0, 1) for arm in ("random_control", "inert_control"))}  # fmt: skip
     assert set(df.condition) == names
     assert len(df) == 6 * len(names)  # 4 tests + 2 baselines
     assert not df.duplicated(["sample_id", "condition", "layer"]).any()
@@ -196,9 +196,21 @@ def test_knockout_records_match_reference(env, hf, tmp_path):
         {i for i, (a, b) in enumerate(tok(_sample("py_mul")["code"], return_offsets_mapping=True)["offset_mapping"]) if a < sig_end and b > a}
         for _ in [0]
     ))  # fmt: skip
-    assert len(edit["targets"]) == len(idents) and not set(edit["targets"]) & sig
+    cm = pd.read_parquet(out / "control_match.parquet")
+    match = cm[(cm.sample_id == "py_mul") & (cm.layer == 1) & (cm.draw == 0)].iloc[0]
+    assert json.loads(match.control_keys) == edit["targets"]
+    assert (len(edit["targets"]) == len(idents)) == match.count_matched
+    assert not set(edit["targets"]) & sig
     assert all(t < span[0] for t in edit["targets"])
     assert rc.attn_achieved == 0
+    # the inert control zeroes the same keys and leaves the targets' attention at baseline,
+    # where the renormalising control raises it
+    ic = df[(df.condition == "inert_control@marker_span/identifiers/L#0")
+            & (df.sample_id == "py_mul")].iloc[0]  # fmt: skip
+    assert json.loads(ic.edit)[0]["targets"] == edit["targets"] and ic.attn_achieved == 0
+    assert 0 <= ic.target_rel_dev <= 0.02 and math.isnan(rc.target_rel_dev)
+    assert ic.target_attn_condition == pytest.approx(ic.target_attn_baseline, rel=0.02)
+    assert rc.target_attn_condition > rc.target_attn_baseline
 
 
 def test_knockout_every_layer(env, tmp_path):
@@ -439,7 +451,7 @@ def test_chat_template_shifts_positions(env):
     ]
 
 
-def test_choose_layer_is_the_python_peak_but_never_the_last_layer():
+def test_choose_layer_is_the_python_peak_at_any_layer_the_last_included():
     from experiments.scan import choose_layer
 
     def scan_df(levels):
@@ -459,7 +471,7 @@ def test_choose_layer_is_the_python_peak_but_never_the_last_layer():
         )
 
     assert choose_layer(scan_df([0.1, 0.3, 0.2, 0.0])) == 1  # Rust's offset is ignored
-    assert choose_layer(scan_df([0.1, 0.2, 0.15, 0.9])) == 1  # the last layer is excluded
+    assert choose_layer(scan_df([0.1, 0.2, 0.15, 0.9])) == 3  # the last layer can be chosen
 
 
 def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
@@ -485,18 +497,39 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert len(list((out / "figures").glob("*.png"))) >= 3
     rec = pd.read_parquet(out / "records.parquet")
-    knock, steer_arms = triangle.study_arms(cfg, 2)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["steering_window"] in ("w0-1",)  # the sweep of 2 layers has one window
+    knock, steer_arms = triangle.study_arms(cfg, 2, man["steering_window"])
     grid = {"baseline", *(a.name for a in knock + steer_arms)}
+    sp = triangle.study_plan(cfg, knock, steer_arms, man["steering_window"])
     prompts = rec[rec.kind == "generation"]
-    assert grid - {"set_value_calibrated@marker_span/identifiers/L"} <= set(prompts.condition)
+    set_values = {a.name for a in steer_arms if a.arm == "set_value_calibrated"}
+    assert set(prompts.condition) == sp.prompts
     assert {"marker_span/identifiers/L", "continuation/identifiers/all", "marker/plip/L",
             "marker/plip/all", "marker_span/identifiers/w0-1"} <= set(rec.scope)  # fmt: skip
     tests = rec[rec.kind == "test"]
-    assert set(tests.arm) == {"baseline", "knockout", "random_control"}
-    assert not tests.layers.str.startswith("w").any() and not (tests.rows == "marker").any()
+    assert grid - set_values <= set(tests.condition)  # the study runs on the test samples
+    # steering in every deciding scope: each knockout row scope at L and all, and the window
+    for scope in ("marker_span/identifiers/L", "marker_span/identifiers/all",
+                  "continuation/identifiers/L", "continuation/identifiers/all",
+                  "marker_span/identifiers/w0-1"):  # fmt: skip
+        arms = set(tests[tests.scope == scope].arm)
+        assert {"knockout", "random_control", "inert_control", "scale_2", "scale_calibrated",
+                "scale_calibrated_x2"} <= arms, scope  # fmt: skip
+    inert = rec[rec.arm == "inert_control"]
+    assert len(inert) and inert.target_rel_dev.between(0, 0.02).all()
+    assert rec[rec.arm != "inert_control"].target_rel_dev.isna().all()
+    # control keys for every knockout scope's rows, every layer and draw
+    cm = pd.read_parquet(out / "control_match.parquet")
+    for a in knock:
+        assert a.scope is not None
+        got = cm[(cm.rows == a.scope.rows) & (cm.targets == a.scope.targets)]
+        assert set(got.layer) == {0, 1} and set(got.draw) == {0}, a.scope.label
+    # the scan reads every layer, the last included
+    assert set(pd.read_parquet(out / "layer_scan.parquet").layer) == {0, 1}
     gen = pd.read_parquet(out / "generations.parquet")
-    assert set(gen.condition) == set(prompts.condition)
-    man = json.loads((out / "manifest.json").read_text())
+    assert sp.generation - set_values <= set(gen.condition) <= sp.generation
+    assert "knockout@marker/plip/all" not in sp.generation  # a compared scope
     assert man["layer"] in (0, 1) and man["status"] == "complete"
     report = (out / "report.md").read_text()
     assert report.index("## Findings") < report.index("## Outcome matrix")

@@ -54,10 +54,20 @@ def capture(handle: Any, items: list) -> list[dict[str, Any]]:
 
     def spy(
         model, inputs, sites, plan, base_rows, keep, in_session, route=kernels.ROUTE_SOFTMAX,
-        predict_at=None, nll_from=None,
+        predict_at=None, nll_from=None, gold=None,
     ):  # fmt: skip
         out = real(
-            model, inputs, sites, plan, base_rows, keep, in_session, route, predict_at, nll_from
+            model,
+            inputs,
+            sites,
+            plan,
+            base_rows,
+            keep,
+            in_session,
+            route,
+            predict_at,
+            nll_from,
+            gold,
         )
         calls.append(
             {"inputs": inputs, "sites": sites, "plan": plan, "rows": base_rows, "route": route,

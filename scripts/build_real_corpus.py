@@ -18,7 +18,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -86,7 +86,8 @@ def stdlib_training_files(roots: list[Path]) -> set[str]:
 
 
 def _keep(samples: tuple[MinedSample, ...]) -> tuple[list[MinedSample], dict[str, int]]:
-    kept, refused = [], {}
+    kept: list[MinedSample] = []
+    refused: dict[str, int] = {}
     for m in samples:
         pkg, lic = m.provenance["package"], m.provenance["licence"]
         if not redistributable(lic) or trained_crate(pkg):
@@ -106,10 +107,11 @@ def build(sources: Path, out: Path) -> dict[str, Any]:
     rs_roots = [sources / f"librust-{c}-dev" for c in RUST_CRATES]
     data: dict[str, Any] = {"_format_version": "2.0"}
     report: dict[str, Any] = {}
-    for language, roots, skip in (
+    runs: tuple[tuple[Literal["python", "rust"], list[Path], set[str]], ...] = (
         ("python", py_roots, stdlib_training_files(py_roots)),
         ("rust", rs_roots, set()),
-    ):
+    )
+    for language, roots, skip in runs:
         cfg = MineConfig(
             paths=tuple(roots),
             language=language,

@@ -535,19 +535,28 @@ def group_stats(
 
 
 def target_rel_dev(
-    kindex: tuple, heads: torch.Tensor, before: torch.Tensor, after: torch.Tensor, inert: list
+    kindex: tuple,
+    heads: torch.Tensor,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    inert: list,
+    rtol: float = 0.0,
+    atol: float = 0.0,
 ) -> torch.Tensor:
     """``[groups]`` float64: per Inert group (``inert`` [G] bool), the largest ``|after -
     before| / before`` over its keep keys, rows and heads (a key that had no weight counts 0 if
     it still has none, inf otherwise; 0 for a group without keep keys); NaN for the other
-    groups. ``kindex`` is the :func:`edge_index` of the groups' :func:`keep_edges`."""
+    groups. The part of ``|after - before|`` within the consumed dtype's rounding (``rtol *
+    before + atol``, as :func:`compare`) does not count: in float16 a weight near the subnormal
+    range is only known to an absolute ``atol``. ``kindex`` is the :func:`edge_index` of the
+    groups' :func:`keep_edges`."""
     k_row, k_key, k_item = kindex[0], kindex[1], kindex[2]
     dev = before.device
     out = torch.zeros(heads.shape[0], dtype=torch.float64, device=dev)
     if k_row.numel() > 0:
         b = before.double()[k_row, :, k_key]  # [E, H]
         a = after.double()[k_row, :, k_key]
-        moved = (a - b).abs() / b.clamp(min=1e-300)
+        moved = ((a - b).abs() - (rtol * b + atol)).clamp(min=0.0) / b.clamp(min=1e-300)
         rel = torch.where(b > 0, moved, torch.where(a == 0, 0.0, math.inf))
         rel = torch.nan_to_num(rel, nan=math.inf)
         rel = torch.where(heads[k_item], rel, torch.zeros_like(rel)).amax(1)  # own heads only
@@ -593,7 +602,7 @@ def verify_groups(
     )
     masked = scores_rows <= thresh
     inert = [g[G_OP] == INERT for g in groups]
-    rel = target_rel_dev(kindex, heads, before, consumed, inert) if any(inert) else None
+    rel = target_rel_dev(kindex, heads, before, consumed, inert, rtol, atol) if any(inert) else None
     return group_stats(lay, before, consumed, diff, ratio, masked, bad_rows, rel)
 
 

@@ -134,7 +134,7 @@ def test_every_corpus_test_sample_has_a_call() -> None:
             header = s.code.index("fn ", s.marker_char_pos)
             assert pos > s.code.index("{", header), s.id
         counts[s.language] += 1
-    assert counts == {"python": 63, "rust": 60}
+    assert counts == {"python": 163, "rust": 160}
 
 
 @needs_plip
@@ -254,7 +254,7 @@ def test_corpus_call_rows_on_the_embedded_tokenizer() -> None:
         config = type("C", (), {"max_position_embeddings": 1024})()
 
     preps = prepare(_Handle(), load_corpus().select(kind="test"))  # type: ignore[arg-type]
-    assert len(preps) == 123
+    assert len(preps) == 323
     for p in preps:
         tp = p.positions
         assert tp.call_at is not None, p.id
@@ -382,9 +382,9 @@ def test_a_test_sample_without_a_call_is_a_config_error() -> None:
         config = type("C", (), {"max_position_embeddings": 1024})()
 
     [s] = [s for s in load_corpus().select(kind="test") if s.id == "py_clamp"]
-    code = s.code.replace("clamp(15, 0, 10)", "print(15, 0, 10)").replace(
-        "clamp(-3, 0, 10)", "print(-3, 0, 10)"
+    code = s.code.replace("clamp_between(15, 0, 10)", "print_between(15, 0, 10)").replace(
+        "clamp_between(-3, 0, 10)", "print_between(-3, 0, 10)"
     )
     assert len(code) == len(s.code)
-    with pytest.raises(ConfigError, match=r"sample py_clamp: .*never calls 'clamp'"):
+    with pytest.raises(ConfigError, match=r"sample py_clamp: .*never calls 'clamp_between'"):
         prepare(_Handle(), [replace(s, code=code)])  # type: ignore[arg-type]

@@ -56,15 +56,19 @@ def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def _check_question(nb, run: Path) -> None:
     """The worked question (the last cell): preservation change and Δlog p per language, scope
-    and arity equal a plain pandas recomputation; dlogp_top1 (no dlogp_gold in this run)."""
+    and arity equal a plain pandas recomputation, on the measure the notebook's rule picks:
+    dlogp_gold where the generation prompts' records carry it, else dlogp_top1."""
     [cell] = [
         c for c in nb.cells if c.cell_type == "code" and "question = pd.DataFrame" in c.source
     ]
     [out] = [o for o in cell["outputs"] if o["output_type"] == "execute_result"]
     text = out["data"]["text/plain"]
-    assert "mean dlogp_top1" in text and "preservation change [pp]" in text
     gens = with_scope(pd.read_parquet(run / "generations.parquet"))
     recs = with_scope(pd.read_parquet(run / "records.parquet"))
+    on_prompts = recs[recs["kind"] == "generation"]
+    gold = "dlogp_gold" in on_prompts and on_prompts["dlogp_gold"].notna().any()
+    measure = "dlogp_gold" if gold else "dlogp_top1"
+    assert f"mean {measure}" in text and "preservation change [pp]" in text
     base = gens[gens["condition"] == "baseline"].set_index(["language", "sample_id"])["preserved"]
     ko = gens[gens["arm"] == "knockout"]
     lines = text.splitlines()[1:]
@@ -73,7 +77,7 @@ def _check_question(nb, run: Path) -> None:
         s = sub.set_index("sample_id")["preserved"].astype(float)
         pp = 100 * float((s - base.loc[lang].loc[s.index].astype(float)).mean())
         r = recs[(recs["condition"] == sub["condition"].iloc[0]) & (recs["language"] == lang)]
-        dl = float(r[r["sample_id"].isin(s.index)]["dlogp_top1"].mean())
+        dl = float(r[r["sample_id"].isin(s.index)][measure].mean())
         want = f"{lang} {scope} {arity} {len(s)} {round(pp, 1)}"
         [row] = [" ".join(ln.split()[1:6]) for ln in lines
                  if ln.split()[1:4] == [lang, scope, str(arity)]]  # fmt: skip

@@ -67,8 +67,13 @@ def test_half_precision_study_has_no_nan_and_knockout_reads_zero(env, tmp_path, 
         / "records.parquet"
     )
     ko = df[df.condition.isin(["knockout", "knockout_all_layers", "random_control"])]
-    # factor is NaN for knockouts and mass_removed for non-knockouts by definition.
-    num = df.select_dtypes("number").drop(columns=["factor", "mass_removed"])
+    # factor is NaN for knockouts, mass_removed for non-knockouts, target_rel_dev off the inert
+    # control, and the gold-token columns off the call readout, by definition.
+    gold = ["logp_gold_baseline", "logp_gold_condition", "dlogp_gold"]
+    assert df.loc[df.readout == "call", gold].notna().all().all()
+    num = df.select_dtypes("number").drop(
+        columns=["factor", "mass_removed", "target_rel_dev", *gold]
+    )
     assert not num.isna().any().any() and all(math.isfinite(v) for v in num.to_numpy().ravel())
     assert ko["mass_removed"].notna().all() and (ko["mass_removed"] > 0).all()
     assert (ko.attn_achieved == 0).all()

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib  # novermin
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 __all__ = ["PackageInfo", "debian_licences", "debian_root", "package_of", "provenance"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -130,11 +131,15 @@ def paired_difference(ref: ArrayLike, cond: ArrayLike) -> PairedDifference:
     )  # fmt: skip
 
 
+@lru_cache(maxsize=4096)
 def _exact_mcnemar_rejects(m: int, alpha: float) -> np.ndarray:
-    """For m discordant pairs: reject[c] = the exact McNemar test rejects with c of them."""
+    """For m discordant pairs: reject[c] = the exact McNemar test rejects with c of them
+    (cached: the power searches ask for the same m many times; the array is read-only)."""
     cs = np.arange(m + 1)
     tail = np.minimum(stats.binom.cdf(cs, m, 0.5), stats.binom.sf(cs - 1, m, 0.5))
-    return np.minimum(1.0, 2 * tail) < alpha
+    out = np.minimum(1.0, 2 * tail) < alpha
+    out.setflags(write=False)
+    return out
 
 
 def mcnemar_power(n: int, discordance: float, delta: float, alpha: float) -> float:
@@ -155,8 +160,9 @@ def mcnemar_power(n: int, discordance: float, delta: float, alpha: float) -> flo
         return 0.0
     q = (psi + delta) / (2 * psi)
     power = 0.0
+    pms = stats.binom.pmf(np.arange(n + 1), n, psi)
     for m in range(n + 1):
-        pm = stats.binom.pmf(m, n, psi)
+        pm = float(pms[m])
         if pm < 1e-15:
             continue
         rejects = _exact_mcnemar_rejects(m, alpha)

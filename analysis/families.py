@@ -41,6 +41,10 @@ FAMILIES: dict[str, str] = {
     "compared": "each knockout vs the renormalising control's draws (shown, never deciding)",
     "equivalence": "one row per equivalence decision: margin, 90% CI and both one-sided TOST "
     "p-values (shown; the 90% CI decides)",
+    "power": "prospective power of every deciding test (analysis.power_report): statistic = "
+    "the power at this n (detection of a margin-sized change at the family's Bonferroni α, or "
+    "TOST within ±margin), effect = the observed discordance ψ or SD of the paired "
+    "differences, n_for_80 = the n that 80% power needs (shown, not counted)",
     "h1": "knockout effect Python − Rust per scope and measure (call-site Δlog p, log-PPL, "
     "preservation, calls_function): unpaired bootstrap CI, Welch p counted, Holm across them",
     "h2": "dose-response per language and steering scope: GEE logistic trend (counted unless "

@@ -9,7 +9,7 @@ against baseline in words; draws that disagree and edits below the reach gate sa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from analysis.dose import H2Result
 from analysis.languages import H1Result, MarkerResult, ObserveResult
@@ -30,6 +30,7 @@ _TARGETS = {
     "mentions": "every identifier token and earlier mention of the name",
 }
 MAX_SENTENCES = 8
+Key = tuple[str, str, str]
 
 
 def scope_words(label: str, layer: str = "the chosen layer") -> str:
@@ -45,7 +46,9 @@ def scope_words(label: str, layer: str = "the chosen layer") -> str:
     return f"from {_ROWS.get(s.rows, s.rows)} to {_TARGETS.get(s.targets, s.targets)}, {where}"
 
 
-def _ko_phrase(k: KnockoutOutcome | None) -> str:
+def _ko_phrase(k: KnockoutOutcome | None, inline_power: bool = True) -> str:
+    """The knockout's verdict in words; ``inline_power`` False leaves the power note to the
+    power table's flag (:func:`analysis.power_report.power_flag`)."""
     if k is None:
         return "was not run"
     d = k.draws[0]
@@ -55,7 +58,7 @@ def _ko_phrase(k: KnockoutOutcome | None) -> str:
     if k.measure == "dlogp" and d.call is not None:
         c = d.call
         ci = f"{c.effect:+.2f} nats vs the inert control, 95% CI [{c.ci95[0]:+.2f}, {c.ci95[1]:+.2f}]"
-        if not math.isnan(k.call_power) and k.call_power < 0.5:
+        if inline_power and not math.isnan(k.call_power) and k.call_power < 0.5:
             ci += f"; power < 0.5 at ±{c.margin:g} nats, {k.call_n80:.0f} prompts for 80%"
         return {
             "predicted": f"lowered the name's log p at the call beyond the inert control ({ci})",
@@ -65,7 +68,7 @@ def _ko_phrase(k: KnockoutOutcome | None) -> str:
         }.get(k.effect, f"was inconclusive at the call ({ci})")
     rates = (f" ({100 * k.knockout_rate:.0f}% vs {100 * k.control_rate:.0f}% preserved under "
              "the control)" if d.diff is not None else "")  # fmt: skip
-    power = " (power < 0.5)" if not math.isnan(k.power) and k.power < 0.5 else ""
+    power = " (power < 0.5)" if inline_power and not math.isnan(k.power) and k.power < 0.5 else ""
     if k.measure == "kl" and k.effect in ("predicted", "opposite"):
         more = "more" if k.effect == "predicted" else "less"
         return (f"moved the prediction {more} than the mass-matched control (KL at the "
@@ -96,9 +99,28 @@ def _steer_phrase(o: TriangleOutcome, scope: str) -> str:
     }.get(st.effect, "steering was inconclusive")
 
 
-def _knockout_sentence(outs: Sequence[TriangleOutcome], scope: str, layer: str) -> str | None:
-    parts = [f"in {o.language.capitalize()} it {_ko_phrase(o.knockout(scope))} "
-             f"[{_steer_phrase(o, scope)}]" for o in outs if o.knockout(scope) is not None]  # fmt: skip
+def _language_part(o: TriangleOutcome, scope: str, power: Mapping[Key, str] | None,
+                   robust: Mapping[Key, tuple[bool, str]] | None) -> str:  # fmt: skip
+    """One language's clause: the verdict (only where every robustness level agrees; else which
+    levels disagree), the low-power flag, and the steering of the scope."""
+    key = (o.model, o.language, scope)
+    flag = (power or {}).get(key, "")
+    lang = o.language.capitalize()
+    agree, words = (robust or {}).get(key, (True, ""))
+    if not agree:
+        return (f"in {lang} no verdict is stated: the {words}{flag} "
+                f"[{_steer_phrase(o, scope)}]")  # fmt: skip
+    held = f"; {words}" if words else ""
+    return (f"in {lang} it {_ko_phrase(o.knockout(scope), inline_power=power is None)}{flag}"
+            f"{held} [{_steer_phrase(o, scope)}]")  # fmt: skip
+
+
+def _knockout_sentence(
+    outs: Sequence[TriangleOutcome], scope: str, layer: str,
+    power: Mapping[Key, str] | None = None, robust: Mapping[Key, tuple[bool, str]] | None = None,
+) -> str | None:  # fmt: skip
+    parts = [_language_part(o, scope, power, robust) for o in outs
+             if o.knockout(scope) is not None]  # fmt: skip
     if not parts:
         return None
     return (
@@ -153,8 +175,15 @@ def findings(
     *,
     layer: str = "the chosen layer",
     markers: Sequence[MarkerResult] = (),
+    power: Mapping[Key, str] | None = None,
+    robust: Mapping[Key, tuple[bool, str]] | None = None,
 ) -> list[str]:
-    """3-8 sentences per model for the top of the report (more models: more sentences)."""
+    """3-8 sentences per model for the top of the report (more models: more sentences).
+
+    ``power``: (model, language, scope) -> the low-power flag of that knockout verdict
+    (:func:`analysis.power_report.power_flags`); ``robust``: -> (every robustness level agrees,
+    the robustness sentence) (:mod:`analysis.robust_report`). A knockout states its verdict only
+    where every level agrees; otherwise its clause names the levels that disagree."""
     out: list[str] = []
     for model in sorted({o.model for o in outcomes}):
         outs = [o for o in outcomes if o.model == model]
@@ -162,7 +191,7 @@ def findings(
         mine: list[str] = []
         scopes = list(dict.fromkeys(k.scope for o in outs for k in o.knockouts))
         for scope in _chosen_scopes(scopes):
-            sent = _knockout_sentence(outs, scope, layer)
+            sent = _knockout_sentence(outs, scope, layer, power, robust)
             if sent:
                 mine.append(sent)
         windows = [s for s in scopes if Scope.parse(s).is_window]

@@ -229,18 +229,24 @@ def tost_binary_power(
     pa, pb, pc, pd_ = _cell_probs(discordance, delta, ref_rate)
     bs, cs, as_ = _support(n, pb), _support(n, pc), _support(n, pa)
     c_grid, a_grid = np.meshgrid(cs, as_, indexing="ij")
+    c_flat, a_flat = c_grid.ravel(), a_grid.ravel()
+    step = max(1, 200_000 // max(c_flat.size, 1))  # several b at once, bounded memory
     total = 0.0
-    for b in bs:
-        d = n - a_grid - c_grid - b
-        ok = d >= 0
+    for i in range(0, bs.size, step):
+        b_ = np.repeat(bs[i : i + step], c_flat.size)
+        c_all, a_all = (
+            np.tile(c_flat, bs[i : i + step].size),
+            np.tile(a_flat, bs[i : i + step].size),
+        )
+        d_all = n - a_all - c_all - b_
+        ok = d_all >= 0
         if not ok.any():
             continue
-        a_, c_, d_ = a_grid[ok], c_grid[ok], d[ok]
-        b_ = np.full_like(a_, b)
-        logpmf = special.gammaln(n + 1) - sum(special.gammaln(x + 1) for x in (a_, b_, c_, d_))
-        for x, p in zip((a_, b_, c_, d_), (pa, pb, pc, pd_), strict=True):
+        a_, bb, c_, d_ = a_all[ok], b_[ok], c_all[ok], d_all[ok]
+        logpmf = special.gammaln(n + 1) - sum(special.gammaln(x + 1) for x in (a_, bb, c_, d_))
+        for x, p in zip((a_, bb, c_, d_), (pa, pb, pc, pd_), strict=True):
             logpmf = logpmf + special.xlogy(x, p)
-        lo, hi = newcombe_ci_array(a_, b_, c_, d_, conf)
+        lo, hi = newcombe_ci_array(a_, bb, c_, d_, conf)
         inside = (lo > -margin) & (hi < margin)
         total += float(np.exp(logpmf[inside]).sum())
     return float(min(total, 1.0))
@@ -312,8 +318,13 @@ def paired_t_power(n: int, sd: float, delta: float, alpha: float) -> float:
     _check_positive("sd", sd)
     if n < 2:
         return 0.0
-    return float(TTestPower().power(effect_size=abs(delta) / sd, nobs=n, alpha=alpha,
-                                    alternative="two-sided"))  # fmt: skip
+    es = abs(delta) / sd
+    power = float(TTestPower().power(effect_size=es, nobs=n, alpha=alpha,
+                                     alternative="two-sided"))  # fmt: skip
+    if math.isnan(power):  # the noncentral t underflows at large effects: its normal limit
+        crit, nc = float(stats.t.ppf(1 - alpha / 2, n - 1)), es * math.sqrt(n)
+        power = float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc))
+    return min(power, 1.0)
 
 
 def t_equivalence_power(

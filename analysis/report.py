@@ -30,6 +30,7 @@ from analysis.findings import findings
 from analysis.heads import HEADS_TABLES, analyze_heads
 from analysis.languages import H1Result, h1, observe, real_vs_false
 from analysis.matching import matching_table
+from analysis.power_report import power_flags, power_frame, power_stats_rows
 from analysis.reach import kl_floor
 from analysis.report_md import Inputs, render
 from analysis.report_rows import (
@@ -44,6 +45,15 @@ from analysis.report_rows import (
     outcome_rows,
     preservation_rows,
     stats_table,
+)
+from analysis.robust_report import (
+    finding_id,
+    greedy_only,
+    half_filters,
+    has_sampled,
+    rate_verdicts,
+    robustness_frame,
+    study_groups,
 )
 from analysis.scopes import with_scope
 from analysis.triangle import TriangleOutcome, classify_all
@@ -147,15 +157,20 @@ def analyze(
             )
         out = dirs[0]
     out = Path(out)
-    loaded = [_load(d) for d in dirs]
+    every = [_load(d) for d in dirs]
+    groups = study_groups([meta for _, meta in every])
+    mains = [g[0] for g in groups]
+    loaded = [every[i] for i in mains]
     owner: dict[str, Path] = {}
-    for d, (tabs, _) in zip(dirs, loaded, strict=True):
+    for i, (tabs, _) in zip(mains, loaded, strict=True):
+        d = dirs[i]
         in_run = {str(m) for t in tabs.values() if "model" in t for m in t["model"].unique()}
         for m in sorted(in_run):
             if m in owner:
                 raise ValueError(
                     f"model {m!r} is in both {owner[m]} and {d}; analyze one run per model "
-                    "(or resume the first run instead of starting a second)"
+                    "(or resume the first run instead of starting a second); runs of one model "
+                    "are seeds of one study only when their config.json differs in `seed` alone"
                 )
             owner[m] = d
     tables: dict[str, pd.DataFrame] = {}
@@ -166,6 +181,9 @@ def analyze(
     for name in ("records", "generations"):
         if name in tables:
             tables[name] = with_scope(tables[name])
+    all_gens = tables.get("generations")
+    if all_gens is not None:  # every test but the per-prompt rates reads the greedy decodings
+        tables["generations"] = greedy_only(all_gens)
     metas = [meta for _, meta in loaded]
     alpha = _meta_value(metas, "alpha", DEFAULT_ALPHA) if alpha is None else alpha
     margin = _meta_value(metas, "margin", DEFAULT_MARGIN) if margin is None else margin
@@ -191,6 +209,12 @@ def analyze(
         for m in models:
             h1s.extend(h1(recs, gens, m, alpha=alpha))
     h2s = _h2_all(gens, outcomes, alpha) if gens is not None else []
+    powers = power_frame(outcomes, all_gens)
+    rows.extend(power_stats_rows(powers))
+    rates = rate_verdicts(all_gens, outcomes)
+    seeds = _seed_outcomes(groups, every, outcomes, alpha=alpha, margin=margin)
+    halves = _half_outcomes(tables, metas, alpha=alpha, margin=margin)
+    robust = robustness_frame(outcomes, halves=halves, seeds=seeds, rates=rates)
     rows.extend(h1_rows(h1s))
     rows.extend(h2_rows(h2s))
     out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +227,19 @@ def analyze(
         by_half = metas[0]["manifest"].get("layer_by_half") or {}
         if len(set(by_half.values())) <= 1:
             layer = f"layer {metas[0]['manifest']['layer']}"
-    found = findings(outcomes, h1s, h2s, observed, layer=layer, markers=markers)
+    by_id = {str(r.finding): (bool(r.agree), str(r.sentence)) for r in robust.itertuples()}
+    agree = {(o.model, o.language, k.scope): by_id[fid] for o in outcomes for k in o.knockouts
+             if (fid := finding_id(o.model, o.language, k.scope)) in by_id}  # fmt: skip
+    found = findings(
+        outcomes,
+        h1s,
+        h2s,
+        observed,
+        layer=layer,
+        markers=markers,
+        power=power_flags(powers, outcomes),
+        robust=agree,
+    )
     figures = save_all(out, tables, outcomes, floor=max(floor.values()) if floor else None)
     report = out / "report.md"
     scopes = [(o.model, o.language, k.scope) for o in outcomes for k in o.knockouts]
@@ -212,10 +248,58 @@ def analyze(
         stats=stats, outcomes=outcomes, h1s=h1s, h2s=h2s, observed=observed, markers=markers,
         matching=matching_table(control, recs, scopes), found=found, figures=figures,
         alpha=alpha, margin=margin, floor=floor, heads_md=heads.section if heads else "",
+        power=powers, robust=robust, rates=rates, sampled=has_sampled(all_gens),
+        seed_sources=[dirs[i] for g in groups for i in g[1:]],
     ))  # fmt: skip
     atomic_write_text(report, text)
     log.info("wrote %s (%d tests, %d figures)", report, len(stats), len(figures))
     return report
+
+
+def _seed_outcomes(
+    groups: list[list[int]], every: list[tuple[dict[str, pd.DataFrame], dict[str, Any]]],
+    outcomes: list[TriangleOutcome], *, alpha: float, margin: float,
+) -> dict[str, list[TriangleOutcome]]:  # fmt: skip
+    """ "seed N" -> the outcomes of every study's run with that seed (the main runs' own seed
+    included); {} when no study has a second seed."""
+    if all(len(g) == 1 for g in groups):
+        return {}
+    out: dict[str, list[TriangleOutcome]] = {}
+    for g in groups:
+        for i in g:
+            tabs, meta = every[i]
+            label = str((meta.get("config") or {}).get("seed", i))
+            if i == g[0]:
+                models = {str(m) for t in tabs.values() if "model" in t for m in t["model"]}
+                out.setdefault(label, []).extend(o for o in outcomes if o.model in models)
+                continue
+            recs, gens = (with_scope(tabs[k]) if k in tabs else None
+                          for k in ("records", "generations"))  # fmt: skip
+            if recs is None and gens is None:
+                continue
+            out.setdefault(label, []).extend(classify_all(
+                recs, greedy_only(gens), tabs.get("noise_floor"), alpha=alpha, margin=margin,
+                control_match=tabs.get("control_match")))  # fmt: skip
+    return out
+
+
+def _half_outcomes(
+    tables: dict[str, pd.DataFrame], metas: list[dict[str, Any]], *, alpha: float, margin: float
+) -> dict[str, list[TriangleOutcome]]:
+    """ "0 (layer L)" -> the outcomes re-classified on that half's samples alone."""
+    out: dict[str, list[TriangleOutcome]] = {}
+    recs, gens = tables.get("records"), tables.get("generations")
+    for name, keep in half_filters(metas).items():
+        r = keep(recs) if recs is not None else None
+        g = keep(gens) if gens is not None else None
+        try:
+            out[name] = classify_all(r if r is not None and len(r) else None,
+                                     g if g is not None and len(g) else None,
+                                     tables.get("noise_floor"), alpha=alpha, margin=margin,
+                                     control_match=tables.get("control_match"))  # fmt: skip
+        except ValueError as exc:
+            log.info("half %s not classified: %s", name, exc)
+    return out
 
 
 def _h2_all(

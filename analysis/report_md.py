@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from analysis.report_tables import (
     preservation_table,
     steering_table,
 )
+from analysis.robust_report import NO_SAMPLED
 from analysis.scopes import scope_order
 from analysis.verdicts import EFFECT_WORDS, TriangleOutcome, interpretation_table
 
@@ -54,6 +56,11 @@ class Inputs:
     margin: float
     floor: dict[str, float]
     heads_md: str = ""
+    power: pd.DataFrame | None = None
+    robust: pd.DataFrame | None = None
+    rates: Mapping[tuple[str, str, str], Any] | None = None
+    sampled: bool = False
+    seed_sources: list[Path] = field(default_factory=list)
 
 
 def _versions(man: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +176,17 @@ def _knockouts(x: Inputs) -> list[str]:
         f"Newcombe CIs; power is the exact McNemar power to detect a {100 * x.margin:.0f} pp "
         "drop at α_adj; `Δ over draws` is the range over the control draws.\n\n"
     )
-    lines.append(md_table(knockout_table(x.outcomes)))
+    if not x.sampled:
+        lines.append(f"Preservation on sampled decodings: _{NO_SAMPLED}_ (greedy only).\n\n")
+    else:
+        lines.append(
+            "Preservation on sampled decodings decides the generation verdict: per-prompt rates "
+            "over the sampled decodings, knockout vs each generation draw of the control, paired "
+            "BCa bootstrap of the mean rate difference at α_adj with a GEE (binomial, prompt "
+            "clusters, exchangeable) cross-check (`analysis.rates`); the greedy McNemar verdict "
+            "is the compared row.\n\n"
+        )
+    lines.append(md_table(knockout_table(x.outcomes, x.rates, sampled=x.sampled)))
     lines.append("\n")
     for o in x.outcomes:
         for k in o.knockouts:
@@ -193,6 +210,47 @@ def _knockouts(x: Inputs) -> list[str]:
     inert = inert_check(x.tables.get("records"))
     lines.append(md_table(inert) if len(inert) else
                  "_No inert_control rows with `target_rel_dev` (an old run)._\n")  # fmt: skip
+    return lines
+
+
+def _power(x: Inputs) -> list[str]:
+    lines = ["\n## Prospective power of every deciding test\n\n"]
+    if x.power is None or not len(x.power):
+        return [*lines, "_No deciding test with an estimable variance._\n"]
+    lines.append(
+        "Each deciding test (a knockout scope vs its deciding control's first draw; each deciding "
+        "steering condition vs baseline) at the family's Bonferroni α: detection of a change of "
+        "the margin, and equivalence (TOST) within ±margin when the true change is 0. `observed` "
+        "is the discordance ψ (paired binary) or the SD of the paired differences (call-site "
+        "Δlog p in nats; per-prompt rates); `n for 80%` is the smallest n with power ≥ 0.8 "
+        "(-1: over 100,000); `low` marks power < 0.5 (`analysis.power`).\n\n"
+    )
+    t = x.power.copy()
+    t["power"] = t["power"].map(lambda v: f"{v:.2f}")
+    t["low"] = t.pop("flag_low_power").map(lambda v: "LOW" if v else "")
+    t = t.rename(columns={"n_for_80": "n for 80%"})
+    lines.append(md_table(t[["model", "language", "scope", "condition", "reference", "test",
+                             "margin", "observed", "n", "power", "n for 80%", "low"]]))  # fmt: skip
+    return lines
+
+
+def _robust(x: Inputs) -> list[str]:
+    lines = ["\n## Robustness of each knockout verdict\n\n"]
+    if x.robust is None or not len(x.robust):
+        return [*lines, "_No knockout verdict._\n"]
+    dims = ["every control draw", "each half's samples (the layer that half was edited at)"]
+    if x.seed_sources:
+        dims.append("each seed of the study (run directories whose config.json differs only in "
+                    "`seed`: " + ", ".join(f"`{p}`" for p in x.seed_sources) + ")")  # fmt: skip
+    else:
+        dims.append("no further seeds (pass run directories that differ only in `seed` to "
+                    "`plip-nn analyze RUN ... --out DIR`)")  # fmt: skip
+    dims.append("greedy vs sampled decoding (row `· preservation`)" if x.sampled
+                else f"decoding: {NO_SAMPLED}")  # fmt: skip
+    lines.append("Each knockout verdict recomputed under " + "; ".join(dims) + ". A Finding "
+                 "states its verdict only where every level agrees; otherwise it names the "
+                 "levels that disagree (`analysis.robustness`).\n\n")  # fmt: skip
+    lines.append(md_table(x.robust.assign(agree=x.robust["agree"].map({True: "yes", False: "NO"}))))
     return lines
 
 
@@ -365,7 +423,7 @@ def render(x: Inputs) -> str:
     )
     lines.append("Regenerate with `plip-nn analyze " + " ".join(str(p) for p in x.sources)
                  + (f" --out {x.label}" if len(x.sources) > 1 else "") + "` (reads records only).\n\n")  # fmt: skip
-    for part in (_design, _matrix, _knockouts, _reach, _hypotheses, _observe):
+    for part in (_design, _matrix, _knockouts, _power, _robust, _reach, _hypotheses, _observe):
         lines.extend(part(x))
     lines.append(x.heads_md)
     if x.figures:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 STATS_COLUMNS = [
     "family", "model", "test", "language", "condition", "scope", "statistic", "pvalue",
     "p_bonferroni", "p_holm", "family_size", "counted", "effect", "ci_low", "ci_high", "n",
-    "margin", "ci90_low", "ci90_high", "tost_p_low", "tost_p_high", "note",
+    "margin", "ci90_low", "ci90_high", "tost_p_low", "tost_p_high", "power", "n_for_80", "note",
 ]  # fmt: skip
 _ADJUSTED = ("p_holm",)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ from analysis.callsite import CERTAIN
 from analysis.dose import H2Result
 from analysis.hypothesis import TestResult
 from analysis.languages import H1Result, MarkerResult
+from analysis.robust_report import NO_SAMPLED
 from analysis.verdicts import EFFECT_WORDS, CallDiff, TriangleOutcome
 
 __all__ = [
@@ -63,14 +64,30 @@ def _after(kl: float, p_top1: float) -> str:
     return f"{kl:.2g}" + (" (cannot move: next token is certain)" if stuck else "")
 
 
-def knockout_table(outcomes: Sequence[TriangleOutcome]) -> pd.DataFrame:
+def _rate(rv: Any) -> str:
+    """Draw 0's sampled-rate comparison: Δ pp [CI], k (GEE cross-check agreement)."""
+    c = rv.draws[0][1]
+    gee = (
+        "GEE agrees" if c.agree else "GEE disagrees" if c.agree is False else f"GEE {c.gee.status}"
+    )
+    return f"{pp(c.effect)} {ci_pp(c.ci)} (k={c.k_min}-{c.k_max}; {gee})"
+
+
+def knockout_table(
+    outcomes: Sequence[TriangleOutcome],
+    rates: Mapping[tuple[str, str, str], Any] | None = None,
+    *,
+    sampled: bool = False,
+) -> pd.DataFrame:
     """One row per (model, scope, language): call-site Δlog p against the inert control
     (draw 0, range over draws), the renormalising control and baseline; preservation and
-    calls_function; reach and verdict."""
+    calls_function (greedy McNemar); where ``sampled``, the per-prompt-rate verdict
+    (:func:`analysis.robust_report.rate_verdicts`) beside the greedy one; reach and verdict."""
     rows = []
     for o in outcomes:
         for k in o.knockouts:
             first = k.draws[0]
+            rv = (rates or {}).get((o.model, o.language, k.scope))
             d = first.diff
             calls = [x.call.effect for x in k.draws if x.call is not None]
             spread = [x.diff.effect for x in k.draws if x.diff is not None]
@@ -96,7 +113,12 @@ def knockout_table(outcomes: Sequence[TriangleOutcome]) -> pd.DataFrame:
                 else f"{k.call_power:.2f} / {k.call_n80:.0f}",
                 "gens changed %": "" if not k.reach.n_gen else f"{100 * k.reach.changed:.0f}",
                 "KL after marker (secondary)": _after(k.kl_after, k.p_top1_after),
-                "preservation verdict": "" if k.gen_effect is None else EFFECT_WORDS[k.gen_effect],
+                "preservation verdict (greedy McNemar)": "" if k.gen_effect is None
+                else EFFECT_WORDS[k.gen_effect],
+                "Δ preserved rate pp, sampled (draw 0) [CI]": _rate(rv) if rv is not None
+                else ("" if sampled else NO_SAMPLED),
+                "preservation verdict (sampled rates)": EFFECT_WORDS.get(rv.effect, rv.effect)
+                if rv is not None else ("" if sampled else NO_SAMPLED),
                 "verdict": EFFECT_WORDS[k.effect],
             })  # fmt: skip
     return pd.DataFrame(rows)

@@ -204,6 +204,28 @@ def noise_table(floor: float, n: int = 10, model: str = "m") -> pd.DataFrame:
                          "top1_same": True, "batch_sizes": "8,11"})  # fmt: skip
 
 
+def with_sampled(
+    greedy: pd.DataFrame,
+    rates: Mapping[str, float],
+    k: int,
+    rng: np.random.Generator,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """``greedy`` (one row per prompt and condition) plus k sampled decodings of each, preserved
+    with probability ``rates[condition]`` shifted by a per-prompt offset (±0.15)."""
+    greedy = greedy.assign(decoding="greedy", sample_index=0, gen_seed=seed)
+    offset = {s: float(rng.uniform(-0.15, 0.15)) for s in greedy["sample_id"].unique()}
+    parts = [greedy]
+    for j in range(k):
+        s = greedy.assign(decoding="sampled", sample_index=j, gen_seed=1000 * seed + j)
+        q = np.clip([rates[c] + offset[i] for c, i in zip(s["condition"], s["sample_id"],
+                                                            strict=True)], 0, 1)  # fmt: skip
+        s["preserved"] = rng.random(len(s)) < q
+        s["calls_function"] = s["preserved"] | (rng.random(len(s)) < 0.3)
+        parts.append(s)
+    return pd.concat(parts, ignore_index=True)
+
+
 STEER = ("scale_0.5", "scale_2", "scale_3", "scale_4", "scale_6", "scale_calibrated",
          "scale_calibrated_x2", "set_value_calibrated")  # fmt: skip
 DECIDING_STEER = ("scale_2", "scale_calibrated", "set_value_calibrated")
@@ -222,6 +244,7 @@ def make_run_dir(
     unmatched_layer: int | None = None,
     disagree_scope: str | None = None,
     steering_scopes: Sequence[str] = (DEFAULT, ALL),
+    sampled: int = 0,
 ) -> Path:
     """A complete synthetic run dir: records, scan, generations, controls, floor, metadata.
 
@@ -231,7 +254,10 @@ def make_run_dir(
     ``steering_scopes`` (PLIP has none). False writes an old run (no call readout, no inert
     control, steering in the default scope only). ``unmatched_layer``: the marker_span /
     identifiers controls miss the mass there (ratio 0.5). ``disagree_scope``: its inert draw 1
-    moves the call site like the knockout, so the draws disagree.
+    moves the call site like the knockout, so the draws disagree. ``sampled`` k > 0 adds k
+    sampled decodings per prompt and condition (``decoding`` "sampled", ``sample_index``
+    0..k-1, ``gen_seed``) beside the greedy rows (``decoding`` "greedy", ``sample_index`` 0):
+    each preserved with the condition's rate, shifted per prompt.
     """
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True, exist_ok=True)
@@ -313,6 +339,8 @@ def make_run_dir(
             )
             if new_columns:  # calls_function beside preserved: arity fails on some calls
                 g["calls_function"] = g["preserved"] | (rng.random(len(g)) < 0.3)
+            if sampled:
+                g = with_sampled(g, p, sampled, rng, seed)
             gens.append(g)
         noise.append(noise_table(1e-9, model=model))
     pd.concat(recs).reset_index(drop=True).to_parquet(path / "records.parquet")

@@ -244,7 +244,8 @@ def analyze(
     report = out / "report.md"
     scopes = [(o.model, o.language, k.scope) for o in outcomes for k in o.knockouts]
     text = render(Inputs(
-        label=str(out) if len(dirs) > 1 else out.name, sources=dirs, tables=tables, metas=metas,
+        label=str(out) if len(dirs) > 1 else out.name, sources=[dirs[i] for i in mains],
+        tables=tables, metas=metas,
         stats=stats, outcomes=outcomes, h1s=h1s, h2s=h2s, observed=observed, markers=markers,
         matching=matching_table(control, recs, scopes), found=found, figures=figures,
         alpha=alpha, margin=margin, floor=floor, heads_md=heads.section if heads else "",

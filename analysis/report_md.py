@@ -421,8 +421,9 @@ def render(x: Inputs) -> str:
         f"±{100 * x.margin:.0f} pp (preservation). Every verdict holds for its scope only "
         "(rows → targets, layers; `plip_nn.scope`).\n\n"
     )
-    lines.append("Regenerate with `plip-nn analyze " + " ".join(str(p) for p in x.sources)
-                 + (f" --out {x.label}" if len(x.sources) > 1 else "") + "` (reads records only).\n\n")  # fmt: skip
+    every = [*x.sources, *x.seed_sources]
+    lines.append("Regenerate with `plip-nn analyze " + " ".join(str(p) for p in every)
+                 + (f" --out {x.label}" if len(every) > 1 else "") + "` (reads records only).\n\n")  # fmt: skip
     for part in (_design, _matrix, _knockouts, _power, _robust, _reach, _hypotheses, _observe):
         lines.extend(part(x))
     lines.append(x.heads_md)

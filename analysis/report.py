@@ -159,6 +159,18 @@ def analyze(
     out = Path(out)
     every = [_load(d) for d in dirs]
     groups = study_groups([meta for _, meta in every])
+    for g in groups:  # seeds of one study must differ in seed
+        seen: dict[str, Path] = {}
+        for i in g:
+            seed = str((every[i][1].get("config") or {}).get("seed"))
+            if seed in seen:
+                models = sorted({str(m) for t in every[i][0].values() if "model" in t
+                                 for m in t["model"].unique()})  # fmt: skip
+                raise ValueError(
+                    f"model {models[0] if models else '?'!r} is in both {seen[seed]} and "
+                    f"{dirs[i]} with the same seed {seed}; analyze one run per model and seed"
+                )
+            seen[seed] = dirs[i]
     mains = [g[0] for g in groups]
     loaded = [every[i] for i in mains]
     owner: dict[str, Path] = {}
@@ -227,9 +239,7 @@ def analyze(
         by_half = metas[0]["manifest"].get("layer_by_half") or {}
         if len(set(by_half.values())) <= 1:
             layer = f"layer {metas[0]['manifest']['layer']}"
-    by_id = {str(r.finding): (bool(r.agree), str(r.sentence)) for r in robust.itertuples()}
-    agree = {(o.model, o.language, k.scope): by_id[fid] for o in outcomes for k in o.knockouts
-             if (fid := finding_id(o.model, o.language, k.scope)) in by_id}  # fmt: skip
+    agree = _agreement(robust, outcomes)
     found = findings(
         outcomes,
         h1s,
@@ -255,6 +265,27 @@ def analyze(
     atomic_write_text(report, text)
     log.info("wrote %s (%d tests, %d figures)", report, len(stats), len(figures))
     return report
+
+
+def _agreement(
+    robust: pd.DataFrame, outcomes: list[TriangleOutcome]
+) -> dict[tuple[str, str, str], tuple[bool, str]]:
+    """(model, language, scope) -> (every level agrees, the robustness sentence); the
+    "· preservation" row (greedy vs sampled decoding) is folded in where it exists."""
+    by_id = {str(r.finding): (bool(r.agree), str(r.sentence)) for r in robust.itertuples()}
+    out = {}
+    for o in outcomes:
+        for k in o.knockouts:
+            fid = finding_id(o.model, o.language, k.scope)
+            if fid not in by_id:
+                continue
+            ok, words = by_id[fid]
+            pres = by_id.get(fid + " · preservation")
+            if pres is not None:
+                ok = ok and pres[0]
+                words += f"; preservation (greedy vs sampled decoding): {pres[1]}"
+            out[(o.model, o.language, k.scope)] = (ok, words)
+    return out
 
 
 def _seed_outcomes(

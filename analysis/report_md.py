@@ -455,7 +455,9 @@ def render(x: Inputs) -> str:
         "margin are not ruled out.\n"
         "- Steering edits probabilities directly: a rise shows the pathway is usable, not that the "
         "model uses it this way.\n"
-        "- Preservation is syntactic and greedy; `executes` needs the sandbox and, for Rust, "
+        "- Preservation is syntactic"
+        + ("" if x.sampled else f" and greedy ({NO_SAMPLED})")
+        + "; `executes` needs the sandbox and, for Rust, "
         "rustc. Sampled decoding, other seeds and other corpora may differ.\n"
         f"- A generated Rust test may name the function in its own header (`fn test_<name>`) and "
         f"copy the call from there rather than from the function{_header_share(x.tables)}; the "

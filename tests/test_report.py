@@ -49,7 +49,7 @@ def test_stats_csv_schema_and_values(run_dir: Path) -> None:
     assert list(df.columns) == STATS_COLUMNS
     assert set(df["family"]) == {
         "observe", "markers", "knockout_kl", "callsite", "preservation", "manipulation",
-        "triangle", "compared", "equivalence", "h1", "h2",
+        "triangle", "compared", "equivalence", "h1", "h2", "power",
     }  # fmt: skip
     # Independent recomputation of one Wilcoxon row from the raw records: the secondary KL
     # after the marker, knockout vs the inert (deciding) control's draw 0.

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from experiments.conditions import ALL_LAYERS, Unit, condition_op
+from experiments.conditions import ALL_LAYERS, CONTROL_ARMS, KNOCKOUT, Unit, condition_op
 from experiments.study import Prepared, Study, run_chunks
 from plip_nn.edits import Probe
 from plip_nn.scope import BASELINE, CHOSEN, Scope
@@ -104,6 +104,7 @@ def record_row(
     """
     prepared, condition = unit.sample, unit.condition
     names = _unit_columns(experiment, model, unit)
+    call_only = call_only_length(unit) is not None
     if condition.edits:
         readings = result.readings
         attn_b = _mean([r.level_before for r in readings])
@@ -131,7 +132,7 @@ def record_row(
         "n_tokens": len(prepared.input_ids),
         "source": prepared.positions.source,
         "predict_at": _read_at(prepared, result),
-        "n_scored_tokens": int(result.n_tokens),
+        "n_scored_tokens": 0 if call_only else int(result.n_tokens),
         "attn_baseline": attn_b,
         "attn_achieved": attn_a,
         "mass_baseline": mass_b,
@@ -147,12 +148,49 @@ def record_row(
         "kl": float(result.kl),
         "top1_same": bool(result.top1_same),
         "dlogp_top1": float(result.dlogp_top1),
-        "ppl_baseline": float(result.ppl_baseline),
-        "ppl_condition": float(result.ppl_condition),
+        "ppl_baseline": math.nan if call_only else float(result.ppl_baseline),
+        "ppl_condition": math.nan if call_only else float(result.ppl_condition),
         **readout_columns(prepared, result),
+        **({"logppl_baseline": math.nan, "logppl_condition": math.nan} if call_only else {}),
+        "call_only": call_only,
         "edit": edit_json(unit),
         "seed": int(seed),
     }
+
+
+def call_only_length(unit: Unit) -> int | None:
+    """The tokens a unit's pass needs when only its call readout is used, else None.
+
+    On a test sample with a call, a Scale/SetValue arm and every control draw after the first
+    are read only at the call (the log-PPL of H1 pairs the knockout with draw 0, and the
+    baseline, the knockouts and draw 0 keep the whole test): the pass then stops at the call's
+    prediction row. Attention is causal, so the readout there, and every edit of the rows up to
+    it, are exactly those of the whole sequence; edits of later rows cannot reach it and are
+    left out (:func:`clip_condition`). The records say so (``call_only``; no perplexity).
+    """
+    pos = unit.sample.positions
+    if unit.sample.kind != "test" or pos.call_at is None or pos.gold_token is None:
+        return None
+    arm = unit.arm.arm
+    if arm in (BASELINE, KNOCKOUT) or (arm in CONTROL_ARMS and not unit.arm.draw):
+        return None
+    cut = pos.call_at + 1
+    if not any(s < cut for e in unit.condition.edits for s in e.sources):
+        return None
+    return cut
+
+
+def clip_condition(condition: Any, length: int) -> Any:
+    """``condition`` with every edit's query rows cut to rows before ``length`` (an edit left
+    with no row is dropped)."""
+    from dataclasses import replace
+
+    edits = []
+    for e in condition.edits:
+        rows = tuple(s for s in e.sources if s < length)
+        if rows:
+            edits.append(e if len(rows) == len(e.sources) else replace(e, sources=rows))
+    return replace(condition, edits=tuple(edits))
 
 
 def _layer_mass(condition: Any, readings: Sequence[Any], layer: int, before: bool) -> float:
@@ -325,23 +363,24 @@ def run_records(
             layers = scope.layer_indices(u.record_layer, n_layers)
         if u.record_layer == ALL_LAYERS and u.arm.arm == BASELINE:
             layers = tuple(range(n_layers))
+        ids, condition, sources = u.sample.input_ids, u.condition, pos.rows(scope.rows)
+        cut = call_only_length(u)
+        if cut is not None:
+            ids, condition = ids[:cut], clip_condition(u.condition, cut)
+            sources = tuple(r for r in sources if r < cut)
         return Item(
             key=u.key,
             sample_id=u.sample.id,
-            input_ids=u.sample.input_ids,
-            condition=u.condition,
-            probe=Probe(
-                layers=layers,
-                sources=pos.rows(scope.rows),
-                targets=pos.target_set(scope.targets),
-            ),
+            input_ids=ids,
+            condition=condition,
+            probe=Probe(layers=layers, sources=sources, targets=pos.target_set(scope.targets)),
             # The readout: at the call on a test sample (its gold token: the name's first
             # token), after the marker elsewhere.
             predict_at=readout_row(u.sample),
             gold_token=pos.gold_token if u.sample.kind == "test" else None,
             # Only tokens after the marker can change under an edit of rows from the marker
             # on; a generation prompt has none, so its NLL covers the whole prompt.
-            nll_from=None if u.sample.kind == "generation" else pos.predict_at,
+            nll_from=None if u.sample.kind == "generation" or cut is not None else pos.predict_at,
         )
 
     def work(chunk: list[Unit]) -> pd.DataFrame:

@@ -120,7 +120,7 @@ class CommonConfig:
     remote: str = "none"
     device: str = "auto"
     dtype: str = "float32"
-    batch_size: int = 8
+    batch_size: int = 32
     layer: int | None = None
     seed: int = 0
     resume: bool = False

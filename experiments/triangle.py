@@ -86,6 +86,9 @@ class Config(HeadsConfig):
         gen_draws: control draws in generation and on the generation prompts' single passes,
             and on test samples for the compared scopes (the first gen_draws of the single
             passes', at most --draws).
+        compared_draws: draws of the renormalising control (random_control, -inf on the drawn
+            keys: a compared row, never deciding), everywhere (at most --gen-draws in
+            generation); the inert control decides with --draws.
         gen_compared: also run the compared knockout scopes (the window sweep's other windows,
             the PLIP-rs scope) on the generation prompts and in generation.
         factors: Scale factors of the steering in every deciding knockout scope (and of H2's
@@ -102,6 +105,7 @@ class Config(HeadsConfig):
     plip_scope: bool = True
     draws: int = 5
     gen_draws: int = 2
+    compared_draws: int = 1
     gen_compared: bool = False
     factors: tuple[float, ...] = conditions.STEERING_FACTORS
     margin: float = 0.10
@@ -126,6 +130,8 @@ class Config(HeadsConfig):
             raise ConfigError(f"--draws {self.draws!r}: use an integer >= 1")
         if not isinstance(self.gen_draws, int) or self.gen_draws < 1:
             raise ConfigError(f"--gen-draws {self.gen_draws!r}: use an integer >= 1")
+        if not isinstance(self.compared_draws, int) or self.compared_draws < 0:
+            raise ConfigError(f"--compared-draws {self.compared_draws!r}: use an integer >= 0")
         facs = tuple(float(f) for f in self.factors)
         if not facs or any(not f > 0 for f in facs):
             raise ConfigError(f"--factors {self.factors!r}: use positive numbers")
@@ -202,7 +208,8 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
     all layers, and the chosen ``window``); the others (the rest of the window sweep, the
     PLIP-rs scope) are compared rows. Test samples: baseline, every knockout, every control
     draw of the deciding scopes (``--draws``), the first ``--gen-draws`` draws of the compared
-    ones, and every steering arm. Generation prompts (single passes and generation): baseline,
+    ones, and every steering arm; the renormalising control (a compared row) runs its first
+    ``--compared-draws`` draws only. Generation prompts (single passes and generation): baseline,
     the deciding knockouts with their first ``--gen-draws`` draws (the compared scopes too with
     ``--gen-compared``); generation adds the steering doses that decide
     (:data:`conditions.DECIDING_DOSES`).
@@ -212,6 +219,8 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
                                               window))  # fmt: skip
 
     def draw_ok(a: Arm, n: int) -> bool:
+        if a.arm == conditions.CONTROL:  # renormalising: a compared row
+            n = min(n, cfg.compared_draws)
         return a.arm not in conditions.CONTROL_ARMS or (a.draw or 0) < n
 
     tests = {BASELINE}

@@ -163,7 +163,7 @@ def test_help_is_the_docstring(cmd, capsys, monkeypatch):
                 else field.default
             )
             assert f"{docs[field.name]} (default: {shown})" in text, (cmd, field.name)  # fmt: skip
-    assert "HF name or local path" in text and "rows per forward pass (default: 8)" in text
+    assert "HF name or local path" in text and "rows per forward pass (default: 32)" in text
     assert "--no-progress hide the progress bars" in text
 
 

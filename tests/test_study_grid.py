@@ -138,10 +138,18 @@ def test_the_window_is_the_largest_median_knockout_effect_on_tests() -> None:
 
 def test_config_draws_and_the_plan_of_each_part() -> None:
     cfg = triangle.Config()
-    assert cfg.draws == 5 and cfg.gen_draws == 2 and not cfg.gen_compared
+    assert cfg.draws == 5 and cfg.gen_draws == 2 and cfg.compared_draws == 1
+    assert not cfg.gen_compared
     assert cfg.factors == (0.5, 2.0, 4.0)
     with pytest.raises(ConfigError, match="--gen-draws"):
         triangle.Config(gen_draws=0)
+    with pytest.raises(ConfigError, match="--compared-draws"):
+        triangle.Config(compared_draws=-1)
+    more = triangle.Config(knockout_rows=("marker_span",), compared_draws=3)
+    k3, s3 = triangle.study_arms(more, 4, "w1-2")
+    p3 = triangle.study_plan(more, k3, s3, "w1-2")
+    assert "random_control@marker_span/identifiers/L#2" in p3.tests
+    assert "random_control@marker_span/identifiers/L#2" not in p3.generation
     cfg = triangle.Config(knockout_rows=("marker_span", "continuation"))
     knock, steer = triangle.study_arms(cfg, 4, "w1-2")
     sp = triangle.study_plan(cfg, knock, steer, "w1-2")
@@ -152,10 +160,15 @@ def test_config_draws_and_the_plan_of_each_part() -> None:
                 "marker/plip/all"]  # fmt: skip
     for label in deciding:
         assert f"knockout@{label}" in sp.tests and f"knockout@{label}" in sp.generation
-        for kind in ("random_control", "inert_control"):
-            assert {f"{kind}@{label}#{d}" for d in range(5)} <= sp.tests  # every draw on tests
-            assert {f"{kind}@{label}#{d}" for d in range(2)} <= sp.generation
-            assert f"{kind}@{label}#2" not in sp.generation | sp.prompts
+        kind = "inert_control"  # decides: every draw on tests, gen_draws in generation
+        assert {f"{kind}@{label}#{d}" for d in range(5)} <= sp.tests
+        assert {f"{kind}@{label}#{d}" for d in range(2)} <= sp.generation
+        assert f"{kind}@{label}#2" not in sp.generation | sp.prompts
+        # the renormalising control is a compared row: its first --compared-draws (1) draws
+        assert (
+            f"random_control@{label}#0" in sp.tests and f"random_control@{label}#0" in sp.generation
+        )
+        assert f"random_control@{label}#1" not in sp.tests | sp.generation | sp.prompts
         for arm in ("scale_0.5", "scale_2", "scale_4", "scale_calibrated", "scale_calibrated_x2",
                     "set_value_calibrated"):  # fmt: skip
             assert f"{arm}@{label}" in sp.tests and f"{arm}@{label}" not in sp.prompts

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import LogitsProcessorList
 
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, Condition, EditSpecError
@@ -51,11 +52,13 @@ __all__ = [
     "SOURCE_POLICIES",
     "GenerationRequest",
     "GenerationResult",
+    "RowSampler",
     "call_watch",
     "generate",
     "generate_recompute",
     "marker_token_sequences",
     "resolve_source_policy",
+    "sample_token",
     "token_texts",
 ]
 
@@ -103,6 +106,10 @@ class GenerationRequest:
             that one batch can mix conditions of different row scopes.
         call_name: the function whose first call ends ``to_call`` editing (needed there).
         language: ``python`` or ``rust``: how the first test ends (needed for ``to_call``).
+        sample_seed: sample this row with its own generator seeded so (temperature sampling:
+            softmax(logits / temperature), no top-k/top-p), independent of the other rows of
+            its batch; ``None``: the ``generate`` call's decoding (greedy by default). Rows with
+            and without a seed share a batch: the call itself stays greedy.
     """
 
     key: str
@@ -113,8 +120,15 @@ class GenerationRequest:
     source_policy: str | None = None
     call_name: str | None = None
     language: str | None = None
+    sample_seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.sample_seed is not None and (
+            not isinstance(self.sample_seed, int) or not 0 <= self.sample_seed < 2**63
+        ):
+            raise EditSpecError(
+                f"sample {self.sample_id!r}: sample_seed={self.sample_seed!r}; use an int >= 0"
+            )
         if self.source_policy is not None:
             policy = resolve_source_policy(self.source_policy, f"{self.sample_id!r}: source_policy")
             object.__setattr__(self, "source_policy", policy)
@@ -288,9 +302,10 @@ def generate(
         handle: the loaded model.
         requests: prompts and conditions.
         max_new_tokens: tokens generated per prompt (always exactly this many; trim afterwards).
-        do_sample: sample instead of greedy decoding (seeded with ``seed``).
+        do_sample: sample instead of greedy decoding (seeded with ``seed``, HF's sampler and
+            the model's generation config); rows with a ``sample_seed`` need ``do_sample=False``.
         seed: torch seed for sampling.
-        temperature: sampling temperature.
+        temperature: sampling temperature (also of the rows with a ``sample_seed``).
         source_policy: ``"markers"`` or ``"continuation"`` (see the module docstring).
         batch_size: rows per KV-cached loop (one ``generate`` call), i.e. rows per forward pass.
         remote: ``"none"``, ``"local"`` or ``"ndif"``.
@@ -305,6 +320,14 @@ def generate(
     routes = [item_route(handle, req.condition.edits, route) for req in requests]
     for req, r in zip(requests, routes, strict=True):
         _check_request(handle, req, source_policy, r)
+    seeded = any(req.sample_seed is not None for req in requests)
+    if seeded and (do_sample or remote != "none"):
+        raise EditSpecError(
+            "requests with a sample_seed are sampled per row locally: pass do_sample=False "
+            f"and remote='none' (got do_sample={do_sample}, remote={remote!r})"
+        )
+    if seeded and not (math.isfinite(temperature) and temperature > 0):
+        raise EditSpecError(f"temperature={temperature!r}; use a number > 0")
     remote_arg = configure_remote(remote)
     if remote_arg:
         register_for_remote()
@@ -326,12 +349,53 @@ def generate(
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = [requests[i] for i in idx]
+                kwargs = dict(gen_kwargs)
+                if any(req.sample_seed is not None for req in batch):
+                    sampler = RowSampler([req.sample_seed for req in batch], temperature)
+                    kwargs["logits_processor"] = LogitsProcessorList([sampler])
                 got = _generate_batch(
-                    handle, batch, max_new_tokens, source_policy, r, remote_arg, gen_kwargs,
+                    handle, batch, max_new_tokens, source_policy, r, remote_arg, kwargs,
                     sites, embed,
                 )  # fmt: skip
                 results.update(zip(idx, got, strict=True))
     return [results[i] for i in range(len(requests))]
+
+
+class RowSampler:
+    """A logits processor that samples each seeded row with its own generator.
+
+    Row ``r`` with ``seeds[r]`` set draws its token from softmax(scores / temperature) with a
+    ``torch.Generator`` seeded ``seeds[r]`` (created on the scores' device at the first step)
+    and gets every other score set to -inf, so the greedy ``generate`` picks that token; rows
+    without a seed are left as they are (greedy). A row's draws depend only on its own scores
+    and seed, never on the other rows of its batch. The scores are HF's after its processors
+    (EOS banned until ``min_new_tokens``), as :func:`sample_token` reads them.
+    """
+
+    def __init__(self, seeds: Sequence[int | None], temperature: float) -> None:
+        self.seeds = list(seeds)
+        self.temperature = float(temperature)
+        self.generators: dict[int, torch.Generator] = {}
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        out = scores.clone()
+        for r, seed in enumerate(self.seeds):
+            if seed is None:
+                continue
+            gen = self.generators.get(r)
+            if gen is None:
+                gen = self.generators[r] = torch.Generator(device=scores.device)
+                gen.manual_seed(seed)
+            tok = sample_token(scores[r], self.temperature, gen)
+            out[r] = -math.inf
+            out[r, tok] = 0.0
+        return out
+
+
+def sample_token(scores: torch.Tensor, temperature: float, generator: torch.Generator) -> int:
+    """One token drawn from softmax(scores / temperature) (float32) with ``generator``."""
+    probs = torch.softmax(scores.float()[None] / temperature, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator)[0, 0])
 
 
 def _generate_batch(
@@ -411,8 +475,11 @@ def generate_recompute(
     max_new_tokens: int = 64,
     source_policy: str = "markers",
     route: str = "auto",
+    temperature: float = 1.0,
 ) -> tuple[int, ...]:
-    """Greedy reference: full recomputation at every step, no KV cache.
+    """Reference: full recomputation at every step, no KV cache; greedy, or sampled at
+    ``temperature`` when the request has a ``sample_seed`` (its own generator, on the
+    recomputed scores: the reference of :class:`RowSampler`).
 
     At each step the whole sequence is run through one trace that applies the *accumulated*
     edge set: every row edited so far (the prompt marker, plus generated rows chosen by the
@@ -433,6 +500,10 @@ def generate_recompute(
     sites = plain_sites(handle)
     new: list[int] = []
     edited_rows: list[int] = []
+    gen = None
+    if request.sample_seed is not None:
+        gen = torch.Generator(device=handle.device)
+        gen.manual_seed(request.sample_seed)
     for step in range(max_new_tokens):
         # The rows this step adds (the prompt's at step 0, the fed token's after), by the one
         # policy definition; a full recomputation keeps every row edited so far.
@@ -462,7 +533,7 @@ def generate_recompute(
             )
         scores = lp_last[0].clone()
         scores[banned] = -math.inf  # generate() runs min_new_tokens = max_new_tokens
-        tok = int(scores.argmax())
+        tok = int(scores.argmax()) if gen is None else sample_token(scores, temperature, gen)
         seq.append(tok)
         new.append(tok)
     return tuple(new)

@@ -18,7 +18,7 @@ from plip_nn.models import load_model
 
 T = 0.7
 N = 6
-PROMPTS = ("def add_one(x):\n    \"\"\"\n    >>>", "def double(y):\n    return y * 2\n#")
+PROMPTS = ('def add_one(x):\n    """\n    >>>', "def double(y):\n    return y * 2\n#")
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +106,38 @@ def test_study_rows_are_paired_reproducible_and_equal_the_reference(handle, tmp_
     for row in base.itertuples():
         ids = tuple(handle.tokenizer(row.prompt, add_special_tokens=False)["input_ids"])
         assert tuple(row.tokens) == _hand_sampler(handle, ids, int(row.gen_seed), N)
+
+
+def _triangle(*argv: str) -> TriangleConfig:
+    from experiments import cli
+
+    args = cli.build_parser(["triangle"]).parse_args(["triangle", *argv])
+    return cli.config_from_args(args)[1]
+
+
+def test_quick_sets_what_its_help_says_and_flags_override_it():
+    quick = _triangle("--quick")
+    assert {k: getattr(quick, k) for k in QUICK} == QUICK
+    # the documented preset, read from the flag's help (the Attributes entry)
+    doc = " ".join((TriangleConfig.__doc__ or "").split())
+    assert ("--limit 4 --draws 2 --gen-draws 1 --samples 1 --heads 0 --layer-scopes layer all "
+            "--no-plip-scope --max-new-tokens 32") in doc  # fmt: skip
+    assert QUICK == {"limit": 4, "draws": 2, "gen_draws": 1, "samples": 1, "heads": 0,
+                     "layer_scopes": ("layer", "all"), "plip_scope": False,
+                     "max_new_tokens": 32}  # fmt: skip
+    mine = _triangle("--quick", "--limit", "6", "--samples", "0", "--layer-scopes", "layer")
+    assert (mine.limit, mine.samples, mine.layer_scopes, mine.draws) == (6, 0, ("layer",), 2)
+    plain = _triangle()
+    assert (plain.samples, plain.temperature, plain.limit, plain.quick) == (3, 0.7, None, False)
+    assert TriangleConfig(quick=True) == quick  # the API applies the same preset
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [(("--samples", "-1"), "--samples -1"), (("--temperature", "0"), "--temperature 0.0")],
+)
+def test_bad_sampling_flags_exit_2(argv, match, capsys):
+    from experiments import cli
+
+    assert cli.main(["triangle", *argv]) == 2
+    assert match in capsys.readouterr().err

@@ -58,7 +58,8 @@ __all__ = [
     "generate_recompute",
     "marker_token_sequences",
     "resolve_source_policy",
-    "sample_token",
+    "row_generator",
+    "sample_tokens",
     "token_texts",
 ]
 
@@ -364,38 +365,45 @@ def generate(
 class RowSampler:
     """A logits processor that samples each seeded row with its own generator.
 
-    Row ``r`` with ``seeds[r]`` set draws its token from softmax(scores / temperature) with a
-    ``torch.Generator`` seeded ``seeds[r]`` (created on the scores' device at the first step)
-    and gets every other score set to -inf, so the greedy ``generate`` picks that token; rows
-    without a seed are left as they are (greedy). A row's draws depend only on its own scores
-    and seed, never on the other rows of its batch. The scores are HF's after its processors
-    (EOS banned until ``min_new_tokens``), as :func:`sample_token` reads them.
+    Row ``r`` with ``seeds[r]`` set draws its token from softmax(scores / temperature) by the
+    inverse CDF (:func:`sample_tokens`) with one uniform per step from a CPU
+    ``torch.Generator`` seeded ``seeds[r]``, and that token's score set to +inf, so the
+    greedy ``generate`` picks it; rows without a seed are left as they are (greedy).
+    A row's draws depend only on its own scores and seed, never on the other rows of its
+    batch nor on the device. The scores are HF's after its processors (EOS banned until
+    ``min_new_tokens``). One vectorised draw serves all seeded rows of a step.
     """
 
     def __init__(self, seeds: Sequence[int | None], temperature: float) -> None:
-        self.seeds = list(seeds)
+        self.rows = [r for r, seed in enumerate(seeds) if seed is not None]
+        self.generators = [row_generator(int(seeds[r] or 0)) for r in self.rows]
         self.temperature = float(temperature)
-        self.generators: dict[int, torch.Generator] = {}
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        out = scores.clone()
-        for r, seed in enumerate(self.seeds):
-            if seed is None:
-                continue
-            gen = self.generators.get(r)
-            if gen is None:
-                gen = self.generators[r] = torch.Generator(device=scores.device)
-                gen.manual_seed(seed)
-            tok = sample_token(scores[r], self.temperature, gen)
-            out[r] = -math.inf
-            out[r, tok] = 0.0
-        return out
+        if not self.rows:
+            return scores
+        u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators])
+        rows = torch.tensor(self.rows, device=scores.device)
+        tok = sample_tokens(scores[rows], self.temperature, u.to(scores.device))
+        scores[rows, tok] = math.inf  # HF's own copy of the step's logits: argmax picks tok
+        return scores
 
 
-def sample_token(scores: torch.Tensor, temperature: float, generator: torch.Generator) -> int:
-    """One token drawn from softmax(scores / temperature) (float32) with ``generator``."""
-    probs = torch.softmax(scores.float()[None] / temperature, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator)[0, 0])
+def row_generator(seed: int) -> torch.Generator:
+    """The CPU generator of a seeded row (its uniforms, one per step, drive :func:`sample_tokens`)."""
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
+    return gen
+
+
+def sample_tokens(scores: torch.Tensor, temperature: float, u: torch.Tensor) -> torch.Tensor:
+    """Per row of ``scores`` [n, V], the token at ``u`` [n] (uniforms in [0, 1)) of the CDF of
+    softmax(scores / temperature) in float64: the first token whose cumulative probability
+    exceeds ``u`` times the total (so never a token of probability 0)."""
+    probs = torch.softmax(scores.double() / temperature, dim=-1)
+    cdf = probs.cumsum(-1)
+    x = (u.double() * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, x, right=True).squeeze(-1).clamp_max(scores.shape[-1] - 1)
 
 
 def _generate_batch(
@@ -500,10 +508,7 @@ def generate_recompute(
     sites = plain_sites(handle)
     new: list[int] = []
     edited_rows: list[int] = []
-    gen = None
-    if request.sample_seed is not None:
-        gen = torch.Generator(device=handle.device)
-        gen.manual_seed(request.sample_seed)
+    gen = None if request.sample_seed is None else row_generator(request.sample_seed)
     for step in range(max_new_tokens):
         # The rows this step adds (the prompt's at step 0, the fed token's after), by the one
         # policy definition; a full recomputation keeps every row edited so far.
@@ -533,7 +538,11 @@ def generate_recompute(
             )
         scores = lp_last[0].clone()
         scores[banned] = -math.inf  # generate() runs min_new_tokens = max_new_tokens
-        tok = int(scores.argmax()) if gen is None else sample_token(scores, temperature, gen)
+        if gen is None:
+            tok = int(scores.argmax())
+        else:
+            u = torch.rand(1, generator=gen, dtype=torch.float64)
+            tok = int(sample_tokens(scores[None], temperature, u.to(scores.device))[0])
         seq.append(tok)
         new.append(tok)
     return tuple(new)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -37,16 +38,20 @@ def _req(handle, i: int, seed: int | None, edit: bool) -> GenerationRequest:
 
 
 def _hand_sampler(handle, ids: tuple[int, ...], seed: int, n: int) -> tuple[int, ...]:
-    """Temperature sampling by hand on the HF model: full forward per step, EOS banned,
-    softmax(logits / T), one torch.Generator seeded ``seed``."""
-    gen = torch.Generator(device=handle.device).manual_seed(seed)
+    """Temperature sampling by hand on the HF model, in numpy: a full forward per step, EOS
+    banned, p = softmax(logits / T) in float64, the token where the CDF first exceeds
+    u * sum(p), u the step's uniform from a CPU generator seeded ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
     seq, eos = list(ids), handle.hf.generation_config.eos_token_id
     with torch.inference_mode():
         for _ in range(n):
-            logits = handle.hf(torch.tensor([seq], device=handle.device)).logits[0, -1].float()
-            logits[eos] = -torch.inf
-            probs = torch.softmax(logits[None] / T, dim=-1)
-            seq.append(int(torch.multinomial(probs, 1, generator=gen)[0, 0]))
+            logits = handle.hf(torch.tensor([seq], device=handle.device)).logits[0, -1]
+            z = logits.double().cpu().numpy() / T
+            z[eos] = -np.inf
+            p = np.exp(z - z.max())
+            u = float(torch.rand(1, generator=gen, dtype=torch.float64)[0])
+            cdf = np.cumsum(p)
+            seq.append(int(np.searchsorted(cdf, u * cdf[-1], side="right")))
     return tuple(seq[len(ids) :])
 
 

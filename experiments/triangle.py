@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,7 +97,8 @@ class Config(HeadsConfig):
         alpha: significance level of the decisions.
         samples: K, the sampled decodings per prompt (besides the greedy one) of the
             conditions whose generation decides: baseline, the deciding knockouts and their
-            first --gen-draws control draws (the steering doses stay greedy); 0: greedy only.
+            first --gen-draws inert_control draws (random_control and the steering doses stay
+            greedy); 0: greedy only.
             Each row records decoding, sample_index and gen_seed (paired across conditions).
         temperature: the sampling temperature of those decodings.
         quick: a smoke run of the whole pipeline in about 2 minutes on a quiet 2-core machine
@@ -161,6 +162,10 @@ class Config(HeadsConfig):
         """(False, --temperature): greedy rows, plus --samples sampled ones at that temperature."""
         return False, float(self.temperature)
 
+
+SAMPLED_ARMS = (conditions.KNOCKOUT, conditions.INERT_CONTROL)
+"""The knockout arms whose generation also gets sampled decodings (with baseline): the
+knockout and its deciding control; ``random_control`` is a compared row, greedy only."""
 
 QUICK: dict[str, object] = {
     "limit": 4,
@@ -236,12 +241,16 @@ class StudyPlan:
     Attributes:
         tests: single passes on test samples (the call-site endpoint).
         prompts: single passes on generation prompts (KL after the marker).
-        generation: generation on the generation prompts.
+        generation: generation on the generation prompts (each greedy).
+        sampled: the generation conditions that also get ``--samples`` sampled decodings:
+            baseline, the knockouts and the ``inert_control`` draws of ``prompts`` (the
+            deciding control; ``random_control`` and the steering doses stay greedy).
     """
 
     tests: set[str]
     prompts: set[str]
     generation: set[str]
+    sampled: set[str] = field(default_factory=set)
 
 
 def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | None) -> StudyPlan:
@@ -255,7 +264,8 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
     ones, and every steering arm. Generation prompts (single passes and generation): baseline,
     the deciding knockouts with their first ``--gen-draws`` draws (the compared scopes too with
     ``--gen-compared``); generation adds the steering doses that decide
-    (:data:`conditions.DECIDING_DOSES`).
+    (:data:`conditions.DECIDING_DOSES`). Sampled decodings (``--samples``): baseline and the
+    prompts' knockouts and inert controls (:data:`SAMPLED_ARMS`), to keep the run's budget.
     """
     few = min(cfg.gen_draws, cfg.draws)
     deciding = set(conditions.steering_scopes(cfg.knockout_rows, cfg.targets, cfg.layer_scopes,
@@ -271,7 +281,8 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
         a.name for a in knock if draw_ok(a, few) and (a.scope in deciding or cfg.gen_compared)
     }
     generation = prompts | {a.name for a in steer if a.arm in conditions.DECIDING_DOSES}
-    return StudyPlan(tests=tests, prompts=prompts, generation=generation)
+    sampled = {BASELINE} | {a.name for a in knock if a.name in prompts and a.arm in SAMPLED_ARMS}
+    return StudyPlan(tests=tests, prompts=prompts, generation=generation, sampled=sampled)
 
 
 def main(cfg: Config) -> Path:
@@ -325,7 +336,7 @@ def main(cfg: Config) -> Path:
     if cfg.generation:
         gen_units = units_of("generation", sp.generation, every)
         run_generation(study, gen_units, experiment="triangle", samples=cfg.samples,
-                       sampled=sp.prompts)  # fmt: skip
+                       sampled=sp.sampled)  # fmt: skip
     heads_k = resolve_k(cfg.heads, study.handle, auto=True)
     if heads_k:
         have = sp.tests | sp.prompts

@@ -146,3 +146,19 @@ def test_bad_sampling_flags_exit_2(argv, match, capsys):
 
     assert cli.main(["triangle", *argv]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_the_plan_samples_baseline_knockouts_and_inert_controls_only():
+    from experiments import triangle
+
+    cfg = triangle.Config(knockout_rows=("marker_span", "continuation"))
+    knock, steer = triangle.study_arms(cfg, 4, "w1-2")
+    sp = triangle.study_plan(cfg, knock, steer, "w1-2")
+    deciding = ["marker_span/identifiers/L", "marker_span/identifiers/all",
+                "continuation/identifiers/L", "continuation/identifiers/all",
+                "marker_span/identifiers/w1-2"]  # fmt: skip
+    want = {"baseline"} | {f"knockout@{s}" for s in deciding}
+    want |= {f"inert_control@{s}#{d}" for s in deciding for d in range(cfg.gen_draws)}
+    assert sp.sampled == want
+    assert sp.sampled <= sp.prompts <= sp.generation
+    assert not any(n.startswith("random_control") for n in sp.sampled)

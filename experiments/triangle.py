@@ -40,7 +40,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from experiments import conditions
 from experiments.calibrate import resolve_layer
@@ -182,12 +182,12 @@ QUICK: dict[str, object] = {
 
 def apply_quick(cfg: Config) -> None:
     """Set the :data:`QUICK` values on ``cfg``'s fields that still hold their defaults."""
-    defaults = {f.name: f.default for f in fields(cfg)}
+    defaults: dict[str, Any] = {f.name: f.default for f in fields(cfg)}
     for name, value in QUICK.items():
-        current = getattr(cfg, name)
-        if current == defaults[name] or (
-            isinstance(current, (list, tuple)) and tuple(current) == tuple(defaults[name])
-        ):
+        current, default = getattr(cfg, name), defaults[name]
+        if isinstance(current, list):  # a flag's list, as the field's default tuple
+            current = tuple(current)
+        if current == default:
             object.__setattr__(cfg, name, value)
 
 

@@ -9,8 +9,10 @@ scored for preservation by :mod:`analysis.preservation` (``generations.parquet``
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,9 +33,13 @@ if TYPE_CHECKING:
     from analysis.preservation import Preservation
 
 __all__ = [
+    "DECODINGS",
     "Config",
+    "Decoded",
     "GenerationFlags",
     "check_execute",
+    "decodings_of",
+    "gen_seed",
     "main",
     "resolve_execute",
     "run_generation",
@@ -93,8 +99,10 @@ class Config(GenerationFlags):
         conditions: the arms to generate under, each in the default scope (--rows, --targets)
             at the chosen layer: baseline, knockout, random_control (mass-matched, one draw),
             scale_<factor>, scale_calibrated, scale_calibrated_x2, set_value_calibrated.
-        sample: seeded sampling instead of greedy decoding.
+        sample: seeded sampling instead of greedy decoding (one sampled decoding per row).
         temperature: sampling temperature.
+        samples: K sampled decodings per prompt and condition besides the greedy one (each
+            row records decoding, sample_index and gen_seed); 0: greedy only.
     """
 
     conditions: tuple[str, ...] = (
@@ -102,6 +110,7 @@ class Config(GenerationFlags):
     )  # fmt: skip
     sample: bool = False
     temperature: float = 1.0
+    samples: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,11 +129,75 @@ class Config(GenerationFlags):
             )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"--temperature {self.temperature!r}: use a number > 0")
+        if not isinstance(self.samples, int) or self.samples < 0:
+            raise ConfigError(f"--samples {self.samples!r}: use an integer >= 0 (0: greedy only)")
+        if self.samples and self.sample:
+            raise ConfigError("--sample replaces greedy decoding; --samples K adds K sampled "
+                              "decodings to it: pass one of them")  # fmt: skip
 
     @property
     def decoding(self) -> tuple[bool, float]:
         """(sample, temperature): ``--sample`` and ``--temperature``."""
         return self.sample, self.temperature
+
+
+DECODINGS = ("greedy", "sampled")
+"""The ``decoding`` column's values (:mod:`analysis.rates` reads them)."""
+
+
+def gen_seed(seed: int, sample_id: str, sample_index: int) -> int:
+    """The sampling seed of a prompt's ``sample_index``-th sampled decoding in a run seeded
+    ``seed``: the first 63 bits of SHA-256 of ``"seed|sample_id|sample_index"``. It does not
+    depend on the condition, so a prompt's baseline and its knockouts draw with the same seed
+    (paired: common random numbers)."""
+    digest = hashlib.sha256(f"{seed}|{sample_id}|{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One generation row: a unit under one decoding.
+
+    Attributes:
+        unit: the prompt under its condition.
+        decoding: ``greedy`` or ``sampled``.
+        sample_index: 0 for greedy; 0..K-1 for the K sampled decodings.
+        gen_seed: the sampling seed (:func:`gen_seed`); -1 for greedy.
+    """
+
+    unit: Unit
+    decoding: str
+    sample_index: int
+    gen_seed: int
+
+    @property
+    def key(self) -> str:
+        """The row key: the unit's plus the decoding and its index (resume, uniqueness)."""
+        return f"{self.unit.key}|{self.decoding}#{self.sample_index}"
+
+
+def decodings_of(
+    units: list[Unit],
+    seed: int,
+    *,
+    sample: bool = False,
+    samples: int = 0,
+    sampled: Collection[str] = (),
+) -> list[Decoded]:
+    """The generation rows of ``units``: with ``sample`` one sampled decoding each (``plip-nn
+    generate --sample``); otherwise the greedy one, plus ``samples`` sampled decodings for the
+    units whose arm name (:attr:`Arm.name`) is in ``sampled``. Each unit's rows are consecutive (one batch mixes
+    greedy and sampled rows: the engine samples per row, :class:`plip_nn.generate.RowSampler`)."""
+    out = []
+    for u in units:
+        pid = u.sample.id
+        if sample:
+            out.append(Decoded(u, "sampled", 0, gen_seed(seed, pid, 0)))
+            continue
+        out.append(Decoded(u, "greedy", 0, -1))
+        if u.arm.name in sampled:
+            out += [Decoded(u, "sampled", i, gen_seed(seed, pid, i)) for i in range(samples)]
+    return out
 
 
 def generation_batches_per_part(batch_size: int, gen_batch_size: int) -> int:
@@ -228,13 +301,18 @@ def run_generation(
     *,
     experiment: str = "generate",
     table: str = "generations",
+    samples: int = 0,
+    sampled: Collection[str] = (),
 ) -> pd.DataFrame:
     """Generate every unit (a generation prompt under a condition) into ``generations`` (or
     ``table``; experiments.heads keeps its own).
 
     Each unit's edits apply at every step, with the rows of its scope (:func:`policy_of`).
     The flags are the study's: ``--max-new-tokens``, ``--execute``, ``--gen-batch-size`` and
-    the decoding (:attr:`GenerationFlags.decoding`). Returns the assembled table.
+    the decoding (:attr:`GenerationFlags.decoding`: greedy, or one sampled decoding per unit).
+    A greedy study adds ``samples`` sampled decodings at that temperature to the units whose
+    condition is in ``sampled`` (:func:`decodings_of`); each row records ``decoding``,
+    ``sample_index`` and ``gen_seed``. Returns the assembled table.
     """
     import pandas as pd
 
@@ -252,6 +330,7 @@ def run_generation(
     eos = tok.eos_token
     seed = cfg.seed
     sample, temperature = cfg.decoding
+    rows_todo = decodings_of(units, seed, sample=sample, samples=samples, sampled=sampled)
     # Scoring is a function of (sample, scored text). Most conditions leave most continuations
     # as baseline's, so each distinct text is scored once, and a chunk's distinct texts are
     # scored in parallel: a test run in the sandbox takes ~0.2 s, mostly spent waiting on
@@ -269,10 +348,10 @@ def run_generation(
             got = pool.map(lambda pt: _preservation(pt[0], pt[1], mode), todo.values())
             scored.update(zip(todo, got, strict=True))
 
-    def work(chunk: list[Unit]) -> pd.DataFrame:
+    def work(chunk: list[Decoded]) -> pd.DataFrame:
         reqs = [
             GenerationRequest(
-                key=u.key,
+                key=d.key,
                 sample_id=u.sample.id,
                 input_ids=u.sample.input_ids,
                 condition=u.condition,
@@ -280,46 +359,47 @@ def run_generation(
                 source_policy=policy_of(u),
                 call_name=function_name(u.sample),
                 language=u.sample.language,
+                sample_seed=None if d.decoding == "greedy" else d.gen_seed,
             )
-            for u in chunk
+            for d in chunk
+            for u in (d.unit,)
         ]
         results = generate(
             handle,
             reqs,
             max_new_tokens=cfg.max_new_tokens,
-            do_sample=sample,
-            seed=seed,
             temperature=temperature,
             batch_size=cfg.gen_batch_size,
             remote=cfg.remote,
         )
         trimmed = [
-            trim_continuation(u.sample.language, u.sample.sample.code, res.text, eos)
-            for u, res in zip(chunk, results, strict=True)
+            trim_continuation(d.unit.sample.language, d.unit.sample.sample.code, res.text, eos)
+            for d, res in zip(chunk, results, strict=True)
         ]
-        score_all([(u.sample, text) for u, (text, _) in zip(chunk, trimmed, strict=True)])
+        score_all([(d.unit.sample, text) for d, (text, _) in zip(chunk, trimmed, strict=True)])
         rows = []
-        for u, res, (text, reason) in zip(chunk, results, trimmed, strict=True):
-            p = u.sample
-            rows.append(
-                generation_row(
-                    experiment=experiment,
-                    model=study.model_name,
-                    seed=seed,
-                    unit=u,
-                    result=res,
-                    text=text,
-                    stop_reason=reason,
-                    preservation=scored[(p.id, text)],
-                )
+        for d, res, (text, reason) in zip(chunk, results, trimmed, strict=True):
+            u, p = d.unit, d.unit.sample
+            row = generation_row(
+                experiment=experiment,
+                model=study.model_name,
+                seed=seed,
+                unit=u,
+                result=res,
+                text=text,
+                stop_reason=reason,
+                preservation=scored[(p.id, text)],
             )
+            row.update(decoding=d.decoding, sample_index=d.sample_index, gen_seed=d.gen_seed)
+            row["temperature"] = math.nan if d.decoding == "greedy" else float(temperature)
+            rows.append(row)
         return pd.DataFrame(rows)
 
     run_chunks(
         study,
         table,
-        units,
-        lambda u: u.key,
+        rows_todo,
+        lambda d: d.key,
         work,
         desc="generate",
         batches_per_part=generation_batches_per_part(cfg.batch_size, cfg.gen_batch_size),
@@ -355,6 +435,6 @@ def main(cfg: Config) -> Path:
         prompts, arms, layer_of=choice.layers_of([p.id for p in prompts]),
         n_layers=study.handle.n_layers, calibration=choice.calibrations, controls=controls,
     )  # fmt: skip
-    run_generation(study, units)
+    run_generation(study, units, samples=cfg.samples, sampled={u.arm.name for u in units})
     study.run.finish()
     return study.run.path

@@ -38,8 +38,8 @@ RECORD_ORDER = ["language", "kind", "sample_id", "condition_order", "layer"]
 RECORD_KEYS = ["sample_id", "condition", "layer"]
 SCAN_ORDER = ["language", "kind", "sample_id", "rows", "targets", "layer"]
 SCAN_KEYS = ["sample_id", "rows", "targets", "layer"]
-GEN_ORDER = ["language", "sample_id", "condition_order"]
-GEN_KEYS = ["sample_id", "condition", "layer"]
+GEN_ORDER = ["language", "sample_id", "condition_order", "decoding", "sample_index"]
+GEN_KEYS = ["sample_id", "condition", "layer", "decoding", "sample_index"]
 
 
 def _mean(values: list[float]) -> float:

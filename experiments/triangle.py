@@ -18,7 +18,8 @@
    and at all layers, and that window; generation prompts' single passes (baseline, the
    deciding knockouts, their first ``--gen-draws`` draws);
 8. generation -> ``generations.parquet`` (with preservation): what the prompts' single passes
-   ran, and the steering doses that decide (the calibrated factor, twice it and SetValue);
+   ran, and the steering doses that decide (the calibrated factor, twice it and SetValue),
+   each greedy; the former also with ``--samples`` sampled decodings at ``--temperature``;
 9. with ``--heads K`` (default 3 for models with at most 64 heads in all): which heads carry
    it -- per-head attribution and knockouts, and the held-out top-K test
    (:mod:`experiments.heads`);
@@ -34,11 +35,12 @@ deciding knockout scope, so each knockout is paired with the steering of its own
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from experiments import conditions
 from experiments.calibrate import resolve_layer
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
 
     from plip_nn.models import ModelHandle
 
-__all__ = ["Config", "StudyPlan", "choose_window", "main", "main_models", "model_slug",
+__all__ = ["QUICK", "Config", "StudyPlan", "apply_quick", "choose_window", "main", "main_models", "model_slug",
            "study_arms", "study_plan"]  # fmt: skip
 
 LAYER_SCOPES = ("layer", "all", "window")
@@ -96,6 +98,16 @@ class Config(HeadsConfig):
         margin: the smallest preservation change of interest: "no effect" means the 90% CI of
             the paired difference lies inside +-margin (TOST).
         alpha: significance level of the decisions.
+        samples: K, the sampled decodings per prompt (besides the greedy one) of the
+            conditions whose generation decides: baseline, the deciding knockouts and their
+            first --gen-draws inert_control draws (random_control and the steering doses stay
+            greedy); 0: greedy only.
+            Each row records decoding, sample_index and gen_seed (paired across conditions).
+        temperature: the sampling temperature of those decodings.
+        quick: a smoke run of the whole pipeline in about 2 minutes on a quiet 2-core machine
+            (:data:`QUICK`): --limit 4 --draws 2 --gen-draws 1 --samples 1 --heads 0
+            --layer-scopes layer all --no-plip-scope --max-new-tokens 32; a flag given a value
+            other than its default keeps that value.
     """
 
     generation: bool = True
@@ -110,8 +122,13 @@ class Config(HeadsConfig):
     factors: tuple[float, ...] = conditions.STEERING_FACTORS
     margin: float = 0.10
     alpha: float = 0.05
+    samples: int = 3
+    temperature: float = 0.7
+    quick: bool = False
 
     def __post_init__(self) -> None:
+        if self.quick:
+            apply_quick(self)
         super().__post_init__()
         if set(self.languages) != {"python", "rust"}:
             raise ConfigError(
@@ -140,6 +157,44 @@ class Config(HeadsConfig):
             raise ConfigError(f"--margin {self.margin!r}: use a preservation change in (0, 1)")
         if not 0 < self.alpha < 0.5:
             raise ConfigError(f"--alpha {self.alpha!r}: use a level in (0, 0.5)")
+        if not isinstance(self.samples, int) or self.samples < 0:
+            raise ConfigError(f"--samples {self.samples!r}: use an integer >= 0 (0: greedy only)")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
+                and self.temperature > 0):  # fmt: skip
+            raise ConfigError(f"--temperature {self.temperature!r}: use a number > 0")
+
+    @property
+    def decoding(self) -> tuple[bool, float]:
+        """(False, --temperature): greedy rows, plus --samples sampled ones at that temperature."""
+        return False, float(self.temperature)
+
+
+SAMPLED_ARMS = (conditions.KNOCKOUT, conditions.INERT_CONTROL)
+"""The knockout arms whose generation also gets sampled decodings (with baseline): the
+knockout and its deciding control; ``random_control`` is a compared row, greedy only."""
+
+QUICK: dict[str, object] = {
+    "limit": 4,
+    "draws": 2,
+    "gen_draws": 1,
+    "samples": 1,
+    "heads": 0,
+    "layer_scopes": ("layer", "all"),
+    "plip_scope": False,
+    "max_new_tokens": 32,
+}
+"""``--quick``: the fields it sets (each only where the field still has its default)."""
+
+
+def apply_quick(cfg: Config) -> None:
+    """Set the :data:`QUICK` values on ``cfg``'s fields that still hold their defaults."""
+    defaults: dict[str, Any] = {f.name: f.default for f in fields(cfg)}
+    for name, value in QUICK.items():
+        current, default = getattr(cfg, name), defaults[name]
+        if isinstance(current, list):  # a flag's list, as the field's default tuple
+            current = tuple(current)
+        if current == default:
+            object.__setattr__(cfg, name, value)
 
 
 def window_width(cfg: Config, n_layers: int) -> tuple[int, int]:
@@ -192,12 +247,16 @@ class StudyPlan:
     Attributes:
         tests: single passes on test samples (the call-site endpoint).
         prompts: single passes on generation prompts (KL after the marker).
-        generation: generation on the generation prompts.
+        generation: generation on the generation prompts (each greedy).
+        sampled: the generation conditions that also get ``--samples`` sampled decodings:
+            baseline, the knockouts and the ``inert_control`` draws of ``prompts`` (the
+            deciding control; ``random_control`` and the steering doses stay greedy).
     """
 
     tests: set[str]
     prompts: set[str]
     generation: set[str]
+    sampled: set[str] = field(default_factory=set)
 
 
 def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | None) -> StudyPlan:
@@ -212,7 +271,8 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
     ``--compared-draws`` draws only. Generation prompts (single passes and generation): baseline,
     the deciding knockouts with their first ``--gen-draws`` draws (the compared scopes too with
     ``--gen-compared``); generation adds the steering doses that decide
-    (:data:`conditions.DECIDING_DOSES`).
+    (:data:`conditions.DECIDING_DOSES`). Sampled decodings (``--samples``): baseline and the
+    prompts' knockouts and inert controls (:data:`SAMPLED_ARMS`), to keep the run's budget.
     """
     few = min(cfg.gen_draws, cfg.draws)
     deciding = set(conditions.steering_scopes(cfg.knockout_rows, cfg.targets, cfg.layer_scopes,
@@ -230,7 +290,8 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
         a.name for a in knock if draw_ok(a, few) and (a.scope in deciding or cfg.gen_compared)
     }
     generation = prompts | {a.name for a in steer if a.arm in conditions.DECIDING_DOSES}
-    return StudyPlan(tests=tests, prompts=prompts, generation=generation)
+    sampled = {BASELINE} | {a.name for a in knock if a.name in prompts and a.arm in SAMPLED_ARMS}
+    return StudyPlan(tests=tests, prompts=prompts, generation=generation, sampled=sampled)
 
 
 def main(cfg: Config) -> Path:
@@ -283,7 +344,8 @@ def main(cfg: Config) -> Path:
     run_records(study, units, experiment="triangle", desc="steering")
     if cfg.generation:
         gen_units = units_of("generation", sp.generation, every)
-        run_generation(study, gen_units, experiment="triangle")
+        run_generation(study, gen_units, experiment="triangle", samples=cfg.samples,
+                       sampled=sp.sampled)  # fmt: skip
     heads_k = resolve_k(cfg.heads, study.handle, auto=True)
     if heads_k:
         have = sp.tests | sp.prompts

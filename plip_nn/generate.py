@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import LogitsProcessorList
 
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, Condition, EditSpecError
@@ -51,11 +52,14 @@ __all__ = [
     "SOURCE_POLICIES",
     "GenerationRequest",
     "GenerationResult",
+    "RowSampler",
     "call_watch",
     "generate",
     "generate_recompute",
     "marker_token_sequences",
     "resolve_source_policy",
+    "row_generator",
+    "sample_tokens",
     "token_texts",
 ]
 
@@ -103,6 +107,10 @@ class GenerationRequest:
             that one batch can mix conditions of different row scopes.
         call_name: the function whose first call ends ``to_call`` editing (needed there).
         language: ``python`` or ``rust``: how the first test ends (needed for ``to_call``).
+        sample_seed: sample this row with its own generator seeded so (temperature sampling:
+            softmax(logits / temperature), no top-k/top-p), independent of the other rows of
+            its batch; ``None``: the ``generate`` call's decoding (greedy by default). Rows with
+            and without a seed share a batch: the call itself stays greedy.
     """
 
     key: str
@@ -113,8 +121,15 @@ class GenerationRequest:
     source_policy: str | None = None
     call_name: str | None = None
     language: str | None = None
+    sample_seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.sample_seed is not None and (
+            not isinstance(self.sample_seed, int) or not 0 <= self.sample_seed < 2**63
+        ):
+            raise EditSpecError(
+                f"sample {self.sample_id!r}: sample_seed={self.sample_seed!r}; use an int >= 0"
+            )
         if self.source_policy is not None:
             policy = resolve_source_policy(self.source_policy, f"{self.sample_id!r}: source_policy")
             object.__setattr__(self, "source_policy", policy)
@@ -288,9 +303,10 @@ def generate(
         handle: the loaded model.
         requests: prompts and conditions.
         max_new_tokens: tokens generated per prompt (always exactly this many; trim afterwards).
-        do_sample: sample instead of greedy decoding (seeded with ``seed``).
+        do_sample: sample instead of greedy decoding (seeded with ``seed``, HF's sampler and
+            the model's generation config); rows with a ``sample_seed`` need ``do_sample=False``.
         seed: torch seed for sampling.
-        temperature: sampling temperature.
+        temperature: sampling temperature (also of the rows with a ``sample_seed``).
         source_policy: ``"markers"`` or ``"continuation"`` (see the module docstring).
         batch_size: rows per KV-cached loop (one ``generate`` call), i.e. rows per forward pass.
         remote: ``"none"``, ``"local"`` or ``"ndif"``.
@@ -305,6 +321,14 @@ def generate(
     routes = [item_route(handle, req.condition.edits, route) for req in requests]
     for req, r in zip(requests, routes, strict=True):
         _check_request(handle, req, source_policy, r)
+    seeded = any(req.sample_seed is not None for req in requests)
+    if seeded and (do_sample or remote != "none"):
+        raise EditSpecError(
+            "requests with a sample_seed are sampled per row locally: pass do_sample=False "
+            f"and remote='none' (got do_sample={do_sample}, remote={remote!r})"
+        )
+    if seeded and not (math.isfinite(temperature) and temperature > 0):
+        raise EditSpecError(f"temperature={temperature!r}; use a number > 0")
     remote_arg = configure_remote(remote)
     if remote_arg:
         register_for_remote()
@@ -326,12 +350,60 @@ def generate(
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = [requests[i] for i in idx]
+                kwargs = dict(gen_kwargs)
+                if any(req.sample_seed is not None for req in batch):
+                    sampler = RowSampler([req.sample_seed for req in batch], temperature)
+                    kwargs["logits_processor"] = LogitsProcessorList([sampler])
                 got = _generate_batch(
-                    handle, batch, max_new_tokens, source_policy, r, remote_arg, gen_kwargs,
+                    handle, batch, max_new_tokens, source_policy, r, remote_arg, kwargs,
                     sites, embed,
                 )  # fmt: skip
                 results.update(zip(idx, got, strict=True))
     return [results[i] for i in range(len(requests))]
+
+
+class RowSampler:
+    """A logits processor that samples each seeded row with its own generator.
+
+    Row ``r`` with ``seeds[r]`` set draws its token from softmax(scores / temperature) by the
+    inverse CDF (:func:`sample_tokens`) with one uniform per step from a CPU
+    ``torch.Generator`` seeded ``seeds[r]``, and that token's score set to +inf, so the
+    greedy ``generate`` picks it; rows without a seed are left as they are (greedy).
+    A row's draws depend only on its own scores and seed, never on the other rows of its
+    batch nor on the device. The scores are HF's after its processors (EOS banned until
+    ``min_new_tokens``). One vectorised draw serves all seeded rows of a step.
+    """
+
+    def __init__(self, seeds: Sequence[int | None], temperature: float) -> None:
+        self.rows = [r for r, seed in enumerate(seeds) if seed is not None]
+        self.generators = [row_generator(int(seeds[r] or 0)) for r in self.rows]
+        self.temperature = float(temperature)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if not self.rows:
+            return scores
+        u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators])
+        rows = torch.tensor(self.rows, device=scores.device)
+        tok = sample_tokens(scores[rows], self.temperature, u.to(scores.device))
+        scores[rows, tok] = math.inf  # HF's own copy of the step's logits: argmax picks tok
+        return scores
+
+
+def row_generator(seed: int) -> torch.Generator:
+    """The CPU generator of a seeded row (its uniforms, one per step, drive :func:`sample_tokens`)."""
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
+    return gen
+
+
+def sample_tokens(scores: torch.Tensor, temperature: float, u: torch.Tensor) -> torch.Tensor:
+    """Per row of ``scores`` [n, V], the token at ``u`` [n] (uniforms in [0, 1)) of the CDF of
+    softmax(scores / temperature) in float64: the first token whose cumulative probability
+    exceeds ``u`` times the total (so never a token of probability 0)."""
+    probs = torch.softmax(scores.double() / temperature, dim=-1)
+    cdf = probs.cumsum(-1)
+    x = (u.double() * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, x, right=True).squeeze(-1).clamp_max(scores.shape[-1] - 1)
 
 
 def _generate_batch(
@@ -411,8 +483,11 @@ def generate_recompute(
     max_new_tokens: int = 64,
     source_policy: str = "markers",
     route: str = "auto",
+    temperature: float = 1.0,
 ) -> tuple[int, ...]:
-    """Greedy reference: full recomputation at every step, no KV cache.
+    """Reference: full recomputation at every step, no KV cache; greedy, or sampled at
+    ``temperature`` when the request has a ``sample_seed`` (its own generator, on the
+    recomputed scores: the reference of :class:`RowSampler`).
 
     At each step the whole sequence is run through one trace that applies the *accumulated*
     edge set: every row edited so far (the prompt marker, plus generated rows chosen by the
@@ -433,6 +508,7 @@ def generate_recompute(
     sites = plain_sites(handle)
     new: list[int] = []
     edited_rows: list[int] = []
+    gen = None if request.sample_seed is None else row_generator(request.sample_seed)
     for step in range(max_new_tokens):
         # The rows this step adds (the prompt's at step 0, the fed token's after), by the one
         # policy definition; a full recomputation keeps every row edited so far.
@@ -462,7 +538,11 @@ def generate_recompute(
             )
         scores = lp_last[0].clone()
         scores[banned] = -math.inf  # generate() runs min_new_tokens = max_new_tokens
-        tok = int(scores.argmax())
+        if gen is None:
+            tok = int(scores.argmax())
+        else:
+            u = torch.rand(1, generator=gen, dtype=torch.float64)
+            tok = int(sample_tokens(scores[None], temperature, u.to(scores.device))[0])
         seq.append(tok)
         new.append(tok)
     return tuple(new)

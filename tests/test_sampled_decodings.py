@@ -130,10 +130,10 @@ def test_quick_sets_what_its_help_says_and_flags_override_it():
     assert QUICK == {"limit": 4, "draws": 2, "gen_draws": 1, "samples": 1, "heads": 0,
                      "layer_scopes": ("layer", "all"), "plip_scope": False,
                      "max_new_tokens": 32}  # fmt: skip
-    mine = _triangle("--quick", "--limit", "6", "--samples", "0", "--layer-scopes", "layer")
-    assert (mine.limit, mine.samples, mine.layer_scopes, mine.draws) == (6, 0, ("layer",), 2)
+    mine = _triangle("--quick", "--limit", "6", "--samples", "2", "--layer-scopes", "layer")
+    assert (mine.limit, mine.samples, mine.layer_scopes, mine.draws) == (6, 2, ("layer",), 2)
     plain = _triangle()
-    assert (plain.samples, plain.temperature, plain.limit, plain.quick) == (3, 0.7, None, False)
+    assert (plain.samples, plain.temperature, plain.limit, plain.quick) == (0, 0.7, None, False)
     assert TriangleConfig(quick=True) == quick  # the API applies the same preset
 
 

@@ -71,8 +71,12 @@ def test_half_precision_study_has_no_nan_and_knockout_reads_zero(env, tmp_path, 
     # control, and the gold-token columns off the call readout, by definition.
     gold = ["logp_gold_baseline", "logp_gold_condition", "dlogp_gold"]
     assert df.loc[df.readout == "call", gold].notna().all().all()
+    # a call-only pass (a later control draw) stops at the call: it has no perplexity
+    ppl = ["ppl_baseline", "ppl_condition", "logppl_baseline", "logppl_condition"]
+    assert df.loc[~df.call_only, ppl].notna().all().all()
+    assert df.loc[df.call_only, ppl].isna().all().all()
     num = df.select_dtypes("number").drop(
-        columns=["factor", "mass_removed", "target_rel_dev", *gold]
+        columns=["factor", "mass_removed", "target_rel_dev", *gold, *ppl]
     )
     assert not num.isna().any().any() and all(math.isfinite(v) for v in num.to_numpy().ravel())
     assert ko["mass_removed"].notna().all() and (ko["mass_removed"] > 0).all()

@@ -174,8 +174,10 @@ def deciding_power(frame: pd.DataFrame, model: str, language: str, scope: str, *
                    endpoint: str, effect: str) -> pd.Series | None:  # fmt: skip
     """The power row behind a knockout verdict: the deciding endpoint's ("dlogp" → call-site,
     else preserved) TOST row for "none", its detection row for "predicted"/"opposite", and the
-    lower of the two for "inconclusive". None where the table has no such row."""
-    if not len(frame):
+    lower of the two for "inconclusive". None where the table has no such row, and for a
+    verdict that no test decided ("control unmatched", "does not reach the output", "draws
+    disagree"): power says nothing about those."""
+    if not len(frame) or effect not in ("none", "predicted", "opposite", "inconclusive"):
         return None
     want = "call-site" if endpoint == "dlogp" else "preserved (greedy)"
     sub = frame[(frame["model"] == model) & (frame["language"] == language)

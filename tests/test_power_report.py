@@ -93,6 +93,12 @@ def test_findings_flag_low_power_only_below_one_half(run: Path) -> None:
     assert power_flags(frame, [low])[(low.model, "rust", DEFAULT)] == flag
     text = " ".join(findings([low], power=power_flags(frame, [low])))
     assert flag.strip() in text
+    # a verdict no test decided ("control unmatched" ...) carries no power flag
+    from dataclasses import replace
+
+    for effect in ("unmatched", "unreached", "disagree"):
+        kos = tuple(replace(x, effect=effect) for x in low.knockouts)
+        assert power_flags(frame, [replace(low, knockouts=kos)])[(low.model, "rust", DEFAULT)] == ""
     # the default margin: power ≥ 0.5, no flag
     high = _one_scope(classify(recs, gens, noise, language="rust", control_match=control))
     hf = power_frame([high])

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sandbox_marks import RUSTC, needs_rustc
 
 from experiments import cli
 from plip_nn.codesrc import has_error, rust_parser
@@ -391,13 +391,6 @@ def test_real_corpus_one_sample_goes_through_prepare_and_locate() -> None:
         assert p.positions.targets and max(p.positions.targets) < p.positions.source
 
 
-def _rustc() -> str | None:
-    for cand in (shutil.which("rustc"), "/root/.cargo/bin/rustc", "/usr/bin/rustc"):
-        if cand and Path(cand).exists():
-            return cand
-    return None
-
-
 def rust_compile_share(entries: list[dict], rustc: str, work: Path) -> tuple[int, int, int]:
     """(compiled, passed, total): each sample alone, ``rustc --test --edition 2021``, then run."""
     compiled = passed = 0
@@ -419,12 +412,12 @@ def rust_compile_share(entries: list[dict], rustc: str, work: Path) -> tuple[int
 
 
 @pytest.mark.slow
+@needs_rustc
 def test_real_rust_samples_compile_share(tmp_path: Path) -> None:
     """Share of shipped Rust samples that compile and pass alone with `rustc --test` (most need
     their crate's types and imports, which a compact sample drops; the share is reported)."""
-    rustc = _rustc()
-    if rustc is None:
-        pytest.skip("rustc is not installed")
+    rustc = RUSTC  # the project's lookup (analysis.execution.rustc); needs_rustc guards it
+    assert rustc is not None
     entries = _real()["rust_test"]
     compiled, passed, total = rust_compile_share(entries, rustc, tmp_path)
     print(f"rust samples: {compiled}/{total} compile, {passed}/{total} pass with rustc --test")

@@ -57,7 +57,7 @@ def _attr_name(src: _RustSource, attr_item: Any) -> str:
     return src.text(attr).replace(" ", "")
 
 
-def _attributes(fn: Any) -> list[Any]:
+def outer_attributes(fn: Any) -> list[Any]:
     """Outer attribute items directly before an item (comments in between allowed)."""
     out = []
     prev = fn.prev_sibling
@@ -75,7 +75,7 @@ def _calls(src: _RustSource, node: Any) -> list[str]:
 
 def _is_test_fn(src: _RustSource, fn: Any) -> Any | None:
     """The ``#[test]`` attribute item of ``fn``, or None."""
-    for a in _attributes(fn):
+    for a in outer_attributes(fn):
         if _attr_name(src, a) == "test":
             return a
     return None

@@ -17,6 +17,7 @@ from typing import Any
 
 from plip_nn.codesrc import RUST_GENERATION_SUFFIX, has_error, rust_calls, rust_parser, walk
 from plip_nn.corpus.mine.model import Candidate, Drop
+from plip_nn.corpus.rust import outer_attributes as _attrs
 
 __all__ = ["rust_candidates"]
 
@@ -32,16 +33,6 @@ class _Def:
 
 def _text(data: bytes, node: Any) -> str:
     return data[node.start_byte : node.end_byte].decode("utf-8", "replace")
-
-
-def _attrs(node: Any) -> list[Any]:
-    out = []
-    prev = node.prev_sibling
-    while prev is not None and prev.type in ("attribute_item", "line_comment", "block_comment"):
-        if prev.type == "attribute_item":
-            out.append(prev)
-        prev = prev.prev_sibling
-    return out[::-1]
 
 
 def _attr_names(data: bytes, node: Any) -> list[str]:

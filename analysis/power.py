@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import integrate, special, stats
+from scipy import special, stats
 from statsmodels.stats.power import TTestPower
 
 from analysis.equivalence import mcnemar_power
@@ -106,19 +106,41 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a positive finite number; got {value!r}")
 
 
-def smallest_n(power: Callable[[int], float], target: float = TARGET, n_min: int = 2) -> int:
+def smallest_n(
+    power: Callable[[int], float],
+    target: float = TARGET,
+    n_min: int = 2,
+    *,
+    sawtooth: bool = True,
+    guess: int | None = None,
+) -> int:
     """The smallest n ≥ ``n_min`` with ``power(n) ≥ target`` (-1 if none up to 100,000).
 
-    Doubling then bisection, assuming power grows with n; then, because exact tests
-    saw-tooth, the smallest n within 5% below the bisection's whose power also reaches
-    target.
+    Doubling then bisection, assuming power grows with n. A ``guess`` (e.g. a normal
+    approximation's n) only brackets the search faster: from it the bracket widens by a
+    quarter per step until it holds the answer (for a monotone power the answer does not
+    depend on it; the tests check the binary TOST's too). Exact tests
+    saw-tooth (``sawtooth=True``, the binary tests): then the smallest n within 5% below the
+    bisection's whose power also reaches target is taken. A power that grows monotonically
+    with n (the t tests: ``sawtooth=False``) needs no such scan.
     """
-    hi = max(n_min, 1)
+    first = max(n_min, 1)
+    lo = first - 1  # power(lo) < target, or lo < n_min
+    hi = first
+    if guess is not None and guess > first:
+        hi = min(int(guess), N_MAX)
+        if power(hi) >= target:  # walk down to a failing lo
+            lo = max(first - 1, int(hi * 0.8))
+            while lo >= first and power(lo) >= target:
+                hi, lo = lo, max(first - 1, int(lo * 0.8))
+        else:
+            lo = hi
+            hi = min(max(int(hi * 1.25), hi + 1), N_MAX)
     while power(hi) < target:
         if hi >= N_MAX:
             return -1
+        lo = hi
         hi = min(2 * hi, N_MAX)
-    lo = max(n_min, 1) - 1 if hi == max(n_min, 1) else hi // 2  # power(lo) < target (or lo < n_min)
     while hi - lo > 1:  # invariant: power(hi) >= target > power(lo)
         mid = (lo + hi) // 2
         if power(mid) >= target:
@@ -126,9 +148,10 @@ def smallest_n(power: Callable[[int], float], target: float = TARGET, n_min: int
         else:
             lo = mid
     best = hi
-    for n in range(hi - 1, max(n_min, int(hi * 0.95)) - 1, -1):
-        if power(n) >= target:
-            best = n
+    if sawtooth:
+        for n in range(hi - 1, max(n_min, int(hi * 0.95)) - 1, -1):
+            if power(n) >= target:
+                best = n
     return best
 
 
@@ -166,8 +189,10 @@ def newcombe_ci_array(
         raise ValueError("newcombe_ci_array needs tables that all hold the same n >= 1 pairs")
     z = float(stats.norm.ppf(1 - (1 - conf) / 2))
     p1, p2 = (a + b) / n, (a + c) / n
-    l1, u1 = _wilson(a + b, n, z)
-    l2, u2 = _wilson(a + c, n, z)
+    # Wilson limits of every count 0..n once, looked up per table
+    w_lo, w_hi = _wilson(np.arange(n + 1, dtype=np.float64), n, z)
+    i1, i2 = (a + b).astype(np.intp), (a + c).astype(np.intp)
+    l1, u1, l2, u2 = w_lo[i1], w_hi[i1], w_lo[i2], w_hi[i2]
     margins = (a + b) * (c + d) * (a + c) * (b + d)
     cross = a * d - b * c
     cross = np.where(cross > n / 2, cross - n / 2, np.where(cross >= 0, 0.0, cross))
@@ -231,6 +256,7 @@ def tost_binary_power(
     c_grid, a_grid = np.meshgrid(cs, as_, indexing="ij")
     c_flat, a_flat = c_grid.ravel(), a_grid.ravel()
     step = max(1, 200_000 // max(c_flat.size, 1))  # several b at once, bounded memory
+    lgam = special.gammaln(np.arange(n + 1, dtype=np.float64) + 1)  # log k! for k = 0..n
     total = 0.0
     for i in range(0, bs.size, step):
         b_ = np.repeat(bs[i : i + step], c_flat.size)
@@ -243,7 +269,7 @@ def tost_binary_power(
         if not ok.any():
             continue
         a_, bb, c_, d_ = a_all[ok], b_[ok], c_all[ok], d_all[ok]
-        logpmf = special.gammaln(n + 1) - sum(special.gammaln(x + 1) for x in (a_, bb, c_, d_))
+        logpmf = lgam[n] - sum(lgam[x.astype(np.intp)] for x in (a_, bb, c_, d_))
         for x, p in zip((a_, bb, c_, d_), (pa, pb, pc, pd_), strict=True):
             logpmf = logpmf + special.xlogy(x, p)
         lo, hi = newcombe_ci_array(a_, bb, c_, d_, conf)
@@ -303,9 +329,14 @@ def binary_power_rows(
     def tpow(m: int) -> float:
         return tost_binary_power(m, t_psi, margin, delta=equivalence_delta, ref_rate=rate)
 
+    # the normal approximation brackets the exact search: n = (z_.95 + z_.90)^2 psi / (m - |d|)^2
+    z = float(stats.norm.ppf(0.95) + stats.norm.ppf(1 - (1 - TARGET) / 2))
+    slack = margin - abs(equivalence_delta)
+    guess = math.ceil(z * z * t_psi / slack**2) if slack > 0 else None
+
     t_note = f"90% Newcombe CI inside ±{margin:.3g}; true change {equivalence_delta:+.3g}; ref rate {rate:.3g}"
     rows.append(_row("TOST (Newcombe 90% CI)", endpoint, margin, psi, n, tpow(n),
-                     smallest_n(tpow), t_note))  # fmt: skip
+                     smallest_n(tpow, guess=guess), t_note))  # fmt: skip
     return rows
 
 
@@ -345,15 +376,27 @@ def t_equivalence_power(
     se = sd / math.sqrt(n)
     # the test can pass only while t*s/sqrt(n) < margin, i.e. chi2 = df*s^2/sd^2 < q_max
     q_max = df * (margin * math.sqrt(n) / (t * sd)) ** 2
-
-    def integrand(q: float) -> float:
-        half = margin - t * sd * math.sqrt(q / df) / math.sqrt(n)
-        prob = stats.norm.cdf((half - delta) / se) - stats.norm.cdf((-half - delta) / se)
-        return float(prob * stats.chi2.pdf(q, df))
-
-    hi = min(q_max, float(stats.chi2.isf(1e-14, df)))
-    val, _ = integrate.quad(integrand, 0.0, hi, limit=200)
+    lo = math.sqrt(float(stats.chi2.ppf(1e-15, df)))
+    hi = math.sqrt(min(q_max, float(stats.chi2.isf(1e-15, df))))
+    if hi <= lo:
+        return 0.0
+    # Over x = sqrt(q) (chi-distributed, a density without the chi-square's pole at 0 for
+    # df = 1): Gauss-Legendre on [lo, hi] in _GL_PIECES pieces, vectorised. The integrand is
+    # smooth (a normal probability times the chi density); checked against scipy's adaptive
+    # quad in the tests.
+    width = (hi - lo) / _GL_PIECES
+    starts = lo + width * np.arange(_GL_PIECES)[:, None]
+    x = (starts + width * (_GL_X[None, :] + 1) / 2).ravel()
+    w = np.tile(_GL_W * width / 2, _GL_PIECES)
+    half = margin - t * sd * x / math.sqrt(df * n)
+    prob = special.ndtr((half - delta) / se) - special.ndtr((-half - delta) / se)
+    dens = np.exp(stats.chi.logpdf(x, df))
+    val = float(np.sum(w * np.clip(prob, 0.0, 1.0) * dens))
     return float(min(max(val, 0.0), 1.0))
+
+
+_GL_PIECES = 8
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(48)
 
 
 def continuous_rows(
@@ -382,11 +425,12 @@ def continuous_power_rows(
     _check_positive("margin", margin)
     det = _row("paired t (bootstrap CI)", endpoint, margin, sd, n,
                paired_t_power(n, sd, margin, alpha),
-               smallest_n(lambda m: paired_t_power(m, sd, margin, alpha)),
+               smallest_n(lambda m: paired_t_power(m, sd, margin, alpha), sawtooth=False),
                f"alpha={alpha:.3g}, two-sided, change {margin:.3g}")  # fmt: skip
     eq = _row("TOST paired t", endpoint, margin, sd, n,
               t_equivalence_power(n, sd, margin, alpha=alpha_tost),
-              smallest_n(lambda m: t_equivalence_power(m, sd, margin, alpha=alpha_tost)),
+              smallest_n(lambda m: t_equivalence_power(m, sd, margin, alpha=alpha_tost),
+                         sawtooth=False),
               f"90% CI inside ±{margin:.3g}; true difference 0")  # fmt: skip
     return [det, eq]
 
@@ -486,9 +530,9 @@ def rate_rows(
 
     return [
         _row("paired bootstrap on rates (t)", endpoint, margin, comp.sd_rate_diff, n, det(n),
-             smallest_n(det), f"alpha={alpha:.3g}; " + note),
+             smallest_n(det, sawtooth=False), f"alpha={alpha:.3g}; " + note),
         _row("TOST on rates (t)", endpoint, margin, comp.sd_rate_diff, n, eq(n),
-             smallest_n(eq), "90% CI inside ±margin; " + note),
+             smallest_n(eq, sawtooth=False), "90% CI inside ±margin; " + note),
     ]  # fmt: skip
 
 

@@ -119,6 +119,54 @@ def test_t_equivalence_power_matches_simulation() -> None:
         assert t_equivalence_power(n, sd, margin, delta=delta) == pytest.approx(sim, abs=0.015)
 
 
+def _tost_power_quad(n: int, sd: float, margin: float, delta: float, alpha: float) -> float:
+    """The TOST power by scipy's adaptive quadrature (the reference of the vectorised rule)."""
+    from scipy import integrate
+
+    df, se = n - 1, sd / math.sqrt(n)
+    t = stats.t.ppf(1 - alpha, df)
+    q_max = df * (margin * math.sqrt(n) / (t * sd)) ** 2
+
+    def f(q: float) -> float:
+        half = margin - t * sd * math.sqrt(q / df) / math.sqrt(n)
+        p = stats.norm.cdf((half - delta) / se) - stats.norm.cdf((-half - delta) / se)
+        return float(max(p, 0.0) * stats.chi2.pdf(q, df))
+
+    hi = min(q_max, float(stats.chi2.isf(1e-14, df)))
+    return float(integrate.quad(f, 0.0, hi, limit=400, points=[min(df, hi)])[0])
+
+
+@pytest.mark.parametrize(
+    ("n", "sd", "margin", "delta"),
+    [(2, 1.0, 3.0, 0.0), (5, 1.0, 0.8, 0.2), (40, 1.0, 0.4, 0.0), (163, 0.3, 0.1, 0.02),
+     (1000, 2.0, 0.2, 0.0), (20000, 5.0, 0.1, 0.01), (100000, 9.0, 0.1, 0.0)],
+)  # fmt: skip
+def test_t_equivalence_power_equals_adaptive_quadrature(
+    n: int, sd: float, margin: float, delta: float
+) -> None:
+    got = t_equivalence_power(n, sd, margin, delta=delta)
+    assert got == pytest.approx(_tost_power_quad(n, sd, margin, delta, 0.05), abs=1e-7)
+
+
+def test_smallest_n_without_sawtooth_scan_equals_linear_search() -> None:
+    # a monotone power: the bisection alone finds the first n that reaches the target
+    def power(m: int) -> float:
+        return t_equivalence_power(m, 0.7, 0.2)
+
+    n80 = smallest_n(power, sawtooth=False)
+    assert power(n80) >= 0.8 > power(n80 - 1)
+    assert n80 == smallest_n(power)  # the scan finds nothing below a monotone power's answer
+    for guess in (3, n80 // 3, n80 - 1, n80, n80 + 1, 5 * n80):  # a guess only brackets
+        assert smallest_n(power, sawtooth=False, guess=guess) == n80
+
+
+def test_binary_tost_n_for_80_is_the_same_with_the_normal_guess() -> None:
+    # binary_power_rows brackets its exact search with the normal approximation's n
+    for psi in (0.19, 0.3):
+        rows = binary_power_rows(60, psi, 0.6, endpoint="e", margin=0.1, alpha=0.05)
+        assert rows[1].n_for_80 == smallest_n(partial(_tost, psi=psi))
+
+
 def test_rate_components_and_rate_power_match_simulation() -> None:
     # Prompts with their own rates; the knockout lowers each prompt's rate by 0.1 on average
     # with prompt-to-prompt spread; k sampled decodings per prompt and arm.

@@ -312,3 +312,41 @@ def test_record_parts_hold_whole_batches(env, tmp_path):
     # 4 tests x 7 conditions (baseline; knockout, random and inert control at L and all) = 28
     # units; parts of 4 batches of 3 = 12 units
     assert [len(pd.read_parquet(p)) for p in parts] == [12, 12, 4]
+
+
+def test_run_chunks_finish_overlaps_and_an_error_keeps_earlier_parts(tmp_path):
+    # finish runs in a background thread; a failing finish stops the run, parts before it are
+    # kept and a resumed run computes only what is missing, with the same rows.
+    import threading
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from experiments.study import run_chunks
+    from plip_nn.runs import RunDir
+
+    run = RunDir.open(tmp_path / "r", {"x": 1}, resume=False, manifest={})
+    study = SimpleNamespace(run=run, cfg=SimpleNamespace(batch_size=1, progress=False))
+    units = list(range(40))  # 5 chunks of 8 (part_units(1, 4) == 8)
+    threads, worked = set(), []
+
+    def work(chunk):
+        worked.append(chunk[0])
+        return [u * 10 for u in chunk]
+
+    def finish(chunk, got, fail_at=None):
+        threads.add(threading.current_thread().name)
+        if chunk[0] == fail_at:
+            raise RuntimeError("scoring failed")
+        return pd.DataFrame({"unit": chunk, "value": got})
+
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        run_chunks(study, "t", units, str, work, desc="t", finish=lambda c, g: finish(c, g, 16))
+    assert threads and threading.main_thread().name not in threads
+    first = run.read_parts("t")
+    assert sorted(first["unit"]) == list(range(16))  # chunks 0 and 1; chunk 2 failed
+    worked.clear()
+    run_chunks(study, "t", units, str, work, desc="t", finish=finish)
+    assert worked == [16, 24, 32]
+    out = run.read_parts("t").sort_values("unit")
+    assert out["unit"].tolist() == units and out["value"].tolist() == [u * 10 for u in units]

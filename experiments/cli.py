@@ -32,7 +32,15 @@ from experiments import calibrate, generate, heads, knockout, scan, steer, trian
 from experiments.flags import config_flags
 from experiments.study import CommonConfig
 
-__all__ = ["COMMANDS", "Command", "build_parser", "config_from_args", "experiment_flags", "main"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "build_parser",
+    "config_from_args",
+    "experiment_flags",
+    "given_flags",
+    "main",
+]
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[Callable[[Any], Path], A
     if models:
         values["model"] = models[0]
     cfg = cfg_cls.from_flags(values)
+    preset = getattr(module, "QUICK", None)
+    if preset and getattr(cfg, "quick", False):
+        # --quick sets its fields where they hold their defaults; a flag given on the command
+        # line keeps its value even when that value is the default (--quick --samples 3)
+        for name in set(getattr(args, "given_flags", ())) & set(preset):
+            object.__setattr__(cfg, name, values[name])
     if len(models) > 1:
         run_several = getattr(module, str(command.several_models))
         return lambda c: run_several(c, list(models)), cfg
@@ -238,6 +252,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def given_flags(parser: argparse.ArgumentParser, command: str, argv: Sequence[str]) -> set[str]:
+    """The destinations of ``command``'s flags that ``argv`` names (``--samples 0``,
+    ``--samples=0``, ``--no-plip-scope``), whatever their values."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    sub = subs[0].choices.get(command) if subs else None
+    if sub is None:
+        return set()
+    words = {w.split("=", 1)[0] for w in argv if w.startswith("-")}
+    return {a.dest for a in sub._actions if words & set(a.option_strings)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``plip-nn`` console script; returns the exit code.
 
@@ -252,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a flag error (2, message already printed)
         return int(exc.code) if isinstance(exc.code, int) else 2
+    args.given_flags = given_flags(parser, args.command, argv)
     if args.command == "analyze":  # torch-free: analysis reads records only
         from analysis.report import cli_analyze
 

@@ -59,12 +59,15 @@ if TYPE_CHECKING:
 
     from plip_nn.models import ModelHandle
 
-__all__ = ["QUICK", "Config", "StudyPlan", "apply_quick", "choose_window", "main", "main_models", "model_slug",
+__all__ = ["QUICK", "Config", "StudyPlan", "apply_quick", "choose_window", "main", "main_models", "main_seeds", "model_slug",
            "study_arms", "study_plan"]  # fmt: skip
 
 LAYER_SCOPES = ("layer", "all", "window")
-#: the knockout rows of the study (``to_call`` once :data:`plip_nn.scope.ROWS` has it)
-KNOCKOUT_ROWS = tuple(r for r in ("marker_span", "to_call", "continuation") if r in ROWS)
+#: the knockout rows of the study. ``continuation`` is left out by default: at the call-site
+#: readout of a test sample it equals ``to_call`` exactly (rows after the call's prediction row
+#: cannot reach it), so on test samples it would repeat to_call's deciding endpoint at the
+#: cost of a fifth of the run; ``--knockout-rows marker_span to_call continuation`` adds it.
+KNOCKOUT_ROWS = tuple(r for r in ("marker_span", "to_call") if r in ROWS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,23 +95,29 @@ class Config(HeadsConfig):
             keys: a compared row, never deciding), everywhere (at most --gen-draws in
             generation); the inert control decides with --draws.
         gen_compared: also run the compared knockout scopes (the window sweep's other windows,
-            the PLIP-rs scope) on the generation prompts and in generation.
-        factors: Scale factors of the steering in every deciding knockout scope (and of H2's
-            dose-response), besides the calibrated factor and twice it.
+            the PLIP-rs scope) on the generation prompts and in generation, and generate the
+            renormalising random_control (otherwise a single-pass compared row only).
+        factors: Scale factors of the steering dose series (single passes, call-site
+            endpoint) in the chosen-layer scopes, besides the calibrated factor, twice it and
+            SetValue there; the other deciding scopes get the calibrated factor only.
         margin: the smallest preservation change of interest: "no effect" means the 90% CI of
             the paired difference lies inside +-margin (TOST).
         alpha: significance level of the decisions.
         samples: K, the sampled decodings per prompt (besides the greedy one) of the
-            conditions whose generation decides: baseline, the deciding knockouts and their
-            first --gen-draws inert_control draws (random_control and the steering doses stay
-            greedy); 0 (the default for now: with 3 the default run's generation stage grows
-            about 2.2x on a 2-core CPU) keeps greedy only; the study asks for 3 (issue 29).
-            Each row records decoding, sample_index and gen_seed (paired across conditions).
+            conditions whose generation decides at the chosen layer: baseline, the knockout of
+            each of --knockout-rows at the chosen layer and its first inert_control draw (the
+            other scopes, the other draws, random_control and the steering doses stay greedy,
+            to keep the default run's budget); 0 keeps greedy only. Each row records decoding,
+            sample_index and gen_seed (paired across conditions).
         temperature: the sampling temperature of those decodings.
+        seeds: run the whole study once per seed (the control draws and the sampled
+            decodings reseeded), each into its own resumable run directory OUT/seed-N, then write one
+            report across them into OUT: the first seed is the main run, the others enter its
+            robustness table (e.g. --seeds 0 1 2); empty: one run with --seed.
         quick: a smoke run of the whole pipeline in about 2 minutes on a quiet 2-core machine
             (:data:`QUICK`): --limit 4 --draws 2 --gen-draws 1 --samples 1 --heads 0
-            --layer-scopes layer all --no-plip-scope --max-new-tokens 32; a flag given a value
-            other than its default keeps that value.
+            --layer-scopes layer all --no-plip-scope --max-new-tokens 32; a flag given on the
+            command line keeps its value.
     """
 
     generation: bool = True
@@ -123,8 +132,9 @@ class Config(HeadsConfig):
     factors: tuple[float, ...] = conditions.STEERING_FACTORS
     margin: float = 0.10
     alpha: float = 0.05
-    samples: int = 0
+    samples: int = 3
     temperature: float = 0.7
+    seeds: tuple[int, ...] = ()
     quick: bool = False
 
     def __post_init__(self) -> None:
@@ -163,6 +173,10 @@ class Config(HeadsConfig):
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
                 and self.temperature > 0):  # fmt: skip
             raise ConfigError(f"--temperature {self.temperature!r}: use a number > 0")
+        seeds = tuple(self.seeds)
+        if any(not isinstance(x, int) or x < 0 for x in seeds) or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"--seeds {seeds!r}: use distinct integers >= 0, e.g. --seeds 0 1 2")
+        object.__setattr__(self, "seeds", seeds)
 
     @property
     def decoding(self) -> tuple[bool, float]:
@@ -217,7 +231,12 @@ def study_arms(
         n_layers=n_layers, window=width, stride=stride, plip=cfg.plip_scope, draws=cfg.draws,
     )  # fmt: skip
     scopes = conditions.steering_scopes(cfg.knockout_rows, cfg.targets, cfg.layer_scopes, window)
-    steer = conditions.steering_arms(cfg.factors, scopes=scopes)
+    steer: list[Arm] = []
+    for scope in scopes:  # the dose series at the chosen layer; the calibrated Scale elsewhere
+        if scope.layers == conditions.CHOSEN:
+            steer += conditions.steering_arms(cfg.factors, scopes=[scope])
+        else:
+            steer.append(Arm(conditions.SCALE_CALIBRATED, scope))
     return knock, steer
 
 
@@ -269,11 +288,14 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
     PLIP-rs scope) are compared rows. Test samples: baseline, every knockout, every control
     draw of the deciding scopes (``--draws``), the first ``--gen-draws`` draws of the compared
     ones, and every steering arm; the renormalising control (a compared row) runs its first
-    ``--compared-draws`` draws only. Generation prompts (single passes and generation): baseline,
-    the deciding knockouts with their first ``--gen-draws`` draws (the compared scopes too with
-    ``--gen-compared``); generation adds the steering doses that decide
-    (:data:`conditions.DECIDING_DOSES`). Sampled decodings (``--samples``): baseline and the
-    prompts' knockouts and inert controls (:data:`SAMPLED_ARMS`), to keep the run's budget.
+    ``--compared-draws`` draws only. Generation prompts (single passes): baseline, the deciding
+    knockouts with their first ``--gen-draws`` draws (the compared scopes too with
+    ``--gen-compared``). Generation: the same without the renormalising ``random_control`` (a
+    compared row; generated with ``--gen-compared``), plus the steering doses that decide
+    (:data:`conditions.DECIDING_DOSES`: the calibrated Scale in every deciding scope, twice it
+    and SetValue at the chosen layer, as :func:`study_arms` plans them). Sampled decodings
+    (``--samples``): baseline, and at the chosen layer each knockout and its first inert draw
+    (:data:`SAMPLED_ARMS`), to keep the run's budget.
     """
     few = min(cfg.gen_draws, cfg.draws)
     deciding = set(conditions.steering_scopes(cfg.knockout_rows, cfg.targets, cfg.layer_scopes,
@@ -290,13 +312,22 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
     prompts = {BASELINE} | {
         a.name for a in knock if draw_ok(a, few) and (a.scope in deciding or cfg.gen_compared)
     }
-    generation = prompts | {a.name for a in steer if a.arm in conditions.DECIDING_DOSES}
-    sampled = {BASELINE} | {a.name for a in knock if a.name in prompts and a.arm in SAMPLED_ARMS}
+    generation = {a.name for a in knock if a.name in prompts
+                  and (a.arm != conditions.CONTROL or cfg.gen_compared)}  # fmt: skip
+    generation |= {BASELINE} | {a.name for a in steer if a.arm in conditions.DECIDING_DOSES}
+    sampled = {BASELINE} | {
+        a.name for a in knock
+        if a.name in generation and a.arm in SAMPLED_ARMS and a.scope is not None
+        and a.scope.layers == conditions.CHOSEN and (a.draw or 0) == 0
+    }  # fmt: skip
     return StudyPlan(tests=tests, prompts=prompts, generation=generation, sampled=sampled)
 
 
 def main(cfg: Config) -> Path:
-    """Run the study and its analysis; return the run directory."""
+    """Run the study and its analysis; return the run directory (with ``--seeds``: the
+    directory of the report across the seeds, :func:`main_seeds`)."""
+    if cfg.seeds:
+        return main_seeds(cfg)
     if cfg.generation:
         resolve_execute(cfg.execute)  # --execute sandbox without a sandbox: exit 2 first
 
@@ -361,6 +392,23 @@ def main(cfg: Config) -> Path:
     return study.run.path
 
 
+def main_seeds(cfg: Config) -> Path:
+    """The study once per ``--seeds`` value, then one report across the seeds.
+
+    ``OUT/seed-N/`` is seed N's own resumable run directory (its config differs from the
+    others' only in ``seed`` and ``out``, which is what makes them seeds of one study for
+    :func:`analysis.report.analyze`); ``OUT/report.md``, ``OUT/stats.csv`` and
+    ``OUT/figures`` are the first seed's report with every seed in its robustness table.
+    Returns ``OUT``.
+    """
+    out = Path(cfg.out or default_out("triangle"))
+    runs = [main(replace(cfg, seeds=(), seed=s, out=str(out / f"seed-{s}"))) for s in cfg.seeds]
+    from analysis.report import analyze
+
+    analyze(runs, out=out, alpha=cfg.alpha, margin=cfg.margin)
+    return out
+
+
 def model_slug(model: str) -> str:
     """A directory name for a model's sub-run (``Qwen/Qwen2.5-0.5B`` -> ``Qwen__Qwen2.5-0.5B``)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model.strip("/").replace("/", "__"))
@@ -376,6 +424,11 @@ def main_models(cfg: Config, models: Sequence[str]) -> Path:
     languages). Returns ``OUT``.
     """
     models = list(models)
+    if cfg.seeds:
+        raise ConfigError(
+            f"--seeds {' '.join(map(str, cfg.seeds))} with {len(models)} --model values: run "
+            "the seeds of one model at a time (one --model per command)"
+        )
     if len(set(models)) != len(models):
         raise ConfigError(f"--model given twice: {models}; name each model once")
     slugs = [model_slug(m) for m in models]

@@ -116,7 +116,9 @@ def test_study_rows_are_paired_reproducible_and_equal_the_reference(handle, tmp_
 def _triangle(*argv: str) -> TriangleConfig:
     from experiments import cli
 
-    args = cli.build_parser(["triangle"]).parse_args(["triangle", *argv])
+    parser = cli.build_parser(["triangle"])
+    args = parser.parse_args(["triangle", *argv])
+    args.given_flags = cli.given_flags(parser, "triangle", ["triangle", *argv])  # as main does
     return cli.config_from_args(args)[1]
 
 
@@ -133,7 +135,11 @@ def test_quick_sets_what_its_help_says_and_flags_override_it():
     mine = _triangle("--quick", "--limit", "6", "--samples", "2", "--layer-scopes", "layer")
     assert (mine.limit, mine.samples, mine.layer_scopes, mine.draws) == (6, 2, ("layer",), 2)
     plain = _triangle()
-    assert (plain.samples, plain.temperature, plain.limit, plain.quick) == (0, 0.7, None, False)
+    assert (plain.samples, plain.temperature, plain.limit, plain.quick) == (3, 0.7, None, False)
+    # a flag given with its default value still overrides the preset
+    kept = _triangle("--quick", "--samples", "3", "--max-new-tokens=40", "--draws", "2")
+    assert (kept.samples, kept.max_new_tokens, kept.draws, kept.limit) == (3, 40, 2, 4)
+    assert _triangle("--quick", "--samples", "0").samples == 0
     assert TriangleConfig(quick=True) == quick  # the API applies the same preset
 
 
@@ -148,17 +154,16 @@ def test_bad_sampling_flags_exit_2(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
-def test_the_plan_samples_baseline_knockouts_and_inert_controls_only():
+def test_the_plan_samples_baseline_and_the_chosen_layer_knockouts_and_first_inert_draws():
     from experiments import triangle
 
     cfg = triangle.Config(knockout_rows=("marker_span", "continuation"))
     knock, steer = triangle.study_arms(cfg, 4, "w1-2")
     sp = triangle.study_plan(cfg, knock, steer, "w1-2")
-    deciding = ["marker_span/identifiers/L", "marker_span/identifiers/all",
-                "continuation/identifiers/L", "continuation/identifiers/all",
-                "marker_span/identifiers/w1-2"]  # fmt: skip
-    want = {"baseline"} | {f"knockout@{s}" for s in deciding}
-    want |= {f"inert_control@{s}#{d}" for s in deciding for d in range(cfg.gen_draws)}
+    at_l = ["marker_span/identifiers/L", "continuation/identifiers/L"]
+    want = {"baseline"} | {f"knockout@{s}" for s in at_l} | {f"inert_control@{s}#0" for s in at_l}
     assert sp.sampled == want
-    assert sp.sampled <= sp.prompts <= sp.generation
+    assert sp.sampled <= sp.prompts and sp.sampled <= sp.generation
+    assert triangle.Config().knockout_rows == ("marker_span", "to_call")
+    assert triangle.Config().samples == 3
     assert not any(n.startswith("random_control") for n in sp.sampled)

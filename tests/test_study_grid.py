@@ -3,6 +3,7 @@ scope, the window chosen from the knockout records, and the config's draw counts
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -164,24 +165,56 @@ def test_config_draws_and_the_plan_of_each_part() -> None:
         assert {f"{kind}@{label}#{d}" for d in range(5)} <= sp.tests
         assert {f"{kind}@{label}#{d}" for d in range(2)} <= sp.generation
         assert f"{kind}@{label}#2" not in sp.generation | sp.prompts
-        # the renormalising control is a compared row: its first --compared-draws (1) draws
-        assert (
-            f"random_control@{label}#0" in sp.tests and f"random_control@{label}#0" in sp.generation
-        )
+        # the renormalising control is a compared row: its first --compared-draws (1) draws,
+        # in single passes only (generated with --gen-compared)
+        assert f"random_control@{label}#0" in sp.tests and f"random_control@{label}#0" in sp.prompts
+        assert f"random_control@{label}#0" not in sp.generation
         assert f"random_control@{label}#1" not in sp.tests | sp.generation | sp.prompts
-        for arm in ("scale_0.5", "scale_2", "scale_4", "scale_calibrated", "scale_calibrated_x2",
-                    "set_value_calibrated"):  # fmt: skip
-            assert f"{arm}@{label}" in sp.tests and f"{arm}@{label}" not in sp.prompts
-        for arm in conditions.DECIDING_DOSES:
-            assert f"{arm}@{label}" in sp.generation
+        # the calibrated Scale in every deciding scope, in single passes and generation
+        assert (
+            f"scale_calibrated@{label}" in sp.tests and f"scale_calibrated@{label}" in sp.generation
+        )
+        assert f"scale_calibrated@{label}" not in sp.prompts
+        series = ("scale_0.5", "scale_2", "scale_4", "scale_calibrated_x2", "set_value_calibrated")
+        at_l = label.endswith("/L")  # the dose series at the chosen layer only
+        for arm in series:
+            assert (f"{arm}@{label}" in sp.tests) == at_l and f"{arm}@{label}" not in sp.prompts
+        for arm in ("scale_calibrated_x2", "set_value_calibrated"):
+            assert (f"{arm}@{label}" in sp.generation) == at_l
         assert f"scale_2@{label}" not in sp.generation
     for label in compared:
         assert f"inert_control@{label}#1" in sp.tests and f"inert_control@{label}#2" not in sp.tests
         assert f"knockout@{label}" not in sp.generation | sp.prompts
-    assert sp.prompts <= sp.generation and "baseline" in sp.prompts
+    assert "baseline" in sp.prompts and "baseline" in sp.generation
+    assert {n for n in sp.prompts if not n.startswith("random_control")} <= sp.generation
     both = triangle.study_plan(triangle.Config(gen_compared=True), knock, steer, "w1-2")
     assert "knockout@marker/plip/all" in both.generation
+    assert "random_control@marker_span/identifiers/L#0" in both.generation
     # before the window is chosen, the sweep's windows are compared scopes
     first = triangle.study_plan(cfg, knock, [], None)
     assert "inert_control@marker_span/identifiers/w1-2#4" not in first.tests
     assert sp.tests - first.tests >= {"inert_control@marker_span/identifiers/w1-2#4"}
+
+
+def test_seeds_run_the_study_once_per_seed_then_one_report(tmp_path, monkeypatch) -> None:
+    import analysis.report
+
+    calls, analysed = [], []
+
+    def fake_main(cfg: triangle.Config) -> Path:
+        calls.append((cfg.seed, cfg.seeds, cfg.out))
+        return Path(cfg.out)
+
+    monkeypatch.setattr(triangle, "main", fake_main)
+    monkeypatch.setattr(analysis.report, "analyze", lambda runs, **kw: analysed.append((runs, kw)))
+    cfg = triangle.Config(seeds=(0, 1, 2), out=str(tmp_path / "s"))
+    assert triangle.main_seeds(cfg) == tmp_path / "s"
+    assert calls == [(s, (), str(tmp_path / "s" / f"seed-{s}")) for s in (0, 1, 2)]
+    ((runs, kw),) = analysed
+    assert runs == [tmp_path / "s" / f"seed-{s}" for s in (0, 1, 2)] and kw["out"] == tmp_path / "s"
+    with pytest.raises(ConfigError, match="--seeds"):
+        triangle.Config(seeds=(1, 1))
+    with pytest.raises(ConfigError, match="--seeds"):
+        triangle.Config(seeds=(-1,))
+    with pytest.raises(ConfigError, match="one --model"):
+        triangle.main_models(cfg, ["embedded", "other"])

@@ -26,6 +26,7 @@ from analysis.report_tables import (
     marker_table,
     md_table,
     preservation_table,
+    source_table,
     steering_table,
 )
 from analysis.robust_report import NO_SAMPLED
@@ -122,6 +123,15 @@ def _design(x: Inputs) -> list[str]:
         "mass goes to non-target keys only, so the targets' attention stays at baseline) "
         "decides, the renormalising control is a compared row.\n\n"
     )
+    by_source = source_table(x.tables.get("records"), x.tables.get("generations"))
+    if len(by_source):
+        lines.append(
+            "**Corpus by source** (`corpus_source`: hand-written, or mined from real code by "
+            "`plip-nn corpus mine`). No prompt was kept or dropped by the model's baseline "
+            "behaviour: every sample of the corpus (up to `--limit`) is in the run, so there is "
+            "no unselected run to compare. Baseline preservation is greedy, on the generation "
+            "prompts:\n\n" + md_table(by_source) + "\n"
+        )
     counts = {f"rows in {k}.parquet": len(v) for k, v in x.tables.items()}
     lines.append(md_table(pd.DataFrame({"table": list(counts),
                                         "rows": [str(v) for v in counts.values()]})))  # fmt: skip

@@ -161,6 +161,41 @@ def preservation_table(gens: pd.DataFrame | None) -> pd.DataFrame:
     return out
 
 
+def source_table(records: pd.DataFrame | None, gens: pd.DataFrame | None) -> pd.DataFrame:
+    """Per (model, language, corpus source): test samples and generation prompts, and the
+    baseline's greedy preservation and calls_function on those prompts (a run written before
+    the ``corpus_source`` column reads "not recorded")."""
+    if records is None or not len(records):
+        return pd.DataFrame()
+
+    def src(df: pd.DataFrame) -> pd.Series:
+        if "corpus_source" in df:
+            return df["corpus_source"].fillna("not recorded")
+        return pd.Series("not recorded", index=df.index)
+
+    keys = ["model", "language", "corpus_source"]
+    rec = records.assign(corpus_source=src(records))
+    rec = rec[rec["condition"] == "baseline"]
+    out = (rec.groupby(keys)["kind"]
+           .agg(tests=lambda k: int((k == "test").sum()),
+                prompts=lambda k: int((k == "generation").sum()))
+           .reset_index())  # fmt: skip
+    if gens is not None and len(gens):
+        g = gens.assign(corpus_source=src(gens))
+        g = g[g["condition"] == "baseline"]
+        if "decoding" in g:
+            g = g[g["decoding"] == "greedy"]
+        rates = g.groupby(keys).agg(
+            n_generated=("preserved", "size"), preserved=("preserved", "mean"),
+            calls=("calls_function", "mean"),
+        ).reset_index()  # fmt: skip
+        out = out.merge(rates, on=keys, how="left")
+        for c, name in (("preserved", "baseline preserved %"), ("calls", "baseline calls %")):
+            out[name] = (100 * out.pop(c).astype(float)).map(lambda v: f"{v:.1f}")
+        out["n_generated"] = out["n_generated"].fillna(0).astype(int)
+    return out
+
+
 def h1_table(results: Sequence[H1Result]) -> pd.DataFrame:
     def ci(r: TestResult | None, scale: float) -> str:
         if r is None:

@@ -67,6 +67,7 @@ def _unit_columns(experiment: str, model: str, unit: Unit) -> dict[str, Any]:
         "model": model,
         "sample_id": unit.sample.id,
         "language": unit.sample.language,
+        "corpus_source": unit.sample.sample.source,
     }
 
 

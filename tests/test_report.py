@@ -232,3 +232,57 @@ def test_report_states_the_control_mass_match(run_dir: Path) -> None:
     median = f"{g['mass_ratio'].median():.3g}"
     assert f"| tiny-a | rust | marker → plip | {len(g)} | {median} | {within} |" in section
     assert "attention sink" in section
+
+
+def test_source_table_counts_samples_and_baseline_preservation_per_source() -> None:
+    import pandas as pd
+
+    from analysis.report_tables import source_table
+
+    rec = pd.DataFrame({
+        "model": "m", "language": ["python"] * 5 + ["rust"] * 2,
+        "corpus_source": ["hand-written", "hand-written", "mined", "mined", "mined",
+                          "hand-written", "hand-written"],
+        "kind": ["test", "generation", "test", "generation", "generation", "test", "test"],
+        "condition": "baseline",
+    })  # fmt: skip
+    rec = pd.concat([rec, rec.assign(condition="knockout@x")])  # other conditions don't count
+    gens = pd.DataFrame({
+        "model": "m", "language": "python",
+        "corpus_source": ["hand-written", "mined", "mined", "mined", "mined"],
+        "condition": ["baseline"] * 4 + ["knockout@x"],
+        "decoding": ["greedy", "greedy", "greedy", "sampled", "greedy"],
+        "preserved": [True, True, False, False, False],
+        "calls_function": [True, True, True, False, False],
+    })  # fmt: skip
+    out = source_table(rec, gens).set_index(["language", "corpus_source"])
+    assert out.loc[("python", "hand-written"), ["tests", "prompts"]].tolist() == [1, 1]
+    assert out.loc[("python", "mined"), ["tests", "prompts", "n_generated"]].tolist() == [1, 2, 2]
+    assert out.loc[("python", "mined"), "baseline preserved %"] == "50.0"  # greedy baseline only
+    assert out.loc[("python", "mined"), "baseline calls %"] == "100.0"
+    assert out.loc[("rust", "hand-written"), ["tests", "prompts", "n_generated"]].tolist() == [
+        2,
+        0,
+        0,
+    ]
+    old = source_table(rec.drop(columns="corpus_source"), None)  # a run before the column
+    assert set(old["corpus_source"]) == {"not recorded"}
+
+
+def test_a_mined_sample_keeps_its_provenance_and_reads_as_mined(tmp_path) -> None:
+    import json
+
+    from plip_nn.corpus import load_corpus
+    from plip_nn.corpus.io import DEFAULT_CORPUS_PATH
+
+    data = json.loads(DEFAULT_CORPUS_PATH.read_text(encoding="utf-8"))
+    entry = dict(data["python_doctest"][0], provenance={"package": "p", "file": "f.py", "line": 3})
+    data["python_doctest"][0] = entry
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    corpus = load_corpus(path)
+    mined = next(s for s in corpus.select() if s.id == entry["id"])
+    assert mined.source == "mined" and mined.to_json()["provenance"]["line"] == 3
+    others = [s for s in corpus.select() if s.id != entry["id"]]
+    assert {s.source for s in others} == {"hand-written"}
+    assert all("provenance" not in s.to_json() for s in others)

@@ -174,6 +174,7 @@ def sample_from_json(raw: Any, language: Language, kind: Kind) -> Sample:
         marker_pattern=raw["marker_pattern"],
         target_char_positions=tuple(targets),
         function=_function_from_json(raw["function"]) if "function" in raw else None,
+        provenance=raw.get("provenance"),
     )
 
 

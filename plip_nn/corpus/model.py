@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -92,6 +93,8 @@ class Sample:
         marker_pattern: The marker text found at ``marker_char_pos``.
         target_char_positions: First characters of the targets, in source order.
         function: The function under test (``None`` for PLIP-rs samples without it).
+        provenance: Where a mined sample comes from (package, version, file, line, licence,
+            sha256; ``plip-nn corpus mine``); ``None`` for a hand-written sample.
     """
 
     id: str
@@ -102,8 +105,16 @@ class Sample:
     marker_pattern: str
     target_char_positions: tuple[int, ...]
     function: FunctionInfo | None = None
+    provenance: Mapping[str, Any] | None = field(default=None, hash=False)
+
+    @property
+    def source(self) -> str:
+        """``"mined"`` (a sample with a provenance, from real code) or ``"hand-written"``."""
+        return "mined" if self.provenance else "hand-written"
 
     def __post_init__(self) -> None:
+        if self.provenance is not None and not isinstance(self.provenance, Mapping):
+            raise ValueError(f"provenance={self.provenance!r} must be an object or absent")
         if not isinstance(self.id, str) or not self.id:
             raise ValueError(f"id={self.id!r} must be a non-empty string")
         if self.language not in ("python", "rust"):
@@ -147,6 +158,8 @@ class Sample:
         }
         if self.function is not None:
             out["function"] = self.function.to_json()
+        if self.provenance is not None:
+            out["provenance"] = dict(self.provenance)
         return out
 
 

@@ -62,11 +62,10 @@ def _rate_block(
     if sampled is None:
         return []
     rates = prompt_rates(sampled, decodings=("sampled",))
-    wide = rates[rates["condition"].isin((cond, ref))].pivot(
-        index="sample_id", columns="condition", values=["rate", "k"]
-    )
-    if cond not in wide["rate"] or ref not in wide["rate"]:
+    rates = rates[rates["condition"].isin((cond, ref))]
+    if set(rates["condition"]) != {cond, ref}:  # a scope without sampled decodings
         return []
+    wide = rates.pivot(index="sample_id", columns="condition", values=["rate", "k"])
     wide = wide.dropna()
     k = int(wide["k"].min().min()) if len(wide) else 0
     if len(wide) < 2 or k < 2:

@@ -189,3 +189,17 @@ def test_analyze_with_sampled_decodings(tmp_path: Path) -> None:
     assert "preservation verdict (sampled rates)" in text and "GEE" in text
     assert f"tiny-a / python / {DEFAULT} · preservation" in text
     assert "sampled decoding" in text and "TOST on rates (t)" in text
+
+
+def test_analyze_where_only_some_conditions_have_sampled_decodings(tmp_path: Path) -> None:
+    # the default study samples only baseline and the chosen-layer scopes: a knockout scope
+    # without sampled rows gets no rate-power rows (and no error)
+    run = make_run_dir(tmp_path / "s", n=24, sampled=3)
+    path = run / "generations.parquet"
+    gens = pd.read_parquet(path)
+    keep = (gens["decoding"] == "greedy") | (gens["condition"] == "baseline")
+    gens[keep].to_parquet(path)
+    analyze(run)
+    stats = pd.read_csv(run / "stats.csv")
+    power = stats[stats["family"] == "power"]
+    assert len(power) and not power["test"].str.contains("rates").any()

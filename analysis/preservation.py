@@ -88,10 +88,12 @@ __all__ = [
     "EXECUTE_REQUESTS",
     "ExecuteMode",
     "Preservation",
+    "first_test_complete",
     "resolve_execute",
     "score",
     "score_python",
     "score_rust",
+    "scored_test",
 ]
 
 log = logging.getLogger(__name__)
@@ -166,11 +168,38 @@ def _python_doctest_text(prompt: str, continuation: str) -> str:
     return _first_test(text)
 
 
+def _first_test_end(text: str) -> int | None:
+    """Lines of ``text`` that hold its first *checked* example (one with an expected output),
+    once a complete line after its expected output ends that output (a blank line or the next
+    ``>>>``, as doctest reads it), found on the shortest prefix of complete lines that parses.
+    None while no such line exists or the text fails to parse before it: then more text could
+    still change the first test."""
+    lines = text.split("\n")[:-1]  # complete lines only (the last piece has no newline yet)
+    parser = doctest.DocTestParser()
+    for k in range(1, len(lines) + 1):
+        try:
+            examples = parser.get_examples("\n".join(lines[:k]) + "\n")
+        except ValueError:  # a longer prefix holds the same bad line
+            return None
+        for ex in examples:
+            if ex.want:
+                end = ex.lineno + len(ex.source.splitlines()) + len(ex.want.splitlines())
+                if end < k:  # line `end` exists and closed the expected output
+                    return end
+                break
+    return None
+
+
 def _first_test(text: str) -> str:
     """The doctest cut after its first *checked* example (one with an expected output): the
     Python counterpart of Rust's first test function, setup lines (``>>> c = Counter()``)
-    included, later tests left out. Text that does not parse, or has no checked example, is
-    kept whole."""
+    included, later tests left out (:func:`_first_test_end`, so nothing after the first test
+    changes it). Without a line that ends its expected output, the whole text is read as
+    doctest reads it (the expected output runs to the end); text that does not parse there,
+    or has no checked example, is kept whole."""
+    end = _first_test_end(text)
+    if end is not None:
+        return "\n".join(text.split("\n")[:end]) + "\n"
     try:
         examples = doctest.DocTestParser().get_examples(text)
     except ValueError:
@@ -180,6 +209,38 @@ def _first_test(text: str) -> str:
             end = ex.lineno + len(ex.source.splitlines()) + len(ex.want.splitlines())
             return "\n".join(text.split("\n")[:end]) + "\n"
     return text
+
+
+def first_test_complete(language: str, prompt: str, continuation: str) -> bool:
+    """True once ``continuation`` holds the whole first test that scoring reads, so that no
+    further text can change its score: generation may stop there.
+
+    Python: the docstring has closed, or a complete line ends the first checked example's
+    expected output (:func:`_first_test_end`). Rust: the ``}`` that closes the first test
+    function's body has been written (:func:`plip_nn.codesrc.rust_test_end`, as
+    :func:`_rust_trim` cuts). Checked on real generations: the scored test of the text at the
+    stop equals that of the whole generation.
+    """
+    if language == "python":
+        if _docstring_delimiter(prompt) in continuation:
+            return True
+        last_line = prompt[prompt.rfind("\n") + 1 :]
+        return _first_test_end(last_line + continuation) is not None
+    if language == "rust":
+        header = _rust_header(prompt)
+        end = rust_test_end(header + continuation)
+        return end is not None and end > len(header)
+    raise ValueError(f"language must be 'python' or 'rust'; got {language!r}")
+
+
+def scored_test(language: str, prompt: str, continuation: str) -> str:
+    """The text of the generated test that scoring reads (Python: the doctest cut after its
+    first checked example; Rust: the prompt's ending + the first test function)."""
+    if language == "python":
+        return _python_doctest_text(prompt, continuation)
+    if language == "rust":
+        return _rust_trim(continuation, _rust_header(prompt))
+    raise ValueError(f"language must be 'python' or 'rust'; got {language!r}")
 
 
 def _python_method_class(function_source: str, function_name: str) -> str | None:

@@ -71,11 +71,17 @@ class GenerationFlags(CommonConfig):
             bubblewrap sandbox when available, else not run, noted), ``sandbox`` (required),
             ``off``, or ``unsafe`` (without a sandbox, an explicit opt-in); see
             :func:`analysis.preservation.resolve_execute`.
+        stop_at_first_test: end each generation once its first test is complete
+            (:func:`analysis.preservation.first_test_complete`: scoring reads only that test,
+            so the scores are those of the whole --max-new-tokens generation); a batch ends
+            when all its rows have; --no-stop-at-first-test: always make --max-new-tokens
+            tokens (local runs only; a remote run always makes them all).
     """
 
     max_new_tokens: int = 40
     gen_batch_size: int = 64
     execute: str = "auto"
+    stop_at_first_test: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -232,6 +238,25 @@ def trim_continuation(language: str, prompt: str, text: str, eos: str | None) ->
     return text[: end - len(header)], "end_of_function"
 
 
+class StopAtFirstTest:
+    """A generation row's stop rule (``GenerationRequest.stop``): its first test is complete
+    (:func:`analysis.preservation.first_test_complete` on the prompt and the new text)."""
+
+    CHARS = "\n}\"'"
+    """A test can only become complete on a token holding a newline (Python: the line that
+    ends the expected output), a ``}`` (Rust: the test's closing brace) or a quote (Python:
+    the docstring's closing delimiter)."""
+
+    def __init__(self, language: str, prompt: str) -> None:
+        self.language = language
+        self.prompt = prompt
+
+    def __call__(self, text: str) -> bool:
+        from analysis.preservation import first_test_complete
+
+        return first_test_complete(self.language, self.prompt, text)
+
+
 SCORE_THREADS = 8
 """Threads that score a chunk's distinct continuations (each sandboxed test run is a
 subprocess; the threads mostly wait on them)."""
@@ -337,6 +362,13 @@ def run_generation(
     # bwrap, the interpreter and rustc in subprocesses. Scoring a chunk overlaps the next
     # chunk's generation (run_chunks' finish); `scored` is only touched by that one thread.
     scored: dict[tuple[str, str], Preservation] = {}
+    stop = cfg.stop_at_first_test and cfg.remote == "none"
+    stops: dict[str, StopAtFirstTest] = {}
+
+    def stop_of(p: Prepared) -> StopAtFirstTest | None:
+        if stop and p.id not in stops:
+            stops[p.id] = StopAtFirstTest(p.language, p.sample.code)
+        return stops.get(p.id)
 
     def score_all(pairs: list[tuple[Prepared, str]]) -> None:
         todo = {(p.id, text): (p, text) for p, text in pairs if (p.id, text) not in scored}
@@ -361,6 +393,8 @@ def run_generation(
                 call_name=function_name(u.sample),
                 language=u.sample.language,
                 sample_seed=None if d.decoding == "greedy" else d.gen_seed,
+                stop=stop_of(u.sample),
+                stop_chars=StopAtFirstTest.CHARS if stop else None,
             )
             for d in chunk
             for u in (d.unit,)
@@ -395,6 +429,8 @@ def run_generation(
                 stop_reason=reason,
                 preservation=scored[(p.id, text)],
             )
+            if res.stopped and reason == "max_new_tokens":
+                row["stop_reason"] = "first_test_complete"
             row.update(decoding=d.decoding, sample_index=d.sample_index, gen_seed=d.gen_seed)
             row["temperature"] = math.nan if d.decoding == "greedy" else float(temperature)
             rows.append(row)

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from plip_nn import kernels
 from plip_nn.edits import AttentionEdit, Condition, EditSpecError
@@ -53,6 +54,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "RowSampler",
+    "RowStop",
     "call_watch",
     "generate",
     "generate_recompute",
@@ -111,6 +113,14 @@ class GenerationRequest:
             softmax(logits / temperature), no top-k/top-p), independent of the other rows of
             its batch; ``None``: the ``generate`` call's decoding (greedy by default). Rows with
             and without a seed share a batch: the call itself stays greedy.
+        stop: the row may end early: once ``stop(text)`` is True for the text of its new
+            tokens (decoded as the result's ``text``), its result ends at that token, and the
+            batch ends when every row has ended or made ``max_new_tokens`` (a row's steps
+            after its stop run on padding that no other row sees, and are not returned).
+            ``None``: always ``max_new_tokens`` tokens. Local runs only.
+        stop_chars: with ``stop``, call it only at steps whose new token's text holds one of
+            these characters (a cheap filter: e.g. a test can only end on a newline or a
+            ``}``); ``None``: at every step.
     """
 
     key: str
@@ -122,6 +132,8 @@ class GenerationRequest:
     call_name: str | None = None
     language: str | None = None
     sample_seed: int | None = None
+    stop: Callable[[str], bool] | None = field(default=None, compare=False)
+    stop_chars: str | None = None
 
     def __post_init__(self) -> None:
         if self.sample_seed is not None and (
@@ -199,6 +211,7 @@ class GenerationResult:
     step_levels: tuple[float, ...]  # mean achieved level on edited rows per step (NaN: none)
     n_edited_steps: int = 0
     stats: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+    stopped: bool = False  # the request's ``stop`` ended it before max_new_tokens
 
 
 def marker_token_sequences(tokenizer: Any, marker: str, contexts: Sequence[str] = ()) -> tuple:
@@ -327,6 +340,11 @@ def generate(
             "requests with a sample_seed are sampled per row locally: pass do_sample=False "
             f"and remote='none' (got do_sample={do_sample}, remote={remote!r})"
         )
+    if remote != "none" and any(req.stop is not None for req in requests):
+        raise EditSpecError(
+            "requests with a stop rule end early on this machine's check of their text: run "
+            f"them with remote='none' (got remote={remote!r}) or drop stop="
+        )
     if seeded and not (math.isfinite(temperature) and temperature > 0):
         raise EditSpecError(f"temperature={temperature!r}; use a number > 0")
     remote_arg = configure_remote(remote)
@@ -406,6 +424,49 @@ def sample_tokens(scores: torch.Tensor, temperature: float, u: torch.Tensor) -> 
     return torch.searchsorted(cdf, x, right=True).squeeze(-1).clamp_max(scores.shape[-1] - 1)
 
 
+class RowStop(StoppingCriteria):
+    """Ends each row of a batch whose request's ``stop`` accepts the text of its new tokens.
+
+    Called by ``generate`` after every step with the whole ``input_ids``; a row ends once (its
+    length is recorded) and stays ended. ``last`` is the latest ``input_ids``: the batch's
+    sequences when the run ends early (the trace's result is then not read).
+    """
+
+    def __init__(self, batch: Sequence[GenerationRequest], width: int, tokenizer: Any) -> None:
+        self.batch = list(batch)
+        self.width = width
+        self.tokenizer = tokenizer
+        self.texts = token_texts(tokenizer)
+        self.watch = [r for r, req in enumerate(self.batch) if req.stop is not None]
+        self.length: dict[int, int] = {}
+        self.last: torch.Tensor | None = None
+
+    def __call__(
+        self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
+        self.last = input_ids
+        new = input_ids[:, self.width :]
+        n = new.shape[1]
+        for r in self.watch:
+            if r in self.length:
+                continue
+            req = self.batch[r]
+            chars = req.stop_chars
+            tid = int(new[r, -1]) if n else -1
+            # an id beyond the tokenizer's texts (a model vocabulary larger than the
+            # tokenizer's) is never filtered out
+            if (chars is not None and 0 <= tid < len(self.texts)
+                    and not any(c in self.texts[tid] for c in chars)):  # fmt: skip
+                continue
+            text = self.tokenizer.decode(new[r].tolist(), skip_special_tokens=False)
+            if req.stop is not None and req.stop(text):
+                self.length[r] = n
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if self.length:
+            done[list(self.length)] = True
+        return done
+
+
 def _generate_batch(
     handle: ModelHandle,
     batch: list[GenerationRequest],
@@ -422,6 +483,16 @@ def _generate_batch(
     inputs, offsets = pad_batch([r.input_ids for r in batch], pad, handle.device)
     del inputs["position_ids"]  # generate derives positions from the mask at every step
     rows = _rows(batch, offsets, source_policy, handle.tokenizer)
+    width = inputs["input_ids"].shape[1]
+    stopper = None
+    if any(req.stop is not None for req in batch):
+        if remote_arg:
+            raise EditSpecError(
+                "requests with a stop rule end early on this machine's check of their text: "
+                "run them with remote='none' or drop stop="
+            )
+        stopper = RowStop(batch, width, handle.tokenizer)
+        gen_kwargs = {**gen_kwargs, "stopping_criteria": StoppingCriteriaList([stopper])}
     args = (handle.nn, inputs, sites, embed, rows, max_new_tokens, gen_kwargs, route)
     with torch.inference_mode():
         if remote_arg:
@@ -432,25 +503,35 @@ def _generate_batch(
                 saved = nnsight.save([seqs, stats])
             seqs, stats = saved
         else:
-            seqs, stats = kernels.generation_pass(*args)
+            with warnings.catch_warnings():  # an early stop leaves the step loop's tail unrun
+                warnings.filterwarnings("ignore", message=".*was never reached.*")
+                seqs, stats = kernels.generation_pass(*args)
+    if stopper is not None and stopper.last is not None:
+        seqs = stopper.last  # the sequences as generate ended them (the trace's result when
+        # the run made every step; not read by the trace when it ended early)
+    if seqs is None:
+        raise RuntimeError(
+            "generation ended without its sequences (no stopping criterion read them)"
+        )
     table = torch.cat([t.detach().cpu() for t in stats]).tolist() if len(stats) else []
     by_row: dict[int, list[list[float]]] = {r: [] for r in range(len(batch))}
     for st in table:
         by_row[int(st[kernels.GEN_ROW])].append(st)
-    width = inputs["input_ids"].shape[1]
     out = []
     for r, req in enumerate(batch):
-        new = tuple(int(t) for t in seqs[r, width : width + max_new_tokens])
+        length = max_new_tokens if stopper is None else stopper.length.get(r, max_new_tokens)
+        new = tuple(int(t) for t in seqs[r, width : width + length])
         mine = by_row[r]
-        _verify(req, mine)
+        _verify(req, mine)  # every step's edits, those on the padding after a stop included
         per_step: dict[int, list[float]] = {}
         for st in mine:
-            per_step.setdefault(int(st[kernels.GEN_STEP]), []).append(
-                st[kernels.GEN_STATS + kernels.ST_LEVEL_AFTER]
-            )
+            if int(st[kernels.GEN_STEP]) < length:
+                per_step.setdefault(int(st[kernels.GEN_STEP]), []).append(
+                    st[kernels.GEN_STATS + kernels.ST_LEVEL_AFTER]
+                )
         levels = [
             sum(per_step[i]) / len(per_step[i]) if i in per_step else math.nan
-            for i in range(max_new_tokens)
+            for i in range(length)
         ]
         out.append(
             GenerationResult(
@@ -462,6 +543,7 @@ def _generate_batch(
                 step_levels=tuple(levels),
                 n_edited_steps=len(per_step),
                 stats=tuple(map(tuple, mine)),
+                stopped=length < max_new_tokens,
             )
         )
     return out

@@ -1182,7 +1182,7 @@ def generation_pass(
     n_steps: int,
     gen_kwargs: dict,
     route: str = ROUTE_SOFTMAX,
-) -> tuple[torch.Tensor, list]:
+) -> tuple[torch.Tensor | None, list]:
     """One nnsight ``generate`` with edits re-applied at every step (KV cache on).
 
     ``rows[r]`` describes batch row ``r``: ``{"edits": [[layers, heads, targets, op, param],
@@ -1193,9 +1193,14 @@ def generation_pass(
     GEN_STATS + N_STATS]`` tensors, one per edited (step, layer), each row ``[step, row, layer,
     edit index, *stats]`` (``GEN_*`` then ``ST_*`` shifted by :data:`GEN_STATS`). The host
     reads the generated tokens once per step, and only when some row watches for markers.
+    ``sequences`` is None when a stopping criterion ended the run early.
     """
     layers = row_layers(rows)
     watch = [r for r, row in enumerate(rows) if watches(row)]
+    # A stopping criterion (gen_kwargs) may end the run before n_steps: the loop is then cut
+    # short, the statements after it do not run and ``sequences`` stays None (the caller
+    # reads the tokens from its criterion).
+    sequences = None
     with model.generate(
         inputs, max_new_tokens=n_steps, min_new_tokens=n_steps, **gen_kwargs
     ) as tracer:

@@ -62,6 +62,8 @@ def _example(field: dataclasses.Field, annotation) -> tuple[list[str], object]:
     if typing.get_origin(annotation) is tuple:
         if typing.get_args(annotation)[0] is float:
             return [name, "0.25", "8"], [0.25, 8.0]
+        if typing.get_args(annotation)[0] is int:
+            return [name, "4", "7"], [4, 7]
         return [name, "a", "b"], ["a", "b"]
     base = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     if base[0] is int:

@@ -505,17 +505,20 @@ def test_triangle_writes_every_file_of_the_run_directory(env, tmp_path):
     prompts = rec[rec.kind == "generation"]
     set_values = {a.name for a in steer_arms if a.arm == "set_value_calibrated"}
     assert set(prompts.condition) == sp.prompts
-    assert {"marker_span/identifiers/L", "continuation/identifiers/all", "marker/plip/L",
+    assert {"marker_span/identifiers/L", "to_call/identifiers/all", "marker/plip/L",
             "marker/plip/all", "marker_span/identifiers/w0-1"} <= set(rec.scope)  # fmt: skip
+    assert not rec.scope.str.startswith("continuation").any()  # not a default knockout row
     tests = rec[rec.kind == "test"]
     assert grid - set_values <= set(tests.condition)  # the study runs on the test samples
-    # steering in every deciding scope: each knockout row scope at L and all, and the window
+    # steering in every deciding scope: each knockout row scope at L and all, and the window;
+    # the dose series at the chosen layer
     for scope in ("marker_span/identifiers/L", "marker_span/identifiers/all",
-                  "continuation/identifiers/L", "continuation/identifiers/all",
+                  "to_call/identifiers/L", "to_call/identifiers/all",
                   "marker_span/identifiers/w0-1"):  # fmt: skip
         arms = set(tests[tests.scope == scope].arm)
-        assert {"knockout", "random_control", "inert_control", "scale_2", "scale_calibrated",
-                "scale_calibrated_x2"} <= arms, scope  # fmt: skip
+        assert {"knockout", "random_control", "inert_control", "scale_calibrated"} <= arms, scope
+        series = {"scale_2", "scale_calibrated_x2"}
+        assert (series <= arms) == scope.endswith("/L"), scope
     inert = rec[rec.arm == "inert_control"]
     assert len(inert) and inert.target_rel_dev.between(0, 0.02).all()
     assert rec[rec.arm != "inert_control"].target_rel_dev.isna().all()

@@ -124,7 +124,9 @@ def _study(handle, prompts, tmp_path: Path, seed: int = 0) -> Study:
     for i, (ids, targets) in enumerate(prompts):
         pos = TokenPositions(input_ids=ids, source=len(ids) - 1, targets=targets, bos_offset=0,
                              mid_token_chars=(), dropped_targets=())  # fmt: skip
-        sample = SimpleNamespace(id=f"pyg_f{i}", language="python", kind="generation")
+        sample = SimpleNamespace(
+            id=f"pyg_f{i}", language="python", kind="generation", source="hand-written"
+        )
         samples.append(Prepared(sample=sample, positions=pos))
     run = RunDir.open(tmp_path / "run", {"test": True}, resume=False, manifest={})
     return Study(cfg=cfg, experiment="heads", handle=handle, samples=samples, run=run)
@@ -244,7 +246,8 @@ def test_selection_spans_layers_and_becomes_one_edit_per_layer():
     ids = tuple(range(10, 20))
     pos = TokenPositions(input_ids=ids, source=9, targets=(1, 2), bos_offset=0,
                          mid_token_chars=(), dropped_targets=())  # fmt: skip
-    p = Prepared(sample=SimpleNamespace(id="py_fn0", language="python", kind="test"),
+    p = Prepared(sample=SimpleNamespace(id="py_fn0", language="python", kind="test",
+                                        source="hand-written"),
                  positions=pos)  # fmt: skip
     sets = conditions.HeadSets(top={p.id: ((0, 3), (2, 0), (2, 1))},
                                random={(p.id, 0): ((1, 0), (1, 2), (2, 3))}, factor=4.0)  # fmt: skip

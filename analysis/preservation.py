@@ -37,7 +37,8 @@ Calls and arity:
   whose own subtree holds a parse error does not count (Python: an example that does not parse
   contributes no calls).
 
-An invalid test is never run: ``executes`` is False for it unless ``execute="off"``.
+An invalid test, or one that never calls the function (it cannot test it), is never run:
+``executes`` is False for it unless ``execute="off"``.
 
 Execution never happens in this process; :mod:`analysis.execution` runs the test (Python: the
 function's module with the generated doctest; Rust: ``rustc --test`` and the binary) where
@@ -313,7 +314,7 @@ def score_python(
         function_source: complete source defining the function (and anything the test needs);
             used to recognise methods and to execute the doctest.
         execute: ``"sandbox"``, ``"unsafe"`` or ``"off"`` (module docstring); only a ``valid``
-            test is run.
+            test that calls the function is run.
         timeout: seconds before the test is killed (then ``executes`` is False).
     """
     _check_args(function_name, arity, timeout)
@@ -344,12 +345,12 @@ def score_python(
         reasons.append(f"calls of {function_name} pass {passed} arguments, declared {arity}")
 
     executes: bool | None = None
-    if execute != "off" and valid:
+    if execute != "off" and valid and calls:
         executes, why = execute_python(function_source, text, timeout, execute)
         if why:
             reasons.append(why)
     elif execute != "off":
-        executes = False
+        executes = False  # an invalid test, or one that never calls the function: not run
     return _make(bool(calls), arity_ok, valid, executes, reasons)
 
 
@@ -419,7 +420,7 @@ def score_rust(
         arity: declared parameter count (``self`` included for methods).
         function_source: complete source defining the function (and types the test needs).
         execute: ``"sandbox"``, ``"unsafe"`` or ``"off"`` (module docstring); only a ``valid``
-            test is compiled and run, and only where rustc exists.
+            test that calls the function is compiled and run, and only where rustc exists.
         timeout: seconds for running the test binary (compilation gets at least 60 s).
     """
     _check_args(function_name, arity, timeout)
@@ -444,12 +445,12 @@ def score_rust(
         reasons.append(f"calls of {function_name} pass {passed} arguments, declared {arity}")
 
     executes: bool | None = None
-    if execute != "off" and valid:
+    if execute != "off" and valid and calls:
         executes, why = execute_rust(function_source, test_source, timeout, execute)
         if why:
             reasons.append(why)
     elif execute != "off":
-        executes = False
+        executes = False  # an invalid test, or one that never calls the function: not run
     return _make(bool(calls), arity_ok, valid, executes, reasons)
 
 

@@ -310,8 +310,9 @@ PY_EXEC = [
     ('add(2, 3)\n    6\n    """', False),  # runs, wrong expected output
     ('add(1)\n    1\n    """', False),  # TypeError
     ('add(2, 3\n    """', False),  # invalid: never run
-    ('import os\n    >>> "PLIP_SECRET" in os.environ\n    False\n    """', True),  # env scrubbed
-    ('while True:\n    ...     pass\n    """', False),  # infinite loop -> timeout
+    ('import os\n    >>> "PLIP_SECRET" in os.environ or add(0, 0)\n    0\n    """', True),  # env
+    ('while add(1, 0):\n    ...     pass\n    """', False),  # infinite loop -> timeout
+    ('1 + 1\n    2\n    """', False),  # passes, but never calls add: not run
 ]
 
 
@@ -348,7 +349,7 @@ def test_python_own_docstring_examples_not_run() -> None:
 def test_timeout_reason_says_so() -> None:
     got = score_python(
         PY_ADD,
-        'while True: pass\n    """',
+        'while add(1, 0): pass\n    """',
         function_name="add",
         arity=2,
         function_source=PY_ADD_SRC,

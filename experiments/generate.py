@@ -359,8 +359,7 @@ def run_generation(
     # Scoring is a function of (sample, scored text). Most conditions leave most continuations
     # as baseline's, so each distinct text is scored once, and a chunk's distinct texts are
     # scored in parallel: a test run in the sandbox takes ~0.2 s, mostly spent waiting on
-    # bwrap, the interpreter and rustc in subprocesses. Scoring a chunk overlaps the next
-    # chunk's generation (run_chunks' finish); `scored` is only touched by that one thread.
+    # bwrap, the interpreter and rustc in subprocesses.
     scored: dict[tuple[str, str], Preservation] = {}
     stop = cfg.stop_at_first_test and cfg.remote == "none"
     stops: dict[str, StopAtFirstTest] = {}
@@ -381,7 +380,7 @@ def run_generation(
             got = pool.map(lambda pt: _preservation(pt[0], pt[1], mode), todo.values())
             scored.update(zip(todo, got, strict=True))
 
-    def work(chunk: list[Decoded]) -> list:
+    def work(chunk: list[Decoded]) -> pd.DataFrame:
         reqs = [
             GenerationRequest(
                 key=d.key,
@@ -407,10 +406,6 @@ def run_generation(
             batch_size=cfg.gen_batch_size,
             remote=cfg.remote,
         )
-        return results
-
-    def finish(chunk: list[Decoded], results: list) -> pd.DataFrame:
-        # runs in run_chunks' background thread while the next chunk generates
         trimmed = [
             trim_continuation(d.unit.sample.language, d.unit.sample.sample.code, res.text, eos)
             for d, res in zip(chunk, results, strict=True)
@@ -444,7 +439,6 @@ def run_generation(
         work,
         desc="generate",
         batches_per_part=generation_batches_per_part(cfg.batch_size, cfg.gen_batch_size),
-        finish=finish,
     )
     return study.run.assemble(table, GEN_ORDER, GEN_KEYS)
 

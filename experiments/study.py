@@ -508,59 +508,29 @@ def run_chunks(
     table: str,
     units: Sequence[T],
     unit_id: Callable[[T], str],
-    work: Callable[[list[T]], Any],
+    work: Callable[[list[T]], pd.DataFrame],
     *,
     desc: str,
     batches_per_part: int = BATCHES_PER_PART,
-    finish: Callable[[list[T], Any], pd.DataFrame] | None = None,
 ) -> None:
     """Run ``work`` on fixed chunks of ``units``, writing each chunk's rows as one part.
 
     A chunk holds :func:`part_units` units. Chunks whose part exists are skipped (resume).
     Chunk composition depends only on the unit order and the part size, so a resumed run
     computes the same batches as an uninterrupted one and gets the same numbers.
-
-    With ``finish``, ``work`` returns an intermediate result and ``finish(chunk, result)`` the
-    chunk's rows; ``finish`` runs in one background thread while ``work`` runs on the next
-    chunk (generation scores a chunk's tests in subprocesses while the model generates the
-    next). At most one chunk waits for its ``finish``; the parts are written by it, in chunk
-    order, and an error in it stops the run there (its part is not written).
     """
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     from tqdm.auto import tqdm
 
     size = part_units(study.cfg.batch_size, batches_per_part)
     chunks = [list(units[i : i + size]) for i in range(0, len(units), size)]
-    pending: Future | None = None
-    with (
-        tqdm(
-            total=len(units), desc=desc, disable=not study.cfg.progress, unit="item", leave=False
-        ) as bar,
-        ThreadPoolExecutor(1, thread_name_prefix=f"{table}-finish") as pool,
-    ):
-
-        def done(chunk: list[T], key: str, got: Any) -> None:
-            df = got if finish is None else finish(chunk, got)
+    with tqdm(
+        total=len(units), desc=desc, disable=not study.cfg.progress, unit="item", leave=False
+    ) as bar:
+        for i, chunk in enumerate(chunks):
+            key = chunk_key(i, [unit_id(u) for u in chunk])
+            if study.run.has_part(table, key):
+                bar.update(len(chunk))
+                continue
+            df = work(chunk)
             study.run.write_part(table, key, df)
             bar.update(len(chunk))
-
-        try:
-            for i, chunk in enumerate(chunks):
-                key = chunk_key(i, [unit_id(u) for u in chunk])
-                if study.run.has_part(table, key):
-                    bar.update(len(chunk))
-                    continue
-                got = work(chunk)
-                if finish is None:
-                    done(chunk, key, got)
-                    continue
-                if pending is not None:
-                    pending.result()  # the previous chunk's error surfaces here
-                pending = pool.submit(done, chunk, key, got)
-            if pending is not None:
-                pending.result()
-        except BaseException:
-            if pending is not None and not pending.done():
-                pending.cancel()
-            raise

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "check_execute",
     "execute_python",
     "execute_rust",
+    "parse_python",
     "resolve_execute",
     "rustc",
 ]
@@ -150,9 +152,21 @@ def _rust_run_limits(timeout: float) -> sandbox.Limits:
     return sandbox.Limits(wall_s=timeout, cpu_s=max(1, math.ceil(timeout)))
 
 
+AST_LOCK = threading.Lock()
+"""Held around every ``ast.parse`` of the scoring code: the generation stage scores a chunk's
+tests in threads, and CPython 3.11's AST builder keeps its recursion depth per interpreter, not
+per thread, so concurrent parses can fail with "AST constructor recursion depth mismatch"."""
+
+
+def parse_python(source: str) -> ast.Module:
+    """``ast.parse`` under :data:`AST_LOCK` (raises SyntaxError as it does)."""
+    with AST_LOCK:
+        return ast.parse(source)
+
+
 def _strip_docstrings(source: str) -> str:
     """``source`` without docstrings, so doctest only runs the generated examples."""
-    tree = ast.parse(source)
+    tree = parse_python(source)
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)

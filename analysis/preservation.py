@@ -81,6 +81,7 @@ from analysis.execution import (
     check_execute,
     execute_python,
     execute_rust,
+    parse_python,
     resolve_execute,
 )
 
@@ -247,7 +248,7 @@ def scored_test(language: str, prompt: str, continuation: str) -> str:
 def _python_method_class(function_source: str, function_name: str) -> str | None:
     """The enclosing class name if ``function_name`` is a method (first param self/cls)."""
     try:
-        tree = ast.parse(function_source)
+        tree = parse_python(function_source)
     except SyntaxError:
         return None
     for cls in ast.walk(tree):
@@ -328,7 +329,7 @@ def score_python(
     trees: list[ast.AST] = []
     for ex in examples:
         try:
-            trees.append(ast.parse(ex.source))
+            trees.append(parse_python(ex.source))
         except SyntaxError as exc:
             reasons.append(f"example {ex.source.strip()!r} is not valid Python: {exc.msg}")
     if not examples and not reasons:

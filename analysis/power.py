@@ -226,7 +226,7 @@ def _cell_probs(discordance: float, delta: float, ref_rate: float) -> np.ndarray
     return np.clip(np.array([pa, pb, pc, pd_]), 0.0, 1.0)
 
 
-def _support(n: int, p: float, tail: float = 1e-12) -> np.ndarray:
+def _support(n: int, p: float, tail: float = 1e-10) -> np.ndarray:
     if p <= 0:
         return np.zeros(1)
     lo, hi = stats.binom.ppf(tail, n, p), stats.binom.isf(tail, n, p)
@@ -245,8 +245,8 @@ def tost_binary_power(
     """Exact probability that the Newcombe ``conf`` CI of the paired change lies in ±margin.
 
     Sums the multinomial probability of every table (a, b, c, d) of n pairs whose interval
-    falls strictly inside (−margin, margin); cells below 1e-12 in their binomial tails are
-    skipped (their total mass is < 1e-9).
+    falls strictly inside (−margin, margin); cells below 1e-10 in their binomial tails are
+    skipped (their total mass is < 1e-9: six tails of 1e-10).
     """
     if n < 1:
         return 0.0

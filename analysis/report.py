@@ -281,9 +281,12 @@ def _agreement(
                 continue
             ok, words = by_id[fid]
             pres = by_id.get(fid + " · preservation")
-            if pres is not None:
-                ok = ok and pres[0]
+            if pres is not None and ok and pres[0]:
                 words += f"; preservation (greedy vs sampled decoding): {pres[1]}"
+            elif pres is not None:  # only what disagrees: "the <verdict differs ...>"
+                differs = [words] if not ok else []
+                differs += [] if pres[0] else [f"preservation {pres[1]}"]
+                ok, words = False, "; the ".join(differs)
             out[(o.model, o.language, k.scope)] = (ok, words)
     return out
 

@@ -102,9 +102,10 @@ HEAD_ARMS = (TOPK_KNOCKOUT, RANDOM_HEADS, TOPK_STEER)
 DOSE_FACTORS = (0.5, 2.0, 3.0, 4.0, 6.0)
 """Scale factors of the dose-response (H2), besides the calibrated factor and twice it."""
 STEERING_FACTORS = (0.5, 2.0, 4.0)
-"""Scale factors of the steering in every deciding knockout scope (besides the calibrated ones)."""
+"""Scale factors of the steering dose series (the triangle runs them at the chosen layer)."""
 DECIDING_DOSES = (SCALE_CALIBRATED, SCALE_CALIBRATED_X2, SET_VALUE_CALIBRATED)
-"""The steering doses that decide (and run in generation): calibrated, twice it, SetValue."""
+"""The steering doses beside the fixed factors: calibrated, twice it, SetValue (the triangle
+generates the first two: :data:`experiments.triangle.GENERATED_DOSES`)."""
 
 #: (sample id, rows, targets, layer, draw) -> the control's keys at that layer.
 ControlKeys = Mapping[tuple[str, str, str, int, int], tuple[int, ...]]

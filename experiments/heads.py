@@ -190,8 +190,16 @@ def head_arms(rows: str, targets: str, draws: int) -> list[Arm]:
     )
 
 
+def sweep_length(p: Prepared) -> int:
+    """The tokens of ``p`` that the sweep runs: each of its items is read at ``predict_at``
+    only (the marker's prediction row: KL, top-1, Δlog p of the top-1), and attention is
+    causal, so the pass stops there; the edited rows, the marker's, lie before it."""
+    return min(len(p.input_ids), p.positions.predict_at + 1)
+
+
 def _plain_seconds(handle: ModelHandle, prompts: Sequence[Prepared], batch_size: int) -> float:
-    """Seconds of one plain HF forward over ``prompts`` in batches of ``batch_size``."""
+    """Seconds of one plain HF forward over ``prompts`` (each cut at :func:`sweep_length`, as
+    the sweep runs it) in batches of ``batch_size``."""
     # torch loads when the experiment runs, not with the CLI
     import torch
 
@@ -201,8 +209,8 @@ def _plain_seconds(handle: ModelHandle, prompts: Sequence[Prepared], batch_size:
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(prompts), batch_size):
-            inputs, _ = pad_batch([p.input_ids for p in prompts[i : i + batch_size]], pad,
-                                  handle.device)  # fmt: skip
+            inputs, _ = pad_batch([p.input_ids[: sweep_length(p)]
+                                   for p in prompts[i : i + batch_size]], pad, handle.device)  # fmt: skip
             handle.hf(**inputs)
     return time.perf_counter() - start
 
@@ -226,9 +234,12 @@ def run_sweep(study: Study, prompts: Sequence[Prepared], cost: dict[str, float])
         probe_items, ko_items = [], []
         for p in chunk:
             pos = p.positions
-            src, tgt = pos.rows(cfg.rows), pos.target_set(cfg.targets)
+            cut = sweep_length(p)
+            ids = p.input_ids[:cut]
+            src = tuple(r for r in pos.rows(cfg.rows) if r < cut)
+            tgt = pos.target_set(cfg.targets)
             probe_items.append(Item(
-                key=p.id, sample_id=p.id, input_ids=p.input_ids,
+                key=p.id, sample_id=p.id, input_ids=ids,
                 condition=Condition(name=BASELINE), probe=Probe(layers=layers, sources=src, targets=tgt),
                 predict_at=pos.predict_at,
             ))  # fmt: skip
@@ -240,7 +251,7 @@ def run_sweep(study: Study, prompts: Sequence[Prepared], cost: dict[str, float])
                     edit = AttentionEdit(layers=(layer,), heads=(head,), sources=src, targets=tgt,
                                          op=Knockout())  # fmt: skip
                     ko_items.append(Item(
-                        key=f"{p.id}|{layer}|{head}", sample_id=p.id, input_ids=p.input_ids,
+                        key=f"{p.id}|{layer}|{head}", sample_id=p.id, input_ids=ids,
                         condition=Condition(name=name, edits=(edit,)), predict_at=pos.predict_at,
                     ))  # fmt: skip
         # Side by side: one plain forward over the chunk, the attribution, the knockouts.

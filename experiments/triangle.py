@@ -184,6 +184,12 @@ class Config(HeadsConfig):
         return False, float(self.temperature)
 
 
+GENERATED_DOSES = (conditions.SCALE_CALIBRATED, conditions.SCALE_CALIBRATED_X2)
+"""The steering doses that are generated: the calibrated Scale (the deciding dose, whose
+generations also count for reach) and twice it (with baseline, the three doses of H2's
+dose-response on preservation). Every steering arm decides on the call-site readout of the
+single passes where it has one."""
+
 SAMPLED_ARMS = (conditions.KNOCKOUT, conditions.INERT_CONTROL)
 """The knockout arms whose generation also gets sampled decodings (with baseline): the
 knockout and its deciding control; ``random_control`` is a compared row, greedy only."""
@@ -291,9 +297,10 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
     ``--compared-draws`` draws only. Generation prompts (single passes): baseline, the deciding
     knockouts with their first ``--gen-draws`` draws (the compared scopes too with
     ``--gen-compared``). Generation: the same without the renormalising ``random_control`` (a
-    compared row; generated with ``--gen-compared``), plus the steering doses that decide
-    (:data:`conditions.DECIDING_DOSES`: the calibrated Scale in every deciding scope, twice it
-    and SetValue at the chosen layer, as :func:`study_arms` plans them). Sampled decodings
+    compared row; generated with ``--gen-compared``), plus :data:`GENERATED_DOSES`: the
+    calibrated Scale in every deciding scope and twice it at the chosen layer (as
+    :func:`study_arms` plans them; SetValue decides on the call-site readout of the single
+    passes, so it is not generated). Sampled decodings
     (``--samples``): baseline, and at the chosen layer each knockout and its first inert draw
     (:data:`SAMPLED_ARMS`), to keep the run's budget.
     """
@@ -314,7 +321,7 @@ def study_plan(cfg: Config, knock: list[Arm], steer: list[Arm], window: str | No
     }
     generation = {a.name for a in knock if a.name in prompts
                   and (a.arm != conditions.CONTROL or cfg.gen_compared)}  # fmt: skip
-    generation |= {BASELINE} | {a.name for a in steer if a.arm in conditions.DECIDING_DOSES}
+    generation |= {BASELINE} | {a.name for a in steer if a.arm in GENERATED_DOSES}
     sampled = {BASELINE} | {
         a.name for a in knock
         if a.name in generation and a.arm in SAMPLED_ARMS and a.scope is not None

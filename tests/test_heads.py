@@ -603,3 +603,42 @@ def test_an_edit_that_does_not_reach_the_output_never_reads_no_effect():
     [h2] = held_out({**tables, "heads_records": recs, "noise_floor": noise}, alpha=0.05,
                     margin=0.10)  # fmt: skip
     assert h2.knockout_effect == "none" and h2.knockout_reach.reached
+
+
+def test_the_sweep_stops_at_the_readout_row_and_reads_the_same(tmp_path, monkeypatch):
+    # prompts with tokens after the marker: the sweep cuts them (heads.sweep_length); every
+    # measure equals that of the whole sequence, which attention's causality guarantees
+    import experiments.heads as heads_mod
+
+    model = copy_head_model()
+    handle = wrap_model(model, tiny_tokenizer(), name="copy-head")
+    tail = (61, 62, 63, 64, 65)
+
+    def study(path: Path) -> Study:
+        cfg = HeadsFlags(model=handle.name, progress=False, seed=0, batch_size=8)
+        samples = []
+        for i, (ids, targets) in enumerate(_prompts()):
+            pos = TokenPositions(input_ids=(*ids, *tail), source=len(ids) - 1, targets=targets,
+                                 bos_offset=0, mid_token_chars=(), dropped_targets=())  # fmt: skip
+            sample = SimpleNamespace(id=f"pyg_f{i}", language="python", kind="generation",
+                                     source="hand-written")  # fmt: skip
+            samples.append(Prepared(sample=sample, positions=pos))
+        run = RunDir.open(path, {"test": True}, resume=False, manifest={})
+        return Study(cfg=cfg, experiment="heads", handle=handle, samples=samples, run=run)
+
+    s = study(tmp_path / "cut")
+    assert {heads_mod.sweep_length(p) for p in s.samples} == {len(_prompts()[0][0])}
+    cost = {"plain": 0.0, "attribution": 0.0, "knockouts": 0.0, "prompts": 0}
+    cut = run_sweep(s, s.samples, dict(cost))
+    monkeypatch.setattr(heads_mod, "sweep_length", lambda p: len(p.input_ids))
+    s = study(tmp_path / "whole")
+    whole = run_sweep(s, s.samples, dict(cost))
+    keys = ["sample_id", "layer", "head"]
+    cut, whole = (
+        cut.sort_values(keys).reset_index(drop=True),
+        whole.sort_values(keys).reset_index(drop=True),
+    )
+    assert (cut[keys] == whole[keys]).all().all() and len(cut) == len(s.samples) * 2 * N_HEADS
+    for col in ("kl", "dlogp_top1", "attribution", "attn_level", "attn_mass"):
+        np.testing.assert_allclose(cut[col], whole[col], rtol=1e-5, atol=1e-7, err_msg=col)
+    assert (cut["top1_same"] == whole["top1_same"]).all()

@@ -203,3 +203,29 @@ def test_analyze_where_only_some_conditions_have_sampled_decodings(tmp_path: Pat
     stats = pd.read_csv(run / "stats.csv")
     power = stats[stats["family"] == "power"]
     assert len(power) and not power["test"].str.contains("rates").any()
+
+
+def test_a_finding_names_only_the_levels_that_disagree() -> None:
+    # the call-site verdict holds and the preservation verdict flips with the decoding: the
+    # Finding says which, in words that read ("no verdict is stated: the preservation ...")
+    from types import SimpleNamespace
+
+    from analysis.report import _agreement, finding_id
+
+    o = SimpleNamespace(model="m", language="rust", knockouts=[SimpleNamespace(scope="s/L")])
+    fid = finding_id("m", "rust", "s/L")
+
+    def frame(main: tuple[bool, str], pres: tuple[bool, str]) -> pd.DataFrame:
+        return pd.DataFrame({"finding": [fid, fid + " · preservation"],
+                             "agree": [main[0], pres[0]], "sentence": [main[1], pres[1]]})  # fmt: skip
+
+    held, flip = (True, "holds across draws and halves"), (False, "verdict differs with x (a vs b)")
+    assert _agreement(frame(held, held), [o])[("m", "rust", "s/L")] == (
+        True, "holds across draws and halves; preservation (greedy vs sampled decoding): "
+        "holds across draws and halves")  # fmt: skip
+    assert _agreement(frame(held, flip), [o])[("m", "rust", "s/L")] == (
+        False, "preservation verdict differs with x (a vs b)")  # fmt: skip
+    assert _agreement(frame(flip, flip), [o])[("m", "rust", "s/L")] == (
+        False, "verdict differs with x (a vs b); the preservation verdict differs with x (a vs b)")
+    assert _agreement(frame(flip, held), [o])[("m", "rust", "s/L")] == (
+        False, "verdict differs with x (a vs b)")  # fmt: skip

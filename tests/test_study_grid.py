@@ -179,8 +179,8 @@ def test_config_draws_and_the_plan_of_each_part() -> None:
         at_l = label.endswith("/L")  # the dose series at the chosen layer only
         for arm in series:
             assert (f"{arm}@{label}" in sp.tests) == at_l and f"{arm}@{label}" not in sp.prompts
-        for arm in ("scale_calibrated_x2", "set_value_calibrated"):
-            assert (f"{arm}@{label}" in sp.generation) == at_l
+        assert (f"scale_calibrated_x2@{label}" in sp.generation) == at_l
+        assert f"set_value_calibrated@{label}" not in sp.generation  # decides at the call
         assert f"scale_2@{label}" not in sp.generation
     for label in compared:
         assert f"inert_control@{label}#1" in sp.tests and f"inert_control@{label}#2" not in sp.tests

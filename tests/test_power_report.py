@@ -226,6 +226,8 @@ def test_a_finding_names_only_the_levels_that_disagree() -> None:
     assert _agreement(frame(held, flip), [o])[("m", "rust", "s/L")] == (
         False, "preservation verdict differs with x (a vs b)")  # fmt: skip
     assert _agreement(frame(flip, flip), [o])[("m", "rust", "s/L")] == (
-        False, "verdict differs with x (a vs b); the preservation verdict differs with x (a vs b)")
+        False,
+        "verdict differs with x (a vs b); the preservation verdict differs with x (a vs b)",
+    )
     assert _agreement(frame(flip, held), [o])[("m", "rust", "s/L")] == (
         False, "verdict differs with x (a vs b)")  # fmt: skip

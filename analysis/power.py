@@ -31,6 +31,7 @@ References: Schuirmann (1987) J Pharmacokinet Biopharm 15:657; Newcombe (1998) S
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -124,6 +125,7 @@ def smallest_n(
     bisection's whose power also reaches target is taken. A power that grows monotonically
     with n (the t tests: ``sawtooth=False``) needs no such scan.
     """
+    power = functools.lru_cache(maxsize=None)(power)  # the scan revisits bisection points
     first = max(n_min, 1)
     lo = first - 1  # power(lo) < target, or lo < n_min
     hi = first

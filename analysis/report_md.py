@@ -133,6 +133,9 @@ def _design(x: Inputs) -> list[str]:
             "prompts:\n\n" + md_table(by_source) + "\n"
         )
     counts = {f"rows in {k}.parquet": len(v) for k, v in x.tables.items()}
+    if x.sampled and "rows in generations.parquet" in counts:  # the tables hold greedy rows
+        counts["rows in generations.parquet (greedy; the sampled decodings feed the rates)"] = (
+            counts.pop("rows in generations.parquet"))  # fmt: skip
     lines.append(md_table(pd.DataFrame({"table": list(counts),
                                         "rows": [str(v) for v in counts.values()]})))  # fmt: skip
     for src, meta in zip(x.sources, x.metas, strict=True):

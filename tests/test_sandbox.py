@@ -39,8 +39,9 @@ FAKE_KEY = "ndif-FAKE-" + uuid.uuid4().hex
 
 
 def doctest(*lines: str, want: str = "True") -> str:
-    """A continuation of ``PY_PROMPT``: the example lines, the expected output, the close."""
-    return "\n    >>> ".join(lines) + f"\n    {want}\n    " + '"""'
+    """A continuation of ``PY_PROMPT``: a call of ``add`` (only a test that calls the function
+    is run), the example lines, the expected output, the close."""
+    return "\n    >>> ".join(("_ = add(1, 2)", *lines)) + f"\n    {want}\n    " + '"""'
 
 
 def py(cont: str, mode: str = "sandbox", timeout: float = 3.0) -> Preservation:

@@ -114,7 +114,7 @@ class Config(HeadsConfig):
             decodings reseeded), each into its own resumable run directory OUT/seed-N, then write one
             report across them into OUT: the first seed is the main run, the others enter its
             robustness table (e.g. --seeds 0 1 2); empty: one run with --seed.
-        quick: a smoke run of the whole pipeline in about 2 minutes on a quiet 2-core machine
+        quick: a smoke run of the whole pipeline in under a minute on a quiet 2-core machine
             (:data:`QUICK`): --limit 4 --draws 2 --gen-draws 1 --samples 1 --heads 0
             --layer-scopes layer all --no-plip-scope --max-new-tokens 32; a flag given on the
             command line keeps its value.

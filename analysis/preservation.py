@@ -170,6 +170,11 @@ def _python_doctest_text(prompt: str, continuation: str) -> str:
     return _first_test(text)
 
 
+def _want_end(ex: doctest.Example) -> int:
+    """The line just after a doctest example's expected output."""
+    return ex.lineno + len(ex.source.splitlines()) + len(ex.want.splitlines())
+
+
 def _first_test_end(text: str) -> int | None:
     """Lines of ``text`` that hold its first *checked* example (one with an expected output),
     once a complete line after its expected output ends that output (a blank line or the next
@@ -185,7 +190,7 @@ def _first_test_end(text: str) -> int | None:
             return None
         for ex in examples:
             if ex.want:
-                end = ex.lineno + len(ex.source.splitlines()) + len(ex.want.splitlines())
+                end = _want_end(ex)
                 if end < k:  # line `end` exists and closed the expected output
                     return end
                 break
@@ -208,7 +213,7 @@ def _first_test(text: str) -> str:
         return text
     for ex in examples:
         if ex.want:
-            end = ex.lineno + len(ex.source.splitlines()) + len(ex.want.splitlines())
+            end = _want_end(ex)
             return "\n".join(text.split("\n")[:end]) + "\n"
     return text
 
